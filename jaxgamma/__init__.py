@@ -1,0 +1,16 @@
+"""jaxgamma: a JAX-based differentiable likelihood engine for gamma-ray astronomy.
+
+Importing jaxgamma enables float64 in JAX (see ``jaxgamma._config``).
+"""
+
+from ._config import configure as _configure
+
+_configure()
+
+from . import models  # noqa: E402
+from .models import Models  # noqa: E402
+from .parameters import Parameter, ParameterVector  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["Models", "Parameter", "ParameterVector", "models", "__version__"]

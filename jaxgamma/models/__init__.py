@@ -1,0 +1,25 @@
+"""Spectral, spatial and sky models, with Gammapy's names."""
+
+from .core import ModelBase
+from .sky import Covariance, FoVBackgroundModel, Models, SkyModel
+from .spatial import PointSpatialModel, SpatialModel
+from .spectral import (
+    LogParabolaSpectralModel,
+    PowerLawNormSpectralModel,
+    PowerLawSpectralModel,
+    SpectralModel,
+)
+
+__all__ = [
+    "ModelBase",
+    "SpectralModel",
+    "SpatialModel",
+    "SkyModel",
+    "FoVBackgroundModel",
+    "Models",
+    "Covariance",
+    "PowerLawSpectralModel",
+    "PowerLawNormSpectralModel",
+    "LogParabolaSpectralModel",
+    "PointSpatialModel",
+]

@@ -1,0 +1,187 @@
+"""The base of every model: parameters declared as dataclass fields with Gammapy's defaults.
+
+A concrete model declares its parameters as fields whose default is a :class:`Parameter` holding
+the Gammapy default value, canonical unit, bounds and flags, in Gammapy's declaration order::
+
+    class PowerLawSpectralModel(SpectralModel):
+        tag = ("PowerLawSpectralModel", "pl")
+        index: Parameter = par("index", 2.0)
+        amplitude: Parameter = par("amplitude", 1e-12, DNDE, interp="log")
+        reference: Parameter = par("reference", 1.0, "TeV", frozen=True)
+
+``PowerLawSpectralModel(index=2.5, amplitude="1e-11 cm-2 s-1 TeV-1")`` then accepts floats (taken in
+the canonical unit), strings, Quantities or Parameters for each of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import astropy.units as u
+import equinox as eqx
+import jax
+import numpy as np
+
+from ..parameters import Parameter, _set_value, iter_parameters
+from ..units import parse_unit
+
+__all__ = ["ModelBase", "par"]
+
+
+def par(
+    name: str,
+    value: float,
+    unit: str = "",
+    *,
+    min: float = math.nan,
+    max: float = math.nan,
+    frozen: bool = False,
+    interp: str = "lin",
+    scale_method: str = "scale10",
+) -> Any:
+    """Declare a parameter field with its Gammapy default (a dataclass field default)."""
+    return eqx.field(
+        default=Parameter(
+            name, value, unit, min=min, max=max, frozen=frozen, interp=interp, scale_method=scale_method
+        )
+    )
+
+
+def _parameter_from_input(default: Parameter, value: Any, owner: str) -> Parameter:
+    """Build the parameter for one constructor argument, in the default's canonical unit."""
+    what = f"{owner}: parameter {default.name!r}"
+    if isinstance(value, Parameter):
+        if parse_unit(value.unit) == parse_unit(default.unit) or not value.unit:
+            return value.replace(name=default.name, unit=default.unit)
+        try:
+            factor = (1.0 * parse_unit(value.unit)).to_value(parse_unit(default.unit))
+        except u.UnitConversionError as err:
+            raise ValueError(f"{what}: unit {value.unit!r} does not convert to {default.unit!r}") from err
+        return value.replace(
+            name=default.name,
+            unit=default.unit,
+            value=np.asarray(value.value) * factor,
+            min=value.min * factor,
+            max=value.max * factor,
+            error=value.error * factor,
+        )
+    try:
+        return default.replace(value=value)
+    except ValueError as err:
+        raise ValueError(f"{owner}: {err}") from None
+
+
+class ModelBase(eqx.Module):
+    """Abstract base of spectral, spatial and temporal models.
+
+    Subclasses set ``tag`` (the Gammapy type name first, then its aliases) and declare parameters
+    with :func:`par`. The inherited constructor takes every parameter by keyword.
+    """
+
+    tag: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **kwargs: Any):
+        self._init_fields(kwargs)
+
+    def _init_fields(self, kwargs: dict[str, Any]) -> None:
+        owner = type(self).__name__
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        unknown = set(kwargs) - set(fields)
+        if unknown:
+            raise TypeError(f"{owner}: unknown parameter(s) {sorted(unknown)}; expected {sorted(fields)}")
+        for name, field in fields.items():
+            default = field.default
+            if isinstance(default, Parameter):
+                value = _parameter_from_input(default, kwargs[name], owner) if name in kwargs else default
+            elif name in kwargs:
+                value = kwargs[name]
+            elif default is not dataclasses.MISSING:
+                value = default
+            elif field.default_factory is not dataclasses.MISSING:
+                value = field.default_factory()
+            else:
+                raise TypeError(f"{owner}: missing required argument {name!r}")
+            object.__setattr__(self, name, value)
+
+    # -- parameters ------------------------------------------------------------------------------
+    @classmethod
+    def default_parameters(cls) -> tuple[Parameter, ...]:
+        """The class defaults, in declaration order."""
+        return tuple(f.default for f in dataclasses.fields(cls) if isinstance(f.default, Parameter))
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        """This model's parameters (nested models included), in declaration order."""
+        return tuple(p for _, p in iter_parameters(self))
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters)
+
+    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Parameter):
+                yield f.name, value
+
+    def values(self) -> dict[str, Any]:
+        """``{field name: value}`` of this model's own parameters (canonical units)."""
+        return {name: p.value for name, p in self._own_parameters()}
+
+    def with_values(self, **values: Any) -> ModelBase:
+        """A new model with some parameter values changed (floats in canonical units, strings,
+        Quantities or traced arrays). Never retraces a jitted function."""
+        model = self
+        for name, value in values.items():
+            p = self._get_parameter(name)
+            if not isinstance(value, jax.Array):
+                value = p.replace(value=value).value
+            model = eqx.tree_at(lambda m, n=name: getattr(m, n), model, _set_value(p, value))
+        return model
+
+    def with_parameters(self, **changes: dict[str, Any]) -> ModelBase:
+        """A new model with parameter metadata changed, e.g. ``with_parameters(index={"frozen": True})``."""
+        model = self
+        for name, fields in changes.items():
+            p = self._get_parameter(name)
+            model = eqx.tree_at(lambda m, n=name: getattr(m, n), model, p.replace(**fields))
+        return model
+
+    def freeze(self, *names: str) -> ModelBase:
+        """A new model with the named parameters (all when none are named) frozen."""
+        names = names or tuple(n for n, _ in self._own_parameters())
+        return self.with_parameters(**{n: {"frozen": True} for n in names})
+
+    def unfreeze(self, *names: str) -> ModelBase:
+        names = names or tuple(n for n, _ in self._own_parameters())
+        return self.with_parameters(**{n: {"frozen": False} for n in names})
+
+    def _get_parameter(self, name: str) -> Parameter:
+        p = getattr(self, name, None)
+        if not isinstance(p, Parameter):
+            raise ValueError(
+                f"{type(self).__name__} has no parameter {name!r}; parameters: {list(self.values())}"
+            )
+        return p
+
+    @property
+    def type_name(self) -> str:
+        return self.tag[0] if self.tag else type(self).__name__
+
+    def __str__(self) -> str:
+        lines = [f"{type(self).__name__}", ""]
+        lines += [_format_parameter(p) for p in self.parameters]
+        return "\n".join(lines)
+
+
+def _format_parameter(p: Parameter) -> str:
+    try:
+        value = float(np.asarray(p.value))
+    except TypeError:
+        return f"  {p.name:<28s}: {p.value!r}"
+    frozen = " (frozen)" if p.frozen else "         "
+    err = f"+/- {p.error:9.2e}" if p.error else " " * 13
+    return f"  {p.name:<18s}{frozen}: {value:10.3e} {err} {p.unit}"

@@ -1,0 +1,368 @@
+"""Sky models (spectral x spatial), FoV background models and the ``Models`` collection."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import astropy.units as u
+import equinox as eqx
+import numpy as np
+from astropy.table import Table
+
+from ..parameters import Parameter, ParameterVector, iter_parameters
+from .spatial import SpatialModel
+from .spectral import PowerLawNormSpectralModel, SpectralModel
+
+__all__ = ["SkyModel", "FoVBackgroundModel", "Models", "Covariance"]
+
+_COMPONENT_LABELS = {"spectral_model": "spectral", "spatial_model": "spatial", "temporal_model": "temporal"}
+
+
+def make_name() -> str:
+    """A short random name, as Gammapy gives unnamed models."""
+    return uuid.uuid4().hex[:8]
+
+
+def _names_tuple(names: Any) -> tuple[str, ...] | None:
+    if names is None:
+        return None
+    if isinstance(names, str):
+        return (names,)
+    return tuple(str(n) for n in names)
+
+
+class SkyModel(eqx.Module):
+    """A source: ``spectral_model(E) x spatial_model(lon, lat)`` (spatial optional).
+
+    Parameters
+    ----------
+    spectral_model : SpectralModel
+    spatial_model : SpatialModel, optional
+    temporal_model : optional
+        Carried and serialised; not used by the likelihood yet.
+    name : str, optional
+        A random name when not given, as in Gammapy.
+    datasets_names : list of str, optional
+        The datasets this model applies to (all when None).
+    apply_irf : dict, optional
+        Gammapy's flags ``{"exposure", "psf", "edisp"}``, all True by default.
+    """
+
+    spectral_model: SpectralModel
+    spatial_model: SpatialModel | None
+    temporal_model: Any
+    name: str = eqx.field(static=True)
+    datasets_names: tuple[str, ...] | None = eqx.field(static=True)
+    apply_irf: tuple[tuple[str, bool], ...] = eqx.field(static=True)
+
+    _DEFAULT_APPLY_IRF = (("exposure", True), ("psf", True), ("edisp", True))
+
+    def __init__(
+        self,
+        spectral_model: SpectralModel,
+        spatial_model: SpatialModel | None = None,
+        temporal_model: Any = None,
+        name: str | None = None,
+        datasets_names: Any = None,
+        apply_irf: dict[str, bool] | None = None,
+    ):
+        if not isinstance(spectral_model, SpectralModel):
+            raise TypeError(f"SkyModel {name!r}: spectral_model must be a SpectralModel, got {type(spectral_model).__name__}")
+        if spatial_model is not None and not isinstance(spatial_model, SpatialModel):
+            raise TypeError(f"SkyModel {name!r}: spatial_model must be a SpatialModel, got {type(spatial_model).__name__}")
+        self.spectral_model = spectral_model
+        self.spatial_model = spatial_model
+        self.temporal_model = temporal_model
+        self.name = make_name() if name is None else str(name)
+        self.datasets_names = _names_tuple(datasets_names)
+        flags = dict(self._DEFAULT_APPLY_IRF)
+        if apply_irf:
+            unknown = set(apply_irf) - set(flags)
+            if unknown:
+                raise ValueError(f"SkyModel {self.name!r}: unknown apply_irf keys {sorted(unknown)}")
+            flags.update({k: bool(v) for k, v in apply_irf.items()})
+        self.apply_irf = tuple(flags.items())
+
+    @staticmethod
+    def _path_component(attr: str) -> str:
+        return _COMPONENT_LABELS.get(attr, attr)
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        return tuple(p for _, p in iter_parameters(self))
+
+    @property
+    def position(self) -> Any:
+        return None if self.spatial_model is None else self.spatial_model.position
+
+    @property
+    def frame(self) -> str | None:
+        return None if self.spatial_model is None else self.spatial_model.frame
+
+    def applies_to(self, dataset_name: str) -> bool:
+        return self.datasets_names is None or dataset_name in self.datasets_names
+
+    def evaluate(self, lon: Any, lat: Any, energy: Any) -> Any:
+        """dN/dE/dOmega at (lon, lat, energy) in cm-2 s-1 TeV-1 sr-1 (arrays: deg, deg, TeV)."""
+        spectral = self.spectral_model.dnde(energy)
+        if self.spatial_model is None:
+            return spectral
+        return spectral * self.spatial_model.evaluate_lonlat(lon, lat)
+
+    def replace(self, **changes: Any) -> SkyModel:
+        """A copy with some fields changed (``spectral_model=...``, ``name=...``, ...)."""
+        fields = {
+            "spectral_model": self.spectral_model,
+            "spatial_model": self.spatial_model,
+            "temporal_model": self.temporal_model,
+            "name": self.name,
+            "datasets_names": self.datasets_names,
+            "apply_irf": dict(self.apply_irf),
+        }
+        fields.update(changes)
+        return SkyModel(**fields)
+
+    def __str__(self) -> str:
+        lines = [
+            "SkyModel",
+            "",
+            f"  Name                      : {self.name}",
+            f"  Datasets names            : {None if self.datasets_names is None else list(self.datasets_names)}",
+            f"  Spectral model type       : {type(self.spectral_model).__name__}",
+            f"  Spatial  model type       : {type(self.spatial_model).__name__ if self.spatial_model else ''}",
+            f"  Temporal model type       : {type(self.temporal_model).__name__ if self.temporal_model else ''}",
+            "  Parameters:",
+        ]
+        lines += [_parameter_line(p) for p in self.parameters]
+        return "\n".join(lines)
+
+
+class FoVBackgroundModel(eqx.Module):
+    """Background normalisation of one map dataset (name ``"<dataset_name>-bkg"``).
+
+    The spectral model is a :class:`PowerLawNormSpectralModel` by default; an optional spatial
+    norm model multiplies the background map at pixel centres.
+    """
+
+    spectral_model: SpectralModel
+    spatial_model: SpatialModel | None
+    dataset_name: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        dataset_name: str,
+        spectral_model: SpectralModel | None = None,
+        spatial_model: SpatialModel | None = None,
+        datasets_names: Any = None,
+    ):
+        if datasets_names is not None:
+            names = _names_tuple(datasets_names) or ()
+            if len(names) != 1 or (dataset_name and names[0] != dataset_name):
+                raise ValueError(
+                    f"FoVBackgroundModel applies to exactly one dataset, got datasets_names={list(names)}"
+                )
+            dataset_name = dataset_name or names[0]
+        if not dataset_name:
+            raise ValueError("FoVBackgroundModel needs a dataset_name")
+        self.dataset_name = str(dataset_name)
+        self.spectral_model = PowerLawNormSpectralModel() if spectral_model is None else spectral_model
+        self.spatial_model = spatial_model
+
+    @staticmethod
+    def _path_component(attr: str) -> str:
+        return _COMPONENT_LABELS.get(attr, attr)
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset_name}-bkg"
+
+    @property
+    def datasets_names(self) -> tuple[str, ...]:
+        return (self.dataset_name,)
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        return tuple(p for _, p in iter_parameters(self))
+
+    def applies_to(self, dataset_name: str) -> bool:
+        return dataset_name == self.dataset_name
+
+    def __str__(self) -> str:
+        lines = [
+            "FoVBackgroundModel",
+            "",
+            f"  Name                      : {self.name}",
+            f"  Datasets names            : {list(self.datasets_names)}",
+            f"  Spectral model type       : {type(self.spectral_model).__name__}",
+            "  Parameters:",
+        ]
+        lines += [_parameter_line(p) for p in self.parameters]
+        return "\n".join(lines)
+
+
+class Covariance:
+    """An immutable, hashable parameter covariance (names and matrix), as read from or written to
+    Gammapy's covariance file. Compared by value, so it never causes a retrace by itself."""
+
+    __slots__ = ("names", "_data")
+
+    def __init__(self, names: Iterable[str], matrix: Any):
+        self.names = tuple(names)
+        data = np.array(matrix, dtype=np.float64)
+        if data.shape != (len(self.names), len(self.names)):
+            raise ValueError(f"covariance of shape {data.shape} for {len(self.names)} parameters")
+        data.setflags(write=False)
+        self._data = data
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self._data
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Covariance)
+            and self.names == other.names
+            and np.array_equal(self._data, other._data, equal_nan=True)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.names, self._data.tobytes()))
+
+    def get_subcovariance(self, names: Iterable[str]) -> Covariance:
+        names = tuple(names)
+        idx = [self.names.index(n) for n in names]
+        return Covariance(names, self._data[np.ix_(idx, idx)])
+
+    def __repr__(self) -> str:
+        return f"Covariance({len(self.names)} parameters)"
+
+
+class Models(eqx.Module):
+    """An ordered collection of uniquely named models (sky and background), looked up by name or
+    index. A pytree: its free parameter values are the leaves a fit traces."""
+
+    models: tuple[Any, ...]
+    covariance: Covariance | None = eqx.field(static=True)
+
+    def __init__(self, models: Any = (), covariance: Covariance | None = None):
+        if isinstance(models, Models):
+            covariance = covariance if covariance is not None else models.covariance
+            models = models.models
+        elif isinstance(models, (SkyModel, FoVBackgroundModel)):
+            models = (models,)
+        models = tuple(models)
+        for m in models:
+            if not isinstance(m, (SkyModel, FoVBackgroundModel)):
+                raise TypeError(f"Models holds SkyModel and FoVBackgroundModel, got {type(m).__name__}")
+        names = [m.name for m in models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names must be unique, repeated: {duplicates}")
+        self.models = models
+        self.covariance = covariance
+
+    # -- container protocol ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.models)
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, str):
+            for m in self.models:
+                if m.name == key:
+                    return m
+            raise KeyError(f"no model named {key!r}; models: {self.names}")
+        return self.models[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.names
+
+    def __add__(self, other: Any) -> Models:
+        return Models(self.models + tuple(Models(other).models))
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    @staticmethod
+    def _path_component(attr: str) -> str:
+        return ""
+
+    # -- updates ---------------------------------------------------------------------------------
+    def replace(self, name: str, model: Any) -> Models:
+        """A new collection with the model ``name`` replaced."""
+        index = self.names.index(name) if name in self.names else None
+        if index is None:
+            raise KeyError(f"no model named {name!r}; models: {self.names}")
+        models = list(self.models)
+        models[index] = model
+        return Models(models, covariance=self.covariance)
+
+    def select(self, dataset_name: str) -> Models:
+        """The models that apply to one dataset."""
+        return Models([m for m in self.models if m.applies_to(dataset_name)])
+
+    def with_covariance(self, covariance: Covariance | None) -> Models:
+        return Models(self.models, covariance=covariance)
+
+    # -- parameters ------------------------------------------------------------------------------
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        return tuple(p for _, p in iter_parameters(self))
+
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        """``[(unique name, Parameter)]``, e.g. ``("Crab Nebula.spectral.alpha", ...)``."""
+        return list(iter_parameters(self))
+
+    def parameter_vector(self) -> ParameterVector:
+        """The flatten/unflatten helper for this collection's free parameters."""
+        return ParameterVector.from_tree(self)
+
+    def parameters_table(self) -> Table:
+        """An astropy Table: model, type, name, value, unit, error, min, max, frozen."""
+        rows = []
+        for full_name, p in iter_parameters(self):
+            model, kind = full_name.split(".")[0], full_name.split(".")[1]
+            rows.append(
+                (model, kind, p.name, float(np.asarray(p.value)), p.unit, p.error, _nan(p.min), _nan(p.max), p.frozen)
+            )
+        names = ("model", "type", "name", "value", "unit", "error", "min", "max", "frozen")
+        if not rows:
+            return Table(names=names, dtype=("U1", "U1", "U1", float, "U1", float, float, float, bool))
+        return Table(rows=rows, names=names)
+
+    def __str__(self) -> str:
+        out = ["Models", ""]
+        for i, m in enumerate(self.models):
+            out.append(f"Component {i}: {str(m)}")
+            out.append("")
+        return "\n".join(out)
+
+    # -- I/O ---------------------------------------------------------------------------------------
+    @classmethod
+    def read(cls, path: Any) -> Models:
+        from ..io.models import read_models
+
+        return read_models(path)
+
+    def write(self, path: Any, overwrite: bool = False, full_output: bool = False) -> None:
+        from ..io.models import write_models
+
+        write_models(path, self, overwrite=overwrite, full_output=full_output)
+
+
+def _nan(x: float) -> float:
+    return float("nan") if not np.isfinite(x) else x
+
+
+def _parameter_line(p: Parameter) -> str:
+    value = float(np.asarray(p.value))
+    frozen = "(frozen)" if p.frozen else "        "
+    err = f"+/- {p.error:9.2e}" if p.error and not p.frozen else " " * 13
+    unit = str(u.Unit(p.unit)) if p.unit else ""
+    return f"    {p.name:<22s}{frozen}:  {value:10.3e}  {err} {unit}"
+
