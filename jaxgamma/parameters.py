@@ -384,7 +384,7 @@ class BoundTransform(eqx.Module):
             [self.kind == _LOWER, self.kind == _UPPER, self.kind == _INTERVAL],
             [
                 jax.nn.log_sigmoid(u_),
-                jax.nn.log_sigmoid(u_),
+                jax.nn.log_sigmoid(-u_),
                 jnp.log(jnp.where(self.kind == _INTERVAL, width, 1.0)) + jax.nn.log_sigmoid(u_) + jax.nn.log_sigmoid(-u_),
             ],
             jnp.zeros_like(u_),

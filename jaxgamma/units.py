@@ -53,7 +53,7 @@ def to_value(value: Any, unit: str | u.UnitBase | None, *, what: str = "value") 
             raise ValueError(f"{what}: cannot read {value!r} as a quantity in {target}") from err
     if isinstance(value, u.Quantity):
         try:
-            return value.to_value(target, equivalencies=u.spectral())
+            return value.to_value(target)
         except u.UnitConversionError as err:
             raise ValueError(
                 f"{what}: unit {value.unit.to_string()!r} does not convert to {target.to_string()!r}"

@@ -144,7 +144,7 @@ class SpectralModel(ModelBase):
     # Quantity interface ------------------------------------------------------------------------
     def __call__(self, energy: Any) -> Any:
         if isinstance(energy, (u.Quantity, str)):
-            e = u.Quantity(energy).to_value(ENERGY, equivalencies=u.spectral())
+            e = u.Quantity(energy).to_value(ENERGY)
             return u.Quantity(np.asarray(self.dnde(jnp.asarray(e))), parse_unit(self.dnde_unit))
         return self.dnde(energy)
 
