@@ -1,0 +1,133 @@
+"""Dataset protocol, the ``Datasets`` collection and the evaluation plan.
+
+A dataset is immutable: arrays (numpy, native-endian float64 or bool) plus static geometry. It holds
+no model. Everything that does not depend on a parameter (integration grids, cutouts, IRF kernels at
+a source position, masks) is computed once, in numpy, by :meth:`Dataset.plan`, which returns an
+``equinox.Module`` whose arrays are leaves and whose ``npred(models)`` / ``stat_sum(models)`` are
+pure JAX functions of the model parameters. ``jaxgamma.likelihood.joint_stat`` jit-compiles the sum
+of the plans' statistics, passing the plans' arrays as arguments (never closed over).
+
+A plan is valid as long as the models keep the structure and positions it was planned for; a plan
+records the model names it uses and looks them up by name at trace time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
+
+import equinox as eqx
+import numpy as np
+from astropy.table import Table
+
+__all__ = ["Dataset", "DatasetPlan", "Datasets"]
+
+
+class DatasetPlan(eqx.Module):
+    """What a dataset needs to evaluate its statistic for a given model structure: arrays (leaves)
+    and static metadata. Subclasses implement ``npred`` and ``stat_array``/``stat_sum``."""
+
+    def npred(self, models: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def stat_sum(self, models: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Dataset(eqx.Module):
+    """Abstract dataset. Concrete datasets define ``tag``, ``stat_type``, ``plan(models)`` and their
+    readers/writers."""
+
+    tag: ClassVar[str] = "Dataset"
+    stat_type: ClassVar[str] = ""
+
+    @property
+    def name(self) -> str:  # pragma: no cover - concrete datasets have a static ``name`` field
+        raise NotImplementedError
+
+    def plan(self, models: Any) -> DatasetPlan:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def npred(self, models: Any) -> np.ndarray:
+        """Predicted counts (or flux for flux points) for ``models`` (eager convenience)."""
+        models = _as_models(models)
+        return np.asarray(self.plan(models).npred(models))
+
+    def stat_sum(self, models: Any) -> float:
+        """The fit statistic for ``models`` (eager convenience)."""
+        models = _as_models(models)
+        return float(self.plan(models).stat_sum(models))
+
+    def replace(self, **changes: Any) -> Dataset:
+        """A copy with some fields changed, e.g. ``dataset.replace(mask_fit=...)``."""
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"{type(self).__name__} {self.name!r}: unknown fields {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def info_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.tag}
+
+
+def _as_models(models: Any) -> Any:
+    from ..models import Models
+
+    return models if isinstance(models, Models) else Models(models)
+
+
+class Datasets:
+    """An ordered collection of uniquely named datasets, looked up by name or index."""
+
+    def __init__(self, datasets: Iterable[Dataset] | Dataset = ()):
+        if isinstance(datasets, Datasets):
+            datasets = list(datasets)
+        elif isinstance(datasets, Dataset):
+            datasets = [datasets]
+        datasets = list(datasets)
+        names = [d.name for d in datasets]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"dataset names must be unique, repeated: {duplicates}")
+        self._datasets = tuple(datasets)
+
+    def __len__(self) -> int:
+        return len(self._datasets)
+
+    def __iter__(self) -> Iterator[Dataset]:
+        return iter(self._datasets)
+
+    def __getitem__(self, key: int | str) -> Dataset:
+        if isinstance(key, str):
+            for d in self._datasets:
+                if d.name == key:
+                    return d
+            raise KeyError(f"no dataset named {key!r}; datasets: {self.names}")
+        return self._datasets[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.names
+
+    @property
+    def names(self) -> list[str]:
+        return [d.name for d in self._datasets]
+
+    def replace(self, name: str, dataset: Dataset) -> Datasets:
+        return Datasets([dataset if d.name == name else d for d in self._datasets])
+
+    def stat_sum(self, models: Any) -> float:
+        return float(sum(d.stat_sum(models) for d in self._datasets))
+
+    def info_table(self) -> Table:
+        rows = [d.info_dict() for d in self._datasets]
+        if not rows:
+            return Table()
+        keys = list(rows[0])
+        for r in rows[1:]:
+            keys += [k for k in r if k not in keys]
+        return Table(rows=[[r.get(k) for k in keys] for r in rows], names=keys)
+
+    def __str__(self) -> str:
+        return "Datasets\n--------\n\n" + "\n\n".join(str(d) for d in self._datasets)
