@@ -8,9 +8,10 @@ from ._config import configure as _configure
 _configure()
 
 from . import models  # noqa: E402
+from .io.models import read_models, write_models  # noqa: E402
 from .models import Models  # noqa: E402
 from .parameters import Parameter, ParameterVector  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Models", "Parameter", "ParameterVector", "models", "__version__"]
+__all__ = ["Models", "Parameter", "ParameterVector", "__version__", "models", "read_models", "write_models"]
