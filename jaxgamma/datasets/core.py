@@ -40,10 +40,7 @@ class Dataset(eqx.Module):
 
     tag: ClassVar[str] = "Dataset"
     stat_type: ClassVar[str] = ""
-
-    @property
-    def name(self) -> str:  # pragma: no cover - concrete datasets have a static ``name`` field
-        raise NotImplementedError
+    # concrete datasets declare a static ``name: str`` field
 
     def plan(self, models: Any) -> DatasetPlan:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -119,6 +116,18 @@ class Datasets:
 
     def stat_sum(self, models: Any) -> float:
         return float(sum(d.stat_sum(models) for d in self._datasets))
+
+    def stack_reduce(self, name: str | None = None) -> Dataset:
+        """Stack all datasets into one, following Gammapy's stacking rules for their type."""
+        if not self._datasets:
+            raise ValueError("cannot stack an empty Datasets")
+        kinds = {type(d) for d in self._datasets}
+        if len(kinds) != 1:
+            raise ValueError(f"stack_reduce needs datasets of one type, got {sorted(k.__name__ for k in kinds)}")
+        stack = getattr(type(self._datasets[0]), "stack_datasets", None)
+        if stack is None:
+            raise ValueError(f"{type(self._datasets[0]).__name__} datasets cannot be stacked")
+        return stack(list(self._datasets), name=name)
 
     def info_table(self) -> Table:
         rows = [d.info_dict() for d in self._datasets]

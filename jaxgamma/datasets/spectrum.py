@@ -1,0 +1,1095 @@
+"""1D spectral datasets: ``SpectrumDataset`` (Cash, known background) and ``SpectrumDatasetOnOff``
+(WStat, ON/OFF counts), as Gammapy 2.1's.
+
+A dataset holds, per reconstructed-energy bin ``Er`` and true-energy bin ``Et``, float64 numpy arrays:
+counts, background or (counts_off, acceptance, acceptance_off), exposure [cm2 s] (ARF x livetime),
+the energy dispersion matrix ``edisp[Et, Er]``, the energy edges [TeV], the masks, the livetime [s]
+and an optional GTI. It holds no model. :meth:`plan` precomputes in numpy what does not depend on
+the parameters (the integration grid, the kernels, the masks) and returns an ``equinox.Module``
+whose ``npred_signal`` / ``stat_sum`` are pure JAX functions of the models:
+
+``npred_signal[Er] = sum_models sum_Et integral(spectral, Et bin) * exposure[Et] * edisp[Et, Er]``
+
+with the integral on Gammapy's log-log grid. Spatial models do not enter (a spectrum without a
+region has a spatial factor of 1, as in Gammapy); FoV background models are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from typing import Any, ClassVar, cast
+
+import astropy.units as u
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from ..models.sky import SkyModel
+from ..models.spectral import integration_grid
+from ..stats import cash, masked_sum, wstat, wstat_mu_bkg
+from ..units import ENERGY
+from .core import Dataset, DatasetPlan, _as_models
+
+__all__ = [
+    "GTI",
+    "SpectrumDataset",
+    "SpectrumDatasetOnOff",
+    "SpectrumOnOffPlan",
+    "SpectrumPlan",
+    "stack_onoff",
+    "stack_spectrum",
+]
+
+EXPOSURE_UNIT = "cm2 s"
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+def _frozen(array: Any, dtype: Any) -> np.ndarray:
+    out = np.array(array, dtype=dtype, copy=True)
+    out.setflags(write=False)
+    return out
+
+
+def _as_array(
+    value: Any, unit: str | None, what: str, shape: tuple[int, ...] | None, dtype: Any = np.float64
+):
+    if value is None:
+        return None
+    if isinstance(value, (u.Quantity, str)) and unit is not None:
+        try:
+            value = u.Quantity(value).to_value(unit)
+        except u.UnitConversionError as err:
+            raise ValueError(f"{what}: {err}") from None
+    elif isinstance(value, u.Quantity):
+        value = value.to_value("")
+    out = np.asarray(value)
+    if dtype is bool and out.dtype != bool:
+        raise ValueError(f"{what}: a boolean array is required, got dtype {out.dtype}")
+    out = _frozen(out, dtype)
+    if shape is not None and out.shape != shape:
+        raise ValueError(f"{what}: shape {out.shape}, expected {shape}")
+    return out
+
+
+def _edges(value: Any, what: str) -> np.ndarray:
+    edges = _as_array(value, ENERGY, what, None)
+    if edges is None or edges.ndim != 1 or edges.size < 2:
+        raise ValueError(f"{what}: a 1D array of at least 2 energy edges is required")
+    if not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0) or edges[0] <= 0:
+        raise ValueError(f"{what}: energy edges must be positive, finite and increasing")
+    return edges
+
+
+def _gammapy_log_axis_edges(edges: np.ndarray) -> np.ndarray:
+    """The edges of Gammapy's log-interpolated ``MapAxis`` built from ``edges``: ``exp`` of scipy's
+    order-1 ``interp1d`` of ``log(edges)`` at the integer pixel positions (ulp-level noise that
+    decides which bins a threshold on an edge keeps)."""
+    from scipy.interpolate import interp1d  # a dependency of jax
+
+    tiny = np.finfo(np.float64).tiny
+    y = np.log(np.clip(edges, tiny, np.inf))
+    x = np.arange(edges.size, dtype=float)
+    out = np.exp(interp1d(x, y, kind=1, fill_value="extrapolate")(x))
+    return np.where(np.abs(out) - tiny <= tiny, 0.0, out)
+
+
+def _make_name() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def _random_state(seed: Any) -> np.random.RandomState:
+    # numpy's legacy RandomState, as Gammapy's get_random_state: the same seed draws the same counts
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    if seed is None:
+        return np.random.RandomState()
+    return np.random.RandomState(int(seed))
+
+
+def _meta_tuple(meta: Any) -> tuple[tuple[str, Any], ...]:
+    if meta is None:
+        return ()
+    items = meta.items() if isinstance(meta, dict) else meta
+    out = []
+    for k, v in items:
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, list):
+            v = tuple(v)
+        out.append((str(k), v))
+    return tuple(out)
+
+
+# -- GTI -------------------------------------------------------------------------------------------
+class GTI(eqx.Module):
+    """Good time intervals: ``start``, ``stop`` in s since the reference MJD ``mjdrefi + mjdreff``
+    (time system ``timesys``)."""
+
+    start: np.ndarray
+    stop: np.ndarray
+    mjdrefi: float = eqx.field(static=True)
+    mjdreff: float = eqx.field(static=True)
+    timesys: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        start: Any,
+        stop: Any,
+        mjdrefi: float = 51910.0,
+        mjdreff: float = 7.428703703703703e-4,
+        timesys: str = "tt",
+    ):
+        self.start = _frozen(np.atleast_1d(start), np.float64)
+        self.stop = _frozen(np.atleast_1d(stop), np.float64)
+        if self.start.shape != self.stop.shape or self.start.ndim != 1:
+            raise ValueError(
+                f"GTI: start and stop must be 1D of the same length, got {self.start.shape}, "
+                f"{self.stop.shape}"
+            )
+        self.mjdrefi = float(mjdrefi)
+        self.mjdreff = float(mjdreff)
+        self.timesys = str(timesys).lower()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> GTI | None:
+        return None if data is None else cls(**data)
+
+    @property
+    def time_sum(self) -> float:
+        """Total duration in s."""
+        return float(np.sum(self.stop - self.start))
+
+    def _shifted_to(self, other: GTI) -> tuple[np.ndarray, np.ndarray]:
+        """This GTI's intervals in ``other``'s reference (s)."""
+        shift = ((self.mjdrefi - other.mjdrefi) + (self.mjdreff - other.mjdreff)) * 86400.0
+        return self.start + shift, self.stop + shift
+
+    def stack_union(self, others: Iterable[GTI]) -> GTI:
+        """The union of this and ``others`` (merging overlapping or touching intervals), in this
+        GTI's reference, as Gammapy's ``stack`` followed by ``union``."""
+        starts, stops = [self.start], [self.stop]
+        for g in others:
+            s, e = g._shifted_to(self)
+            starts.append(s)
+            stops.append(e)
+        start, stop = np.concatenate(starts), np.concatenate(stops)
+        order = np.argsort(start, kind="stable")
+        merged: list[list[float]] = []
+        for s, e in zip(start[order], stop[order], strict=True):
+            if merged and not merged[-1][1] < s:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        arr = np.array(merged, dtype=np.float64).reshape(-1, 2)
+        return GTI(arr[:, 0], arr[:, 1], self.mjdrefi, self.mjdreff, self.timesys)
+
+
+def _as_gti(value: Any) -> GTI | None:
+    if value is None or isinstance(value, GTI):
+        return value
+    if isinstance(value, dict):
+        return GTI.from_dict(value)
+    raise TypeError(f"gti must be a GTI, a dict or None, got {type(value).__name__}")
+
+
+# -- plans -----------------------------------------------------------------------------------------
+class _SpectralPlan(DatasetPlan):
+    """Shared part of the spectrum plans: the predicted signal counts."""
+
+    energy_grid: np.ndarray  # (Et, num) Gammapy integration points per true-energy bin, TeV
+    exposure: np.ndarray  # (Et,) cm2 s
+    edisp: np.ndarray  # (Et, Er)
+    edisp_diagonal: np.ndarray  # (Et, Er) bin-overlap kernel, for models with apply_irf edisp=False
+    counts: np.ndarray  # (Er,)
+    mask: np.ndarray  # (Er,) bool: the bins summed in the statistic
+    model_names: tuple[str, ...] = eqx.field(static=True)
+    apply_exposure: tuple[bool, ...] = eqx.field(static=True)
+    apply_edisp: tuple[bool, ...] = eqx.field(static=True)
+
+    def npred_signal(self, models: Any) -> Any:
+        """Predicted signal counts per reconstructed-energy bin (pure JAX)."""
+        total = jnp.zeros(self.edisp.shape[1])
+        for name, use_exposure, use_edisp in zip(
+            self.model_names, self.apply_exposure, self.apply_edisp, strict=True
+        ):
+            flux = models[name].spectral_model.integral_on_grid(self.energy_grid)
+            npred_true = flux * self.exposure if use_exposure else flux
+            kernel = self.edisp if use_edisp else self.edisp_diagonal
+            total = total + jnp.matmul(npred_true, kernel)
+        return total
+
+    def stat_sum(self, models: Any) -> Any:
+        return masked_sum(self.stat_array(models), self.mask)
+
+    def stat_array(self, models: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class SpectrumPlan(_SpectralPlan):
+    """Plan of a :class:`SpectrumDataset`: Cash statistic with a known background."""
+
+    background: np.ndarray  # (Er,)
+
+    def npred_background(self, models: Any) -> Any:
+        return jnp.asarray(self.background)
+
+    def npred(self, models: Any) -> Any:
+        npred = self.npred_signal(models) + self.background
+        return jnp.where(npred < 0, 0.0, npred)
+
+    def stat_array(self, models: Any) -> Any:
+        return cash(self.counts, self.npred(models))
+
+
+class SpectrumOnOffPlan(_SpectralPlan):
+    """Plan of a :class:`SpectrumDatasetOnOff`: WStat, the background profiled out per bin."""
+
+    counts_off: np.ndarray  # (Er,)
+    alpha: np.ndarray  # (Er,)
+    empty: bool = eqx.field(static=True)  # no OFF counts and nothing in the safe range: statistic 0
+
+    def signal_and_background(self, models: Any) -> tuple[Any, Any]:
+        """``(npred_signal, npred_background)`` in one evaluation (what ``fake`` draws from)."""
+        signal = self.npred_signal(models)
+        valid = self.alpha > 0
+        alpha = jnp.where(valid, self.alpha, 1.0)
+        value = alpha * wstat_mu_bkg(self.counts, self.counts_off, alpha, signal)
+        return signal, jnp.where(valid & jnp.isfinite(value), value, 0.0)
+
+    def npred_background(self, models: Any) -> Any:
+        """``alpha * mu_bkg``: the profile-likelihood background in the ON region."""
+        return self.signal_and_background(models)[1]
+
+    def npred_off(self, models: Any) -> Any:
+        """``mu_bkg``: the predicted OFF counts (0 where alpha is 0)."""
+        valid = self.alpha > 0
+        return jnp.where(valid, self.npred_background(models) / jnp.where(valid, self.alpha, 1.0), 0.0)
+
+    def npred(self, models: Any) -> Any:
+        signal, background = self.signal_and_background(models)
+        npred = signal + background
+        return jnp.where(npred < 0, 0.0, npred)
+
+    def stat_array(self, models: Any) -> Any:
+        return wstat(self.counts, self.counts_off, self.alpha, self.npred_signal(models))
+
+    def stat_sum(self, models: Any) -> Any:
+        if self.empty:
+            return jnp.asarray(0.0)
+        return masked_sum(self.stat_array(models), self.mask)
+
+
+@eqx.filter_jit
+def _evaluate(plan: DatasetPlan, models: Any, method: str) -> Any:
+    """``plan.<method>(models)`` compiled once per plan structure: the eager conveniences (npred,
+    stat_sum, fake) reuse one program instead of dispatching every operation."""
+    return getattr(plan, method)(models)
+
+
+def _overlap_fraction(energy_true_edges: np.ndarray, energy_edges: np.ndarray) -> np.ndarray:
+    """Gammapy's diagonal response: the fraction of each true bin inside each reco bin."""
+    a_min, a_max = energy_edges[:-1], energy_edges[1:]
+    b_min, b_max = energy_true_edges[:-1, None], energy_true_edges[1:, None]
+    xmin = np.fmin(a_max, b_max)
+    xmax = np.fmax(a_min, b_min)
+    return np.clip(xmin - xmax, 0, np.inf) / (b_max - b_min)
+
+
+# -- datasets --------------------------------------------------------------------------------------
+class _AbstractSpectrumDataset(Dataset):
+    """Fields and methods shared by the two spectrum datasets."""
+
+    counts: np.ndarray | None
+    exposure: np.ndarray | None
+    edisp: np.ndarray | None
+    energy_edges: np.ndarray
+    energy_true_edges: np.ndarray
+    mask_safe: np.ndarray | None
+    mask_fit: np.ndarray | None
+    livetime: float | None
+    gti: GTI | None
+    # The reconstructed edges in the unit they were given in (e.g. keV from OGIP files), used by
+    # energy_mask to compare exactly as Gammapy does (in the axis unit); None when given in TeV.
+    energy_edges_native: np.ndarray | None
+    energy_unit: str = eqx.field(static=True, default=ENERGY)
+    name: str = eqx.field(static=True, default="")
+    meta: tuple[tuple[str, Any], ...] = eqx.field(static=True, default=())
+
+    def _init_common(
+        self,
+        name,
+        counts,
+        exposure,
+        edisp,
+        energy_edges,
+        energy_true_edges,
+        mask_safe,
+        mask_fit,
+        livetime,
+        gti,
+        meta,
+        energy_edges_native=None,
+        energy_unit=None,
+    ) -> None:
+        self.name = _make_name() if name is None else str(name)
+        what = f"{type(self).__name__} {self.name!r}"
+        self.energy_edges = _edges(energy_edges, f"{what}: energy_edges")
+        if (
+            energy_edges_native is None
+            and isinstance(energy_edges, u.Quantity)
+            and energy_edges.unit != u.TeV
+        ):
+            energy_edges_native, energy_unit = energy_edges.value, energy_edges.unit.to_string()
+        if energy_edges_native is not None:
+            energy_edges_native = _frozen(energy_edges_native, np.float64)
+            if energy_edges_native.shape != self.energy_edges.shape:
+                raise ValueError(
+                    f"{what}: energy_edges_native has shape {energy_edges_native.shape}, "
+                    f"expected {self.energy_edges.shape}"
+                )
+        self.energy_edges_native = energy_edges_native
+        self.energy_unit = (
+            ENERGY if energy_edges_native is None else u.Unit(energy_unit or ENERGY).to_string()
+        )
+        self.energy_true_edges = _edges(
+            self.energy_edges if energy_true_edges is None else energy_true_edges,
+            f"{what}: energy_true_edges",
+        )
+        n_reco, n_true = self.energy_edges.size - 1, self.energy_true_edges.size - 1
+        self.counts = _as_array(counts, "", f"{what}: counts", (n_reco,))
+        self.exposure = _as_array(exposure, EXPOSURE_UNIT, f"{what}: exposure", (n_true,))
+        self.edisp = _as_array(edisp, "", f"{what}: edisp", (n_true, n_reco))
+        self.mask_safe = _as_array(mask_safe, None, f"{what}: mask_safe", (n_reco,), dtype=bool)
+        self.mask_fit = _as_array(mask_fit, None, f"{what}: mask_fit", (n_reco,), dtype=bool)
+        if livetime is not None:
+            livetime = (
+                float(u.Quantity(livetime).to_value("s"))
+                if isinstance(livetime, (u.Quantity, str))
+                else float(livetime)
+            )
+        self.livetime = livetime
+        self.gti = _as_gti(gti)
+        self.meta = _meta_tuple(meta)
+
+    # -- geometry and masks ----------------------------------------------------------------------
+    @property
+    def n_bins(self) -> int:
+        return self.energy_edges.size - 1
+
+    @property
+    def energy_center(self) -> np.ndarray:
+        """Log centres of the reconstructed-energy bins [TeV]."""
+        return np.sqrt(self.energy_edges[:-1] * self.energy_edges[1:])
+
+    @property
+    def energy_true_center(self) -> np.ndarray:
+        return np.sqrt(self.energy_true_edges[:-1] * self.energy_true_edges[1:])
+
+    @property
+    def meta_dict(self) -> dict[str, Any]:
+        return dict(self.meta)
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """``mask_safe & mask_fit`` (whichever exists; None when neither does)."""
+        if self.mask_safe is not None and self.mask_fit is not None:
+            return self.mask_safe & self.mask_fit
+        if self.mask_fit is not None:
+            return self.mask_fit
+        return self.mask_safe
+
+    @property
+    def mask_safe_image(self) -> bool:
+        """True if any bin is in the safe range (Gammapy's ``mask_safe_image`` of a spectrum)."""
+        return True if self.mask_safe is None else bool(np.any(self.mask_safe))
+
+    def energy_mask(self, energy_min: Any = None, energy_max: Any = None) -> np.ndarray:
+        """Bins fully inside ``[energy_min, energy_max]`` (Quantities, strings or TeV), as Gammapy's
+        ``geom.energy_mask``: ``(E_lo >= energy_min) & (E_hi <= energy_max)``."""
+        # Compare exactly as Gammapy: in the unit the edges were read in (its axis keeps the file
+        # unit), with the edges as its MapAxis returns them (exp of a linear interpolation of their
+        # logs, which moves some by an ulp). Thresholds that fall on a bin edge then select the same
+        # bins as Gammapy.
+        native = self.energy_edges if self.energy_edges_native is None else self.energy_edges_native
+        edges = _gammapy_log_axis_edges(native)
+        unit = u.Unit(self.energy_unit)
+
+        def bound(value: Any, what: str, default: float) -> float:
+            if value is None:
+                return default
+            if not isinstance(value, (u.Quantity, str)):
+                value = u.Quantity(float(value), ENERGY)
+            try:
+                return float(u.Quantity(value).to_value(unit))
+            except (u.UnitConversionError, TypeError, ValueError) as err:
+                raise ValueError(f"{what}: {value!r} is not an energy: {err}") from None
+
+        emin = bound(energy_min, "energy_min", edges[0])
+        emax = bound(energy_max, "energy_max", edges[-1])
+        return (edges[:-1] >= emin) & (edges[1:] <= emax)
+
+    # -- model evaluation ------------------------------------------------------------------------
+    def _sky_models(self, models: Any) -> list[SkyModel]:
+        out = []
+        for m in _as_models(models):
+            if isinstance(m, SkyModel) and m.applies_to(self.name):
+                if m.temporal_model is not None:
+                    raise NotImplementedError(
+                        f"{type(self).__name__} {self.name!r}: model {m.name!r} has a temporal model; "
+                        "temporal normalisation over the GTI is not supported yet"
+                    )
+                out.append(m)
+        return out
+
+    def _plan_signal_fields(self, models: Any) -> dict[str, Any]:
+        what = f"{type(self).__name__} {self.name!r}"
+        if self.counts is None:
+            raise ValueError(f"{what}: no counts, cannot plan a likelihood")
+        sky = self._sky_models(models)
+        n_true, n_reco = self.energy_true_edges.size - 1, self.n_bins
+        apply_exposure = tuple(bool(dict(m.apply_irf)["exposure"]) for m in sky)
+        if self.exposure is None and any(apply_exposure):
+            raise ValueError(f"{what}: no exposure, cannot predict counts")
+        diagonal = _overlap_fraction(self.energy_true_edges, self.energy_edges)
+        edisp = diagonal if self.edisp is None else self.edisp
+        mask = self.mask
+        return {
+            "energy_grid": integration_grid(self.energy_true_edges[:-1], self.energy_true_edges[1:]),
+            "exposure": np.zeros(n_true) if self.exposure is None else np.asarray(self.exposure),
+            "edisp": np.asarray(edisp, dtype=np.float64),
+            "edisp_diagonal": diagonal.reshape(n_true, n_reco),
+            "counts": np.asarray(self.counts),
+            "mask": np.ones(n_reco, dtype=bool) if mask is None else np.asarray(mask),
+            "model_names": tuple(m.name for m in sky),
+            "apply_exposure": apply_exposure,
+            "apply_edisp": tuple(bool(dict(m.apply_irf)["edisp"]) for m in sky),
+        }
+
+    def _eval(self, models: Any, method: str) -> np.ndarray:
+        models = _as_models(() if models is None else models)
+        return np.asarray(_evaluate(self.plan(models), models, method))
+
+    def npred_signal(self, models: Any) -> np.ndarray:
+        """Predicted signal counts per reconstructed-energy bin."""
+        return self._eval(models, "npred_signal")
+
+    def npred_background(self, models: Any = None) -> np.ndarray:
+        """Predicted background counts per bin."""
+        return self._eval(models, "npred_background")
+
+    def npred(self, models: Any = None) -> np.ndarray:
+        """Predicted counts per bin (signal + background, negative values set to 0)."""
+        return self._eval(models, "npred")
+
+    def stat_array(self, models: Any) -> np.ndarray:
+        """The statistic per bin (masked bins included)."""
+        return self._eval(models, "stat_array")
+
+    def stat_sum(self, models: Any) -> float:
+        """The fit statistic summed over ``mask_safe & mask_fit``."""
+        return float(self._eval(models, "stat_sum"))
+
+    # -- summaries -------------------------------------------------------------------------------
+    def _info_common(self, models: Any, in_safe_data_range: bool) -> tuple[dict[str, Any], Any]:
+        info: dict[str, Any] = {"name": self.name}
+        mask = self.mask_safe if (self.mask_safe is not None and in_safe_data_range) else slice(None)
+        counts = 0.0 if self.counts is None else float(np.sum(self.counts[mask]))
+        info["counts"] = int(counts)
+        return info, mask
+
+    def _info_tail(self, info: dict[str, Any], models: Any, mask: Any) -> dict[str, Any]:
+        has_signal = models is not None and len(self._sky_models(models)) > 0
+        npred_signal = np.nan
+        if has_signal:
+            npred_signal = float(np.sum(self.npred_signal(models)[mask]))
+        npred = np.nan
+        if has_signal or not np.isnan(info["background"]):
+            npred = float(np.sum(self.npred(models)[mask]))
+        npred_background = np.nan
+        if not np.isnan(info["background"]):
+            npred_background = float(np.sum(self.npred_background(models)[mask]))
+        info["npred"] = npred
+        info["npred_background"] = npred_background
+        info["npred_signal"] = npred_signal
+
+        exposure_min = exposure_max = np.nan
+        if self.exposure is not None:
+            sel = self.exposure > 0
+            if self.mask_safe is not None:
+                sel = sel & self.mask_safe_image
+            values = self.exposure[sel] if np.any(sel) else self.exposure
+            exposure_min, exposure_max = float(np.min(values)), float(np.max(values))
+        livetime = np.nan if self.livetime is None else self.livetime
+        info["exposure_min"] = exposure_min
+        info["exposure_max"] = exposure_max
+        info["livetime"] = livetime
+        info["ontime"] = np.nan if self.gti is None else self.gti.time_sum
+        with np.errstate(divide="ignore", invalid="ignore"):
+            info["counts_rate"] = info["counts"] / livetime
+            info["background_rate"] = info["background"] / livetime
+            info["excess_rate"] = info["excess"] / livetime
+        info["n_bins"] = self.n_bins
+        info["n_fit_bins"] = int(np.sum(self.mask)) if self.mask is not None else 0
+        info["stat_type"] = self.stat_type
+        info["stat_sum"] = np.nan if (models is None or self.counts is None) else self.stat_sum(models)
+        return info
+
+    def _summary_lines(self, info: dict[str, Any], models: Any) -> list[str]:
+        title = type(self).__name__
+        lines = [title, "-" * len(title), ""]
+
+        def row(label: str, value: str) -> str:
+            return f"  {label:32}: {value}"
+
+        lines += [row("Name", f"{info['name']} "), ""]
+        lines += [
+            row("Total counts", f"{info['counts']:.0f} "),
+            row("Total background counts", f"{info['background']:.2f}"),
+            row("Total excess counts", f"{info['excess']:.2f}"),
+            "",
+            row("Predicted counts", f"{info['npred']:.2f}"),
+            row("Predicted background counts", f"{info['npred_background']:.2f}"),
+            row("Predicted excess counts", f"{info['npred_signal']:.2f}"),
+            "",
+            row("Exposure min", f"{info['exposure_min']:.2e} {EXPOSURE_UNIT}"),
+            row("Exposure max", f"{info['exposure_max']:.2e} {EXPOSURE_UNIT}"),
+            "",
+            row("Number of total bins", f"{info['n_bins']} "),
+            row("Number of fit bins", f"{info['n_fit_bins']} "),
+            "",
+            row("Fit statistic type", info["stat_type"]),
+            row("Fit statistic value (-2 log(L))", f"{info['stat_sum']:.2f}"),
+            "",
+        ]
+        n_models = n_pars = n_free = 0
+        sky = [] if models is None else self._sky_models(models)
+        if sky:
+            n_models = len(sky)
+            pars = [p for m in sky for p in m.parameters]
+            n_pars, n_free = len(pars), sum(not p.frozen for p in pars)
+        lines += [
+            row("Number of models", f"{n_models} "),
+            row("Number of parameters", f"{n_pars}"),
+            row("Number of free parameters", f"{n_free}"),
+            "",
+        ]
+        for m in sky:
+            lines += ["  " + line for line in str(m).split("\n")]
+            lines.append("")
+        return lines
+
+    def info_dict(self, models: Any = None, in_safe_data_range: bool = True) -> dict[str, Any]:  # type: ignore[override]
+        raise NotImplementedError  # pragma: no cover - concrete classes
+
+    def summary(self, models: Any = None) -> str:
+        """Gammapy's dataset summary; with ``models``, the predicted counts and statistic too."""
+        return "\n".join(self._summary_lines(self.info_dict(models), models)) + "\n"
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+class SpectrumDataset(_AbstractSpectrumDataset):
+    """Spectrum dataset with a known background: Cash statistic.
+
+    Parameters
+    ----------
+    counts : array (Er,)
+    background : array (Er,), optional
+        Expected background counts (0 when None).
+    exposure : array (Et,) or Quantity
+        Exposure [cm2 s] per true-energy bin.
+    edisp : array (Et, Er), optional
+        Energy dispersion matrix; a diagonal (bin-overlap) response when None, as Gammapy.
+    energy_edges, energy_true_edges : array or Quantity
+        Bin edges [TeV] (true edges default to the reco edges).
+    mask_safe, mask_fit : bool array (Er,), optional
+    livetime : float or Quantity, optional
+        [s]
+    gti : GTI, optional
+    name : str, optional
+        A random name when not given.
+    meta : dict, optional
+        Header-like metadata (OBS_ID, ...).
+    energy_edges_native, energy_unit : optional
+        The reconstructed edges in the unit they were read in (set from a Quantity ``energy_edges``);
+        :meth:`energy_mask` compares in that unit, exactly as Gammapy does.
+    """
+
+    tag: ClassVar[str] = "SpectrumDataset"
+    stat_type: ClassVar[str] = "cash"
+
+    background: np.ndarray | None = None  # (defaults: see _AbstractSpectrumDataset.name)
+
+    def __init__(
+        self,
+        *,
+        counts: Any = None,
+        background: Any = None,
+        exposure: Any = None,
+        edisp: Any = None,
+        energy_edges: Any,
+        energy_true_edges: Any = None,
+        mask_safe: Any = None,
+        mask_fit: Any = None,
+        livetime: Any = None,
+        gti: Any = None,
+        name: str | None = None,
+        meta: Any = None,
+        energy_edges_native: Any = None,
+        energy_unit: str | None = None,
+    ):
+        self._init_common(
+            name,
+            counts,
+            exposure,
+            edisp,
+            energy_edges,
+            energy_true_edges,
+            mask_safe,
+            mask_fit,
+            livetime,
+            gti,
+            meta,
+            energy_edges_native,
+            energy_unit,
+        )
+        self.background = _as_array(
+            background, "", f"SpectrumDataset {self.name!r}: background", (self.n_bins,)
+        )
+
+    def plan(self, models: Any) -> SpectrumPlan:
+        fields = self._plan_signal_fields(models)
+        background = np.zeros(self.n_bins) if self.background is None else np.asarray(self.background)
+        return SpectrumPlan(background=background, **fields)
+
+    @property
+    def excess(self) -> np.ndarray | None:
+        if self.counts is None or self.background is None:
+            return None
+        return self.counts - self.background
+
+    def fake(self, models: Any, seed: Any = None) -> SpectrumDataset:
+        """A copy whose counts are a Poisson realisation of ``npred(models)`` (seeded as Gammapy)."""
+        npred = self.npred(models)
+        data = np.nan_to_num(npred, nan=0.0, posinf=0.0, neginf=0.0)
+        counts = _random_state(seed).poisson(data).astype(np.float64)
+        return cast(SpectrumDataset, self.replace(counts=counts))
+
+    def info_dict(self, models: Any = None, in_safe_data_range: bool = True) -> dict[str, Any]:
+        """Summary numbers as Gammapy's ``info_dict`` (floats: exposure in cm2 s, times in s)."""
+        info, mask = self._info_common(models, in_safe_data_range)
+        background = excess = sqrt_ts = np.nan
+        if self.counts is not None and self.background is not None:
+            n_on = float(np.sum(self.counts[mask]))
+            background = float(np.sum(self.background[mask]))
+            excess = n_on - background
+            ts = float(cash(n_on, background) - cash(n_on, n_on + 0.0))
+            sqrt_ts = float(np.sign(excess) * np.sqrt(max(ts, 0.0)))
+        info["excess"] = excess
+        info["sqrt_ts"] = sqrt_ts
+        info["background"] = background
+        return self._info_tail(info, models, mask)
+
+    def write(self, path: Any, overwrite: bool = False) -> None:  # pragma: no cover - not supported
+        raise NotImplementedError(
+            "SpectrumDataset has no OGIP serialisation (Gammapy writes only ON/OFF spectra)"
+        )
+
+
+class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
+    """Spectrum dataset with ON and OFF counts: WStat statistic (background profiled out).
+
+    Parameters
+    ----------
+    counts, counts_off : array (Er,)
+    acceptance, acceptance_off : array (Er,)
+        ON and OFF acceptances (OGIP ``BACKSCAL``); ``alpha = acceptance / acceptance_off``.
+    exposure, edisp, energy_edges, energy_true_edges, mask_safe, mask_fit, livetime, gti, name, meta :
+        as :class:`SpectrumDataset`.
+    """
+
+    tag: ClassVar[str] = "SpectrumDatasetOnOff"
+    stat_type: ClassVar[str] = "wstat"
+
+    counts_off: np.ndarray | None = None
+    acceptance: np.ndarray | None = None
+    acceptance_off: np.ndarray | None = None
+
+    def __init__(
+        self,
+        *,
+        counts: Any = None,
+        counts_off: Any = None,
+        acceptance: Any = None,
+        acceptance_off: Any = None,
+        exposure: Any = None,
+        edisp: Any = None,
+        energy_edges: Any,
+        energy_true_edges: Any = None,
+        mask_safe: Any = None,
+        mask_fit: Any = None,
+        livetime: Any = None,
+        gti: Any = None,
+        name: str | None = None,
+        meta: Any = None,
+        energy_edges_native: Any = None,
+        energy_unit: str | None = None,
+    ):
+        self._init_common(
+            name,
+            counts,
+            exposure,
+            edisp,
+            energy_edges,
+            energy_true_edges,
+            mask_safe,
+            mask_fit,
+            livetime,
+            gti,
+            meta,
+            energy_edges_native,
+            energy_unit,
+        )
+        what = f"SpectrumDatasetOnOff {self.name!r}"
+        shape = (self.n_bins,)
+        self.counts_off = _as_array(counts_off, "", f"{what}: counts_off", shape)
+        self.acceptance = _as_array(acceptance, "", f"{what}: acceptance", shape)
+        self.acceptance_off = _as_array(acceptance_off, "", f"{what}: acceptance_off", shape)
+
+    # -- derived quantities ----------------------------------------------------------------------
+    @property
+    def alpha(self) -> np.ndarray:
+        """``acceptance / acceptance_off``, non-finite values set to 0 (as Gammapy)."""
+        if self.acceptance is None or self.acceptance_off is None:
+            raise ValueError(f"SpectrumDatasetOnOff {self.name!r}: alpha needs acceptance and acceptance_off")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nan_to_num(self.acceptance / self.acceptance_off)
+
+    @property
+    def background(self) -> np.ndarray | None:
+        """``alpha * counts_off`` (None without OFF counts)."""
+        if self.counts_off is None:
+            return None
+        return self.alpha * self.counts_off
+
+    @property
+    def excess(self) -> np.ndarray | None:
+        if self.counts is None or self.counts_off is None:
+            return None
+        return self.counts - self.background
+
+    def plan(self, models: Any) -> SpectrumOnOffPlan:
+        fields = self._plan_signal_fields(models)
+        mask_safe_any = self.mask_safe_image
+        if self.counts_off is None:
+            if mask_safe_any:
+                raise ValueError(f"SpectrumDatasetOnOff {self.name!r}: no OFF counts (counts_off is None)")
+            counts_off = np.zeros(self.n_bins)
+            alpha = np.zeros(self.n_bins)
+        else:
+            counts_off = np.asarray(self.counts_off)
+            alpha = np.asarray(self.alpha)
+        return SpectrumOnOffPlan(
+            counts_off=counts_off,
+            alpha=alpha,
+            empty=self.counts_off is None and not mask_safe_any,
+            **fields,
+        )
+
+    def npred_off(self, models: Any = None) -> np.ndarray:
+        """Predicted OFF counts ``mu_bkg`` per bin."""
+        return self._eval(models, "npred_off")
+
+    def fake(self, models: Any, seed: Any = None, npred_background: Any = None) -> SpectrumDatasetOnOff:
+        """A copy with Poisson realisations of the counts and OFF counts, as Gammapy's ``fake``.
+
+        ``counts ~ Poisson(npred_signal) + Poisson(npred_background)`` and
+        ``counts_off ~ Poisson(npred_background / alpha)``, drawn in that order from
+        ``numpy.random.RandomState(seed)`` (the same draws as Gammapy for the same seed).
+        ``npred_background`` (ON-region background counts per bin) defaults to this dataset's
+        profile-likelihood background ``alpha * mu_bkg`` for ``models``.
+        """
+        models = _as_models(models)
+        signal, background = _evaluate(self.plan(models), models, "signal_and_background")
+        npred_signal = np.asarray(signal)
+        if npred_background is None:
+            npred_background = np.asarray(background)
+        npred_background = np.asarray(npred_background, dtype=np.float64)
+        if npred_background.shape != (self.n_bins,):
+            raise ValueError(
+                f"SpectrumDatasetOnOff {self.name!r}: npred_background has shape {npred_background.shape}, "
+                f"expected {(self.n_bins,)}"
+            )
+        rng = _random_state(seed)
+        signal = rng.poisson(np.nan_to_num(npred_signal, nan=0.0, posinf=0.0, neginf=0.0)).astype(np.float64)
+        background = rng.poisson(npred_background).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            npred_off = npred_background / self.alpha
+        off = rng.poisson(np.nan_to_num(npred_off, nan=0.0, posinf=0.0, neginf=0.0)).astype(np.float64)
+        return cast(SpectrumDatasetOnOff, self.replace(counts=signal + background, counts_off=off))
+
+    def to_spectrum_dataset(self, name: str | None = None) -> SpectrumDataset:
+        """The Cash dataset with background ``alpha * counts_off``."""
+        return SpectrumDataset(
+            counts=self.counts,
+            background=self.background,
+            exposure=self.exposure,
+            edisp=self.edisp,
+            energy_edges=self.energy_edges,
+            energy_edges_native=self.energy_edges_native,
+            energy_unit=self.energy_unit,
+            energy_true_edges=self.energy_true_edges,
+            mask_safe=self.mask_safe,
+            mask_fit=self.mask_fit,
+            livetime=self.livetime,
+            gti=self.gti,
+            name=name,
+            meta=self.meta,
+        )
+
+    # -- summaries -------------------------------------------------------------------------------
+    def info_dict(self, models: Any = None, in_safe_data_range: bool = True) -> dict[str, Any]:
+        """Summary numbers as Gammapy's ``info_dict`` (floats: exposure in cm2 s, times in s)."""
+        info, mask = self._info_common(models, in_safe_data_range)
+        background = excess = sqrt_ts = np.nan
+        n_off = 0.0
+        alpha_sum = np.nan
+        if self.counts is not None and self.counts_off is not None:
+            n_on = float(np.sum(self.counts[mask]))
+            n_off = float(np.sum(self.counts_off[mask]))
+            n_bkg = float(np.sum((self.alpha * self.counts_off)[mask]))
+            background = n_bkg
+            with np.errstate(invalid="ignore", divide="ignore"):
+                alpha_sum = n_bkg / n_off if n_off != 0 else np.nan
+            excess = n_on - alpha_sum * n_off if n_off != 0 else np.nan
+            if np.isfinite(alpha_sum):
+                stat_null = float(wstat(n_on, n_off, alpha_sum, 0.0))
+                stat_max = float(wstat(n_on, n_off, alpha_sum, excess))
+                sqrt_ts = float(np.sign(excess) * np.sqrt(max(stat_null - stat_max, 0.0)))
+        info["excess"] = excess
+        info["sqrt_ts"] = sqrt_ts
+        info["background"] = background
+        info = self._info_tail(info, models, mask)
+        info["counts_off"] = int(n_off)
+        acceptance = 1.0 if self.acceptance is None else float(np.sum(self.acceptance[mask]))
+        info["acceptance"] = acceptance
+        acceptance_off = np.nan
+        alpha = np.nan
+        if self.acceptance_off is not None:
+            alpha = alpha_sum
+            with np.errstate(invalid="ignore", divide="ignore"):
+                acceptance_off = acceptance / alpha
+        info["acceptance_off"] = float(acceptance_off)
+        info["alpha"] = float(alpha)
+        return info
+
+    def _summary_lines(self, info: dict[str, Any], models: Any) -> list[str]:
+        lines = super()._summary_lines(info, models)
+        mask = self.mask_safe if self.mask_safe is not None else slice(None)
+
+        def total(a: np.ndarray | None) -> float:
+            return np.nan if a is None else float(np.sum(a[mask]))
+
+        lines += [
+            f"  {'Total counts_off':32}: {total(self.counts_off):.0f} ",
+            f"  {'Acceptance':32}: {total(self.acceptance):.0f} ",
+            f"  {'Acceptance off':32}: {total(self.acceptance_off):.0f} ",
+        ]
+        return lines
+
+    # -- I/O -------------------------------------------------------------------------------------
+    @classmethod
+    def read(cls, path: Any, name: str | None = None, format: str | None = None) -> SpectrumDatasetOnOff:
+        """Read a dataset file, as Gammapy's ``SpectrumDatasetOnOff.read``.
+
+        ``format="ogip"``: a PHA file and the BKG, ARF and RMF its header names (relative to the
+        PHA's folder), as Gammapy's ``OGIPDatasetReader``; ``name`` defaults to ``OBS_ID``.
+        ``format="gadf"``: Gammapy's own dataset file (``dataset.write(path)``); it holds no
+        livetime. ``None`` decides from the file's HDUs, as Gammapy does.
+        """
+        from ..io.ogip import detect_format, read_gadf_spectrum, read_ogip
+
+        if format is None:
+            format = detect_format(path)
+        if format == "ogip":
+            return cls(**read_ogip(path, name=name))
+        if format == "gadf":
+            return cls(**read_gadf_spectrum(path, name=name))
+        raise ValueError(
+            f"SpectrumDatasetOnOff.read: unsupported format {format!r} (supported: 'ogip', 'gadf')"
+        )
+
+    def write(self, path: Any, overwrite: bool = False, format: str = "ogip") -> None:
+        """Write OGIP files as Gammapy's ``OGIPDatasetWriter``: ``path`` (PHA) and ``<stem>_bkg``,
+        ``<stem>_arf``, ``<stem>_rmf`` beside it, all or none; refuses to replace existing files unless
+        ``overwrite``."""
+        if format != "ogip":
+            raise ValueError(f"SpectrumDatasetOnOff.write: unsupported format {format!r} (supported: 'ogip')")
+        from ..io.ogip import write_ogip
+
+        write_ogip(self, os.fspath(path), overwrite=overwrite)
+
+
+# -- stacking --------------------------------------------------------------------------------------
+def _check_stackable(datasets: list[Any], cls: type) -> None:
+    if not datasets:
+        raise ValueError("cannot stack an empty list of datasets")
+    for d in datasets:
+        if not isinstance(d, cls):
+            raise TypeError(f"stacking {cls.__name__}: got {type(d).__name__} {getattr(d, 'name', '')!r}")
+    ref = datasets[0]
+    for d in datasets[1:]:
+        if d.energy_edges.shape != ref.energy_edges.shape or not np.allclose(
+            d.energy_edges, ref.energy_edges, rtol=1e-10, atol=0
+        ):
+            raise ValueError(f"cannot stack {d.name!r} on {ref.name!r}: reconstructed energy edges differ")
+        if d.energy_true_edges.shape != ref.energy_true_edges.shape or not np.allclose(
+            d.energy_true_edges, ref.energy_true_edges, rtol=1e-10, atol=0
+        ):
+            raise ValueError(f"cannot stack {d.name!r} on {ref.name!r}: true energy edges differ")
+
+
+def _safe(d: Any) -> np.ndarray:
+    return np.ones(d.n_bins, dtype=bool) if d.mask_safe is None else d.mask_safe
+
+
+def _stack_common(datasets: list[Any], name: str | None) -> dict[str, Any]:
+    """Counts, exposure, edisp, masks, livetime and GTI stacked as Gammapy's ``MapDataset.stack``
+    onto ``datasets[0].to_masked()``."""
+    ref = datasets[0]
+    n_true = ref.energy_true_edges.size - 1
+    counts = np.zeros(ref.n_bins)
+    for d in datasets:
+        if d.counts is not None:
+            counts += np.nan_to_num(d.counts) * _safe(d)
+
+    # exposure and the edisp exposure weights: summed where the dataset has any safe bin
+    exposure = None
+    if ref.exposure is not None:
+        exposure = np.zeros(n_true)
+        for d in datasets:
+            if d.exposure is not None:
+                exposure += np.nan_to_num(d.exposure) * float(d.mask_safe_image)
+
+    # edisp: exposure-weighted mean, each dataset's kernel weighted by its safe reco bins
+    edisp = None
+    if ref.edisp is not None:
+        numerator = np.zeros((n_true, ref.n_bins))
+        weight = np.zeros((n_true, 1))
+        for d in datasets:
+            if d.edisp is None:
+                continue
+            x = np.zeros(n_true) if d.exposure is None else np.nan_to_num(d.exposure)
+            numerator += np.nan_to_num(d.edisp * x[:, None]) * _safe(d)[None, :]
+            weight += x[:, None] * float(d.mask_safe_image)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            edisp = np.nan_to_num(numerator / weight)
+
+    mask_safe = np.zeros(ref.n_bins, dtype=bool)
+    for d in datasets:
+        mask_safe |= _safe(d)
+    mask_fit = None
+    for d in datasets:
+        if d.mask_fit is not None:
+            mask_fit = d.mask_fit.copy() if mask_fit is None else (mask_fit | d.mask_fit)
+
+    livetime = None
+    for d in datasets:
+        if d.livetime is not None and d.mask_safe_image:
+            livetime = d.livetime if livetime is None else livetime + d.livetime
+
+    gtis = [d.gti for d in datasets if d.gti is not None]
+    gti = gtis[0].stack_union(gtis[1:]) if gtis else None
+
+    obs_ids = [dict(d.meta).get("OBS_ID", d.name) for d in datasets]
+    return {
+        "counts": counts,
+        "exposure": exposure,
+        "edisp": edisp,
+        "energy_edges": ref.energy_edges,
+        "energy_edges_native": ref.energy_edges_native,
+        "energy_unit": ref.energy_unit,
+        "energy_true_edges": ref.energy_true_edges,
+        "mask_safe": mask_safe,
+        "mask_fit": mask_fit,
+        "livetime": livetime,
+        "gti": gti,
+        "name": _make_name() if name is None else name,
+        "meta": {"OBS_IDS": tuple(str(o) for o in obs_ids)},
+    }
+
+
+def stack_onoff(datasets: Iterable[SpectrumDatasetOnOff], name: str | None = None) -> SpectrumDatasetOnOff:
+    """Stack ON/OFF spectra as Gammapy's ``Datasets.stack_reduce`` (float64 throughout).
+
+    With ``m_i`` the safe masks: counts, OFF counts and acceptances are masked sums,
+    ``acceptance_off = acceptance * n_off / sum_i(m_i alpha_i n_off_i)`` so that the stacked alpha
+    is the OFF-weighted mean of the alphas; where the stacked ``n_off`` is 0,
+    ``acceptance_off = acceptance / mean_alpha`` with ``mean_alpha = sum(m alpha n_off) / sum(m n_off)``
+    over all bins. Exposure is summed over datasets with any safe bin, the edisp matrix is their
+    exposure-weighted mean (weighted by the safe reco bins), masks are ORed, livetimes summed and
+    the GTIs merged. Gammapy stores the stacked maps as float32, so its numbers differ from these at
+    the 1e-8 level.
+    """
+    datasets = list(datasets)
+    _check_stackable(datasets, SpectrumDatasetOnOff)
+    for d in datasets:
+        incomplete = d.counts_off is None or d.acceptance is None or d.acceptance_off is None
+        if incomplete and d.mask_safe_image:
+            raise ValueError(
+                f"cannot stack incomplete SpectrumDatasetOnOff {d.name!r} (no OFF counts or acceptances)"
+            )
+    common = _stack_common(datasets, name)
+    n = datasets[0].n_bins
+    total_off = np.zeros(n)
+    total_alpha = np.zeros(n)
+    total_acceptance = np.zeros(n)
+    for d in datasets:
+        m = _safe(d)
+        if d.acceptance is not None:
+            total_acceptance += np.nan_to_num(d.acceptance) * m
+        if d.counts_off is not None:
+            total_off += np.nan_to_num(d.counts_off) * m
+            total_alpha += np.nan_to_num(d.alpha * d.counts_off) * m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acceptance_off = total_acceptance * total_off / total_alpha
+        average_alpha = total_alpha.sum() / total_off.sum()
+        is_zero = total_off == 0
+        acceptance_off[is_zero] = total_acceptance[is_zero] / average_alpha
+    return SpectrumDatasetOnOff(
+        counts_off=total_off,
+        acceptance=total_acceptance,
+        acceptance_off=acceptance_off,
+        **common,
+    )
+
+
+def stack_spectrum(datasets: Iterable[SpectrumDataset], name: str | None = None) -> SpectrumDataset:
+    """Stack Cash spectra as Gammapy's ``Datasets.stack_reduce``: as :func:`stack_onoff` for counts,
+    exposure, edisp, masks and livetime; the background is the masked sum of the backgrounds."""
+    datasets = list(datasets)
+    _check_stackable(datasets, SpectrumDataset)
+    common = _stack_common(datasets, name)
+    background = None
+    if datasets[0].background is not None:
+        background = np.zeros(datasets[0].n_bins)
+        for d in datasets:
+            if d.background is not None:
+                background += np.nan_to_num(d.background) * _safe(d)
+    return SpectrumDataset(background=background, **common)
+
+
+def _stack_datasets_onoff(cls: type, datasets: list[Any], name: str | None = None) -> SpectrumDatasetOnOff:
+    return stack_onoff(datasets, name=name)
+
+
+def _stack_datasets_spectrum(cls: type, datasets: list[Any], name: str | None = None) -> SpectrumDataset:
+    return stack_spectrum(datasets, name=name)
+
+
+# ``Datasets.stack_reduce`` dispatches on these
+SpectrumDatasetOnOff.stack_datasets = classmethod(_stack_datasets_onoff)  # type: ignore[attr-defined]
+SpectrumDataset.stack_datasets = classmethod(_stack_datasets_spectrum)  # type: ignore[attr-defined]
