@@ -110,8 +110,10 @@ def chi2_asymmetric(
     scale = jnp.where(model >= d, errp, errn)
     if err is not None:
         scale = jnp.where(jnp.isnan(scale), err, scale)
-    scale = jnp.where(valid & ~jnp.isnan(scale), scale, 1.0)
-    stat = jnp.where(valid, ((model - d) / scale) ** 2, 0.0)
+    # a point whose error is still NaN contributes 0 (Gammapy: NaN -> 0), not ((model - dnde) / 1)^2
+    ok = valid & ~jnp.isnan(scale)
+    scale = jnp.where(ok, scale, 1.0)
+    stat = jnp.where(ok, ((model - d) / scale) ** 2, 0.0)
     if dnde_ul is not None and is_ul is not None:
         ul_ok = is_ul & ~jnp.isnan(dnde_ul) & (dnde_ul != 0)
         ul = jnp.where(ul_ok, dnde_ul, 1.0)

@@ -1,6 +1,16 @@
 """Datasets: immutable arrays plus static geometry; no models inside."""
 
 from .core import Dataset, DatasetPlan, Datasets
+from .flux_points import FluxPoints, FluxPointsDataset
 from .spectrum import SpectrumDataset, SpectrumDatasetOnOff, stack_onoff
 
-__all__ = ["Dataset", "DatasetPlan", "Datasets", "SpectrumDataset", "SpectrumDatasetOnOff", "stack_onoff"]
+__all__ = [
+    "Dataset",
+    "DatasetPlan",
+    "Datasets",
+    "FluxPoints",
+    "FluxPointsDataset",
+    "SpectrumDataset",
+    "SpectrumDatasetOnOff",
+    "stack_onoff",
+]
