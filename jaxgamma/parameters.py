@@ -24,9 +24,9 @@ import numpy as np
 from .units import parse_unit, to_value, unit_str
 
 __all__ = [
+    "BoundTransform",
     "Parameter",
     "ParameterVector",
-    "BoundTransform",
     "is_parameter",
     "iter_parameters",
     "scale10",

@@ -16,12 +16,12 @@ __all__ = [
     "TRUNCATION_VALUE",
     "cash",
     "cash_sum",
-    "wstat",
-    "wstat_mu_bkg",
-    "wstat_gof_terms",
     "chi2",
     "chi2_asymmetric",
     "masked_sum",
+    "wstat",
+    "wstat_gof_terms",
+    "wstat_mu_bkg",
 ]
 
 TRUNCATION_VALUE = 1e-25

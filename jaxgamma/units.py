@@ -13,7 +13,7 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 
-__all__ = ["ENERGY", "ANGLE", "DNDE", "FLUX", "SOLID_ANGLE", "parse_unit", "to_value", "unit_str"]
+__all__ = ["ANGLE", "DNDE", "ENERGY", "FLUX", "SOLID_ANGLE", "parse_unit", "to_value", "unit_str"]
 
 ENERGY = "TeV"
 ANGLE = "deg"

@@ -68,7 +68,7 @@ def test_bad_input_names_the_parameter(kwargs, match):
 
 
 def test_model_bad_unit_names_model_and_parameter():
-    with pytest.raises(ValueError, match="PowerLawSpectralModel.*'reference'.*does not convert"):
+    with pytest.raises(ValueError, match=r"PowerLawSpectralModel.*'reference'.*does not convert"):
         PowerLawSpectralModel(reference="1 m")
     with pytest.raises(TypeError, match="unknown parameter"):
         PowerLawSpectralModel(indx=2)
@@ -109,8 +109,7 @@ def test_free_frozen_partition():
     # reference (crab), tilt and reference (bkg)
     assert len(jax.tree_util.tree_leaves(frozen)) == 3
     frozen_models = Models(
-        [models["Crab Nebula"].replace(spectral_model=models["Crab Nebula"].spectral_model.freeze("alpha"))]
-        + [models[1]]
+        [models["Crab Nebula"].replace(spectral_model=models["Crab Nebula"].spectral_model.freeze("alpha")), models[1]]
     )
     assert "Crab Nebula.spectral.alpha" not in ParameterVector.from_tree(frozen_models).names
 

@@ -11,15 +11,15 @@ from .spectral import (
 )
 
 __all__ = [
-    "ModelBase",
-    "SpectralModel",
-    "SpatialModel",
-    "SkyModel",
-    "FoVBackgroundModel",
-    "Models",
     "Covariance",
-    "PowerLawSpectralModel",
-    "PowerLawNormSpectralModel",
+    "FoVBackgroundModel",
     "LogParabolaSpectralModel",
+    "ModelBase",
+    "Models",
     "PointSpatialModel",
+    "PowerLawNormSpectralModel",
+    "PowerLawSpectralModel",
+    "SkyModel",
+    "SpatialModel",
+    "SpectralModel",
 ]

@@ -15,7 +15,7 @@ from ..parameters import Parameter, ParameterVector, iter_parameters
 from .spatial import SpatialModel
 from .spectral import PowerLawNormSpectralModel, SpectralModel
 
-__all__ = ["SkyModel", "FoVBackgroundModel", "Models", "Covariance"]
+__all__ = ["Covariance", "FoVBackgroundModel", "Models", "SkyModel"]
 
 _COMPONENT_LABELS = {"spectral_model": "spectral", "spatial_model": "spatial", "temporal_model": "temporal"}
 
@@ -109,6 +109,8 @@ class SkyModel(eqx.Module):
         spectral = self.spectral_model.dnde(energy)
         if self.spatial_model is None:
             return spectral
+        if self.spatial_model.is_energy_dependent:
+            return spectral * self.spatial_model.evaluate_lonlat(lon, lat, energy)
         return spectral * self.spatial_model.evaluate_lonlat(lon, lat)
 
     def replace(self, **changes: Any) -> SkyModel:
@@ -206,7 +208,7 @@ class Covariance:
     """An immutable, hashable parameter covariance (names and matrix), as read from or written to
     Gammapy's covariance file. Compared by value, so it never causes a retrace by itself."""
 
-    __slots__ = ("names", "_data")
+    __slots__ = ("_data", "names")
 
     def __init__(self, names: Iterable[str], matrix: Any):
         self.names = tuple(names)
@@ -338,7 +340,7 @@ class Models(eqx.Module):
     def __str__(self) -> str:
         out = ["Models", ""]
         for i, m in enumerate(self.models):
-            out.append(f"Component {i}: {str(m)}")
+            out.append(f"Component {i}: {m!s}")
             out.append("")
         return "\n".join(out)
 
