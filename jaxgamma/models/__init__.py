@@ -1,25 +1,77 @@
 """Spectral, spatial and sky models, with Gammapy's names."""
 
 from .core import ModelBase
+from .registry import get_model_class
 from .sky import Covariance, FoVBackgroundModel, Models, SkyModel
-from .spatial import PointSpatialModel, SpatialModel
+from .spatial import (
+    ConstantFluxSpatialModel,
+    ConstantSpatialModel,
+    DiskSpatialModel,
+    GaussianSpatialModel,
+    GeneralizedGaussianSpatialModel,
+    PointSpatialModel,
+    Shell2SpatialModel,
+    ShellSpatialModel,
+    SpatialModel,
+)
+from .spatial_template import TemplateSpatialModel
 from .spectral import (
+    BrokenPowerLawSpectralModel,
+    ConstantSpectralModel,
+    ExpCutoffPowerLaw3FGLSpectralModel,
+    ExpCutoffPowerLawNormSpectralModel,
+    ExpCutoffPowerLawSpectralModel,
+    GaussianSpectralModel,
+    LogParabola2SpectralModel,
+    LogParabolaNormSpectralModel,
     LogParabolaSpectralModel,
+    PowerLaw2SpectralModel,
     PowerLawNormSpectralModel,
     PowerLawSpectralModel,
+    SmoothBrokenPowerLawSpectralModel,
     SpectralModel,
+    SuperExpCutoffPowerLaw3FGLSpectralModel,
+    SuperExpCutoffPowerLaw4FGLDR3SpectralModel,
+    SuperExpCutoffPowerLaw4FGLSpectralModel,
+    TemplateSpectralModel,
 )
+from .spectral_compound import CompoundSpectralModel, ScaleSpectralModel
 
 __all__ = [
+    "BrokenPowerLawSpectralModel",
+    "CompoundSpectralModel",
+    "ConstantFluxSpatialModel",
+    "ConstantSpatialModel",
+    "ConstantSpectralModel",
     "Covariance",
+    "DiskSpatialModel",
+    "ExpCutoffPowerLaw3FGLSpectralModel",
+    "ExpCutoffPowerLawNormSpectralModel",
+    "ExpCutoffPowerLawSpectralModel",
     "FoVBackgroundModel",
+    "GaussianSpatialModel",
+    "GaussianSpectralModel",
+    "GeneralizedGaussianSpatialModel",
+    "LogParabola2SpectralModel",
+    "LogParabolaNormSpectralModel",
     "LogParabolaSpectralModel",
     "ModelBase",
     "Models",
     "PointSpatialModel",
+    "PowerLaw2SpectralModel",
     "PowerLawNormSpectralModel",
     "PowerLawSpectralModel",
+    "ScaleSpectralModel",
+    "Shell2SpatialModel",
+    "ShellSpatialModel",
     "SkyModel",
+    "SmoothBrokenPowerLawSpectralModel",
     "SpatialModel",
     "SpectralModel",
+    "SuperExpCutoffPowerLaw3FGLSpectralModel",
+    "SuperExpCutoffPowerLaw4FGLDR3SpectralModel",
+    "SuperExpCutoffPowerLaw4FGLSpectralModel",
+    "TemplateSpatialModel",
+    "TemplateSpectralModel",
+    "get_model_class",
 ]

@@ -4,6 +4,8 @@ Every model has a pure static ``evaluate(energy, **parameters)`` (arrays in cano
 ``__call__`` that accepts arrays (TeV) or Quantities, and ``integral(energy_min, energy_max)``.
 Integrals are analytic where Gammapy's are; otherwise they follow Gammapy's log-log trapezoid scheme
 (:func:`integration_grid`, :func:`trapz_loglog`) so that the numbers match Gammapy's.
+
+Compound and scaled models live in :mod:`jaxgamma.models.spectral_compound`.
 """
 
 from __future__ import annotations
@@ -12,33 +14,54 @@ import math
 from typing import Any, ClassVar
 
 import astropy.units as u
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..parameters import Parameter
-from ..units import DNDE, ENERGY, parse_unit
+from ..units import DNDE, ENERGY, FLUX, parse_unit, to_value, unit_str
 from .core import ModelBase, par
 
 __all__ = [
-    "SpectralModel",
-    "PowerLawSpectralModel",
+    "BrokenPowerLawSpectralModel",
+    "ConstantSpectralModel",
+    "ExpCutoffPowerLaw3FGLSpectralModel",
+    "ExpCutoffPowerLawNormSpectralModel",
+    "ExpCutoffPowerLawSpectralModel",
+    "GaussianSpectralModel",
+    "LogParabola2SpectralModel",
+    "LogParabolaNormSpectralModel",
     "LogParabolaSpectralModel",
+    "PowerLaw2SpectralModel",
     "PowerLawNormSpectralModel",
-    "integration_grid",
-    "trapz_loglog",
+    "PowerLawSpectralModel",
+    "SmoothBrokenPowerLawSpectralModel",
+    "SpectralModel",
+    "SuperExpCutoffPowerLaw3FGLSpectralModel",
+    "SuperExpCutoffPowerLaw4FGLDR3SpectralModel",
+    "SuperExpCutoffPowerLaw4FGLSpectralModel",
+    "TemplateSpectralModel",
     "integrate_spectrum",
+    "integration_grid",
+    "power_law_energy_flux",
+    "power_law_integral",
+    "template_interpolate",
+    "trapz_loglog",
 ]
 
 # -- Gammapy's numerical integration ---------------------------------------------------------------
 NDECADE = 100
+_TINY = float(np.finfo(np.float64).tiny)
+_MEV_PER_TEV = 1e6
 
 
 def integration_grid(energy_min: Any, energy_max: Any, ndecade: int = NDECADE) -> np.ndarray:
     """Gammapy's integration energies, shape ``energy_min.shape + (num,)`` (numpy, TeV).
 
     One common number of points for all bins, from the widest bin: ``num = int(max(max(ndecade *
-    log10(E2/E1)), 2))``; the points are ``geomspace(E1, E2, num)`` in every bin.
+    log10(E2/E1)), 2))``; the points are ``geomspace(E1, E2, num)`` in every bin (its end points are
+    exactly ``E1`` and ``E2``).
     """
     emin = np.asarray(energy_min, dtype=np.float64)
     emax = np.asarray(energy_max, dtype=np.float64)
@@ -52,46 +75,106 @@ def _isclose_zero(x: jax.Array) -> jax.Array:
     return jnp.abs(x) <= 1e-8
 
 
+def _log_branch(energy_min, energy_max, reference, val, is_log):
+    # ln(E2/E1) + v (l2^2 - l1^2) / 2: at v = 0 Gammapy's value, and its derivative in v is exact, so
+    # gradients through an index at (or within 1e-8 of) the log case are right, not 0
+    v = jnp.where(is_log, val, 0.0)
+    l1 = jnp.log(energy_min / reference)
+    l2 = jnp.log(energy_max / reference)
+    return jnp.log(energy_max / energy_min) + v * (l2**2 - l1**2) / 2
+
+
 def power_law_integral(energy_min, energy_max, index, amplitude, reference):
-    """Analytic power-law integral, as Gammapy's ``PowerLawSpectralModel.evaluate_integral``."""
+    """Analytic power-law integral, as Gammapy's ``PowerLawSpectralModel.evaluate_integral``.
+
+    ``A E0 / (1 - G) [(E2/E0)^(1-G) - (E1/E0)^(1-G)]``, or ``A E0 ln(E2/E1)`` where
+    ``isclose(1 - G, 0)`` (plus the first-order term in ``1 - G``, for the gradient).
+    """
     val = 1.0 - index
     is_log = _isclose_zero(val)
     safe_val = jnp.where(is_log, 1.0, val)
-    integral = amplitude * reference / safe_val * (
-        (energy_max / reference) ** safe_val - (energy_min / reference) ** safe_val
+    integral = (
+        amplitude
+        * reference
+        / safe_val
+        * ((energy_max / reference) ** safe_val - (energy_min / reference) ** safe_val)
     )
-    return jnp.where(is_log, amplitude * reference * jnp.log(energy_max / energy_min), integral)
+    log_case = amplitude * reference * _log_branch(energy_min, energy_max, reference, val, is_log)
+    return jnp.where(is_log, log_case, integral)
 
 
-_TINY = float(np.finfo(np.float64).tiny)
+def power_law_energy_flux(energy_min, energy_max, index, amplitude, reference):
+    """Analytic power-law energy flux, as Gammapy's ``PowerLawSpectralModel.evaluate_energy_flux``."""
+    val = 2.0 - index
+    is_log = _isclose_zero(val)
+    safe_val = jnp.where(is_log, 1.0, val)
+    flux = (
+        amplitude
+        * reference**2
+        / safe_val
+        * ((energy_max / reference) ** safe_val - (energy_min / reference) ** safe_val)
+    )
+    log_case = amplitude * reference**2 * _log_branch(energy_min, energy_max, reference, val, is_log)
+    return jnp.where(is_log, log_case, flux)
 
 
 def trapz_loglog(y: jax.Array, x: jax.Array, axis: int = -1) -> jax.Array:
     """Gammapy's ``trapz_loglog``: integrate ``y(x)`` as a power law on each sub-interval.
 
-    Returns one value per sub-interval (shape of ``x`` with ``axis`` one shorter).
+    Returns one value per sub-interval (shape of ``x`` with ``axis`` one shorter). The slope is
+    ``g = -ln(y0/y1) / ln(x0/x1)`` with the ratios clipped at the smallest normal float before the
+    log (Gammapy's ``LogScale``); a NaN or infinite slope integrates to 0. One deliberate
+    difference: where ``y1 = 0`` and ``y0 < 0`` (Gammapy: a huge finite slope) the sub-interval
+    also counts 0.
     """
     x = jnp.moveaxis(jnp.asarray(x), axis, 0)
     y = jnp.moveaxis(jnp.asarray(y), axis, 0)
     x0, x1 = x[:-1], x[1:]
     y0, y1 = y[:-1], y[1:]
-    # LogScale clips at the smallest normal float before the log; NaN slopes become +inf
-    log_ratio_y = jnp.log(jnp.clip(y0 / y1, _TINY, None))
-    index = -log_ratio_y / jnp.log(jnp.clip(x0 / x1, _TINY, None))
-    index = jnp.where(jnp.isnan(index), jnp.inf, index)
-    finite = jnp.isfinite(index)
+    # y1 = 0 gives an infinite (or NaN) slope in Gammapy; dividing by a safe 1 instead keeps the
+    # gradient of the unused ratio finite
+    y1_zero = y1 == 0
+    ratio = y0 / jnp.where(y1_zero, 1.0, y1)
+    log_ratio = jnp.log(jnp.clip(ratio, _TINY, None))
+    # Gammapy's value, but the derivative of ln y0 - ln y1: the derivative of y0/y1 has y1**2 in
+    # it, which underflows (to 0 on CPU, with flush-to-zero) in steep tails and gives inf/NaN
+    smooth = (ratio > _TINY) & jnp.isfinite(ratio) & ~y1_zero
+    log_diff = jnp.log(jnp.abs(jnp.where(smooth, y0, 1.0))) - jnp.log(jnp.abs(jnp.where(smooth, y1, 1.0)))
+    tangent = jnp.where(smooth, log_diff - jax.lax.stop_gradient(log_diff), 0.0)
+    log_ratio = jax.lax.stop_gradient(log_ratio) + tangent
+    index = -log_ratio / jnp.log(jnp.clip(x0 / x1, _TINY, None))
+    finite = jnp.isfinite(index) & ~y1_zero
     safe_index = jnp.where(finite, index, 2.0)
     val = power_law_integral(x0, x1, safe_index, y0, x0)
-    # an infinite slope (y1 = 0 or y0 = y1 = 0) integrates to 0, as in Gammapy
     out = jnp.where(finite, val, 0.0)
     return jnp.moveaxis(out, 0, axis) if out.ndim > 1 else out
+
+
+def _sum_trapz(values: jax.Array, energy: Any) -> jax.Array:
+    return jnp.sum(trapz_loglog(values, energy, axis=-1), axis=-1)
 
 
 def integrate_spectrum(dnde, energy_min: Any, energy_max: Any, ndecade: int = NDECADE) -> jax.Array:
     """Integrate ``dnde(energy)`` over bins with Gammapy's scheme (energies concrete, TeV)."""
     energy = integration_grid(energy_min, energy_max, ndecade)
-    values = dnde(jnp.asarray(energy))
-    return jnp.sum(trapz_loglog(values, energy, axis=-1), axis=-1)
+    return _sum_trapz(dnde(jnp.asarray(energy)), energy)
+
+
+def _check_concrete(model: Any, *energies: Any) -> None:
+    if any(isinstance(e, jax.core.Tracer) for e in energies):
+        raise TypeError(
+            f"{type(model).__name__}: numerical integrals need concrete energies (the integration "
+            "grid is built in numpy); inside jit use the *_on_grid methods with a grid from "
+            "integration_grid(...)"
+        )
+
+
+def _energy_value(energy: Any) -> Any:
+    return u.Quantity(energy).to_value(ENERGY, equivalencies=u.spectral())
+
+
+def _is_quantity(*values: Any) -> bool:
+    return any(isinstance(v, (u.Quantity, str)) for v in values)
 
 
 # -- base class --------------------------------------------------------------------------------------
@@ -99,8 +182,8 @@ class SpectralModel(ModelBase):
     """Abstract spectral model.
 
     Subclasses define ``evaluate(energy, **parameters)`` and, when Gammapy has one, an analytic
-    ``evaluate_integral(energy_min, energy_max, **parameters)``. ``dnde_unit`` is the unit of the
-    returned dN/dE.
+    ``evaluate_integral(energy_min, energy_max, **parameters)`` (and ``evaluate_energy_flux``).
+    ``dnde_unit`` is the unit of the returned dN/dE.
     """
 
     dnde_unit: ClassVar[str] = DNDE
@@ -110,6 +193,17 @@ class SpectralModel(ModelBase):
         raise NotImplementedError
 
     evaluate_integral: ClassVar[Any] = None
+    evaluate_energy_flux: ClassVar[Any] = None
+
+    @property
+    def has_analytic_integral(self) -> bool:
+        """Whether :meth:`integral_on_grid` uses only the bin edges (no fine grid needed)."""
+        return self.evaluate_integral is not None
+
+    @property
+    def is_norm_spectral_model(self) -> bool:
+        """Gammapy's test for a norm model: ``"Norm"`` in the class name."""
+        return "Norm" in type(self).__name__
 
     # pure array interface (what the likelihood uses) -------------------------------------------
     def dnde(self, energy: jax.Array) -> jax.Array:
@@ -124,11 +218,7 @@ class SpectralModel(ModelBase):
         """
         if self.evaluate_integral is not None:
             return self.evaluate_integral(jnp.asarray(energy_min), jnp.asarray(energy_max), **self.values())
-        if isinstance(energy_min, jax.core.Tracer) or isinstance(energy_max, jax.core.Tracer):
-            raise TypeError(
-                f"{type(self).__name__}.integral needs concrete energies (the integration grid is "
-                "built in numpy); use integral_on_grid(integration_grid(...)) inside jit"
-            )
+        _check_concrete(self, energy_min, energy_max)
         return integrate_spectrum(self.dnde, energy_min, energy_max)
 
     def integral_on_grid(self, energy_grid: Any) -> jax.Array:
@@ -138,38 +228,95 @@ class SpectralModel(ModelBase):
         """
         if self.evaluate_integral is not None:
             return self.evaluate_integral(energy_grid[..., 0], energy_grid[..., -1], **self.values())
-        values = self.dnde(energy_grid)
-        return jnp.sum(trapz_loglog(values, energy_grid, axis=-1), axis=-1)
+        return _sum_trapz(self.dnde(energy_grid), energy_grid)
+
+    def energy_flux_array(self, energy_min: Any, energy_max: Any) -> jax.Array:
+        """Integral of ``E dN/dE`` over ``[energy_min, energy_max]`` (TeV), in ``dnde_unit`` x TeV2."""
+        if self.evaluate_energy_flux is not None:
+            return self.evaluate_energy_flux(
+                jnp.asarray(energy_min), jnp.asarray(energy_max), **self.values()
+            )
+        _check_concrete(self, energy_min, energy_max)
+        return self.energy_flux_on_grid(integration_grid(energy_min, energy_max))
+
+    def energy_flux_on_grid(self, energy_grid: Any) -> jax.Array:
+        """Energy flux over bins given Gammapy integration points ``(..., num)`` per bin (TeV)."""
+        if self.evaluate_energy_flux is not None:
+            return self.evaluate_energy_flux(energy_grid[..., 0], energy_grid[..., -1], **self.values())
+        energy = jnp.asarray(energy_grid)
+        return _sum_trapz(self.dnde(energy) * energy, energy)
 
     # Quantity interface ------------------------------------------------------------------------
     def __call__(self, energy: Any) -> Any:
-        if isinstance(energy, (u.Quantity, str)):
-            e = u.Quantity(energy).to_value(ENERGY)
-            return u.Quantity(np.asarray(self.dnde(jnp.asarray(e))), parse_unit(self.dnde_unit))
+        """dN/dE; a Quantity (or string) energy gives a Quantity, an array (TeV) gives an array."""
+        if _is_quantity(energy):
+            value = self.dnde(jnp.asarray(_energy_value(energy)))
+            return u.Quantity(np.asarray(value), parse_unit(self.dnde_unit))
         return self.dnde(energy)
 
     def integral(self, energy_min: Any, energy_max: Any) -> Any:
         """Integral flux between energy bounds; Quantities in give a Quantity out."""
-        if isinstance(energy_min, (u.Quantity, str)) or isinstance(energy_max, (u.Quantity, str)):
-            emin = u.Quantity(energy_min).to_value(ENERGY)
-            emax = u.Quantity(energy_max).to_value(ENERGY)
-            value = np.asarray(self.integral_array(emin, emax))
+        if _is_quantity(energy_min, energy_max):
+            value = np.asarray(self.integral_array(_energy_value(energy_min), _energy_value(energy_max)))
             return u.Quantity(value, parse_unit(self.dnde_unit) * u.TeV)
         return self.integral_array(energy_min, energy_max)
 
+    def energy_flux(self, energy_min: Any, energy_max: Any) -> Any:
+        """Energy flux between energy bounds; Quantities in give a Quantity out."""
+        if _is_quantity(energy_min, energy_max):
+            value = np.asarray(self.energy_flux_array(_energy_value(energy_min), _energy_value(energy_max)))
+            return u.Quantity(value, parse_unit(self.dnde_unit) * u.TeV**2)
+        return self.energy_flux_array(energy_min, energy_max)
+
     # compound models --------------------------------------------------------------------------------
-    def __add__(self, other: SpectralModel) -> SpectralModel:
+    # As in Gammapy, a number added or subtracted becomes a ConstantSpectralModel (in cm-2 s-1 TeV-1).
+    def __add__(self, other: Any) -> SpectralModel:
         from .spectral_compound import CompoundSpectralModel
 
-        return CompoundSpectralModel(self, other, "add")
+        return CompoundSpectralModel(self, _as_spectral_model(other), "add")
 
-    def __mul__(self, other: SpectralModel) -> SpectralModel:
+    def __radd__(self, other: Any) -> SpectralModel:
         from .spectral_compound import CompoundSpectralModel
 
+        return CompoundSpectralModel(_as_spectral_model(other), self, "add")
+
+    def __sub__(self, other: Any) -> SpectralModel:
+        from .spectral_compound import CompoundSpectralModel
+
+        return CompoundSpectralModel(self, _as_spectral_model(other), "sub")
+
+    def __rsub__(self, other: Any) -> SpectralModel:
+        # Gammapy's __rsub__ returns self - other; other - self is what the expression means
+        from .spectral_compound import CompoundSpectralModel
+
+        return CompoundSpectralModel(_as_spectral_model(other), self, "sub")
+
+    def __mul__(self, other: Any) -> SpectralModel:
+        from .spectral_compound import CompoundSpectralModel
+
+        if not isinstance(other, SpectralModel):
+            raise TypeError(f"Multiplication invalid for type {other!r}")
         return CompoundSpectralModel(self, other, "mul")
 
 
+def _as_spectral_model(other: Any) -> SpectralModel:
+    if isinstance(other, SpectralModel):
+        return other
+    return ConstantSpectralModel(const=other)
+
+
 # -- models ------------------------------------------------------------------------------------------
+class ConstantSpectralModel(SpectralModel):
+    """Constant dN/dE ``k`` (numerical integral, as in Gammapy)."""
+
+    tag = ("ConstantSpectralModel", "const")
+    const: Parameter = par("const", 1e-12, DNDE)
+
+    @staticmethod
+    def evaluate(energy, const):
+        return jnp.ones_like(jnp.asarray(energy, dtype=float)) * const
+
+
 class PowerLawSpectralModel(SpectralModel):
     r"""Power law :math:`A (E/E_0)^{-\Gamma}`."""
 
@@ -183,6 +330,7 @@ class PowerLawSpectralModel(SpectralModel):
         return amplitude * (energy / reference) ** (-index)
 
     evaluate_integral = staticmethod(power_law_integral)
+    evaluate_energy_flux = staticmethod(power_law_energy_flux)
 
 
 class PowerLawNormSpectralModel(SpectralModel):
@@ -202,6 +350,207 @@ class PowerLawNormSpectralModel(SpectralModel):
     def evaluate_integral(energy_min, energy_max, tilt, norm, reference):
         return power_law_integral(energy_min, energy_max, tilt, norm, reference)
 
+    @staticmethod
+    def evaluate_energy_flux(energy_min, energy_max, tilt, norm, reference):
+        return power_law_energy_flux(energy_min, energy_max, tilt, norm, reference)
+
+
+class PowerLaw2SpectralModel(SpectralModel):
+    r"""Power law with the integral flux between ``emin`` and ``emax`` as amplitude.
+
+    :math:`F_0 (1-\Gamma) E^{-\Gamma} / (E_{max}^{1-\Gamma} - E_{min}^{1-\Gamma})`. At
+    ``isclose(1 - index, 0)``, where Gammapy's formula is 0/0, the ``index = 1`` limit is used.
+    """
+
+    tag = ("PowerLaw2SpectralModel", "pl-2")
+    amplitude: Parameter = par("amplitude", 1e-12, FLUX, interp="log")
+    index: Parameter = par("index", 2.0)
+    emin: Parameter = par("emin", 0.1, "TeV", frozen=True)
+    emax: Parameter = par("emax", 100.0, "TeV", frozen=True)
+
+    @staticmethod
+    def evaluate(energy, amplitude, index, emin, emax):
+        val = 1.0 - index
+        is_log = _isclose_zero(val)
+        safe_index = jnp.where(is_log, 2.0, index)
+        top = -safe_index + 1
+        # Gammapy's dimension-free form of (1 - G) / (emax^(1-G) - emin^(1-G)) * emax^-G
+        bottom = emax - emin * (emin / emax) ** (-safe_index)
+        value = amplitude * (top / bottom) * (energy / emax) ** (-safe_index)
+        log_case = amplitude * energy ** (-index) / _log_branch(emin, emax, 1.0, val, is_log)
+        return jnp.where(is_log, log_case, value)
+
+    @staticmethod
+    def evaluate_integral(energy_min, energy_max, amplitude, index, emin, emax):
+        val = 1.0 - index
+        is_log = _isclose_zero(val)
+        safe_val = jnp.where(is_log, 1.0, val)
+        top = energy_max**safe_val - energy_min**safe_val
+        bottom = emax**safe_val - emin**safe_val
+        log_ratio = _log_branch(energy_min, energy_max, 1.0, val, is_log) / _log_branch(
+            emin, emax, 1.0, val, is_log
+        )
+        return jnp.where(is_log, amplitude * log_ratio, amplitude * top / bottom)
+
+
+class BrokenPowerLawSpectralModel(SpectralModel):
+    r"""Broken power law normalised at the break: :math:`A (E/E_b)^{-\Gamma_1}` below ``ebreak``,
+    :math:`A (E/E_b)^{-\Gamma_2}` above."""
+
+    tag = ("BrokenPowerLawSpectralModel", "bpl")
+    index1: Parameter = par("index1", 2.0)
+    index2: Parameter = par("index2", 2.0)
+    amplitude: Parameter = par("amplitude", 1e-12, DNDE, interp="log")
+    ebreak: Parameter = par("ebreak", 1.0, "TeV")
+
+    @staticmethod
+    def evaluate(energy, index1, index2, amplitude, ebreak):
+        eratio = energy / ebreak
+        return amplitude * jnp.where(energy < ebreak, eratio ** (-index1), eratio ** (-index2))
+
+
+class SmoothBrokenPowerLawSpectralModel(SpectralModel):
+    r"""Smoothly broken power law
+    :math:`A (E/E_0)^{-\Gamma_1} [1 + (E/E_b)^{(\Gamma_2-\Gamma_1)/\beta'}]^{-\beta'}`,
+    :math:`\beta' = \beta\,\mathrm{sign}(\Gamma_2 - \Gamma_1)`.
+
+    For ``index1 == index2`` Gammapy's bracket is ``nan ** -0 = 1``: the model is the power law,
+    here without NaN in the value or its gradient.
+    """
+
+    tag = ("SmoothBrokenPowerLawSpectralModel", "sbpl")
+    index1: Parameter = par("index1", 2.0)
+    index2: Parameter = par("index2", 2.0)
+    amplitude: Parameter = par("amplitude", 1e-12, DNDE, interp="log")
+    ebreak: Parameter = par("ebreak", 1.0, "TeV")
+    reference: Parameter = par("reference", 1.0, "TeV", frozen=True)
+    beta: Parameter = par("beta", 1.0, frozen=True)
+
+    @staticmethod
+    def evaluate(energy, index1, index2, amplitude, ebreak, reference, beta):
+        delta = index2 - index1
+        same = delta == 0
+        signed_beta = beta * jnp.where(same, 1.0, jnp.sign(delta))
+        pwl = amplitude * (energy / reference) ** (-index1)
+        brk = (1 + (energy / ebreak) ** (delta / signed_beta)) ** (-signed_beta)
+        return pwl * jnp.where(same, 1.0, brk)
+
+
+class ExpCutoffPowerLawSpectralModel(SpectralModel):
+    r"""Exponential cutoff power law :math:`A (E/E_0)^{-\Gamma} \exp(-(\lambda E)^\alpha)`."""
+
+    tag = ("ExpCutoffPowerLawSpectralModel", "ecpl")
+    index: Parameter = par("index", 1.5)
+    amplitude: Parameter = par("amplitude", 1e-12, DNDE, interp="log")
+    reference: Parameter = par("reference", 1.0, "TeV", frozen=True)
+    lambda_: Parameter = par("lambda_", 0.1, "TeV-1")
+    alpha: Parameter = par("alpha", 1.0, frozen=True)
+
+    @staticmethod
+    def evaluate(energy, index, amplitude, reference, lambda_, alpha):
+        pwl = amplitude * (energy / reference) ** (-index)
+        cutoff = jnp.exp(-((energy * lambda_) ** alpha))
+        return pwl * cutoff
+
+
+class ExpCutoffPowerLawNormSpectralModel(SpectralModel):
+    r"""Dimensionless exponential cutoff power law :math:`n (E/E_0)^{-\Gamma} \exp(-(\lambda E)^\alpha)`."""
+
+    tag = ("ExpCutoffPowerLawNormSpectralModel", "ecpl-norm")
+    dnde_unit = ""
+    index: Parameter = par("index", 0.0)
+    norm: Parameter = par("norm", 1.0, interp="log")
+    reference: Parameter = par("reference", 1.0, "TeV", frozen=True)
+    lambda_: Parameter = par("lambda_", 0.1, "TeV-1")
+    alpha: Parameter = par("alpha", 1.0, frozen=True)
+
+    @staticmethod
+    def evaluate(energy, index, norm, reference, lambda_, alpha):
+        pwl = norm * (energy / reference) ** (-index)
+        cutoff = jnp.exp(-((energy * lambda_) ** alpha))
+        return pwl * cutoff
+
+
+class ExpCutoffPowerLaw3FGLSpectralModel(SpectralModel):
+    r"""3FGL exponential cutoff power law :math:`A (E/E_0)^{-\Gamma} \exp((E_0 - E)/E_c)`."""
+
+    tag = ("ExpCutoffPowerLaw3FGLSpectralModel", "ecpl-3fgl")
+    index: Parameter = par("index", 1.5)
+    amplitude: Parameter = par("amplitude", 1e-12, DNDE, interp="log")
+    reference: Parameter = par("reference", 1.0, "TeV", frozen=True)
+    ecut: Parameter = par("ecut", 10.0, "TeV")
+
+    @staticmethod
+    def evaluate(energy, index, amplitude, reference, ecut):
+        pwl = amplitude * (energy / reference) ** (-index)
+        cutoff = jnp.exp((reference - energy) / ecut)
+        return pwl * cutoff
+
+
+class SuperExpCutoffPowerLaw3FGLSpectralModel(SpectralModel):
+    r"""3FGL super-exponential cutoff power law
+    :math:`A (E/E_0)^{-\Gamma_1} \exp((E_0/E_c)^{\Gamma_2} - (E/E_c)^{\Gamma_2})`."""
+
+    tag = ("SuperExpCutoffPowerLaw3FGLSpectralModel", "secpl-3fgl")
+    amplitude: Parameter = par("amplitude", 1e-12, DNDE, interp="log")
+    reference: Parameter = par("reference", 1.0, "TeV", frozen=True)
+    ecut: Parameter = par("ecut", 10.0, "TeV")
+    index_1: Parameter = par("index_1", 1.5)
+    index_2: Parameter = par("index_2", 2.0)
+
+    @staticmethod
+    def evaluate(energy, amplitude, reference, ecut, index_1, index_2):
+        pwl = amplitude * (energy / reference) ** (-index_1)
+        cutoff = jnp.exp((reference / ecut) ** index_2 - (energy / ecut) ** index_2)
+        return pwl * cutoff
+
+
+class SuperExpCutoffPowerLaw4FGLSpectralModel(SpectralModel):
+    r"""4FGL-DR1/DR2 super-exponential cutoff power law
+    :math:`A (E/E_0)^{-\Gamma_1} \exp(a (E_0^{\Gamma_2} - E^{\Gamma_2}))` with energies in **MeV**
+    inside the exponential (``expfactor`` is ``a`` in MeV^-Gamma_2, as in Gammapy)."""
+
+    tag = ("SuperExpCutoffPowerLaw4FGLSpectralModel", "secpl-4fgl")
+    amplitude: Parameter = par("amplitude", 1e-12, DNDE, interp="log")
+    reference: Parameter = par("reference", 1.0, "TeV", frozen=True)
+    expfactor: Parameter = par("expfactor", 1e-14)
+    index_1: Parameter = par("index_1", 1.5)
+    index_2: Parameter = par("index_2", 2.0)
+
+    @staticmethod
+    def evaluate(energy, amplitude, reference, expfactor, index_1, index_2):
+        pwl = amplitude * (energy / reference) ** (-index_1)
+        # Gammapy computes a / MeV^G2 * (E0^G2 - E^G2) in TeV^G2 and converts to dimensionless
+        exponent = expfactor * (reference**index_2 - energy**index_2) * _MEV_PER_TEV**index_2
+        return pwl * jnp.exp(exponent)
+
+
+class SuperExpCutoffPowerLaw4FGLDR3SpectralModel(SpectralModel):
+    r"""4FGL-DR3 super-exponential cutoff power law (``PLSuperExpCutoff4``):
+    :math:`A x^{-\Gamma_1 + a/\Gamma_2} \exp(a/\Gamma_2^2 (1 - x^{\Gamma_2}))`, ``x = E/E_0``; where
+    ``|Gamma_2 ln x| < 1e-2`` its third-order expansion in ``ln x``, as Gammapy."""
+
+    tag = ("SuperExpCutoffPowerLaw4FGLDR3SpectralModel", "secpl-4fgl-dr3")
+    amplitude: Parameter = par("amplitude", 1e-12, DNDE, interp="log")
+    reference: Parameter = par("reference", 1.0, "TeV", frozen=True)
+    expfactor: Parameter = par("expfactor", 1e-2)
+    index_1: Parameter = par("index_1", 1.5)
+    index_2: Parameter = par("index_2", 2.0)
+
+    @staticmethod
+    def evaluate(energy, amplitude, reference, expfactor, index_1, index_2):
+        xx = energy / reference
+        pwl = amplitude * xx ** (-index_1)
+        ln_ = jnp.log(xx)
+        expand = jnp.abs(index_2 * ln_) < 1e-2
+        # where the expansion is used (always for index_2 = 0) the exact branch gets a safe index
+        safe_index_2 = jnp.where(expand, 1.0, index_2)
+        exact = xx ** (expfactor / safe_index_2) * jnp.exp(
+            expfactor / safe_index_2**2 * (1 - xx**safe_index_2)
+        )
+        power = -expfactor * (ln_ / 2.0 + index_2 / 6.0 * ln_**2 + index_2**2 / 24.0 * ln_**3)
+        return pwl * jnp.where(expand, xx**power, exact)
+
 
 class LogParabolaSpectralModel(SpectralModel):
     r"""Log parabola :math:`A x^{-\alpha - \beta \ln x}`, ``x = E/E_0`` (natural log, as Gammapy)."""
@@ -220,5 +569,194 @@ class LogParabolaSpectralModel(SpectralModel):
     @classmethod
     def from_log10(cls, amplitude: Any, reference: Any, alpha: Any, beta: Any, **kwargs: Any):
         """Construct from a base-10 curvature ``beta`` (``beta_ln = beta / ln 10``)."""
-        beta = u.Quantity(beta).to_value("") if isinstance(beta, (u.Quantity, str)) else beta
-        return cls(amplitude=amplitude, reference=reference, alpha=alpha, beta=beta / math.log(10), **kwargs)
+        return cls(amplitude=amplitude, reference=reference, alpha=alpha, beta=_beta_ln(beta), **kwargs)
+
+
+class LogParabola2SpectralModel(SpectralModel):
+    r"""Log parabola with its own curvature scale: :math:`A (E/E_0)^{-\alpha - \beta \ln(E/E_s)}`."""
+
+    tag = ("LogParabola2SpectralModel", "lp2")
+    amplitude: Parameter = par("amplitude", 1e-12, DNDE, interp="log")
+    reference: Parameter = par("reference", 10.0, "TeV", frozen=True)
+    alpha: Parameter = par("alpha", 2.0)
+    beta: Parameter = par("beta", 1.0)
+    escale: Parameter = par("escale", 1.0, "TeV", frozen=True)
+
+    @staticmethod
+    def evaluate(energy, amplitude, reference, alpha, beta, escale):
+        xx = energy / reference
+        return amplitude * xx ** (-alpha - beta * jnp.log(energy / escale))
+
+    @classmethod
+    def from_log10(cls, amplitude: Any, reference: Any, alpha: Any, beta: Any, escale: Any, **kwargs: Any):
+        """Construct from a base-10 curvature ``beta`` (``beta_ln = beta / ln 10``)."""
+        return cls(
+            amplitude=amplitude,
+            reference=reference,
+            alpha=alpha,
+            beta=_beta_ln(beta),
+            escale=escale,
+            **kwargs,
+        )
+
+
+class LogParabolaNormSpectralModel(SpectralModel):
+    r"""Dimensionless log parabola :math:`n x^{-\alpha - \beta \ln x}`, ``x = E/E_0``."""
+
+    tag = ("LogParabolaNormSpectralModel", "lp-norm")
+    dnde_unit = ""
+    norm: Parameter = par("norm", 1.0, interp="log")
+    reference: Parameter = par("reference", 10.0, "TeV", frozen=True)
+    alpha: Parameter = par("alpha", 0.0)
+    beta: Parameter = par("beta", 0.0)
+
+    @staticmethod
+    def evaluate(energy, norm, reference, alpha, beta):
+        xx = energy / reference
+        return norm * xx ** (-alpha - beta * jnp.log(xx))
+
+    @classmethod
+    def from_log10(cls, norm: Any, reference: Any, alpha: Any, beta: Any, **kwargs: Any):
+        """Construct from a base-10 curvature ``beta`` (``beta_ln = beta / ln 10``)."""
+        return cls(norm=norm, reference=reference, alpha=alpha, beta=_beta_ln(beta), **kwargs)
+
+
+def _beta_ln(beta: Any) -> Any:
+    if isinstance(beta, Parameter):
+        return beta.replace(value=np.asarray(beta.value) / math.log(10))
+    return np.asarray(to_value(beta, "", what="parameter 'beta'")) / math.log(10)
+
+
+class GaussianSpectralModel(SpectralModel):
+    r"""Gaussian line :math:`N_0 / (\sigma\sqrt{2\pi}) \exp(-(E - \bar E)^2 / (2\sigma^2))`; analytic
+    (erf) integral and energy flux, as Gammapy."""
+
+    tag = ("GaussianSpectralModel", "gauss")
+    amplitude: Parameter = par("amplitude", 1e-12, FLUX, interp="log")
+    mean: Parameter = par("mean", 1.0, "TeV")
+    sigma: Parameter = par("sigma", 2.0, "TeV")
+
+    @staticmethod
+    def evaluate(energy, amplitude, mean, sigma):
+        return amplitude / (sigma * np.sqrt(2 * np.pi)) * jnp.exp(-((energy - mean) ** 2) / (2 * sigma**2))
+
+    @staticmethod
+    def evaluate_integral(energy_min, energy_max, amplitude, mean, sigma):
+        u_min = (energy_min - mean) / (np.sqrt(2) * sigma)
+        u_max = (energy_max - mean) / (np.sqrt(2) * sigma)
+        erf = jax.scipy.special.erf
+        return amplitude / 2 * (erf(u_max) - erf(u_min))
+
+    @staticmethod
+    def evaluate_energy_flux(energy_min, energy_max, amplitude, mean, sigma):
+        u_min = (energy_min - mean) / (np.sqrt(2) * sigma)
+        u_max = (energy_max - mean) / (np.sqrt(2) * sigma)
+        erf = jax.scipy.special.erf
+        a = amplitude * sigma / np.sqrt(2 * np.pi)
+        b = amplitude * mean / 2
+        return a * (jnp.exp(-(u_min**2)) - jnp.exp(-(u_max**2))) + b * (erf(u_max) - erf(u_min))
+
+
+# -- template ----------------------------------------------------------------------------------------
+_VALUES_SCALES = ("log", "lin")
+
+
+def template_interpolate(energy, energy_nodes, values, values_scale: str = "log"):
+    """Gammapy's default ``TemplateSpectralModel`` interpolation, in jnp.
+
+    Linear interpolation in ``ln E`` of ``ln max(values, tiny)`` (``values_scale="log"``) or of the
+    values (``"lin"``), extrapolated linearly beyond the nodes (scipy's ``RegularGridInterpolator``
+    with ``fill_value=None``), back-transformed (results within 2 tiny of 0 are 0) and clipped at 0.
+    A single node gives a constant.
+    """
+    values = jnp.asarray(values)
+    energy = jnp.asarray(energy)
+    if values.shape[-1] == 1:
+        return jnp.clip(jnp.broadcast_to(values[0], energy.shape), 0.0, None)
+    log_nodes = jnp.log(jnp.asarray(energy_nodes))
+    scaled = jnp.log(jnp.clip(values, _TINY, None)) if values_scale == "log" else values
+    x = jnp.log(energy)
+    i = jnp.clip(jnp.searchsorted(log_nodes, x, side="left") - 1, 0, log_nodes.shape[-1] - 2)
+    x0, x1 = log_nodes[i], log_nodes[i + 1]
+    y = (x - x0) / (x1 - x0)
+    result = scaled[i] * (1 - y) + scaled[i + 1] * y
+    if values_scale == "log":
+        result = jnp.exp(result)
+        result = jnp.where(jnp.abs(result) - _TINY <= _TINY, 0.0, result)
+    return jnp.clip(result, 0.0, None)
+
+
+class TemplateSpectralModel(SpectralModel):
+    """A spectrum tabulated at energy nodes, interpolated as Gammapy does by default.
+
+    Like Gammapy 2.1's, the model has no parameters. The tabulated values are the array field
+    ``data`` (Gammapy's ``values``; ``values()`` is the parameter accessor of every model here), in
+    ``values_unit``: cm-2 s-1 TeV-1 when convertible to it, else dimensionless or the given unit.
+
+    Parameters
+    ----------
+    energy : Quantity, str or array (TeV)
+        Strictly increasing energy nodes.
+    values : Quantity or array
+        Values at the nodes (a plain array is dimensionless, as in Gammapy).
+    interp_kwargs : dict, optional
+        Only ``{"values_scale": "log" | "lin"}`` is supported (Gammapy's default is log).
+    meta : dict, optional
+        Carried for serialisation.
+    """
+
+    tag = ("TemplateSpectralModel", "template")
+    energy: Any
+    data: Any
+    values_unit: str = eqx.field(static=True)
+    values_scale: str = eqx.field(static=True)
+    meta: tuple[tuple[str, Any], ...] = eqx.field(static=True)
+
+    def __init__(self, energy: Any, values: Any, interp_kwargs: dict | None = None, meta: dict | None = None):
+        owner = type(self).__name__
+        energy = np.atleast_1d(
+            np.asarray(to_value(energy, ENERGY, what=f"{owner}: energy"), dtype=np.float64)
+        )
+        if isinstance(values, str):
+            values = u.Quantity(values)
+        unit = values.unit if isinstance(values, u.Quantity) else u.dimensionless_unscaled
+        if unit.is_equivalent(parse_unit(DNDE)):
+            unit = parse_unit(DNDE)
+        data = np.atleast_1d(np.asarray(to_value(values, unit, what=f"{owner}: values"), dtype=np.float64))
+        if energy.ndim != 1 or data.shape != energy.shape:
+            raise ValueError(
+                f"{owner}: energy and values must be 1-d arrays of the same length, got shapes "
+                f"{energy.shape} and {data.shape}"
+            )
+        if energy.size > 1 and not np.all(np.diff(energy) > 0):
+            raise ValueError(f"{owner}: energy nodes must be strictly increasing")
+        if not np.all(energy > 0):
+            raise ValueError(f"{owner}: energy nodes must be positive")
+        interp_kwargs = dict(interp_kwargs or {})
+        values_scale = interp_kwargs.pop("values_scale", "log")
+        if interp_kwargs or values_scale not in _VALUES_SCALES:
+            raise ValueError(
+                f"{owner}: only interp_kwargs={{'values_scale': 'log' | 'lin'}} is supported, "
+                f"got values_scale={values_scale!r} and {sorted(interp_kwargs)}"
+            )
+        self.energy = energy
+        self.data = data
+        self.values_unit = unit_str(unit)
+        self.values_scale = values_scale
+        self.meta = tuple((meta or {}).items())
+
+    @property
+    def dnde_unit(self) -> str:  # type: ignore[override]
+        return self.values_unit
+
+    @property
+    def quantity(self) -> u.Quantity:
+        """The tabulated values as a Quantity (Gammapy's ``values``)."""
+        return u.Quantity(np.asarray(self.data), parse_unit(self.values_unit))
+
+    @staticmethod
+    def evaluate(energy, energy_nodes, data, values_scale="log"):
+        return template_interpolate(energy, energy_nodes, data, values_scale)
+
+    def dnde(self, energy: jax.Array) -> jax.Array:
+        return template_interpolate(energy, self.energy, self.data, self.values_scale)
