@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import astropy.units as u
@@ -33,6 +34,53 @@ def _names_tuple(names: Any) -> tuple[str, ...] | None:
     return tuple(str(n) for n in names)
 
 
+class RawModelDict(Mapping):
+    """An immutable, hashable copy of a model's YAML mapping (temporal models are carried this way
+    until jaxgamma evaluates them): static metadata, never a pytree leaf."""
+
+    __slots__ = ("_data", "_key")
+
+    def __init__(self, data: Mapping[str, Any]):
+        self._data = json.loads(json.dumps(_plain_data(data)))
+        self._key = json.dumps(self._data, sort_keys=True)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RawModelDict):
+            return self._key == other._key
+        if isinstance(other, Mapping):
+            return self._data == json.loads(json.dumps(_plain_data(other)))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __repr__(self) -> str:
+        return f"RawModelDict({self._data!r})"
+
+    @property
+    def type_name(self) -> str:
+        return str(self._data.get("type", ""))
+
+
+def _plain_data(data: Any) -> Any:
+    if isinstance(data, Mapping):
+        return {str(k): _plain_data(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain_data(v) for v in data]
+    if isinstance(data, np.generic):
+        return data.item()
+    return data
+
+
 class SkyModel(eqx.Module):
     """A source: ``spectral_model(E) x spatial_model(lon, lat)`` (spatial optional).
 
@@ -40,8 +88,9 @@ class SkyModel(eqx.Module):
     ----------
     spectral_model : SpectralModel
     spatial_model : SpatialModel, optional
-    temporal_model : optional
-        Carried and serialised; not used by the likelihood yet.
+    temporal_model : mapping, optional
+        The temporal model's YAML mapping: carried and serialised (static metadata); not used by
+        the likelihood yet.
     name : str, optional
         A random name when not given, as in Gammapy.
     datasets_names : list of str, optional
@@ -52,7 +101,7 @@ class SkyModel(eqx.Module):
 
     spectral_model: SpectralModel
     spatial_model: SpatialModel | None
-    temporal_model: Any
+    temporal_model: RawModelDict | None = eqx.field(static=True)
     name: str = eqx.field(static=True)
     datasets_names: tuple[str, ...] | None = eqx.field(static=True)
     apply_irf: tuple[tuple[str, bool], ...] = eqx.field(static=True)
@@ -74,7 +123,11 @@ class SkyModel(eqx.Module):
             raise TypeError(f"SkyModel {name!r}: spatial_model must be a SpatialModel, got {type(spatial_model).__name__}")
         self.spectral_model = spectral_model
         self.spatial_model = spatial_model
-        self.temporal_model = temporal_model
+        if temporal_model is not None and not isinstance(temporal_model, Mapping):
+            raise TypeError(
+                f"SkyModel {name!r}: temporal models are carried as their YAML mapping, got {type(temporal_model).__name__}"
+            )
+        self.temporal_model = None if temporal_model is None else RawModelDict(temporal_model)
         self.name = make_name() if name is None else str(name)
         self.datasets_names = _names_tuple(datasets_names)
         flags = dict(self._DEFAULT_APPLY_IRF)
@@ -134,7 +187,7 @@ class SkyModel(eqx.Module):
             f"  Datasets names            : {None if self.datasets_names is None else list(self.datasets_names)}",
             f"  Spectral model type       : {type(self.spectral_model).__name__}",
             f"  Spatial  model type       : {type(self.spatial_model).__name__ if self.spatial_model else ''}",
-            f"  Temporal model type       : {type(self.temporal_model).__name__ if self.temporal_model else ''}",
+            f"  Temporal model type       : {self.temporal_model.type_name if self.temporal_model else ''}",
             "  Parameters:",
         ]
         lines += [_parameter_line(p) for p in self.parameters]
