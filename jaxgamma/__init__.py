@@ -9,9 +9,21 @@ _configure()
 
 from . import models  # noqa: E402
 from .io.models import read_models, write_models  # noqa: E402
+from .likelihood import joint_stat, make_stat_function, plan_datasets  # noqa: E402
 from .models import Models  # noqa: E402
 from .parameters import Parameter, ParameterVector  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Models", "Parameter", "ParameterVector", "__version__", "models", "read_models", "write_models"]
+__all__ = [
+    "Models",
+    "Parameter",
+    "ParameterVector",
+    "__version__",
+    "joint_stat",
+    "make_stat_function",
+    "models",
+    "plan_datasets",
+    "read_models",
+    "write_models",
+]

@@ -2,6 +2,7 @@
 
 from .core import Dataset, DatasetPlan, Datasets
 from .flux_points import FluxPoints, FluxPointsDataset
+from .map import MapDataset
 from .spectrum import SpectrumDataset, SpectrumDatasetOnOff, stack_onoff
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "Datasets",
     "FluxPoints",
     "FluxPointsDataset",
+    "MapDataset",
     "SpectrumDataset",
     "SpectrumDatasetOnOff",
     "stack_onoff",

@@ -1,0 +1,70 @@
+"""Spectrum error bands (exact Jacobian) and plots."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from jaxgamma.models import Covariance, LogParabolaSpectralModel
+from jaxgamma.plotting import plot_spectrum, spectrum_error_band
+
+
+def _model_and_cov():
+    model = LogParabolaSpectralModel(amplitude=3.5e-11, reference=1.0, alpha=2.5, beta=0.1)
+    names = ("Crab Nebula.spectral.amplitude", "Crab Nebula.spectral.alpha", "Crab Nebula.spectral.beta")
+    sig = np.array([2e-12, 0.05, 0.02])
+    corr = np.array([[1.0, 0.3, -0.2], [0.3, 1.0, 0.5], [-0.2, 0.5, 1.0]])
+    return model, Covariance(names, corr * np.outer(sig, sig))
+
+
+def test_error_band_matches_finite_difference_propagation():
+    model, cov = _model_and_cov()
+    energy = np.geomspace(0.1, 50, 7)
+    values, errors = spectrum_error_band(model, energy, cov, energy_power=2)
+    # finite-difference Jacobian
+    x0 = np.array([3.5e-11, 2.5, 0.1])
+
+    def flux(x):
+        m = model.with_values(amplitude=x[0], alpha=x[1], beta=x[2])
+        return energy**2 * np.asarray(m.dnde(energy))
+
+    jac = np.empty((len(energy), 3))
+    for i in range(3):
+        h = 1e-6 * max(abs(x0[i]), 1e-3)
+        xp, xm = x0.copy(), x0.copy()
+        xp[i] += h
+        xm[i] -= h
+        jac[:, i] = (flux(xp) - flux(xm)) / (2 * h)
+    expected = np.sqrt(np.einsum("ei,ij,ej->e", jac, cov.matrix, jac))
+    np.testing.assert_allclose(values, flux(x0), rtol=1e-14)
+    np.testing.assert_allclose(errors, expected, rtol=1e-6)
+    # the band is narrowest near the decorrelation energy, not zero anywhere
+    assert np.all(errors > 0)
+
+
+def test_covariance_names_must_match():
+    model, _ = _model_and_cov()
+    with pytest.raises(ValueError, match="alpha"):
+        spectrum_error_band(model, [1.0], Covariance(("x.spectral.amplitude",), [[1.0]]))
+
+
+def test_plot_spectrum_draws_band(tmp_path):
+    import matplotlib.pyplot as plt
+
+    model, cov = _model_and_cov()
+    fig, ax = plt.subplots()
+    plot_spectrum(model, [0.1 * u.TeV, "100 TeV"], covariance=cov, ax=ax, label="LP")
+    assert len(ax.lines) == 1 and len(ax.collections) == 1
+    y = ax.lines[0].get_ydata()
+    # E^2 dN/dE at 1 TeV in erg cm-2 s-1
+    expected = (3.5e-11 * u.Unit("cm-2 s-1 TeV-1") * u.TeV**2).to_value("erg cm-2 s-1")
+    x = ax.lines[0].get_xdata()
+    np.testing.assert_allclose(np.interp(0.0, np.log(x), np.log(y)), np.log(expected), atol=1e-3)
+    fig.savefig(tmp_path / "spectrum.png")
+    plt.close(fig)
+    with pytest.raises(ValueError, match="energy_bounds"):
+        plot_spectrum(model, [10 * u.TeV, 1 * u.TeV])
