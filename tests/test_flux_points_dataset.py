@@ -435,7 +435,7 @@ def test_gti_and_temporal_model(gammapy_data, tmp_path):
     with_gti.write(tmp_path / "again.fits")
     with fits.open(tmp_path / "again.fits") as hdulist:
         assert "GTI" in hdulist
-    model = _lp_model().replace(temporal_model=object())
+    model = _lp_model().replace(temporal_model={"type": "ConstantTemporalModel", "parameters": []})
     with pytest.raises(NotImplementedError, match="temporal model"):
         FluxPointsDataset(with_gti).plan(model)
     # without a GTI (no time axis) Gammapy ignores the temporal model, and so do we
