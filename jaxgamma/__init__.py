@@ -7,7 +7,8 @@ from ._config import configure as _configure
 
 _configure()
 
-from . import models  # noqa: E402
+from . import fit, models  # noqa: E402
+from .fit import FitResult, confidence, stat_contour, stat_profile, stat_surface  # noqa: E402
 from .io.models import read_models, write_models  # noqa: E402
 from .likelihood import joint_stat, make_stat_function, plan_datasets  # noqa: E402
 from .models import Models  # noqa: E402
@@ -16,14 +17,20 @@ from .parameters import Parameter, ParameterVector  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "FitResult",
     "Models",
     "Parameter",
     "ParameterVector",
     "__version__",
+    "confidence",
+    "fit",
     "joint_stat",
     "make_stat_function",
     "models",
     "plan_datasets",
     "read_models",
+    "stat_contour",
+    "stat_profile",
+    "stat_surface",
     "write_models",
 ]
