@@ -833,6 +833,7 @@ def fit(
     covariance: bool = True,
     max_replans: int = 3,
     polish: bool = True,
+    pixel_restarts: bool = True,
 ) -> FitResult:
     """Fit ``models`` to ``datasets``: minimise the joint ``-2 ln L`` and take the covariance, in one
     compiled program.
@@ -859,6 +860,12 @@ def fit(
         (:func:`jaxgamma.likelihood.plans_need_update`); the fit then continues from its best point.
     polish : bool
         Finish first-order optimizers with Newton iterations to the EDM target.
+    pixel_restarts : bool
+        A point source is spread bilinearly over four pixels (as in Gammapy), so the statistic is
+        smooth inside each cell between pixel centres and has kinks on their lines: a Newton fit
+        converges to the minimum of the cell it lands in. With this option (default) the fit is
+        restarted from the four cells around the nearest pixel centre of every point source with
+        a free position, on every map dataset, and the best optimum is kept.
 
     Returns
     -------
@@ -879,18 +886,18 @@ def fit(
     transform = vector.transform(x0)
     u0 = np.asarray(transform.to_unconstrained(jnp.asarray(x0)))
     n_replans = 0
+    program_options = {
+        "tol": tol,
+        "max_iter": max_iter,
+        "optimizer": method,
+        "optax_optimizer": optax_optimizer,
+        "covariance": covariance,
+        "polish": polish,
+    }
     while True:
-        out = run_program(
-            fun,
-            transform,
-            u0,
-            tol=tol,
-            max_iter=max_iter,
-            optimizer=method,
-            optax_optimizer=optax_optimizer,
-            covariance=covariance,
-            polish=polish,
-        )
+        out = run_program(fun, transform, u0, **program_options)
+        if pixel_restarts and np.all(np.isfinite(out.x)):
+            out = _best_of_pixel_cells(out, datasets, clean, vector, transform, fun, program_options)
         best = vector.unflatten(cast(Any, np.asarray(out.x)), clean)
         if n_replans >= max_replans or not np.all(np.isfinite(out.x)) or not plans_need_update(plans, best):
             break
@@ -929,6 +936,78 @@ def fit(
         maxs=vector.maxs,
         context=context,
     )
+
+
+def _pixel_cell_starts(datasets: Any, models: Any, vector: ParameterVector, x: np.ndarray) -> list[np.ndarray]:
+    """Start vectors in the four pixel cells around the nearest pixel centre of each point source
+    with a free position, on each map dataset, except the cell ``x`` already lies in."""
+    from ..likelihood import _as_datasets
+    from ..models.spatial import PointSpatialModel
+
+    starts: list[np.ndarray] = []
+    for dataset in _as_datasets(datasets):
+        geom = getattr(dataset, "geom", None)
+        if geom is None or not hasattr(geom, "world_to_pix"):
+            continue
+        for model in models:
+            spatial = getattr(model, "spatial_model", None)
+            if not isinstance(spatial, PointSpatialModel) or not model.applies_to(dataset.name):
+                continue
+            names = (f"{model.name}.spatial.lon_0", f"{model.name}.spatial.lat_0")
+            if not all(n in vector.names for n in names):
+                continue
+            i_lon, i_lat = vector.index(names[0]), vector.index(names[1])
+            px, py = geom.world_to_pix(x[i_lon], x[i_lat], frame=spatial.frame)
+            if not (np.isfinite(px) and np.isfinite(py)):
+                continue
+            node = np.round([float(px), float(py)])
+            here = (np.sign(float(px) - node[0]), np.sign(float(py) - node[1]))
+            for dx in (-0.25, 0.25):
+                for dy in (-0.25, 0.25):
+                    if (np.sign(dx), np.sign(dy)) == here:
+                        continue
+                    lon, lat = geom.pix_to_world(node[0] + dx, node[1] + dy)
+                    if spatial.frame != geom.frame:
+                        from astropy.coordinates import SkyCoord
+
+                        c = SkyCoord(float(lon), float(lat), unit="deg", frame=geom.frame).transform_to(spatial.frame)
+                        lon, lat = c.spherical.lon.deg, c.spherical.lat.deg
+                    start = np.array(x, dtype=float)
+                    # keep the longitude on the same branch as the current value
+                    start[i_lon] = float(lon) + 360.0 * np.round((x[i_lon] - float(lon)) / 360.0)
+                    start[i_lat] = float(lat)
+                    starts.append(start)
+    return starts
+
+
+def _best_of_pixel_cells(
+    out: ProgramOutput,
+    datasets: Any,
+    models: Any,
+    vector: ParameterVector,
+    transform: BoundTransform,
+    fun: Any,
+    program_options: dict[str, Any],
+    max_rounds: int = 4,
+) -> ProgramOutput:
+    """Refit from the neighbouring pixel cells of every free point source and keep the lowest
+    optimum, repeating around the new best (at most ``max_rounds`` times) while it improves.
+
+    Each restart runs the same compiled program (same structure): no recompilation.
+    """
+    best = out
+    for _ in range(max_rounds):
+        improved = False
+        for start in _pixel_cell_starts(datasets, models, vector, np.asarray(best.x)):
+            u_start = np.asarray(transform.to_unconstrained(jnp.asarray(start)))
+            if not np.all(np.isfinite(u_start)):
+                continue
+            trial = run_program(fun, transform, u_start, **program_options)
+            if np.isfinite(trial.total_stat) and float(trial.total_stat) < float(best.total_stat) - 1e-9:
+                best, improved = trial, True
+        if not improved:
+            break
+    return best
 
 
 # -- many datasets of one structure at once ---------------------------------------------------------
