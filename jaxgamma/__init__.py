@@ -9,6 +9,7 @@ _configure()
 
 from . import fit, models  # noqa: E402
 from .fit import FitResult, confidence, stat_contour, stat_profile, stat_surface  # noqa: E402
+from .io.datasets import read_datasets, write_datasets  # noqa: E402
 from .io.models import read_models, write_models  # noqa: E402
 from .likelihood import joint_stat, make_stat_function, plan_datasets  # noqa: E402
 from .models import Models  # noqa: E402
@@ -28,9 +29,11 @@ __all__ = [
     "make_stat_function",
     "models",
     "plan_datasets",
+    "read_datasets",
     "read_models",
     "stat_contour",
     "stat_profile",
     "stat_surface",
+    "write_datasets",
     "write_models",
 ]

@@ -2,7 +2,7 @@
 
 from .core import Dataset, DatasetPlan, Datasets
 from .flux_points import FluxPoints, FluxPointsDataset
-from .map import MapDataset
+from .map import MapDataset, MapDatasetOnOff
 from .spectrum import SpectrumDataset, SpectrumDatasetOnOff, stack_onoff
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "FluxPoints",
     "FluxPointsDataset",
     "MapDataset",
+    "MapDatasetOnOff",
     "SpectrumDataset",
     "SpectrumDatasetOnOff",
     "stack_onoff",

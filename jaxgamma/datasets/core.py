@@ -13,6 +13,7 @@ records the model names it uses and looks them up by name at trace time.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -65,7 +66,8 @@ class Dataset(eqx.Module):
             raise TypeError(f"{type(self).__name__} {self.name!r}: unknown fields {sorted(unknown)}")
         return dataclasses.replace(self, **changes)
 
-    def info_dict(self) -> dict[str, Any]:
+    def info_dict(self, models: Any = None) -> dict[str, Any]:
+        """Summary numbers (concrete datasets add theirs; ``models`` for the predicted ones)."""
         return {"name": self.name, "type": self.tag}
 
 
@@ -117,26 +119,93 @@ class Datasets:
     def stat_sum(self, models: Any) -> float:
         return float(sum(d.stat_sum(models) for d in self._datasets))
 
-    def stack_reduce(self, name: str | None = None) -> Dataset:
-        """Stack all datasets into one, following Gammapy's stacking rules for their type."""
+    def stack_reduce(self, name: str | None = None, models: Any = None) -> Dataset:
+        """Stack all datasets into one, following Gammapy's stacking rules for their type.
+
+        ``models`` gives the FoV background models folded into the stacked background of Cash map
+        datasets (Gammapy stacks ``npred_background``); other types do not use it.
+        """
         if not self._datasets:
             raise ValueError("cannot stack an empty Datasets")
         kinds = {type(d) for d in self._datasets}
         if len(kinds) != 1:
-            raise ValueError(f"stack_reduce needs datasets of one type, got {sorted(k.__name__ for k in kinds)}")
+            raise ValueError(
+                f"stack_reduce needs datasets of one type, got {sorted(k.__name__ for k in kinds)}"
+            )
         stack = getattr(type(self._datasets[0]), "stack_datasets", None)
         if stack is None:
             raise ValueError(f"{type(self._datasets[0]).__name__} datasets cannot be stacked")
+        if models is not None and "models" in inspect.signature(stack).parameters:
+            return stack(list(self._datasets), name=name, models=models)
         return stack(list(self._datasets), name=name)
 
-    def info_table(self) -> Table:
-        rows = [d.info_dict() for d in self._datasets]
-        if not rows:
+    def info_table(self, models: Any = None, cumulative: bool = False) -> Table:
+        """One row of ``info_dict`` per dataset, as Gammapy's ``Datasets.info_table``.
+
+        Parameters
+        ----------
+        models : Models, optional
+            The predicted counts and the statistic need them (NaN without).
+        cumulative : bool
+            Row ``i`` describes the stack of the first ``i + 1`` datasets (named "stacked", without
+            models, as Gammapy).
+
+        Raises
+        ------
+        ValueError
+            If the datasets are not all of one type (as Gammapy).
+        """
+        if not self._datasets:
             return Table()
+        kinds = {type(d) for d in self._datasets}
+        if len(kinds) != 1:
+            raise ValueError(
+                f"info_table is not supported for mixed dataset types: {sorted(k.__name__ for k in kinds)}"
+            )
+        if cumulative:
+            rows = [
+                Datasets(self._datasets[: i + 1]).stack_reduce(name="stacked").info_dict()
+                for i in range(len(self._datasets))
+            ]
+        else:
+            rows = [d.info_dict() if models is None else d.info_dict(models) for d in self._datasets]
         keys = list(rows[0])
         for r in rows[1:]:
             keys += [k for k in r if k not in keys]
         return Table(rows=[[r.get(k) for k in keys] for r in rows], names=keys)
 
+    def summary(self, models: Any = None) -> str:
+        """Gammapy's ``str(datasets)``: type, name, instrument and, with ``models``, the names of
+        the models that apply, for each dataset."""
+        lines = [type(self).__name__, "--------", ""]
+        for index, dataset in enumerate(self._datasets):
+            names: Any = ""
+            if models is not None:
+                names = [m.name for m in _as_models(models) if m.applies_to(dataset.name)] or ""
+            lines += [
+                f"Dataset {index}: ",
+                "",
+                f"  Type       : {dataset.tag}",
+                f"  Name       : {dataset.name}",
+                f"  Instrument : {_instrument(dataset)}",
+                f"  Models     : {names}",
+                "",
+            ]
+        return "\n".join(lines) + "\n"
+
     def __str__(self) -> str:
-        return "Datasets\n--------\n\n" + "\n\n".join(str(d) for d in self._datasets)
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return f"Datasets({self.names})"
+
+
+def _instrument(dataset: Dataset) -> str:
+    """The telescope of a dataset: ``TELESCOP`` of its meta table (Gammapy) or of its metadata."""
+    table = getattr(dataset, "meta_table", None)
+    if table is not None and "TELESCOP" in getattr(table, "colnames", ()):
+        values = {str(v) for v in np.ravel(np.asarray(table["TELESCOP"]))}
+        if values:
+            return values.pop()
+    meta = dict(getattr(dataset, "meta", ()) or ())
+    return str(meta.get("TELESCOP", ""))
