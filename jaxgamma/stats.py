@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 TRUNCATION_VALUE = 1e-25
+_ALPHA_OVERFLOW = 1e154
 """Gammapy's Cash truncation: ``mu`` below it is replaced by it."""
 
 
@@ -73,12 +74,15 @@ def wstat_gof_terms(n_on: Any, n_off: Any) -> Any:
 
 def wstat(n_on: Any, n_off: Any, alpha: Any, mu_sig: Any, extra_terms: bool = True) -> Any:
     """WStat per bin (Poisson ON and OFF counts, background profiled out), as Gammapy's
-    ``WStatFitStatistic.stat_array_dataset``: bins where it is not finite (``alpha == 0``) give 0.
+    ``WStatFitStatistic.stat_array_dataset``: bins where it is not finite (``alpha == 0``, or
+    ``alpha`` so large that Gammapy's formula overflows) give 0.
     """
     n_on = jnp.asarray(n_on, dtype=float)
     n_off = jnp.asarray(n_off, dtype=float)
     alpha = jnp.asarray(alpha, dtype=float)
-    valid = alpha > 0
+    # alpha = 0 gives NaN in Gammapy; so does an alpha whose square overflows (acceptance_off = 0
+    # becomes alpha = DBL_MAX through nan_to_num): both bins contribute 0 there
+    valid = (alpha > 0) & (alpha < _ALPHA_OVERFLOW)
     a = jnp.where(valid, alpha, 1.0)
     mu_bkg = wstat_mu_bkg(n_on, n_off, a, mu_sig)
     mu_on = mu_sig + a * mu_bkg

@@ -34,8 +34,9 @@ def test_wstat_closed_forms():
     np.testing.assert_allclose(stats.wstat_mu_bkg(5.0, 0.0, 0.5, 3.0), 0.0, atol=1e-14)
     # n_on = n_off = 0: W = 2 mu
     np.testing.assert_allclose(stats.wstat(0.0, 0.0, 0.3, 1.7), 3.4, rtol=1e-14)
-    # alpha = 0 contributes 0
+    # alpha = 0 contributes 0, and so does alpha = DBL_MAX (acceptance_off = 0 in Gammapy)
     assert float(stats.wstat(4.0, 3.0, 0.0, 1.0)) == 0.0
+    assert float(stats.wstat(1.0, 0.0, np.finfo(float).max, 0.01)) == 0.0
 
 
 def test_wstat_li_ma():
