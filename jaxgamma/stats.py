@@ -22,6 +22,8 @@ __all__ = [
     "wstat",
     "wstat_gof_terms",
     "wstat_mu_bkg",
+    "wstat_npred_background",
+    "wstat_npred_off",
 ]
 
 TRUNCATION_VALUE = 1e-25
@@ -61,6 +63,21 @@ def wstat_mu_bkg(n_on: Any, n_off: Any, alpha: Any, mu_sig: Any) -> Any:
     c = alpha * (n_on + n_off) - (1 + alpha) * mu_sig
     d = _safe_sqrt(c**2 + 4 * alpha * (alpha + 1) * n_off * mu_sig)
     return (c + d) / (2 * alpha * (alpha + 1))
+
+
+def wstat_npred_background(n_on: Any, n_off: Any, alpha: Any, mu_sig: Any) -> Any:
+    """``alpha * mu_bkg``: the profile-likelihood background in the ON region (counts), 0 where it
+    is not finite (``alpha == 0``), as Gammapy's ``npred_background`` of ON/OFF datasets."""
+    valid = alpha > 0
+    a = jnp.where(valid, alpha, 1.0)
+    value = a * wstat_mu_bkg(n_on, n_off, a, mu_sig)
+    return jnp.where(valid & jnp.isfinite(value), value, 0.0)
+
+
+def wstat_npred_off(npred_background: Any, alpha: Any) -> Any:
+    """``mu_bkg = npred_background / alpha``: the predicted OFF counts (0 where alpha is 0)."""
+    valid = alpha > 0
+    return jnp.where(valid, npred_background / jnp.where(valid, alpha, 1.0), 0.0)
 
 
 def wstat_gof_terms(n_on: Any, n_off: Any) -> Any:

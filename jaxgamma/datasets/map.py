@@ -58,7 +58,7 @@ from ..geom.projection import WcsProjection
 from ..models.sky import FoVBackgroundModel, SkyModel
 from ..models.spatial import PointSpatialModel, angular_separation
 from ..models.spectral import integration_grid
-from ..stats import cash, masked_sum, wstat, wstat_mu_bkg
+from ..stats import cash, masked_sum, wstat, wstat_npred_background, wstat_npred_off
 from ..units import ENERGY, parse_unit
 from .core import Dataset, DatasetPlan, _as_models
 from .spectrum import GTI, _as_gti, _make_name, _meta_tuple, _random_state
@@ -517,10 +517,7 @@ class MapDatasetOnOffPlan(DatasetPlan):
         """``(npred_signal, npred_background)``, full maps; the background is ``alpha * mu_bkg``,
         0 where it is not finite (``alpha == 0``), as Gammapy."""
         signal = self.npred_signal(models)
-        valid = self.alpha > 0
-        alpha = jnp.where(valid, self.alpha, 1.0)
-        value = alpha * wstat_mu_bkg(self.counts, self.counts_off, alpha, signal)
-        return signal, jnp.where(valid & jnp.isfinite(value), value, 0.0)
+        return signal, wstat_npred_background(self.counts, self.counts_off, self.alpha, signal)
 
     def npred_background(self, models: Any) -> Any:
         """``alpha * mu_bkg``: the profile-likelihood background in the ON region."""
@@ -528,8 +525,7 @@ class MapDatasetOnOffPlan(DatasetPlan):
 
     def npred_off(self, models: Any) -> Any:
         """``mu_bkg``: the predicted OFF counts (0 where alpha is 0)."""
-        valid = self.alpha > 0
-        return jnp.where(valid, self.npred_background(models) / jnp.where(valid, self.alpha, 1.0), 0.0)
+        return wstat_npred_off(self.npred_background(models), self.alpha)
 
     def npred(self, models: Any) -> Any:
         signal, background = self.signal_and_background(models)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..models.sky import SkyModel
 from ..models.spectral import integration_grid
-from ..stats import cash, masked_sum, wstat, wstat_mu_bkg
+from ..stats import cash, masked_sum, wstat, wstat_npred_background, wstat_npred_off
 from ..units import ENERGY
 from .core import Dataset, DatasetPlan, _as_models
 
@@ -253,10 +253,7 @@ class SpectrumOnOffPlan(_SpectralPlan):
     def signal_and_background(self, models: Any) -> tuple[Any, Any]:
         """``(npred_signal, npred_background)`` in one evaluation (what ``fake`` draws from)."""
         signal = self.npred_signal(models)
-        valid = self.alpha > 0
-        alpha = jnp.where(valid, self.alpha, 1.0)
-        value = alpha * wstat_mu_bkg(self.counts, self.counts_off, alpha, signal)
-        return signal, jnp.where(valid & jnp.isfinite(value), value, 0.0)
+        return signal, wstat_npred_background(self.counts, self.counts_off, self.alpha, signal)
 
     def npred_background(self, models: Any) -> Any:
         """``alpha * mu_bkg``: the profile-likelihood background in the ON region."""
@@ -264,8 +261,7 @@ class SpectrumOnOffPlan(_SpectralPlan):
 
     def npred_off(self, models: Any) -> Any:
         """``mu_bkg``: the predicted OFF counts (0 where alpha is 0)."""
-        valid = self.alpha > 0
-        return jnp.where(valid, self.npred_background(models) / jnp.where(valid, self.alpha, 1.0), 0.0)
+        return wstat_npred_off(self.npred_background(models), self.alpha)
 
     def npred(self, models: Any) -> Any:
         signal, background = self.signal_and_background(models)
