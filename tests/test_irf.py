@@ -548,3 +548,26 @@ def test_from_geom():
         PSFMap(np.zeros((3, 2, 3)), geom.replace_axes([energy_true]))
     with pytest.raises(ValueError, match="shape"):
         PSFMap(np.zeros((3, 10, 2, 2)), geom)
+
+
+def test_psf_kernel_is_cached_per_position(gammapy_data):
+    from astropy.coordinates import SkyCoord
+    from astropy.io import fits
+
+    from jaxgamma.geom import WcsGeom
+    from jaxgamma.irf.psf import PSFMap
+
+    path = gammapy_data / "cta-1dc-gc-reduced/stacked.fits.gz"
+    with fits.open(path) as hdulist:
+        psf = PSFMap.from_hdulist(hdulist)
+        geom = WcsGeom.from_hdulist(hdulist, hdu="EXPOSURE")
+    here = SkyCoord(-0.05, -0.05, unit="deg", frame="galactic")
+    first = psf.get_psf_kernel(here, geom)
+    assert psf.get_psf_kernel(SkyCoord(-0.05, -0.05, unit="deg", frame="galactic"), geom) is first
+    other = psf.get_psf_kernel(SkyCoord(0.7, 0.3, unit="deg", frame="galactic"), geom)
+    assert other is not first
+    # the cached kernel is what a fresh build gives, and it cannot be modified in place
+    with fits.open(path) as hdulist:
+        fresh = PSFMap.from_hdulist(hdulist).get_psf_kernel(here, geom)
+    np.testing.assert_array_equal(first.data, fresh.data)
+    assert not first.data.flags.writeable

@@ -145,6 +145,9 @@ class PSFMap(IRFMap):
             raise ValueError(f"PSFMap: the PSF unit must be a solid angle^-1, got {self._unit!r}")
         self._energy_name = names[1]
         self._cumsum_cache: np.ndarray | None = None
+        # kernels already built, by (position, geometry, options): a refit from the same start
+        # re-plans its datasets and would otherwise rebuild the same kernel (the map is immutable)
+        self._kernel_cache: dict[Any, PSFKernel] = {}
 
     # -- constructors --------------------------------------------------------------------------------
     @classmethod
@@ -389,6 +392,28 @@ class PSFMap(IRFMap):
         """
         geom = self._check_geom(geom, position)
         position = self._nearest_valid_position(self._position(position))
+        sph = position.spherical
+        key = (
+            float(sph.lon.deg),
+            float(sph.lat.deg),
+            position.frame.name,
+            geom,
+            float(containment),
+            None if max_radius is None else str(max_radius),
+            float(precision_factor),
+        )
+        cached = self._kernel_cache.get(key)
+        if cached is not None:
+            return cached
+        kernel = self._build_kernel(position, geom, containment, max_radius, precision_factor)
+        if len(self._kernel_cache) >= _KERNEL_CACHE_SIZE:
+            self._kernel_cache.pop(next(iter(self._kernel_cache)))
+        self._kernel_cache[key] = kernel
+        return kernel
+
+    def _build_kernel(
+        self, position: SkyCoord, geom: WcsGeom, containment: float, max_radius: Any, precision_factor: float
+    ) -> PSFKernel:
         radii, max_radius = self._kernel_radii(position, containment, max_radius)
         factors = self._upsampling_factors(geom, position, precision_factor)
         kernel_geom = _to_odd_npix(geom, max_radius)
@@ -451,6 +476,9 @@ class PSFMap(IRFMap):
             f"PSFMap(shape={self._data.shape}, energy={self._energy_name!r}, "
             f"exposure={'yes' if self._exposure is not None else 'no'})"
         )
+
+
+_KERNEL_CACHE_SIZE = 64
 
 
 def _odd_npix(radius: u.Quantity, binsz: float) -> int:
