@@ -35,7 +35,7 @@ def configure() -> None:
     if os.environ.get("JAXGAMMA_ENABLE_X64", "1").lower() not in _OFF:
         jax.config.update("jax_enable_x64", True)
     folder = compilation_cache_dir()
-    if folder is not None and not jax.config.jax_compilation_cache_dir:
+    if folder is not None and not getattr(jax.config, "jax_compilation_cache_dir", None):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError:

@@ -139,7 +139,7 @@ class ModelBase(eqx.Module):
             p = self._get_parameter(name)
             if not isinstance(value, jax.Array):
                 value = p.replace(value=value).value
-            model = eqx.tree_at(lambda m, n=name: getattr(m, n), model, _set_value(p, value))
+            model = eqx.tree_at(lambda m, n=name: getattr(m, n), model, _set_value(p, value))  # type: ignore[misc]
         return model
 
     def with_parameters(self, **changes: dict[str, Any]) -> ModelBase:
@@ -147,7 +147,7 @@ class ModelBase(eqx.Module):
         model = self
         for name, fields in changes.items():
             p = self._get_parameter(name)
-            model = eqx.tree_at(lambda m, n=name: getattr(m, n), model, p.replace(**fields))
+            model = eqx.tree_at(lambda m, n=name: getattr(m, n), model, p.replace(**fields))  # type: ignore[misc]
         return model
 
     def freeze(self, *names: str) -> ModelBase:

@@ -177,7 +177,7 @@ class SkyModel(eqx.Module):
             "apply_irf": dict(self.apply_irf),
         }
         fields.update(changes)
-        return SkyModel(**fields)
+        return SkyModel(**fields)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
         lines = [

@@ -178,8 +178,9 @@ class SpatialModel(ModelBase):
     def evaluate(lon, lat, **parameters):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def evaluate_lonlat(self, lon: jax.Array, lat: jax.Array) -> jax.Array:
-        """sr^-1 at ``lon``, ``lat`` (deg, model frame): the pure array interface."""
+    def evaluate_lonlat(self, lon: jax.Array, lat: jax.Array, energy: Any = None) -> jax.Array:
+        """sr^-1 at ``lon``, ``lat`` (deg, model frame): the pure array interface. ``energy`` (true
+        energy, TeV) is used by energy-dependent models only."""
         return self.evaluate(lon, lat, **self.values())
 
     def __call__(self, lon: Any, lat: Any = None) -> u.Quantity | jax.Array:
