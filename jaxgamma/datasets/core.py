@@ -18,8 +18,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import equinox as eqx
+import jax.numpy as jnp
 import numpy as np
 from astropy.table import Table
+
+from ..stats import wstat, wstat_npred_background, wstat_npred_off
 
 __all__ = ["Dataset", "DatasetPlan", "Datasets"]
 
@@ -33,6 +36,35 @@ class DatasetPlan(eqx.Module):
 
     def stat_sum(self, models: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class OnOffPlanMixin(eqx.Module):
+    """Methods shared by the plans of ON/OFF datasets (spectra and maps): the background is
+    profiled out per bin (WStat). Subclasses provide ``counts``, ``counts_off``, ``alpha`` and
+    ``npred_signal(models)``."""
+
+    def signal_and_background(self, models: Any) -> tuple[Any, Any]:
+        """``(npred_signal, npred_background)`` in one evaluation; the background is
+        ``alpha * mu_bkg``, 0 where it is not finite (``alpha == 0``), as Gammapy."""
+        signal = self.npred_signal(models)  # type: ignore[attr-defined]
+        return signal, wstat_npred_background(self.counts, self.counts_off, self.alpha, signal)  # type: ignore[attr-defined]
+
+    def npred_background(self, models: Any) -> Any:
+        """``alpha * mu_bkg``: the profile-likelihood background in the ON region."""
+        return self.signal_and_background(models)[1]
+
+    def npred_off(self, models: Any) -> Any:
+        """``mu_bkg``: the predicted OFF counts (0 where alpha is 0)."""
+        return wstat_npred_off(self.npred_background(models), self.alpha)  # type: ignore[attr-defined]
+
+    def npred(self, models: Any) -> Any:
+        signal, background = self.signal_and_background(models)
+        npred = signal + background
+        return jnp.where(npred < 0, 0.0, npred)
+
+    def stat_array(self, models: Any) -> Any:
+        """WStat per bin (masked bins included; 0 where alpha is 0)."""
+        return wstat(self.counts, self.counts_off, self.alpha, self.npred_signal(models))  # type: ignore[attr-defined]
 
 
 class Dataset(eqx.Module):

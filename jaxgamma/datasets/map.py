@@ -58,9 +58,9 @@ from ..geom.projection import WcsProjection
 from ..models.sky import FoVBackgroundModel, SkyModel
 from ..models.spatial import PointSpatialModel, angular_separation
 from ..models.spectral import integration_grid
-from ..stats import cash, masked_sum, wstat, wstat_npred_background, wstat_npred_off
+from ..stats import cash, masked_sum, wstat
 from ..units import ENERGY, parse_unit
-from .core import Dataset, DatasetPlan, _as_models
+from .core import Dataset, DatasetPlan, OnOffPlanMixin, _as_models
 from .spectrum import GTI, _as_gti, _make_name, _meta_tuple, _random_state
 
 __all__ = [
@@ -479,7 +479,7 @@ class MapDatasetPlan(DatasetPlan):
         return _evaluators_need_update(self, models)
 
 
-class MapDatasetOnOffPlan(DatasetPlan):
+class MapDatasetOnOffPlan(OnOffPlanMixin, DatasetPlan):
     """The evaluation plan of a :class:`MapDatasetOnOff`: WStat, the background profiled out per bin.
 
     The predicted signal comes from the same evaluators as :class:`MapDatasetPlan`. Outside every
@@ -512,29 +512,6 @@ class MapDatasetOnOffPlan(DatasetPlan):
     def npred_signal(self, models: Any, model_names: tuple[str, ...] | None = None) -> Any:
         """Predicted signal counts, full map (the models named, or all)."""
         return _npred_signal(self.evaluators, self.shape, models, model_names)
-
-    def signal_and_background(self, models: Any) -> tuple[Any, Any]:
-        """``(npred_signal, npred_background)``, full maps; the background is ``alpha * mu_bkg``,
-        0 where it is not finite (``alpha == 0``), as Gammapy."""
-        signal = self.npred_signal(models)
-        return signal, wstat_npred_background(self.counts, self.counts_off, self.alpha, signal)
-
-    def npred_background(self, models: Any) -> Any:
-        """``alpha * mu_bkg``: the profile-likelihood background in the ON region."""
-        return self.signal_and_background(models)[1]
-
-    def npred_off(self, models: Any) -> Any:
-        """``mu_bkg``: the predicted OFF counts (0 where alpha is 0)."""
-        return wstat_npred_off(self.npred_background(models), self.alpha)
-
-    def npred(self, models: Any) -> Any:
-        signal, background = self.signal_and_background(models)
-        npred = signal + background
-        return jnp.where(npred < 0, 0.0, npred)
-
-    def stat_array(self, models: Any) -> Any:
-        """WStat per bin on the full map (masked bins included; 0 where alpha is 0)."""
-        return wstat(self.counts, self.counts_off, self.alpha, self.npred_signal(models))
 
     def stat_sum_brute_force(self, models: Any) -> Any:
         """The statistic summed over every masked bin of the full map (no reduction)."""

@@ -28,9 +28,9 @@ import numpy as np
 
 from ..models.sky import SkyModel
 from ..models.spectral import integration_grid
-from ..stats import cash, masked_sum, wstat, wstat_npred_background, wstat_npred_off
+from ..stats import cash, masked_sum, wstat
 from ..units import ENERGY
-from .core import Dataset, DatasetPlan, _as_models
+from .core import Dataset, DatasetPlan, OnOffPlanMixin, _as_models
 
 __all__ = [
     "GTI",
@@ -243,33 +243,12 @@ class SpectrumPlan(_SpectralPlan):
         return cash(self.counts, self.npred(models))
 
 
-class SpectrumOnOffPlan(_SpectralPlan):
+class SpectrumOnOffPlan(OnOffPlanMixin, _SpectralPlan):
     """Plan of a :class:`SpectrumDatasetOnOff`: WStat, the background profiled out per bin."""
 
     counts_off: np.ndarray  # (Er,)
     alpha: np.ndarray  # (Er,)
     empty: bool = eqx.field(static=True)  # no OFF counts and nothing in the safe range: statistic 0
-
-    def signal_and_background(self, models: Any) -> tuple[Any, Any]:
-        """``(npred_signal, npred_background)`` in one evaluation (what ``fake`` draws from)."""
-        signal = self.npred_signal(models)
-        return signal, wstat_npred_background(self.counts, self.counts_off, self.alpha, signal)
-
-    def npred_background(self, models: Any) -> Any:
-        """``alpha * mu_bkg``: the profile-likelihood background in the ON region."""
-        return self.signal_and_background(models)[1]
-
-    def npred_off(self, models: Any) -> Any:
-        """``mu_bkg``: the predicted OFF counts (0 where alpha is 0)."""
-        return wstat_npred_off(self.npred_background(models), self.alpha)
-
-    def npred(self, models: Any) -> Any:
-        signal, background = self.signal_and_background(models)
-        npred = signal + background
-        return jnp.where(npred < 0, 0.0, npred)
-
-    def stat_array(self, models: Any) -> Any:
-        return wstat(self.counts, self.counts_off, self.alpha, self.npred_signal(models))
 
     def stat_sum(self, models: Any) -> Any:
         if self.empty:
