@@ -26,6 +26,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from ..data.gti import GTI, _as_gti
 from ..models.sky import SkyModel
 from ..models.spectral import integration_grid
 from ..stats import cash, masked_sum, wstat
@@ -120,78 +121,6 @@ def _meta_tuple(meta: Any) -> tuple[tuple[str, Any], ...]:
             v = tuple(v)
         out.append((str(k), v))
     return tuple(out)
-
-
-# -- GTI -------------------------------------------------------------------------------------------
-class GTI(eqx.Module):
-    """Good time intervals: ``start``, ``stop`` in s since the reference MJD ``mjdrefi + mjdreff``
-    (time system ``timesys``)."""
-
-    start: np.ndarray
-    stop: np.ndarray
-    mjdrefi: float = eqx.field(static=True)
-    mjdreff: float = eqx.field(static=True)
-    timesys: str = eqx.field(static=True)
-
-    def __init__(
-        self,
-        start: Any,
-        stop: Any,
-        mjdrefi: float = 51910.0,
-        mjdreff: float = 7.428703703703703e-4,
-        timesys: str = "tt",
-    ):
-        self.start = _frozen(np.atleast_1d(start), np.float64)
-        self.stop = _frozen(np.atleast_1d(stop), np.float64)
-        if self.start.shape != self.stop.shape or self.start.ndim != 1:
-            raise ValueError(
-                f"GTI: start and stop must be 1D of the same length, got {self.start.shape}, "
-                f"{self.stop.shape}"
-            )
-        self.mjdrefi = float(mjdrefi)
-        self.mjdreff = float(mjdreff)
-        self.timesys = str(timesys).lower()
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> GTI | None:
-        return None if data is None else cls(**data)
-
-    @property
-    def time_sum(self) -> float:
-        """Total duration in s."""
-        return float(np.sum(self.stop - self.start))
-
-    def _shifted_to(self, other: GTI) -> tuple[np.ndarray, np.ndarray]:
-        """This GTI's intervals in ``other``'s reference (s)."""
-        shift = ((self.mjdrefi - other.mjdrefi) + (self.mjdreff - other.mjdreff)) * 86400.0
-        return self.start + shift, self.stop + shift
-
-    def stack_union(self, others: Iterable[GTI]) -> GTI:
-        """The union of this and ``others`` (merging overlapping or touching intervals), in this
-        GTI's reference, as Gammapy's ``stack`` followed by ``union``."""
-        starts, stops = [self.start], [self.stop]
-        for g in others:
-            s, e = g._shifted_to(self)
-            starts.append(s)
-            stops.append(e)
-        start, stop = np.concatenate(starts), np.concatenate(stops)
-        order = np.argsort(start, kind="stable")
-        merged: list[list[float]] = []
-        for s, e in zip(start[order], stop[order], strict=True):
-            if merged and not merged[-1][1] < s:
-                merged[-1][1] = max(merged[-1][1], e)
-            else:
-                merged.append([s, e])
-        arr = np.array(merged, dtype=np.float64).reshape(-1, 2)
-        return GTI(arr[:, 0], arr[:, 1], self.mjdrefi, self.mjdreff, self.timesys)
-
-
-def _as_gti(value: Any) -> GTI | None:
-    if value is None or isinstance(value, GTI):
-        return value
-    if isinstance(value, dict):
-        return GTI.from_dict(value)
-    raise TypeError(f"gti must be a GTI, a dict or None, got {type(value).__name__}")
 
 
 # -- plans -----------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 
+from ..data.gti import _gti_hdu, _read_gti
 from ._atomic import atomic_paths
 
 __all__ = [
@@ -193,32 +194,6 @@ def read_pha(path: Any, what: str = "PHA") -> dict[str, Any]:
         "energy_edges": edges,  # Quantity in the file unit
         "header": header,
         "gti": gti,
-    }
-
-
-def _read_gti(hdu: Any, path: Path) -> dict[str, Any]:
-    if not isinstance(hdu, fits.BinTableHDU):
-        raise ValueError(f"{str(path)!r}: HDU 'GTI' is not a binary table")
-    header = hdu.header
-    unit = u.Unit(header.get("TIMEUNIT", "s"))
-    start = u.Quantity(_column(hdu, "START", path).astype(np.float64), unit).to_value("s")
-    stop = u.Quantity(_column(hdu, "STOP", path).astype(np.float64), unit).to_value("s")
-    try:
-        mjdrefi = float(header["MJDREFI"])
-        mjdreff = float(header["MJDREFF"])
-    except KeyError:
-        if "MJDREF" not in header:
-            raise ValueError(
-                f"{str(path)!r}: HDU 'GTI': header keywords 'MJDREFI'/'MJDREFF' are missing"
-            ) from None
-        mjdref = float(header["MJDREF"])
-        mjdrefi, mjdreff = float(np.floor(mjdref)), mjdref - float(np.floor(mjdref))
-    return {
-        "start": np.asarray(start, dtype=np.float64),
-        "stop": np.asarray(stop, dtype=np.float64),
-        "mjdrefi": mjdrefi,
-        "mjdreff": mjdreff,
-        "timesys": str(header.get("TIMESYS", "tt")).lower(),
     }
 
 
@@ -540,21 +515,6 @@ def _spectrum_hdulist(
         if key in meta:
             h[key] = meta[key]
     return fits.HDUList([fits.PrimaryHDU(), table, _ebounds_hdu(*edges)])
-
-
-def _gti_hdu(gti: Any) -> fits.BinTableHDU:
-    hdu = fits.BinTableHDU.from_columns(
-        [
-            fits.Column("START", "D", unit="s", array=np.asarray(gti.start, dtype=np.float64)),
-            fits.Column("STOP", "D", unit="s", array=np.asarray(gti.stop, dtype=np.float64)),
-        ],
-        name="GTI",
-    )
-    hdu.header["MJDREFI"] = int(gti.mjdrefi)
-    hdu.header["MJDREFF"] = float(gti.mjdreff)
-    hdu.header["TIMESYS"] = gti.timesys
-    hdu.header["TIMEUNIT"] = "s"
-    return hdu
 
 
 def _aeff_for_exposure(exposure: np.ndarray, livetime: float) -> np.ndarray:
