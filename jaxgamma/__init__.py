@@ -17,7 +17,20 @@ from .parameters import Parameter, ParameterVector  # noqa: E402
 
 __version__ = "0.1.0"
 
+_LAZY = {"Analysis": "analysis", "AnalysisConfig": "analysis"}
+
+
+def __getattr__(name: str) -> object:
+    # the analysis layer (and the data reduction it pulls in) is imported on first use
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
+    "Analysis",
+    "AnalysisConfig",
     "FitResult",
     "Models",
     "Parameter",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,17 +15,101 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def _run(args: argparse.Namespace) -> int:
+    """``jaxgamma run config.yaml``: observations, datasets, models (if given) and fit, as configured;
+    everything written to the output folder."""
+    import time
+    from pathlib import Path
+
+    from .analysis import Analysis, AnalysisConfig
+
+    try:
+        config = AnalysisConfig.read(args.config)
+        if args.outdir is not None:
+            config.general.outdir = args.outdir
+        outdir = Path(os.path.expandvars(config.general.outdir))
+        if outdir.exists() and not outdir.is_dir():
+            raise ValueError(f"--outdir: {str(outdir)!r} exists and is not a folder")
+        models_path = None if args.models is None else Path(os.path.expandvars(args.models))
+        if models_path is not None and not models_path.is_file():
+            raise FileNotFoundError(2, f"--models: no such file {str(models_path)!r}", str(models_path))
+        config.general.datasets_file = outdir / "datasets.yaml"
+        config.general.models_file = outdir / "models.yaml"
+
+        analysis = Analysis(config)
+        t0 = time.perf_counter()
+        analysis.get_observations()
+        print(f"observations: {len(analysis.observations)} selected ({time.perf_counter() - t0:.2f} s)")
+        t0 = time.perf_counter()
+        analysis.get_datasets()
+        print(f"datasets: {analysis.datasets.names} reduced ({time.perf_counter() - t0:.2f} s)")
+        if models_path is not None:
+            analysis.read_models(models_path)
+        written = []
+        outdir.mkdir(parents=True, exist_ok=True)
+        config.write(outdir / "config.yaml", overwrite=True)
+        written.append(outdir / "config.yaml")
+        if models_path is not None and analysis.models:
+            t0 = time.perf_counter()
+            analysis.run_fit()
+            result = analysis.fit_result
+            print(f"\nfit ({time.perf_counter() - t0:.2f} s):\n")
+            print(result)
+            (outdir / "fit_result.txt").write_text(str(result), encoding="utf-8")
+            result.parameters_table().write(
+                outdir / "fit_parameters.ecsv", format="ascii.ecsv", overwrite=True
+            )
+            written += [outdir / "fit_result.txt", outdir / "fit_parameters.ecsv"]
+        else:
+            result = None
+            print("no models given (--models): no fit")
+        if not analysis.models:
+            config.general.models_file = None
+        analysis.write_datasets(overwrite=True)
+        written.append(outdir / "datasets.yaml")
+        if config.general.models_file is not None:
+            written.append(outdir / "models.yaml")
+    except (ValueError, OSError, RuntimeError, NotImplementedError, TypeError, KeyError) as err:
+        message: object = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, OSError) and err.strerror:
+            message = err.strerror
+            if err.filename and str(err.filename) not in err.strerror:
+                message = f"{err.strerror}: {str(err.filename)!r}"
+        print(f"jaxgamma run: error: {message}", file=sys.stderr)
+        return 2
+    print("written: " + ", ".join(str(p) for p in written))
+    if result is not None and not result.success:
+        print(f"jaxgamma run: the fit did not succeed: {result.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="jaxgamma", description="Differentiable gamma-ray likelihoods on JAX.")
+    parser = argparse.ArgumentParser(
+        prog="jaxgamma", description="Differentiable gamma-ray likelihoods on JAX."
+    )
     parser.add_argument("--version", action="version", version=f"jaxgamma {__version__}")
     sub = parser.add_subparsers(dest="command")
-    demo = sub.add_parser("demo", help="simulate three instruments seeing one source and fit them jointly (no download)")
+    demo = sub.add_parser(
+        "demo", help="simulate three instruments seeing one source and fit them jointly (no download)"
+    )
     demo.add_argument("--output-dir", default=".", help="folder for demo_spectrum.png (default: .)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
     demo.add_argument("--no-plot", action="store_true", help="do not write the spectrum plot")
     demo.set_defaults(func=_demo)
+    run = sub.add_parser(
+        "run",
+        help="run the analysis of a config file (observations, datasets, models, fit), Gammapy's schema",
+        description="Reduce the observations of an analysis config (Gammapy's AnalysisConfig YAML), set "
+        "the models (--models) and fit them; writes config.yaml, datasets.yaml (+ FITS files), models.yaml, "
+        "fit_result.txt and fit_parameters.ecsv to the output folder (existing files are replaced).",
+    )
+    run.add_argument("config", help="analysis config YAML")
+    run.add_argument("--models", default=None, help="models YAML to fit (without it: reduction only)")
+    run.add_argument("--outdir", default=None, help="output folder (default: general.outdir of the config)")
+    run.set_defaults(func=_run)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()

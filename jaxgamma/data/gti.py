@@ -446,7 +446,10 @@ class GTI(eqx.Module):
 
     def _shifted_to(self, other: GTI) -> tuple[np.ndarray, np.ndarray]:
         """This GTI's intervals in ``other``'s reference (s)."""
-        shift = ((self.mjdrefi - other.mjdrefi) + (self.mjdreff - other.mjdreff)) * 86400.0
+        if self.timesys == other.timesys:
+            shift = ((self.mjdrefi - other.mjdrefi) + (self.mjdreff - other.mjdreff)) * 86400.0
+        else:  # e.g. a UTC reference (MapDataset.create) and TT observations: astropy converts scales
+            shift = float((self.time_ref - other.time_ref).to_value("s"))
         return self.start + shift, self.stop + shift
 
     def select_time(self, time_interval: Any, inverted: bool = False) -> GTI:

@@ -65,12 +65,16 @@ from .spectrum import GTI, _as_gti, _make_name, _meta_tuple, _random_state
 
 __all__ = [
     "BACKGROUND_MIN_REDUCED",
+    "BINSZ_IRF_DEFAULT",
     "CUTOUT_MARGIN",
+    "MIGRA_AXIS_DEFAULT",
+    "RAD_AXIS_DEFAULT",
     "MapDataset",
     "MapDatasetOnOff",
     "MapDatasetOnOffPlan",
     "MapDatasetPlan",
     "MapEvaluatorPlan",
+    "create_map_dataset_geoms",
     "stack_map_datasets",
     "stack_map_datasets_onoff",
 ]
@@ -78,6 +82,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EXPOSURE_UNIT = "cm2 s"
+RAD_AXIS_DEFAULT = MapAxis.from_bounds(0, 0.66, nbin=66, node_type="edges", name="rad", unit="deg")
+"""Gammapy's default PSF-map ``rad`` axis: 0 to 0.66 deg in 66 bins."""
+MIGRA_AXIS_DEFAULT = MapAxis.from_bounds(0.2, 5, nbin=48, node_type="edges", name="migra")
+"""Gammapy's default energy-migration axis of an :class:`~jaxgamma.irf.EDispMap`."""
+BINSZ_IRF_DEFAULT = 0.2
+"""Gammapy's default IRF-map pixel size (deg)."""
 CUTOUT_MARGIN = 0.1
 """Gammapy's ``CUTOUT_MARGIN`` (deg) around a model's evaluation radius."""
 MAX_OVERSAMPLING = 200
@@ -94,6 +104,14 @@ _PRIMARY_STRUCTURAL = ("SIMPLE", "BITPIX", "NAXIS", "EXTEND", "NAME", "COMMENT",
 
 # -- small helpers -------------------------------------------------------------------------------------
 def _frozen(array: Any, dtype: Any) -> np.ndarray:
+    # a read-only array owning its data (another dataset's field) is shared, not copied
+    if (
+        isinstance(array, np.ndarray)
+        and array.dtype == dtype
+        and not array.flags.writeable
+        and array.flags.owndata
+    ):
+        return array
     out = np.array(array, dtype=dtype, copy=True)
     out.setflags(write=False)
     return out
@@ -594,6 +612,54 @@ def _irf_hdus(irf: Any) -> list[Any]:
     return [h for h in irf.to_hdulist() if not isinstance(h, fits.PrimaryHDU)]
 
 
+def create_map_dataset_geoms(
+    geom: WcsGeom,
+    energy_axis_true: MapAxis | None = None,
+    migra_axis: MapAxis | None = None,
+    rad_axis: MapAxis | None = None,
+    binsz_irf: Any = None,
+    reco_psf: bool = False,
+) -> dict[str, WcsGeom]:
+    """The geometries of a map dataset, as Gammapy's ``create_map_dataset_geoms``: ``geom``
+    (counts), ``geom_exposure`` (image x ``energy_axis_true``), and on the IRF grid (the image
+    re-binned to ``binsz_irf`` deg, default 0.2, same centre, width and projection)
+    ``geom_psf`` (``rad`` x true or, with ``reco_psf``, reconstructed energy) and ``geom_edisp``
+    (``migra`` x true energy, or reconstructed x true energy without ``migra_axis``)."""
+    if not isinstance(geom, WcsGeom) or [a.name for a in geom.axes] != ["energy"]:
+        raise ValueError(
+            f"create_map_dataset_geoms: geom must be a WcsGeom with one 'energy' axis, got {geom!r}"
+        )
+    energy_axis = geom.axes[0]
+    if energy_axis_true is None:
+        energy_axis_true = _rename_axis(energy_axis, "energy_true")
+    elif not isinstance(energy_axis_true, MapAxis) or energy_axis_true.name != "energy_true":
+        raise ValueError("create_map_dataset_geoms: energy_axis_true must be a MapAxis named 'energy_true'")
+    rad_axis = RAD_AXIS_DEFAULT if rad_axis is None else rad_axis
+    if rad_axis.name != "rad":
+        raise ValueError(f"create_map_dataset_geoms: rad_axis must be named 'rad', got {rad_axis.name!r}")
+    if migra_axis is not None and migra_axis.name != "migra":
+        raise ValueError(
+            f"create_map_dataset_geoms: migra_axis must be named 'migra', got {migra_axis.name!r}"
+        )
+    binsz = BINSZ_IRF_DEFAULT if binsz_irf is None else u.Quantity(binsz_irf, "deg").to_value("deg")
+    image = geom.to_image()
+    geom_irf = WcsGeom.create(
+        skydir=image.center_skydir,
+        binsz=binsz,
+        width=image.width,
+        proj=image.projection,
+        frame=image.frame,
+    )
+    psf_energy = energy_axis if reco_psf else energy_axis_true
+    second = [migra_axis, energy_axis_true] if migra_axis is not None else [energy_axis, energy_axis_true]
+    return {
+        "geom": geom,
+        "geom_exposure": image.to_cube([energy_axis_true]),
+        "geom_psf": geom_irf.to_cube([rad_axis, psf_energy]),
+        "geom_edisp": geom_irf.to_cube(second),
+    }
+
+
 # -- the dataset ----------------------------------------------------------------------------------------
 class _AbstractMapDataset(Dataset):
     """What :class:`MapDataset` and :class:`MapDatasetOnOff` share: the counts geometry, counts,
@@ -601,6 +667,7 @@ class _AbstractMapDataset(Dataset):
     reading and writing. Concrete classes add their maps, ``plan`` and summaries."""
 
     _count_hdus: ClassVar[tuple[str, ...]] = ()  # the dimensionless maps of the file format
+    _cutout_maps: ClassVar[tuple[str, ...]] = ()  # the class's own maps on the counts geometry
 
     counts: np.ndarray | None
     exposure: np.ndarray | None
@@ -1241,7 +1308,43 @@ class _AbstractMapDataset(Dataset):
         with atomic_paths(path, overwrite=overwrite) as (tmp,):
             tmp.write_bytes(data)
 
-    # -- stacking -------------------------------------------------------------------------------------
+    # -- cutouts -------------------------------------------------------------------------------------
+    def cutout(self, position: Any, width: Any, mode: str = "trim", name: str | None = None) -> Any:
+        """A new dataset cut out around ``position``, as Gammapy's ``MapDataset.cutout``.
+
+        Parameters
+        ----------
+        position : SkyCoord or (lon, lat) in deg in the geometry frame
+            Centre of the cutout.
+        width : float, str, Quantity or a (lon, lat) pair
+            Width in deg.
+        mode : {"trim", "partial", "strict"}
+            As ``astropy.nddata.Cutout2D`` (see :meth:`jaxgamma.geom.WcsGeom.cutout`): "partial"
+            keeps the requested shape, filling the outside with 0 (False for masks).
+        name : str, optional
+            A random name when not given (as Gammapy).
+
+        The maps are sliced (no copy of more than the cutout), the IRF maps cut out on their own
+        grid with at least 3 pixels a side; the GTI and meta table are kept.
+        """
+        from ..irf.psf import cutout_array
+
+        geom, sp, sc = self.geom.cutout_info(position, width, mode=mode)
+        kwargs: dict[str, Any] = {
+            "geom": geom,
+            "energy_axis_true": self.energy_axis_true,
+            "gti": self.gti,
+            "meta_table": self.meta_table,
+            "name": _make_name() if name is None else name,
+            "meta": self.meta,
+        }
+        for field in ("counts", "exposure", "mask_safe", "mask_fit", *self._cutout_maps):
+            value = getattr(self, field)
+            kwargs[field] = None if value is None else cutout_array(value, geom, sp, sc)
+        for field in ("psf", "edisp"):
+            value = getattr(self, field)
+            kwargs[field] = None if value is None else value.cutout(position, width, mode=mode)
+        return type(self)(**kwargs)
 
 
 class MapDataset(_AbstractMapDataset):
@@ -1271,6 +1374,7 @@ class MapDataset(_AbstractMapDataset):
     tag: ClassVar[str] = "MapDataset"
     stat_type: ClassVar[str] = "cash"
     _count_hdus: ClassVar[tuple[str, ...]] = ("COUNTS", "BACKGROUND")
+    _cutout_maps: ClassVar[tuple[str, ...]] = ("background",)
 
     background: np.ndarray | None = None
 
@@ -1459,6 +1563,102 @@ class MapDataset(_AbstractMapDataset):
         """Stack map datasets as Gammapy's ``Datasets.stack_reduce`` (see :func:`stack_map_datasets`)."""
         return stack_map_datasets(datasets, name=name, models=models)
 
+    def stack(self, other: Any, models: Any = None) -> MapDataset:
+        """A new dataset: ``other`` (one dataset or a sequence) stacked into this one, as Gammapy's
+        in-place ``MapDataset.stack`` repeated.
+
+        The others may lie on this geometry or on cutouts of it (e.g. from :meth:`cutout`); their
+        maps are added where they overlap. This dataset enters unmasked, each other masked by its
+        safe mask: ``counts += m counts_i``, ``background += m npred_background_i`` (FoV background
+        models in ``models`` folded in), ``exposure += any_E(m) exposure_i``; PSF and energy
+        dispersion maps become exposure-weighted means on this dataset's IRF grid; masks are
+        ORed, GTIs merged and meta tables concatenated. The name is kept.
+        """
+        others: list[Any] = [other] if isinstance(other, Dataset) else list(other)
+        _check_map_stackable([self, *others], MapDataset)
+        return _stack_cash(self, others, self.name, models, masked_reference=False)
+
+    @classmethod
+    def create(
+        cls,
+        geom: WcsGeom,
+        energy_axis_true: MapAxis | None = None,
+        migra_axis: MapAxis | None = None,
+        rad_axis: MapAxis | None = None,
+        binsz_irf: Any = None,
+        reference_time: Any = "2000-01-01",
+        name: str | None = None,
+        meta_table: Any = None,
+        reco_psf: bool = False,
+        **kwargs: Any,
+    ) -> MapDataset:
+        """An empty dataset, as Gammapy's ``MapDataset.create``: zero counts, background and exposure,
+        a zero PSF map (``rad`` axis ``RAD_AXIS_DEFAULT`` unless given) and a diagonal energy
+        dispersion (an :class:`~jaxgamma.irf.EDispKernelMap`, or an :class:`~jaxgamma.irf.EDispMap`
+        when ``migra_axis`` is given) on the IRF grid of pixel size ``binsz_irf`` (deg, default
+        0.2), with zero exposure maps; an empty GTI with ``reference_time``; ``mask_safe`` all
+        False.
+
+        Parameters
+        ----------
+        geom : WcsGeom
+            Counts geometry with one ``energy`` axis.
+        energy_axis_true : MapAxis, optional
+            True-energy axis (named ``energy_true``); default the reconstructed axis renamed.
+        migra_axis, rad_axis : MapAxis, optional
+        binsz_irf : float, str or Quantity, optional
+        reference_time : astropy Time or str
+        name : str, optional
+            Random when not given.
+        meta_table : astropy Table, optional
+        reco_psf : bool
+            PSF map in reconstructed energy.
+        **kwargs
+            Other dataset fields (e.g. ``mask_fit``, ``meta``).
+        """
+        from astropy.time import Time
+
+        geoms = create_map_dataset_geoms(
+            geom,
+            energy_axis_true=energy_axis_true,
+            migra_axis=migra_axis,
+            rad_axis=rad_axis,
+            binsz_irf=binsz_irf,
+            reco_psf=reco_psf,
+        )
+        zeros = np.zeros(geom.data_shape)
+        edisp_geom = geoms["geom_edisp"]
+        edisp = (
+            irf.EDispMap.from_geom(edisp_geom)
+            if "migra" in [a.name for a in edisp_geom.axes]
+            else irf.EDispKernelMap.from_geom(edisp_geom)
+        )
+        time = Time(reference_time)
+        mjd_int = float(np.floor(time.mjd))
+        kwargs.setdefault(
+            "gti",
+            GTI(
+                np.zeros(0),
+                np.zeros(0),
+                mjdrefi=mjd_int,
+                mjdreff=float(time.mjd - mjd_int),
+                timesys=time.scale,
+            ),
+        )
+        return cls(
+            geom=geom,
+            counts=zeros,
+            background=zeros,
+            exposure=np.zeros(geoms["geom_exposure"].data_shape),
+            energy_axis_true=geoms["geom_exposure"].axes[0],
+            psf=irf.PSFMap.from_geom(geoms["geom_psf"]),
+            edisp=edisp,
+            mask_safe=np.zeros(geom.data_shape, dtype=bool),
+            meta_table=meta_table,
+            name=name,
+            **kwargs,
+        )
+
 
 # -- the on-off dataset -----------------------------------------------------------------------------------
 class MapDatasetOnOff(_AbstractMapDataset):
@@ -1482,6 +1682,7 @@ class MapDatasetOnOff(_AbstractMapDataset):
     tag: ClassVar[str] = "MapDatasetOnOff"
     stat_type: ClassVar[str] = "wstat"
     _count_hdus: ClassVar[tuple[str, ...]] = ("COUNTS", "COUNTS_OFF", "ACCEPTANCE", "ACCEPTANCE_OFF")
+    _cutout_maps: ClassVar[tuple[str, ...]] = ("counts_off", "acceptance", "acceptance_off")
 
     counts_off: np.ndarray | None = None
     acceptance: np.ndarray | None = None
@@ -1830,19 +2031,32 @@ def _check_map_stackable(datasets: list[Any], cls: type) -> None:
     for d in datasets:
         if type(d) is not cls:
             raise TypeError(f"stacking {cls.__name__}: got {type(d).__name__} {getattr(d, 'name', '')!r}")
-    ref = datasets[0]
-    for d in datasets[1:]:
-        if d.geom != ref.geom:
-            raise ValueError(
-                f"cannot stack {d.name!r} on {ref.name!r}: their geometries differ (only datasets on "
-                "the same geometry can be stacked)"
-            )
+
+
+def _placements(reference: Any, others: list[Any]) -> list[Any]:
+    """Where each of ``others`` goes in ``reference``'s maps (None: same geometry); a ValueError
+    unless each is on the reference's geometry or a cutout of its pixel grid with the same axes."""
+    from ..irf.psf import placement
+
+    out = []
+    for d in others:
+        what = f"cannot stack {d.name!r} on {reference.name!r}"
+        if not d.geom.axes[0].is_allclose(reference.geom.axes[0]):
+            raise ValueError(f"{what}: their energy axes differ")
         if (
-            ref.exposure is not None
+            reference.exposure is not None
             and d.exposure is not None
-            and not d.energy_axis_true.is_allclose(ref.energy_axis_true)
+            and not d.energy_axis_true.is_allclose(reference.energy_axis_true)
         ):
-            raise ValueError(f"cannot stack {d.name!r} on {ref.name!r}: their true energy axes differ")
+            raise ValueError(f"{what}: their true energy axes differ")
+        try:
+            out.append(placement(d.geom, reference.geom, what))
+        except ValueError:
+            raise ValueError(
+                f"{what}: their geometries differ (only datasets on the same geometry, or cutouts "
+                "of it, can be stacked)"
+            ) from None
+    return out
 
 
 def _irf_mask_nearest(mask_image: np.ndarray, geom: WcsGeom, irf_image: WcsGeom) -> np.ndarray:
@@ -1891,11 +2105,11 @@ def _irf_mask_linear(mask: np.ndarray, geom: WcsGeom, irf_image: WcsGeom, axis: 
     return (interpolator(coords) != 0).reshape(shape_out)
 
 
-def _irf_weights(dataset: Any, irf_map: Any, kind: str) -> tuple[Any, Any]:
+def _irf_weights(dataset: Any, irf_map: Any, kind: str) -> tuple[Any, Any] | None:
     """The weights of ``dataset``'s IRF map (data, exposure) in Gammapy's ``IRFMap.stack``:
     ``mask_safe_psf`` / ``mask_safe_edisp`` on the IRF grid (None without a safe mask)."""
     if dataset.mask_safe is None:
-        return None, None
+        return None
     image = dataset.geom.to_image()
     irf_image = irf_map.geom.to_image()
     if kind == "psf":
@@ -1915,47 +2129,29 @@ def _irf_weights(dataset: Any, irf_map: Any, kind: str) -> tuple[Any, Any]:
     return w, w
 
 
-def _unit_factor(unit_from: str, unit_to: str, what: str) -> float:
-    try:
-        return float((1.0 * parse_unit(unit_from or "")).to_value(parse_unit(unit_to or "")))
-    except u.UnitConversionError as err:
-        raise ValueError(f"{what}: {err}") from None
+def _stack_irf_maps(reference: Any, others: list[Any], kind: str, masked_reference: bool) -> Any:
+    """Gammapy's ``IRFMap.stack`` of the datasets' ``kind`` maps into the reference's: the
+    exposure-weighted mean ``sum_i D_i X_i W_i / sum_i X_i W'_i`` (0 where the weights vanish),
+    ``W`` the safe masks on the IRF grid; the stacked exposure map is ``sum_i X_i W'_i``."""
+    from ..irf.psf import stack_irf_maps
 
-
-def _stack_irf_maps(datasets: list[Any], kind: str) -> Any:
-    """Gammapy's ``IRFMap.stack`` over datasets: the exposure-weighted mean
-    ``sum_i D_i X_i W_i / sum_i X_i W'_i`` (0 where the weights vanish), with ``W`` the safe masks
-    on the IRF grid; the stacked exposure map is ``sum_i X_i W'_i``."""
-    items = [(d, getattr(d, kind)) for d in datasets if getattr(d, kind) is not None]
-    first = items[0][1]
-    numerator = np.zeros(first.data.shape)
-    exposure = None
-    for d, irf_map in items:
-        what = f"stacking the {kind} of {d.name!r}"
-        if irf_map.geom != first.geom:
-            raise ValueError(f"{what}: its IRF geometry differs from that of {items[0][0].name!r}")
+    first = getattr(reference, kind)
+    items = [d for d in others if getattr(d, kind) is not None]
+    for d in items:
+        irf_map = getattr(d, kind)
         if irf_map.exposure is None:
-            raise ValueError(f"{what}: it has no exposure map (Gammapy's IRFMap.stack needs one)")
-        x = np.asarray(irf_map.exposure, dtype=np.float64) * _unit_factor(
-            irf_map.exposure_unit, first.exposure_unit, what
+            raise ValueError(
+                f"stacking the {kind} of {d.name!r}: it has no exposure map (Gammapy's IRFMap.stack needs one)"
+            )
+    try:
+        return stack_irf_maps(
+            first,
+            [getattr(d, kind) for d in items],
+            weights=[_irf_weights(d, getattr(d, kind), kind) for d in items],
+            reference_weights=_irf_weights(reference, first, kind) if masked_reference else None,
         )
-        data = np.asarray(irf_map.data, dtype=np.float64) * _unit_factor(irf_map.unit, first.unit, what)
-        weight, weight_exposure = _irf_weights(d, irf_map, kind)
-        term = np.nan_to_num(data * x, nan=0.0, posinf=0.0, neginf=0.0)
-        numerator += term if weight is None else term * weight
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-        x = x if weight_exposure is None else x * weight_exposure
-        exposure = x if exposure is None else exposure + x
-    with np.errstate(invalid="ignore", divide="ignore"):
-        data = np.nan_to_num(numerator / exposure)
-    return type(first)(
-        data,
-        first.geom,
-        exposure=exposure,
-        exposure_geom=first.exposure_geom,
-        unit=first.unit,
-        exposure_unit=first.exposure_unit,
-    )
+    except ValueError as err:
+        raise ValueError(f"stacking the {kind} maps on {reference.name!r}: {err}") from None
 
 
 def _stack_meta_tables(tables: list[Any]) -> Any:
@@ -1973,35 +2169,87 @@ def _stack_meta_tables(tables: list[Any]) -> Any:
     return stacked
 
 
-def _stack_maps_common(datasets: list[Any], name: str | None) -> dict[str, Any]:
-    """Counts, exposure, IRF maps, masks, GTI and meta table stacked as Gammapy's ``MapDataset.stack``
-    onto ``datasets[0].to_masked()`` (float64 here, float32 in Gammapy)."""
-    ref = datasets[0]
-    counts = np.zeros(ref.data_shape)
-    for d in datasets:
-        if d.counts is not None:
-            counts += np.nan_to_num(d.counts, nan=0.0, posinf=0.0, neginf=0.0) * _mask_or_ones(d)
-    exposure = None
-    if ref.exposure is not None:
-        exposure = np.zeros(ref.exposure.shape)
-        for d in datasets:
-            if d.exposure is not None:
-                image = np.any(_mask_or_ones(d), axis=0)[None]
-                exposure += np.nan_to_num(d.exposure, nan=0.0, posinf=0.0, neginf=0.0) * image
-    psf = _stack_irf_maps(datasets, "psf") if ref.psf is not None else None
-    edisp = _stack_irf_maps(datasets, "edisp") if ref.edisp is not None else None
-    mask_safe = np.zeros(ref.data_shape, dtype=bool)
-    for d in datasets:
-        mask_safe |= _mask_or_ones(d)
-    mask_fit = None
-    for d in datasets:
+def _release(*arrays: Any) -> None:
+    """Make new arrays read-only, so that the dataset built from them shares rather than copies
+    them (:func:`_frozen`)."""
+    for a in arrays:
+        if isinstance(a, np.ndarray) and a.flags.owndata:
+            a.setflags(write=False)
+
+
+def _or_zeros(dataset: Any, values: Any) -> Any:
+    return np.zeros(dataset.data_shape) if values is None else values
+
+
+def _clean(values: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _stacked_map(
+    reference: Any,
+    others: list[Any],
+    where: list[Any],
+    field: str,
+    masked_reference: bool,
+    image_mask: bool = False,
+    values: Any = None,
+) -> np.ndarray | None:
+    """``reference.field`` (masked by its safe mask when ``masked_reference``) plus the others'
+    masked values placed into the reference's grid; None when the reference has no such map."""
+    from ..irf.psf import add_into
+
+    get = values or (lambda d: getattr(d, field))
+    ref_values = get(reference)
+    if ref_values is None:
+        return None
+
+    def mask(d: Any) -> np.ndarray:
+        m = _mask_or_ones(d)
+        return np.any(m, axis=0)[None] if image_mask else m
+
+    if masked_reference:
+        total = _clean(np.asarray(ref_values, dtype=np.float64)) * mask(reference)
+    else:
+        total = np.array(ref_values, dtype=np.float64, copy=True)
+    for d, w in zip(others, where, strict=True):
+        v = get(d)
+        if v is not None:
+            add_into(total, _clean(np.asarray(v, dtype=np.float64)) * mask(d), w)
+    return total
+
+
+def _stack_maps_common(
+    reference: Any, others: list[Any], name: str | None, masked_reference: bool
+) -> dict[str, Any]:
+    """Counts, exposure, IRF maps, masks, GTI and meta table of ``others`` stacked into
+    ``reference`` as Gammapy's ``MapDataset.stack`` (onto ``reference.to_masked()`` when
+    ``masked_reference``); float64 here, float32 in Gammapy."""
+    from ..irf.psf import add_into
+
+    where = _placements(reference, others)
+    counts = _stacked_map(
+        reference, others, where, "counts", masked_reference, values=lambda d: _or_zeros(d, d.counts)
+    )
+    exposure = _stacked_map(reference, others, where, "exposure", masked_reference, image_mask=True)
+    psf = _stack_irf_maps(reference, others, "psf", masked_reference) if reference.psf is not None else None
+    edisp = (
+        _stack_irf_maps(reference, others, "edisp", masked_reference) if reference.edisp is not None else None
+    )
+    mask_safe = _mask_or_ones(reference).copy()
+    for d, w in zip(others, where, strict=True):
+        add_into(mask_safe, _mask_or_ones(d), w)
+    mask_fit = None if reference.mask_fit is None else reference.mask_fit.copy()
+    for d, w in zip(others, where, strict=True):
         if d.mask_fit is not None:
-            mask_fit = d.mask_fit.copy() if mask_fit is None else (mask_fit | d.mask_fit)
-    gtis = [d.gti for d in datasets if d.gti is not None]
+            if mask_fit is None:
+                mask_fit = np.zeros(reference.data_shape, dtype=bool)
+            add_into(mask_fit, d.mask_fit, w)
+    gtis = [d.gti for d in (reference, *others) if d.gti is not None]
     gti = gtis[0].stack_union(gtis[1:]) if gtis else None
+    _release(counts, exposure, mask_safe, mask_fit)
     return {
-        "geom": ref.geom,
-        "energy_axis_true": ref.energy_axis_true,
+        "geom": reference.geom,
+        "energy_axis_true": reference.energy_axis_true,
         "counts": counts,
         "exposure": exposure,
         "psf": psf,
@@ -2009,13 +2257,41 @@ def _stack_maps_common(datasets: list[Any], name: str | None) -> dict[str, Any]:
         "mask_safe": mask_safe,
         "mask_fit": mask_fit,
         "gti": gti,
-        "meta_table": _stack_meta_tables([d.meta_table for d in datasets]),
+        "meta_table": _stack_meta_tables([d.meta_table for d in (reference, *others)]),
         "name": name,
     }
 
 
+def _npred_background(dataset: MapDataset, models: Any) -> np.ndarray | None:
+    """``dataset``'s background with its FoV background model in ``models`` folded in."""
+    if dataset.background is None:
+        return None
+    background_models = _background_only(models, dataset)
+    if len(background_models) == 0:
+        return dataset.background
+    return dataset.npred_background(background_models)
+
+
+def _stack_cash(
+    reference: MapDataset, others: list[MapDataset], name: str | None, models: Any, masked_reference: bool
+) -> MapDataset:
+    common = _stack_maps_common(reference, others, name, masked_reference)
+    where = _placements(reference, others)
+    background = _stacked_map(
+        reference,
+        others,
+        where,
+        "background",
+        masked_reference,
+        values=lambda d: _or_zeros(d, _npred_background(d, models)),
+    )
+    _release(background)
+    return MapDataset(background=background, meta=None if masked_reference else reference.meta, **common)
+
+
 def stack_map_datasets(datasets: Any, name: str | None = None, models: Any = None) -> MapDataset:
-    """Stack Cash map datasets on one geometry as Gammapy's ``Datasets.stack_reduce``.
+    """Stack Cash map datasets as Gammapy's ``Datasets.stack_reduce``: onto
+    ``datasets[0].to_masked()``, the others on the same geometry or cutouts of it.
 
     With ``m_i`` the safe masks (all True when None): ``counts = sum_i m_i counts_i``,
     ``background = sum_i m_i npred_background_i`` (each dataset's FoV background model in
@@ -2027,17 +2303,12 @@ def stack_map_datasets(datasets: Any, name: str | None = None, models: Any = Non
     """
     datasets = list(datasets)
     _check_map_stackable(datasets, MapDataset)
-    common = _stack_maps_common(datasets, name)
-    background = np.zeros(datasets[0].data_shape)
-    for d in datasets:
-        if d.background is not None:
-            values = d.npred_background(_background_only(models, d))
-            background += np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0) * _mask_or_ones(d)
-    return MapDataset(background=background, **common)
+    return _stack_cash(datasets[0], datasets[1:], name, models, masked_reference=True)
 
 
 def stack_map_datasets_onoff(datasets: Any, name: str | None = None) -> MapDatasetOnOff:
-    """Stack on-off map datasets as Gammapy's ``Datasets.stack_reduce`` (``MapDatasetOnOff.stack``).
+    """Stack on-off map datasets as Gammapy's ``Datasets.stack_reduce`` (``MapDatasetOnOff.stack``),
+    onto ``datasets[0].to_masked()``, the others on the same geometry or cutouts of it.
 
     As :func:`stack_map_datasets` for counts, exposure, IRFs and masks; with ``m_i`` the safe
     masks, ``n_off = sum_i m_i n_off_i``, ``acceptance = sum_i m_i acceptance_i`` and
@@ -2054,18 +2325,20 @@ def stack_map_datasets_onoff(datasets: Any, name: str | None = None) -> MapDatas
             raise ValueError(
                 f"cannot stack incomplete MapDatasetOnOff {d.name!r} (no OFF counts or acceptances)"
             )
-    common = _stack_maps_common(datasets, name)
-    shape = datasets[0].data_shape
-    total_off = np.zeros(shape)
-    total_alpha = np.zeros(shape)
-    total_acceptance = np.zeros(shape)
-    for d in datasets:
-        m = _mask_or_ones(d)
-        if d.acceptance is not None:
-            total_acceptance += np.nan_to_num(d.acceptance) * m
-        if d.counts_off is not None:
-            total_off += np.nan_to_num(d.counts_off) * m
-            total_alpha += np.nan_to_num(d.alpha * d.counts_off) * m
+    reference, others = datasets[0], datasets[1:]
+    common = _stack_maps_common(reference, others, name, masked_reference=True)
+    where = _placements(reference, others)
+
+    def total(get: Any) -> np.ndarray:
+        out = _stacked_map(reference, others, where, "", True, values=get)
+        assert out is not None  # the values are never None
+        return out
+
+    total_acceptance = total(lambda d: _or_zeros(d, d.acceptance))
+    total_off = total(lambda d: _or_zeros(d, d.counts_off))
+    total_alpha = total(
+        lambda d: _or_zeros(d, None if d.counts_off is None else _clean(d.alpha * d.counts_off))
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         acceptance_off = total_acceptance * total_off / total_alpha
         average_alpha = total_alpha.sum() / total_off.sum()

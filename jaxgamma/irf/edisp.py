@@ -40,6 +40,7 @@ from ._core import (
     position_pix,
     squash_first_axis,
 )
+from .psf import cutout_irf_map, normalize_irf_map, stack_irf_maps
 
 __all__ = ["EDispKernel", "EDispKernelMap", "EDispMap", "read_edisp_map"]
 
@@ -208,6 +209,20 @@ class _EDispBase(IRFMap):
             values = np.where(np.isfinite(values), values, values.dtype.type(0))
         return values
 
+    # -- map operations ------------------------------------------------------------------------------
+    def cutout(self, position: Any, width: Any, mode: str = "trim", min_npix: int = 3) -> Any:
+        """The map and its exposure map cut out around ``position`` (Gammapy's ``IRFMap.cutout``)."""
+        return cutout_irf_map(self, position, width, mode=mode, min_npix=min_npix)
+
+    def stack(self, other: Any, weights: Any = None) -> Any:
+        """A new map: ``other`` (one map or a list, on this grid or cutouts of it) stacked into this
+        one, weighted by exposure (Gammapy's ``IRFMap.stack``; see :func:`jaxgamma.irf.psf.stack_irf_maps`)."""
+        single = isinstance(other, _EDispBase)
+        others = [other] if single else list(other)
+        if weights is not None and single:
+            weights = [weights]
+        return stack_irf_maps(self, others, weights)
+
 
 class EDispKernelMap(_EDispBase):
     """Energy-dispersion kernel map: ``edisp_values[E_true, E_reco, lat, lon]``.
@@ -356,6 +371,11 @@ class EDispMap(_EDispBase):
             migra_axis = MapAxis.from_bounds(1 - 1e-5, 1 + 1e-5, nbin=3, name="migra", node_type="edges")
         geom = WcsGeom.create(npix=(2, 1), proj="CAR", binsz=180, axes=[migra_axis, energy_axis_true])
         return cls.from_geom(geom)
+
+    def normalize(self) -> EDispMap:
+        """The migration pdf normalised to ``sum dmigra P = 1`` in every pixel and true-energy bin
+        (Gammapy's ``EDispMap.normalize``)."""
+        return normalize_irf_map(self, "migra")
 
     def _kernel_values(self, data: np.ndarray, energy_axis: MapAxis, threshold: float) -> np.ndarray:
         """Gammapy's ``to_edisp_kernel_map`` arithmetic on migration pdfs ``data[E_true, migra, ...]``;

@@ -32,7 +32,7 @@ from astropy.io import fits
 from astropy.nddata import block_reduce
 
 from ..geom import MapAxis, WcsGeom
-from ..units import parse_unit
+from ..units import parse_unit, unit_str
 from ._core import (
     IRFMap,
     _energy_axis_name,
@@ -471,6 +471,24 @@ class PSFMap(IRFMap):
         _, max_radius = self._kernel_radii(position, containment, max_radius)
         return float(max(_to_odd_npix(geom.to_image(), max_radius).width))
 
+    # -- map operations ------------------------------------------------------------------------------
+    def cutout(self, position: Any, width: Any, mode: str = "trim", min_npix: int = 3) -> PSFMap:
+        """The map and its exposure map cut out around ``position`` (Gammapy's ``IRFMap.cutout``)."""
+        return cutout_irf_map(self, position, width, mode=mode, min_npix=min_npix)
+
+    def stack(self, other: Any, weights: Any = None) -> PSFMap:
+        """A new map: ``other`` (one map or a list, on this grid or cutouts of it) stacked into this
+        one, weighted by exposure (Gammapy's ``IRFMap.stack``; see :func:`stack_irf_maps`)."""
+        others = [other] if isinstance(other, PSFMap) else list(other)
+        if weights is not None and isinstance(other, PSFMap):
+            weights = [weights]
+        return stack_irf_maps(self, others, weights)
+
+    def normalize(self) -> PSFMap:
+        """The PSF normalised so that ``sum 2 pi r dr PSF = 1`` in every pixel and energy bin, in
+        ``rad-unit^-2`` (Gammapy's ``PSFMap.normalize``)."""
+        return normalize_irf_map(self, "rad")
+
     def __repr__(self) -> str:
         return (
             f"PSFMap(shape={self._data.shape}, energy={self._energy_name!r}, "
@@ -499,3 +517,169 @@ def _to_odd_npix(geom: WcsGeom, max_radius: u.Quantity) -> WcsGeom:
         frame=geom.frame,
         axes=geom.axes,
     )
+
+
+# -- operations shared by the IRF maps (cutout, placement, stacking, normalisation) ---------------
+def _is_aligned(geom: WcsGeom, other: WcsGeom, tolerance: float = 1e-6) -> bool:
+    """Gammapy's ``WcsGeom.is_aligned``: equal non-spatial axes and WCS equal up to integer CRPIX
+    shifts (``wcs.compare(cmp=WCSCOMPARE_TILING, tolerance=1e-6)``)."""
+    if any(a != b for a, b in zip(geom.axes, other.axes, strict=False)):
+        return False
+    return bool(geom.wcs.wcs.compare(other.wcs.wcs, cmp=2, tolerance=tolerance))
+
+
+def placement(geom: WcsGeom, parent: WcsGeom, what: str = "map") -> tuple[tuple, tuple] | None:
+    """Where a map on ``geom`` goes in a map on ``parent``: None when the image geometries are
+    equal, otherwise ``(parent_slices, cutout_slices)`` in numpy (lat, lon) order, as Gammapy's
+    ``Map.stack`` finds them (``geom.cutout_slices(parent)``, mode "partial"); a ValueError when
+    ``geom`` is not a cutout of ``parent``'s pixel grid."""
+    if geom.to_image() == parent.to_image():
+        return None
+    if not _is_aligned(geom.to_image(), parent.to_image()):
+        raise ValueError(
+            f"{what}: can only stack maps on the same geometry or cutouts of it; {geom!r} is not "
+            f"aligned with {parent!r}"
+        )
+    slices = geom.cutout_slices(parent)
+    return (Ellipsis, *slices["parent-slices"]), (Ellipsis, *slices["cutout-slices"])
+
+
+def add_into(total: np.ndarray, values: np.ndarray, where: tuple[tuple, tuple] | None) -> None:
+    """``total[parent region] += values[cutout region]`` (``where`` from :func:`placement`)."""
+    if where is None:
+        total += values
+    else:
+        total[where[0]] += values[where[1]]
+
+
+def cutout_array(data: np.ndarray, geom: WcsGeom, slices_parent: tuple, slices_cutout: tuple) -> np.ndarray:
+    """The values of ``data`` on the cutout geometry ``geom`` (0, or False, outside the parent)."""
+    out = np.zeros(data.shape[:-2] + geom.data_shape_image, dtype=data.dtype)
+    out[(Ellipsis, *slices_cutout)] = data[(Ellipsis, *slices_parent)]
+    return out
+
+
+def _new_like(irf_map: IRFMap, data: np.ndarray, geom: WcsGeom, **changes: Any) -> Any:
+    kwargs: dict[str, Any] = {
+        "exposure": irf_map.exposure,
+        "exposure_geom": irf_map.exposure_geom,
+        "unit": irf_map.unit,
+        "exposure_unit": irf_map.exposure_unit,
+    }
+    kwargs.update(changes)
+    return type(irf_map)(data, geom, **kwargs)
+
+
+def cutout_irf_map(irf_map: IRFMap, position: Any, width: Any, mode: str = "trim", min_npix: int = 3) -> Any:
+    """Gammapy's ``IRFMap.cutout``: the IRF map and its exposure map cut out around ``position``
+    (at least ``min_npix`` pixels a side, so that interpolation inside stays possible)."""
+    geom, sp, sc = irf_map.geom.cutout_info(position, width, mode=mode, min_npix=min_npix)
+    data = cutout_array(irf_map.data, geom, sp, sc)
+    exposure = exposure_geom = None
+    if irf_map.exposure is not None and irf_map.exposure_geom is not None:
+        exposure_geom = WcsGeom(geom.wcs, geom.npix, axes=irf_map.exposure_geom.axes)
+        exposure = cutout_array(irf_map.exposure, exposure_geom, sp, sc)
+    return _new_like(irf_map, data, geom, exposure=exposure, exposure_geom=exposure_geom)
+
+
+def _unit_factor(unit_from: str, unit_to: str, what: str) -> float:
+    try:
+        return float((1.0 * parse_unit(unit_from or "")).to_value(parse_unit(unit_to or "")))
+    except u.UnitConversionError as err:
+        raise ValueError(f"{what}: {err}") from None
+
+
+def _weight_pair(w: Any, irf_map: IRFMap) -> tuple[Any, Any]:
+    """``(W, W')`` from a weight entry: None, an array (``W' = W`` ORed over a reconstructed
+    ``energy`` axis, as Gammapy's ``IRFMap.stack``), or an explicit pair."""
+    if w is None:
+        return None, None
+    if isinstance(w, tuple):
+        return w
+    w = np.asarray(w)
+    names = [a.name for a in irf_map.geom.axes]
+    if "energy" in names and w.ndim == irf_map.data.ndim:
+        return w, np.any(w != 0, axis=w.ndim - 3 - names.index("energy"), keepdims=True)
+    return w, w
+
+
+def stack_irf_maps(
+    reference: IRFMap,
+    others: Any,
+    weights: Any = None,
+    reference_weights: Any = None,
+    include_reference: bool = True,
+) -> Any:
+    """Gammapy's ``IRFMap.stack``, folded over ``others``, returning a new map on ``reference``'s
+    geometry: the exposure-weighted mean ``sum_i D_i X_i W_i / sum_i X_i W'_i`` (0 where the
+    summed exposure vanishes) and the summed exposure ``sum_i X_i W'_i``.
+
+    ``others`` may be cutouts of the reference's pixel grid. ``weights`` (one per other, or None):
+    None, an array broadcasting against the map's data (``W``; ``W'`` is ``W`` ORed over a
+    reconstructed ``energy`` axis when the map has one), or a pair ``(W, W')``. The reference enters unweighted (Gammapy's in-place
+    ``stack``), with ``reference_weights`` when given (``to_masked``), or not at all when
+    ``include_reference`` is False. Non-finite products are set to 0, as ``nan_to_num``.
+    """
+    others = list(others)
+    weights = [None] * len(others) if weights is None else list(weights)
+    if len(weights) != len(others):
+        raise ValueError("stack_irf_maps: one weight (or None) per map is needed")
+    name = type(reference).__name__
+    numerator = np.zeros(reference.data.shape)
+    if reference.exposure is None or reference.exposure_geom is None:
+        raise ValueError(
+            f"{name}.stack: the reference map has no exposure map (Gammapy's IRFMap.stack needs one)"
+        )
+    exposure = np.zeros(reference.exposure.shape)
+    items = list(zip(others, weights, strict=True))
+    if include_reference:
+        items.insert(0, (reference, reference_weights))
+    for irf_map, w in items:
+        what = f"{name}.stack"
+        if type(irf_map) is not type(reference):
+            raise TypeError(f"{what}: cannot stack a {type(irf_map).__name__}")
+        if irf_map.exposure is None:
+            raise ValueError(f"{what}: a map has no exposure map (Gammapy's IRFMap.stack needs one)")
+        if tuple(irf_map.geom.axes) != tuple(reference.geom.axes):
+            raise ValueError(
+                f"{what}: the non-spatial axes differ ({irf_map.geom.axes_names} vs the reference's)"
+            )
+        where = placement(irf_map.geom, reference.geom, what)
+        x = np.asarray(irf_map.exposure, dtype=np.float64) * _unit_factor(
+            irf_map.exposure_unit, reference.exposure_unit, what
+        )
+        data = np.asarray(irf_map.data, dtype=np.float64) * _unit_factor(irf_map.unit, reference.unit, what)
+        term = np.nan_to_num(data * x, nan=0.0, posinf=0.0, neginf=0.0)
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        w_data, w_exposure = _weight_pair(w, irf_map)
+        if w_data is not None:
+            term = term * w_data
+        if w_exposure is not None:
+            x = x * w_exposure
+        add_into(numerator, term, where)
+        add_into(exposure, x, where)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        data = np.nan_to_num(numerator / exposure, nan=0.0, posinf=0.0, neginf=0.0)
+    return _new_like(reference, data, reference.geom, exposure=exposure)
+
+
+def normalize_irf_map(irf_map: IRFMap, axis_name: str) -> Any:
+    """Gammapy's ``Map.normalize(axis_name)``: the values divided by the maximum of their cumulative
+    integral along the axis (``sum dx`` values, with ``2 pi r dr`` for ``rad``); 0 where that is
+    0. The unit becomes ``unit / (unit x axis unit [x axis unit for rad])``, e.g. ``deg-2`` for a
+    PSF, as Gammapy's."""
+    axis = irf_map.geom.axis(axis_name)
+    names = [a.name for a in irf_map.geom.axes]
+    index = irf_map.data.ndim - 3 - names.index(axis_name)
+    shape = [1] * irf_map.data.ndim
+    shape[index] = -1
+    values = np.asarray(irf_map.data, dtype=np.float64) * np.diff(axis_edges(axis)).reshape(shape)
+    unit = parse_unit(axis.unit or "")
+    if axis_name == "rad":
+        values = 2 * np.pi * axis_center(axis).reshape(shape) * values
+        unit = unit * unit
+    # Gammapy's cumsum starts with an inserted 0
+    total = np.maximum(np.max(np.cumsum(values, axis=index), axis=index, keepdims=True), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normed = np.nan_to_num(irf_map.data / total)
+    return _new_like(irf_map, normed, irf_map.geom, unit=unit_str(1 / unit))
