@@ -22,3 +22,12 @@ def gammapy_data() -> Path:
     if path is None:
         pytest.skip("GAMMAPY_DATA is not set (or not a folder): this test reads Gammapy's example data")
     return path
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    """$GAMMAPY_DATA, shared by the tests of one module; they are skipped when it is not set."""
+    path = gammapy_data_path()
+    if path is None:
+        pytest.skip("GAMMAPY_DATA is not set (or not a folder): these tests read Gammapy's example data")
+    return path

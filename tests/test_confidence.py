@@ -3,7 +3,6 @@ checks, consistency with the covariance and with each other, and Gammapy 2.1's M
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import jax
@@ -86,14 +85,6 @@ def test_unknown_parameter_and_bad_sigma_raise(gaussian):
 
 
 # -- H.E.S.S. -----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = os.environ.get("GAMMAPY_DATA")
-    if not path or not Path(path).is_dir():
-        pytest.skip("GAMMAPY_DATA is not set (or not a folder): these tests read Gammapy's example data")
-    return Path(path)
-
-
 def _pha(data_dir: Path, run: int) -> Path:
     return data_dir / "joint-crab" / "spectra" / "hess" / f"pha_obs{run}.fits"
 

@@ -11,7 +11,6 @@ bit for bit; 97978 events with ``MC_ID == 1`` in 110380 (Gammapy's docstring); t
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import shutil
 import warnings
@@ -44,14 +43,6 @@ EVENTS_FILE = "cta-1dc/data/baseline/gps/gps_baseline_{}.fits"
 
 
 # -- fixtures ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = os.environ.get("GAMMAPY_DATA")
-    if not path or not Path(path).is_dir():
-        pytest.skip("GAMMAPY_DATA is not set (or not a folder): these tests read Gammapy's example data")
-    return Path(path)
-
-
 @pytest.fixture(scope="module")
 def store(data_dir: Path) -> DataStore:
     return DataStore.from_dir(data_dir / STORE)

@@ -199,16 +199,6 @@ def test_bad_options_raise_before_tracing():
 
 
 # -- data fixtures ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    import os
-
-    path = os.environ.get("GAMMAPY_DATA")
-    if not path or not Path(path).is_dir():
-        pytest.skip("GAMMAPY_DATA is not set (or not a folder): these tests read Gammapy's example data")
-    return Path(path)
-
-
 def _pha(data_dir: Path, run: int) -> Path:
     return data_dir / "joint-crab" / "spectra" / "hess" / f"pha_obs{run}.fits"
 

@@ -9,7 +9,6 @@ Gammapy gives -12756.57415532529, 42.52543931800847 and 168.2778809184865 with t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +41,6 @@ HAWC_STAT = 168.2778809184865
 
 
 # -- fixtures ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = os.environ.get("GAMMAPY_DATA")
-    if not path or not Path(path).is_dir():
-        pytest.skip("GAMMAPY_DATA is not set (or not a folder): these tests read Gammapy's example data")
-    return Path(path)
-
-
 @pytest.fixture(scope="module")
 def gp():
     return pytest.importorskip("gammapy")

@@ -7,7 +7,6 @@ Reference: Gammapy 2.1's ``Datasets([fermi, hess_23523]).stat_sum()`` with the C
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import equinox as eqx
@@ -33,14 +32,6 @@ from jaxgamma.models import Models
 
 FERMI_STAT = -12756.57415532529
 HESS_23523_STAT = 50.73082559187958
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = os.environ.get("GAMMAPY_DATA")
-    if not path or not Path(path).is_dir():
-        pytest.skip("GAMMAPY_DATA is not set (or not a folder): these tests read Gammapy's example data")
-    return Path(path)
 
 
 @pytest.fixture(scope="module")

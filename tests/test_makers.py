@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from pathlib import Path
 
 import astropy.units as u
@@ -54,14 +53,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::astropy.units.UnitsWarning")
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = os.environ.get("GAMMAPY_DATA")
-    if not path or not Path(path).is_dir():
-        pytest.skip("GAMMAPY_DATA is not set (or not a folder): these tests read Gammapy's example data")
-    return Path(path)
-
-
 @pytest.fixture(scope="module")
 def observations(data_dir: Path):
     store = DataStore.from_dir(data_dir / STORE)

@@ -16,7 +16,6 @@ Reference numbers (Gammapy 2.1):
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import astropy.units as u
@@ -53,14 +52,6 @@ CTA_NPRED = 141153.0374894847
 
 
 # -- fixtures ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = os.environ.get("GAMMAPY_DATA")
-    if not path or not Path(path).is_dir():
-        pytest.skip("GAMMAPY_DATA is not set (or not a folder): these tests read Gammapy's example data")
-    return Path(path)
-
-
 @pytest.fixture(scope="module")
 def fermi(data_dir: Path) -> MapDataset:
     return MapDataset.read(data_dir / FERMI_FILE, name="Fermi-LAT")

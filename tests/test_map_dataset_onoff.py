@@ -18,7 +18,6 @@ Reference setups (numbers measured live against Gammapy 2.1 in the tests marked 
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import astropy.units as u
@@ -74,14 +73,6 @@ ONOFF_HDUS = [
 
 
 # -- fixtures ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = os.environ.get("GAMMAPY_DATA")
-    if not path or not Path(path).is_dir():
-        pytest.skip("GAMMAPY_DATA is not set (or not a folder): these tests read Gammapy's example data")
-    return Path(path)
-
-
 @pytest.fixture(scope="module")
 def gp():
     return pytest.importorskip("gammapy")

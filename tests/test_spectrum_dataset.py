@@ -9,7 +9,6 @@ counts and 195 OFF counts in the stacked safe range (Gammapy stacks in float32: 
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -50,14 +49,6 @@ def pha_path(data: Path, run: int) -> Path:
 
 
 # -- fixtures ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = os.environ.get("GAMMAPY_DATA")
-    if not path or not Path(path).is_dir():
-        pytest.skip("GAMMAPY_DATA is not set (or not a folder): these tests read Gammapy's example data")
-    return Path(path)
-
-
 @pytest.fixture(scope="module")
 def crab(data_dir: Path) -> Models:
     """The Crab LogParabola of the 3FHL models file (spectral part; spectra have no spatial factor)."""

@@ -31,6 +31,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table, unique
 from astropy.time import Time
 
+from ..irf.gadf import HDU_CLASSES, HDU_TYPES
 from .gti import _mjdref, _time_ref, _timesys
 
 if TYPE_CHECKING:
@@ -255,20 +256,8 @@ class HDUIndexTable(Table):
     """HDU index table (GADF ``HDU_INDEX``): ``OBS_ID``, ``HDU_TYPE``, ``HDU_CLASS``, ``FILE_DIR``,
     ``FILE_NAME``, ``HDU_NAME``; ``meta["BASE_DIR"]`` is the folder ``FILE_DIR`` is relative to."""
 
-    VALID_HDU_TYPE = ["events", "gti", "aeff", "edisp", "psf", "bkg", "rad_max", "pointing"]
-    VALID_HDU_CLASS = [
-        "events",
-        "gti",
-        "aeff_2d",
-        "edisp_2d",
-        "psf_table",
-        "psf_3gauss",
-        "psf_king",
-        "bkg_2d",
-        "bkg_3d",
-        "rad_max_2d",
-        "pointing",
-    ]
+    VALID_HDU_TYPE = list(HDU_TYPES)
+    VALID_HDU_CLASS = list(HDU_CLASSES)
 
     @classmethod
     def read(cls, filename: Any, hdu: Any = None, **kwargs: Any) -> HDUIndexTable:

@@ -14,6 +14,7 @@ records the model names it uses and looks them up by name at trace time.
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -23,6 +24,34 @@ import numpy as np
 from astropy.table import Table
 
 from ..stats import wstat, wstat_npred_background, wstat_npred_off
+
+
+# -- helpers shared by the dataset classes ---------------------------------------------------------
+def _make_name() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def _random_state(seed: Any) -> np.random.RandomState:
+    # numpy's legacy RandomState, as Gammapy's get_random_state: the same seed draws the same counts
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    if seed is None:
+        return np.random.RandomState()
+    return np.random.RandomState(int(seed))
+
+
+def _meta_tuple(meta: Any) -> tuple[tuple[str, Any], ...]:
+    if meta is None:
+        return ()
+    items = meta.items() if isinstance(meta, dict) else meta
+    out = []
+    for k, v in items:
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, list):
+            v = tuple(v)
+        out.append((str(k), v))
+    return tuple(out)
 
 __all__ = ["Dataset", "DatasetPlan", "Datasets"]
 

@@ -53,6 +53,7 @@ from astropy.table import Table
 from scipy.fft import next_fast_len
 
 from .. import irf
+from ..data.gti import GTI, _as_gti
 from ..geom import MapAxis, WcsGeom, axes_to_table_hdu
 from ..geom.projection import WcsProjection
 from ..models.sky import FoVBackgroundModel, SkyModel
@@ -60,8 +61,7 @@ from ..models.spatial import PointSpatialModel, angular_separation
 from ..models.spectral import integration_grid
 from ..stats import cash, masked_sum, wstat
 from ..units import ENERGY, parse_unit
-from .core import Dataset, DatasetPlan, OnOffPlanMixin, _as_models
-from .spectrum import GTI, _as_gti, _make_name, _meta_tuple, _random_state
+from .core import Dataset, DatasetPlan, OnOffPlanMixin, _as_models, _make_name, _meta_tuple, _random_state
 
 __all__ = [
     "BACKGROUND_MIN_REDUCED",
@@ -1247,7 +1247,7 @@ class _AbstractMapDataset(Dataset):
             except (KeyError, ValueError) as err:
                 raise ValueError(f"{_where(path)}: cannot read the IRF maps: {err}") from None
         if "GTI" in hdulist:
-            from ..io.ogip import _read_gti
+            from ..data.gti import _read_gti
 
             kwargs["gti"] = GTI(
                 **_read_gti(hdulist["GTI"], Path(path) if path is not None else Path("<hdulist>"))
@@ -1285,7 +1285,7 @@ class _AbstractMapDataset(Dataset):
         if self.mask_fit is not None:
             hdus += _map_hdus("MASK_FIT", np.asarray(self.mask_fit).astype(np.uint8), self.geom, "")
         if self.gti is not None:
-            from ..io.ogip import _gti_hdu
+            from ..data.gti import _gti_hdu
 
             hdus.append(_gti_hdu(self.gti))
         if self.meta_table is not None:

@@ -17,7 +17,6 @@ region has a spatial factor of 1, as in Gammapy); FoV background models are igno
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable
 from typing import Any, ClassVar, cast
 
@@ -31,7 +30,7 @@ from ..models.sky import SkyModel
 from ..models.spectral import integration_grid
 from ..stats import cash, masked_sum, wstat
 from ..units import ENERGY
-from .core import Dataset, DatasetPlan, OnOffPlanMixin, _as_models
+from .core import Dataset, DatasetPlan, OnOffPlanMixin, _as_models, _make_name, _meta_tuple, _random_state
 
 __all__ = [
     "GTI",
@@ -94,33 +93,6 @@ def _gammapy_log_axis_edges(edges: np.ndarray) -> np.ndarray:
     x = np.arange(edges.size, dtype=float)
     out = np.exp(interp1d(x, y, kind=1, fill_value="extrapolate")(x))
     return np.where(np.abs(out) - tiny <= tiny, 0.0, out)
-
-
-def _make_name() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-def _random_state(seed: Any) -> np.random.RandomState:
-    # numpy's legacy RandomState, as Gammapy's get_random_state: the same seed draws the same counts
-    if isinstance(seed, np.random.RandomState):
-        return seed
-    if seed is None:
-        return np.random.RandomState()
-    return np.random.RandomState(int(seed))
-
-
-def _meta_tuple(meta: Any) -> tuple[tuple[str, Any], ...]:
-    if meta is None:
-        return ()
-    items = meta.items() if isinstance(meta, dict) else meta
-    out = []
-    for k, v in items:
-        if isinstance(v, np.generic):
-            v = v.item()
-        if isinstance(v, list):
-            v = tuple(v)
-        out.append((str(k), v))
-    return tuple(out)
 
 
 # -- plans -----------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ import yaml
 from astropy.io import fits
 from astropy.table import Table
 
+from ..data.gti import _gti_hdu
 from ..datasets.core import Dataset, Datasets
 from ..datasets.flux_points import FluxPointsDataset
 from ..datasets.map import MapDataset, MapDatasetOnOff
@@ -67,7 +68,7 @@ from .models import (
     models_to_yaml,
     read_models,
 )
-from .ogip import _gti_hdu, _open, _region_map, detect_format, read_gadf_spectrum
+from .ogip import _open, _region_map, detect_format, read_gadf_spectrum
 
 __all__ = [
     "DATASET_TYPES",

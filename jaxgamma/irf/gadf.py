@@ -542,8 +542,9 @@ IRF_REGISTRY: dict[str, Any] = {
     "bkg_2d": Background2D,
 }
 
-_HDU_TYPES = ("events", "gti", "aeff", "edisp", "psf", "bkg", "rad_max", "pointing")
-_HDU_CLASSES = (
+# the GADF HDU types and classes of an HDU index table (Gammapy's HDUIndexTable.VALID_HDU_*)
+HDU_TYPES = ("events", "gti", "aeff", "edisp", "psf", "bkg", "rad_max", "pointing")
+HDU_CLASSES = (
     "events",
     "gti",
     "aeff_2d",
@@ -565,11 +566,11 @@ def hdu_class_from_header(header: fits.Header, where: str) -> str:
     clas4 = str(header.get("HDUCLAS4", "")).strip()
     hdu_type = {"rpsf": "psf", "eff_area": "aeff"}.get(clas2.lower(), clas2.lower())
     hdu_class = clas4.lower()
-    if hdu_type not in _HDU_TYPES:
+    if hdu_type not in HDU_TYPES:
         raise ValueError(f"{where}: unknown IRF HDU type (HDUCLAS2={clas2!r}, HDUCLAS4={clas4!r})")
-    if hdu_class not in _HDU_CLASSES:
+    if hdu_class not in HDU_CLASSES:
         hdu_class = f"{hdu_type}_{hdu_class}"
-    if hdu_class not in _HDU_CLASSES:
+    if hdu_class not in HDU_CLASSES:
         raise ValueError(f"{where}: unknown IRF HDU class (HDUCLAS2={clas2!r}, HDUCLAS4={clas4!r})")
     return hdu_class
 
