@@ -24,7 +24,7 @@ import jaxgamma as jg
 from jaxgamma import Analysis, AnalysisConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from analysis_3d import MODELS  # noqa: E402  (the seed start model, as Gammapy's models YAML)
+from analysis_3d import MODELS
 
 
 def main() -> None:
