@@ -546,3 +546,36 @@ def test_parameters_table_is_an_astropy_table(fit_pl):
     assert isinstance(table, Table)
     assert len(table) == 3
     assert table["unit"][1] == "1 / (TeV s cm2)" or "cm" in table["unit"][1]
+
+
+def test_pixel_cell_restarts_are_not_repeated_for_datasets_on_one_pixel_grid():
+    """Datasets cut out of one reference geometry share their pixel grid: the neighbouring-cell
+    restarts of a point source are the same cells for all of them and must be run once, while a
+    dataset on a shifted grid adds its own cells."""
+    from jaxgamma.datasets.map import MapDataset
+    from jaxgamma.fit.optimize import _pixel_cell_starts
+    from jaxgamma.geom import MapAxis, WcsGeom
+    from jaxgamma.models import PointSpatialModel
+    from jaxgamma.parameters import ParameterVector
+
+    axis = MapAxis.from_energy_bounds(1.0, 10.0, nbin=2, unit="TeV")
+    parent = WcsGeom.create(npix=(40, 30), binsz=0.02, frame="galactic", axes=[axis], skydir=(0.0, 0.0))
+    cut_a = parent.cutout((0.0, 0.0), width=(0.5, 0.4))
+    cut_b = parent.cutout((0.05, -0.03), width=(0.4, 0.4))
+    shifted = WcsGeom.create(npix=(20, 20), binsz=0.02, frame="galactic", axes=[axis], skydir=(0.01, 0.01))
+    source = SkyModel(
+        spectral_model=PowerLawSpectralModel(),
+        spatial_model=PointSpatialModel(lon_0=0.003, lat_0=0.004, frame="galactic"),
+        name="src",
+    )
+    models = Models([source])
+    vector = ParameterVector.from_tree(models)
+    x = np.asarray(vector.flatten(models), dtype=float)
+
+    def starts(geoms):
+        datasets = [MapDataset(geom=g, counts=np.zeros(g.data_shape), name=f"d{i}") for i, g in enumerate(geoms)]
+        return _pixel_cell_starts(datasets, models, vector, x)
+
+    assert len(starts([cut_a])) == 3
+    assert len(starts([cut_a, cut_b])) == 3
+    assert len(starts([cut_a, shifted])) == 6

@@ -976,7 +976,9 @@ def _pixel_cell_starts(datasets: Any, models: Any, vector: ParameterVector, x: n
                     # keep the longitude on the same branch as the current value
                     start[i_lon] = float(lon) + 360.0 * np.round((x[i_lon] - float(lon)) / 360.0)
                     start[i_lat] = float(lat)
-                    starts.append(start)
+                    # datasets cut out of one reference geometry share their pixel grid: one start per cell
+                    if not any(np.allclose(start, other, rtol=0.0, atol=1e-9) for other in starts):
+                        starts.append(start)
     return starts
 
 
