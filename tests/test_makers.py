@@ -108,6 +108,25 @@ def test_stacked_counts_and_masks(stacked: MapDataset, shipped: MapDataset):
     np.testing.assert_array_equal(stacked.mask_safe, shipped.mask_safe)
     assert list(stacked.meta_table["OBS_ID"][0]) == OBS_IDS
     assert len(stacked.gti.start) == 3
+    np.testing.assert_allclose(stacked.gti.start, shipped.gti.start, rtol=0, atol=1e-3)  # UTC reference
+    # the livetimes of the three observations add up, as in Gammapy's exposure meta (read back)
+    assert shipped.livetime == pytest.approx(5292.0001029780005, rel=1e-12)
+    assert stacked.livetime == pytest.approx(shipped.livetime, rel=1e-12)
+    assert stacked.info_dict()["livetime"] == pytest.approx(shipped.livetime, rel=1e-12)
+
+
+def test_livetime_round_trip_and_gammapy_reads_it(stacked: MapDataset, tmp_path: Path, gp):
+    path = tmp_path / "stacked.fits"
+    stacked.cutout((0.0, 0.0), width=1.0, name="small").write(path)
+    back = MapDataset.read(path)
+    assert back.livetime == stacked.livetime
+    from gammapy.datasets import MapDataset as GammapyMapDataset
+
+    assert GammapyMapDataset.read(path).exposure.meta["livetime"].to_value("s") == pytest.approx(
+        stacked.livetime, rel=1e-15
+    )
+    with pytest.raises(ValueError, match="livetime"):
+        back.replace(livetime=-1.0)
 
 
 def test_stacked_background_and_exposure(stacked: MapDataset, shipped: MapDataset):

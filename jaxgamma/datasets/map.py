@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import logging
 import os
 from pathlib import Path
@@ -129,6 +130,32 @@ def _to_float64(value: Any, unit: str, what: str) -> np.ndarray:
         except u.UnitConversionError as err:
             raise ValueError(f"{what}: {err}") from None
     return np.asarray(value, dtype=np.float64)
+
+
+def _livetime_seconds(value: Any, what: str) -> float | None:
+    """A livetime in s (float, or a Quantity / string with a time unit), or None."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value) if isinstance(value, int | float) else float(u.Quantity(value).to_value("s"))
+    except (TypeError, ValueError, u.UnitsError) as err:
+        raise ValueError(f"{what}: livetime must be a time (s), got {value!r}: {err}") from None
+    if not np.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{what}: livetime must be finite and >= 0 s, got {value!r}")
+    return seconds
+
+
+def _read_livetime(header: Any, path: Any) -> float | None:
+    """The livetime Gammapy stores in the EXPOSURE header's ``META`` (JSON, e.g.
+    ``{"livetime": "5292.0 s"}``); None when absent."""
+    text = header.get("META")
+    if not text:
+        return None
+    try:
+        value = json.loads(text).get("livetime")
+        return None if value is None else _livetime_seconds(value, _where(path, "EXPOSURE"))
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{_where(path, 'EXPOSURE')}: META is not a JSON object: {err}") from None
 
 
 def _slices_tuple(slices: tuple[slice, slice]) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -681,6 +708,7 @@ class _AbstractMapDataset(Dataset):
     energy_axis_true: MapAxis = eqx.field(static=True, default=None)
     name: str = eqx.field(static=True, default="")
     meta: tuple[tuple[str, Any], ...] = eqx.field(static=True, default=())
+    livetime: float | None = eqx.field(static=True, default=None)
 
     def _init_common(
         self,
@@ -697,6 +725,7 @@ class _AbstractMapDataset(Dataset):
         energy_axis_true: MapAxis | None = None,
         name: str | None = None,
         meta: Any = None,
+        livetime: Any = None,
     ) -> None:
         """Validate and set the shared fields (called by the concrete ``__init__``)."""
         self.name = _make_name() if name is None else str(name)
@@ -743,6 +772,7 @@ class _AbstractMapDataset(Dataset):
         self.gti = _as_gti(gti)
         self.meta_table = meta_table
         self.meta = _meta_tuple(meta)
+        self.livetime = _livetime_seconds(livetime, what)
 
     def _map_array(self, value: Any, field: str, scalar_ok: bool = False) -> np.ndarray | None:
         """A dimensionless float64 map of the counts shape (a scalar fills it when ``scalar_ok``)."""
@@ -1232,6 +1262,7 @@ class _AbstractMapDataset(Dataset):
                     f"{_where(path, 'EXPOSURE')}: unit {unit!r} (BUNIT) does not convert to {EXPOSURE_UNIT!r}: {err}"
                 ) from None
             kwargs["exposure"] = np.asarray(data, dtype=np.float64) * factor
+            kwargs["livetime"] = _read_livetime(hdulist["EXPOSURE"].header, path)
             axis = g.axes[0]
             kwargs["energy_axis_true"] = (
                 axis if axis.name == "energy_true" else _rename_axis(axis, "energy_true")
@@ -1272,7 +1303,10 @@ class _AbstractMapDataset(Dataset):
         if self.counts is not None:
             hdus += _map_hdus("COUNTS", _compact(self.counts), self.geom, "")
         if self.exposure is not None:
-            hdus += _map_hdus("EXPOSURE", _compact(self.exposure), self.geom_exposure, EXPOSURE_UNIT)
+            exposure_hdus = _map_hdus("EXPOSURE", _compact(self.exposure), self.geom_exposure, EXPOSURE_UNIT)
+            if self.livetime is not None:  # Gammapy keeps it in the exposure map's meta
+                exposure_hdus[0].header["META"] = json.dumps({"livetime": f"{self.livetime!r} s"})
+            hdus += exposure_hdus
         background = getattr(self, "background", None) if "BACKGROUND" in self._count_hdus else None
         if background is not None:
             hdus += _map_hdus("BACKGROUND", _compact(background), self.geom, "")
@@ -1337,6 +1371,7 @@ class _AbstractMapDataset(Dataset):
             "meta_table": self.meta_table,
             "name": _make_name() if name is None else name,
             "meta": self.meta,
+            "livetime": self.livetime,
         }
         for field in ("counts", "exposure", "mask_safe", "mask_fit", *self._cutout_maps):
             value = getattr(self, field)
@@ -1394,6 +1429,7 @@ class MapDataset(_AbstractMapDataset):
         energy_axis_true: MapAxis | None = None,
         name: str | None = None,
         meta: Any = None,
+        livetime: Any = None,
     ):
         self._init_common(
             geom=geom,
@@ -1408,6 +1444,7 @@ class MapDataset(_AbstractMapDataset):
             energy_axis_true=energy_axis_true,
             name=name,
             meta=meta,
+            livetime=livetime,
         )
         self.background = self._map_array(background, "background")
 
@@ -1545,7 +1582,7 @@ class MapDataset(_AbstractMapDataset):
             exposure_min, exposure_max = float(np.min(values)), float(np.max(values))
         info["exposure_min"] = exposure_min
         info["exposure_max"] = exposure_max
-        livetime = np.nan
+        livetime = np.nan if self.livetime is None else self.livetime
         info["livetime"] = livetime
         info["ontime"] = np.nan if self.gti is None else self.gti.time_sum
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1706,6 +1743,7 @@ class MapDatasetOnOff(_AbstractMapDataset):
         energy_axis_true: MapAxis | None = None,
         name: str | None = None,
         meta: Any = None,
+        livetime: Any = None,
     ):
         self._init_common(
             geom=geom,
@@ -1720,6 +1758,7 @@ class MapDatasetOnOff(_AbstractMapDataset):
             energy_axis_true=energy_axis_true,
             name=name,
             meta=meta,
+            livetime=livetime,
         )
         self.counts_off = self._map_array(counts_off, "counts_off")
         self.acceptance = self._map_array(acceptance, "acceptance", scalar_ok=True)
@@ -1948,7 +1987,7 @@ class MapDatasetOnOff(_AbstractMapDataset):
             exposure_min, exposure_max = float(np.min(values)), float(np.max(values))
         info["exposure_min"] = exposure_min
         info["exposure_max"] = exposure_max
-        livetime = np.nan
+        livetime = np.nan if self.livetime is None else self.livetime
         info["livetime"] = livetime
         info["ontime"] = np.nan if self.gti is None else self.gti.time_sum
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -2246,6 +2285,13 @@ def _stack_maps_common(
             add_into(mask_fit, d.mask_fit, w)
     gtis = [d.gti for d in (reference, *others) if d.gti is not None]
     gti = gtis[0].stack_union(gtis[1:]) if gtis else None
+    # livetimes add up over the datasets with any safe bin (Gammapy's exposure.meta["livetime"])
+    # (the reference's own is kept unless it is stacked as a masked copy, like the others)
+    livetimes = [
+        d.livetime
+        for d in (reference, *others)
+        if d.livetime is not None and ((d is reference and not masked_reference) or np.any(_mask_or_ones(d)))
+    ]
     _release(counts, exposure, mask_safe, mask_fit)
     return {
         "geom": reference.geom,
@@ -2259,6 +2305,7 @@ def _stack_maps_common(
         "gti": gti,
         "meta_table": _stack_meta_tables([d.meta_table for d in (reference, *others)]),
         "name": name,
+        "livetime": float(sum(livetimes)) if livetimes else None,
     }
 
 

@@ -716,6 +716,7 @@ class MapDatasetMaker:
         if "exposure" in self.selection:
             exposure = self.make_exposure(dataset.geom_exposure, observation)
             kwargs["exposure"] = exposure * (1.0 * u.Unit("m2 s")).to_value(parse_unit(EXPOSURE_UNIT))
+            kwargs["livetime"] = float(observation.observation_live_time_duration)
         if "background" in self.selection:
             kwargs["background"] = self.make_background(geom, observation)
         if "psf" in self.selection:
