@@ -409,3 +409,14 @@ def test_fov_background_with_exclusion_as_gammapy(gammapy_data, tmp_path):
     # set_models keeps them (extend) and adds none
     ours.set_models(MODELS)
     assert ours.models.names == ["source"] + [f"{name}-bkg" for name in ours.datasets.names]
+
+
+def test_missing_required_hdu_is_named(seed_config: AnalysisConfig):
+    """Observations lacking a required IRF HDU are skipped (as Gammapy) and the error that follows
+    says which ones and why."""
+    seed_config.observations.required_irf = ["aeff", "rad_max"]
+    analysis = Analysis(seed_config)
+    analysis.get_observations()
+    assert len(analysis.observations) == 0
+    with pytest.raises(RuntimeError, match=r"skipped: \[110380, 111140, 111159\].*'rad_max'"):
+        analysis.get_datasets()

@@ -339,8 +339,11 @@ def test_missing_hdus_and_files(data_dir: Path, tmp_path: Path, gp_store) -> Non
     with pytest.raises(
         ValueError,
         match=r"observation 111159: the events HDU 'EVENTS' \(class events\) is in file .*nothere_111159.fits",
-    ):
+    ) as err:
         store.obs(111159)
+    # ... with the full expected path and the index table's file
+    assert str(Path(store.hdu_table.base_dir)) in str(err.value)
+    assert "hdu-index.fits" in str(err.value) and "<table>" not in str(err.value)
     # optional HDUs fail on access, naming the observation, the HDU and the file
     obs = store.obs(111630, required_irf=["aeff"])
     assert obs.aeff is not None and len(obs.events) == N_EVENTS[111630]

@@ -69,6 +69,7 @@ class Analysis:
         self._models: Any = None
         self.fit_options: dict[str, Any] = {}
         self.fit_result: Any = None
+        self._skipped_obs_ids: list[int] = []
         self.flux_points: Any = None
 
     # -- configuration ---------------------------------------------------------------------------------
@@ -152,6 +153,14 @@ class Analysis:
         self.observations = self.datastore.get_observations(
             ids, skip_missing=True, required_irf=list(settings.required_irf)
         )
+        wanted = list(self.datastore.obs_ids) if ids is None else [int(i) for i in ids]
+        got = {int(o.obs_id) for o in self.observations}
+        self._skipped_obs_ids = [i for i in wanted if i not in got]
+        if self._skipped_obs_ids:
+            log.warning(
+                f"Observations skipped (missing from the store or lacking a required HDU of "
+                f"{list(settings.required_irf)}): {self._skipped_obs_ids}"
+            )
         if settings.obs_time.start is not None:
             start, stop = settings.obs_time.start, settings.obs_time.stop
             if stop is None:
@@ -169,7 +178,14 @@ class Analysis:
     def get_datasets(self) -> None:
         """Reduce the observations to datasets (``.datasets``), as configured under ``datasets``."""
         if not self.observations or len(self.observations) == 0:
-            raise RuntimeError("No observations have been selected.")
+            skipped = self._skipped_obs_ids
+            why = (
+                f" (skipped: {skipped}: not in the data store or lacking a required HDU of "
+                f"observations.required_irf = {list(self.config.observations.required_irf)}; see the log)"
+                if skipped
+                else ""
+            )
+            raise RuntimeError(f"No observations have been selected{why}.")
         if self.config.datasets.type == "1d":
             raise NotImplementedError(
                 f"datasets.type '1d': the spectrum (1D) reduction is {_NOT_YET}; use datasets.type: 3d"

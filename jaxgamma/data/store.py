@@ -133,6 +133,10 @@ class HDULocation:
             return path
         return _make_path(self.file_dir) / _make_path(self.file_name)
 
+    def expected_path(self) -> Path:
+        """Where the index says the file is: ``base_dir / file_dir / file_name`` (for messages)."""
+        return _make_path(self.base_dir) / _make_path(self.file_dir) / _make_path(self.file_name)
+
     def exists(self) -> bool:
         return self.path().is_file()
 
@@ -375,7 +379,7 @@ class ObservationTable(Table):
         return table
 
     def _where(self) -> str:
-        return f"observation index table {self.meta.get('_FILENAME', '<table>')!r}"
+        return f"observation index table {self.meta.get('_FILE', '<table>')!r}"
 
     def _column_deg(self, name: str) -> np.ndarray:
         if name not in self.colnames:
@@ -630,7 +634,7 @@ class DataStore:
 
     # -- observations ----------------------------------------------------------------------------
     def _where_index(self) -> str:
-        return f"HDU index table {self.hdu_table.meta.get('_FILENAME', '<table>')!r}"
+        return f"HDU index table {self.hdu_table.meta.get('_FILE', '<table>')!r}"
 
     def _rows(self, obs_id: int) -> dict[str, list[int]]:
         if self._index is None:
@@ -717,7 +721,7 @@ class DataStore:
             if not loc.exists():
                 raise ValueError(
                     f"observation {obs_id}: the {hdu_type} HDU {loc.hdu_name!r} (class {loc.hdu_class}) "
-                    f"is in file {str(loc.path())!r}, which does not exist ({self._where_index()})"
+                    f"is in file {str(loc.expected_path())!r}, which does not exist ({self._where_index()})"
                 )
         from .observation import Observation
 
