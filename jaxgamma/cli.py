@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -17,24 +16,31 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """``jaxgamma run config.yaml``: observations, datasets, models (if given) and fit, as configured;
-    everything written to the output folder."""
+    everything written to the output folder (as ``gammapy analysis run``: existing files are kept
+    unless ``--overwrite``). The datasets are written as soon as they are reduced, the config last,
+    naming only files that were written."""
     import time
     from pathlib import Path
 
     from .analysis import Analysis, AnalysisConfig
+    from .io._atomic import _as_path, atomic_paths, write_text_atomic
 
+    overwrite = bool(args.overwrite)
+    written: list[Path] = []
+    result = None
     try:
         config = AnalysisConfig.read(args.config)
+        where = "--outdir" if args.outdir is not None else f"general.outdir of {args.config}"
         if args.outdir is not None:
             config.general.outdir = args.outdir
-        outdir = Path(os.path.expandvars(config.general.outdir))
+        outdir = _as_path(config.general.outdir).resolve()
         if outdir.exists() and not outdir.is_dir():
-            raise ValueError(f"--outdir: {str(outdir)!r} exists and is not a folder")
-        models_path = None if args.models is None else Path(os.path.expandvars(args.models))
+            raise ValueError(f"{where}: {str(outdir)!r} exists and is not a folder")
+        models_path = None if args.models is None else _as_path(args.models)
         if models_path is not None and not models_path.is_file():
             raise FileNotFoundError(2, f"--models: no such file {str(models_path)!r}", str(models_path))
         config.general.datasets_file = outdir / "datasets.yaml"
-        config.general.models_file = outdir / "models.yaml"
+        config.general.models_file = None
 
         analysis = Analysis(config)
         t0 = time.perf_counter()
@@ -43,38 +49,38 @@ def _run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         analysis.get_datasets()
         print(f"datasets: {analysis.datasets.names} reduced ({time.perf_counter() - t0:.2f} s)")
+        outdir.mkdir(parents=True, exist_ok=True)
+        # the reduction is the expensive part: on disk before the fit can fail
+        analysis.write_datasets(overwrite=overwrite)  # general.models_file is None: datasets only
+        written.append(outdir / "datasets.yaml")
         if models_path is not None:
             analysis.read_models(models_path)
-        written = []
-        outdir.mkdir(parents=True, exist_ok=True)
-        config.write(outdir / "config.yaml", overwrite=True)
-        written.append(outdir / "config.yaml")
         if models_path is not None and analysis.models:
             t0 = time.perf_counter()
             analysis.run_fit()
             result = analysis.fit_result
             print(f"\nfit ({time.perf_counter() - t0:.2f} s):\n")
             print(result)
-            (outdir / "fit_result.txt").write_text(str(result), encoding="utf-8")
-            result.parameters_table().write(
-                outdir / "fit_parameters.ecsv", format="ascii.ecsv", overwrite=True
-            )
+            write_text_atomic(outdir / "fit_result.txt", str(result), overwrite=overwrite)
+            with atomic_paths(outdir / "fit_parameters.ecsv", overwrite=overwrite) as (tmp,):
+                result.parameters_table().write(tmp, format="ascii.ecsv", overwrite=True)
             written += [outdir / "fit_result.txt", outdir / "fit_parameters.ecsv"]
         else:
-            result = None
             print("no models given (--models): no fit")
-        if not analysis.models:
-            config.general.models_file = None
-        analysis.write_datasets(overwrite=True)
-        written.append(outdir / "datasets.yaml")
-        if config.general.models_file is not None:
+        if analysis.models:  # fitted, or the FoV background models of a joint reduction
+            analysis.config.general.models_file = outdir / "models.yaml"
+            analysis.write_models(overwrite=overwrite)
             written.append(outdir / "models.yaml")
-    except (ValueError, OSError, RuntimeError, NotImplementedError, TypeError, KeyError) as err:
+        analysis.config.write(outdir / "config.yaml", overwrite=overwrite)
+        written.append(outdir / "config.yaml")
+    except (ValueError, OSError, RuntimeError, KeyError) as err:
         message: object = err.args[0] if isinstance(err, KeyError) and err.args else err
         if isinstance(err, OSError) and err.strerror:
             message = err.strerror
             if err.filename and str(err.filename) not in err.strerror:
                 message = f"{err.strerror}: {str(err.filename)!r}"
+        if written:
+            message = f"{message} (written before the error: {', '.join(str(p) for p in written)})"
         print(f"jaxgamma run: error: {message}", file=sys.stderr)
         return 2
     print("written: " + ", ".join(str(p) for p in written))
@@ -104,11 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the analysis of a config file (observations, datasets, models, fit), Gammapy's schema",
         description="Reduce the observations of an analysis config (Gammapy's AnalysisConfig YAML), set "
         "the models (--models) and fit them; writes config.yaml, datasets.yaml (+ FITS files), models.yaml, "
-        "fit_result.txt and fit_parameters.ecsv to the output folder (existing files are replaced).",
+        "fit_result.txt and fit_parameters.ecsv to the output folder (existing files are kept unless --overwrite).",
     )
     run.add_argument("config", help="analysis config YAML")
     run.add_argument("--models", default=None, help="models YAML to fit (without it: reduction only)")
     run.add_argument("--outdir", default=None, help="output folder (default: general.outdir of the config)")
+    run.add_argument("--overwrite", action="store_true", help="replace existing output files")
     run.set_defaults(func=_run)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):

@@ -304,6 +304,19 @@ def test_run_command(gammapy_data, tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["run", str(tmp_path / "config.yaml"), "--models", str(tmp_path / "none.yaml")]) == 2
     assert "--models" in capsys.readouterr().err
+    # the config written names files that exist, with absolute paths (readable from anywhere)
+    written = AnalysisConfig.read(outdir / "config.yaml")
+    assert written.general.datasets_file.is_absolute() and written.general.datasets_file.is_file()
+    assert written.general.models_file.is_absolute() and written.general.models_file.is_file()
+    # as `gammapy analysis run`: existing results are kept unless --overwrite
+    args = ["run", str(tmp_path / "config.yaml"), "--outdir", str(outdir)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "datasets.yaml" in err
+    assert main([*args, "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert "no fit" in out
+    assert AnalysisConfig.read(outdir / "config.yaml").general.models_file is None
     shutil.rmtree(outdir)
 
 
