@@ -654,3 +654,12 @@ def test_datasets_maker_outside_reference(observations, caplog):
         out = maker.run(reference, observations[:1])
     assert "discarded" in caplog.text
     assert out[0].counts.sum() == 0
+
+
+def test_irf_maps_are_read_only(stacked: MapDataset):
+    """The PSF and energy-dispersion maps of a reduced dataset are immutable: writing into their
+    values or exposure (one array may serve both maps) fails instead of changing both."""
+    for irf_map in (stacked.psf, stacked.edisp):
+        for array in (irf_map.data, irf_map.exposure):
+            with pytest.raises(ValueError, match="read-only"):
+                array[(0,) * array.ndim] = 0.0

@@ -372,9 +372,10 @@ class GTI(eqx.Module):
 
     def write(self, filename: Any, overwrite: bool = False) -> None:
         """Write a FITS file with a primary HDU and the ``GTI`` HDU."""
-        fits.HDUList([fits.PrimaryHDU(), self.to_table_hdu()]).writeto(
-            os.path.expandvars(os.fspath(filename)), overwrite=overwrite
-        )
+        from ..io._atomic import atomic_paths
+
+        with atomic_paths(filename, overwrite=overwrite) as (tmp,):
+            fits.HDUList([fits.PrimaryHDU(), self.to_table_hdu()]).writeto(tmp, overwrite=True)
 
     # -- times -----------------------------------------------------------------------------------
     @property

@@ -227,6 +227,15 @@ def _energy_axis_name(geom: WcsGeom, names: Sequence[str]) -> str:
 
 
 # -- the IRF map base ------------------------------------------------------------------------------
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array`` if it is already read-only, else a read-only copy: IRF maps are immutable and may
+    share their arrays (e.g. one exposure map between the PSF and the energy-dispersion map)."""
+    if array.flags.writeable:
+        array = array.copy()
+        array.setflags(write=False)
+    return array
+
+
 class IRFMap:
     """An IRF on a WCS grid with non-spatial axes, plus its exposure map (Gammapy's ``IRFMap``).
 
@@ -271,7 +280,7 @@ class IRFMap:
             raise ValueError(
                 f"{type(self).__name__}: the axes must be {list(self.required_axes)} (in this order), got {names}"
             )
-        self._data = data
+        self._data = _read_only(data)
         self._geom = geom
         self._unit = unit_str(unit)
         if exposure is not None:
@@ -285,7 +294,7 @@ class IRFMap:
                 )
         else:
             exposure_geom = None
-        self._exposure = exposure
+        self._exposure = None if exposure is None else _read_only(exposure)
         self._exposure_geom = exposure_geom
         self._exposure_unit = unit_str(exposure_unit)
         # scipy's 2D fast path needs native float64 values; FITS data is big-endian

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..models import FoVBackgroundModel, Models, SkyModel, get_model_class
+from ..units import ENERGY
 
 __all__ = ["FoVBackgroundMaker", "read_mask"]
 
@@ -198,9 +199,21 @@ class FoVBackgroundMaker:
             return []
         return [m for m in Models(models) if isinstance(m, SkyModel)]
 
+    @staticmethod
+    def _npred_background(dataset: Any, model: FoVBackgroundModel | None) -> np.ndarray:
+        """``dataset``'s background times ``model`` (spectral norm at the reco-bin centres; the
+        dataset's own evaluation when the model has a spatial part). Evaluated directly, not through
+        a dataset plan: plans are compiled per dataset name, and every cutout has a new one."""
+        if model is None or model.spatial_model is not None:
+            return np.asarray(dataset.npred_background(None if model is None else Models([model])))
+        energy = np.asarray(dataset.geom.axes[0].center_in(ENERGY), dtype=np.float64)
+        norm = np.asarray(model.spectral_model.dnde(energy), dtype=np.float64)
+        return np.asarray(dataset.background) * norm[:, None, None]
+
     def _totals(self, dataset: Any, mask: np.ndarray, models: Models) -> dict[str, float]:
         """Sums of counts, npred and npred_background over ``mask`` where npred is not NaN."""
-        background = np.asarray(dataset.npred_background(models))
+        backgrounds = [m for m in models if isinstance(m, FoVBackgroundModel)]
+        background = self._npred_background(dataset, backgrounds[0] if backgrounds else None)
         has_sky = any(isinstance(m, SkyModel) for m in models)
         npred = np.asarray(dataset.npred(models)) if has_sky else background
         mask = mask & ~np.isnan(npred)
@@ -317,5 +330,4 @@ class FoVBackgroundMaker:
         model, ok = self._normalise(dataset, models, background_model)
         if not ok:
             return dataset.replace(mask_safe=np.zeros(dataset.data_shape, dtype=bool)), model
-        background = np.asarray(dataset.npred_background(Models([model])))
-        return dataset.replace(background=background), model
+        return dataset.replace(background=self._npred_background(dataset, model)), model
