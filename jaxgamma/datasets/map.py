@@ -2262,7 +2262,9 @@ def _stack_maps_common(
 ) -> dict[str, Any]:
     """Counts, exposure, IRF maps, masks, GTI and meta table of ``others`` stacked into
     ``reference`` as Gammapy's ``MapDataset.stack`` (onto ``reference.to_masked()`` when
-    ``masked_reference``); float64 here, float32 in Gammapy."""
+    ``masked_reference``); float64 here, float32 in Gammapy. The placements of ``others`` in
+    ``reference`` (:func:`_placements`) come under the private key ``"_where"``, for the callers
+    to pop and reuse."""
     from ..irf.psf import add_into
 
     where = _placements(reference, others)
@@ -2306,6 +2308,7 @@ def _stack_maps_common(
         "meta_table": _stack_meta_tables([d.meta_table for d in (reference, *others)]),
         "name": name,
         "livetime": float(sum(livetimes)) if livetimes else None,
+        "_where": where,
     }
 
 
@@ -2323,7 +2326,7 @@ def _stack_cash(
     reference: MapDataset, others: list[MapDataset], name: str | None, models: Any, masked_reference: bool
 ) -> MapDataset:
     common = _stack_maps_common(reference, others, name, masked_reference)
-    where = _placements(reference, others)
+    where = common.pop("_where")
     background = _stacked_map(
         reference,
         others,
@@ -2374,7 +2377,7 @@ def stack_map_datasets_onoff(datasets: Any, name: str | None = None) -> MapDatas
             )
     reference, others = datasets[0], datasets[1:]
     common = _stack_maps_common(reference, others, name, masked_reference=True)
-    where = _placements(reference, others)
+    where = common.pop("_where")
 
     def total(get: Any) -> np.ndarray:
         out = _stacked_map(reference, others, where, "", True, values=get)

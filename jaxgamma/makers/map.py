@@ -433,6 +433,7 @@ def make_map_background_irf(
     oversampling: int | None = None,
     location: Any = None,
     parent_geom: WcsGeom | None = None,
+    offsets: np.ndarray | None = None,
 ) -> np.ndarray:
     """Predicted background counts ``(energy, lat, lon)`` on ``geom`` (Gammapy's
     ``make_map_background_irf``): the rate integrated over each energy bin (log-log trapezoid)
@@ -442,7 +443,9 @@ def make_map_background_irf(
     averaged over the FoV rotation between ``time_start`` and ``time_start + ontime`` in steps of
     ``fov_rotation_step`` deg) or an ICRS SkyCoord. ``oversampling`` splits each energy bin in as
     many log-spaced sub-bins, summed back. ``parent_geom``: a geometry ``geom`` may be a cutout of,
-    whose (cached) pixel solid angles are then sliced instead of computed again.
+    whose (cached) pixel solid angles are then sliced instead of computed again. ``offsets``: the
+    pixel offsets (deg, image shape) of ``geom`` from the ICRS pointing, if already computed (used
+    by a 2D offset background only).
     """
     axis = geom.axes[0]
     if oversampling is not None:
@@ -452,7 +455,9 @@ def make_map_background_irf(
     solid_angle = _solid_angle(image, parent_geom)
     icrs = pointing.fixed_icrs if hasattr(pointing, "fixed_icrs") else pointing
     if bkg.has_offset_axis:
-        coords = {"offset": pixel_offsets(image, icrs)}
+        if offsets is None:
+            offsets = pixel_offsets(image, icrs)
+        coords = {"offset": offsets}
         values = _integrate_background(bkg, edges, coords, solid_angle)
     elif bkg.fov_alignment == "ALTAZ":
         if not hasattr(pointing, "get_altaz"):
@@ -584,7 +589,6 @@ class MapDatasetMaker:
         self.background_pad_offset = bool(background_pad_offset)
         self.fov_rotation_step = float(u.Quantity(fov_rotation_step, "deg").to_value("deg"))
         self._bkg_cache: dict[int, tuple[Any, Any]] = {}
-        self._memo: dict[Any, Any] | None = None
         # a geometry the datasets may be cutouts of (set by DatasetsMaker): solid angles are sliced
         self.reference_geom: WcsGeom | None = None
 
@@ -623,8 +627,9 @@ class MapDatasetMaker:
         self._bkg_cache[key] = (bkg, prepared)
         return prepared
 
-    def make_background(self, geom: WcsGeom, observation: Any) -> np.ndarray:
-        """Predicted background counts on ``geom`` (see :func:`make_map_background_irf`)."""
+    def make_background(self, geom: WcsGeom, observation: Any, offsets: np.ndarray | None = None) -> np.ndarray:
+        """Predicted background counts on ``geom`` (see :func:`make_map_background_irf`);
+        ``offsets``: its pixel offsets from the observation's fixed ICRS pointing, if computed."""
         bkg = observation.bkg
         if bkg is None:
             raise ValueError(f"observation {observation.obs_id}: no background IRF (bkg)")
@@ -638,36 +643,48 @@ class MapDatasetMaker:
             oversampling=self.background_oversampling,
             location=observation.observatory_earth_location,
             parent_geom=self.reference_geom,
+            offsets=offsets,
         )
 
-    def _irf_grid(self, geom: WcsGeom, observation: Any) -> tuple[SkyCoord, np.ndarray, np.ndarray]:
+    def _irf_grid(
+        self,
+        geom: WcsGeom,
+        observation: Any,
+        pointing: SkyCoord | None = None,
+        offsets: np.ndarray | None = None,
+    ) -> tuple[SkyCoord, np.ndarray, np.ndarray]:
         """Pointing, pixel offsets and exposure ``(E_true, ny, nx)`` (m2 s) of an IRF-map grid
-        (its second axis is the energy axis); the PSF and energy-dispersion maps of one
-        :meth:`run` share them when they share the grid."""
-        key = (geom.to_image(), geom.axes[1])
-        memo = getattr(self, "_memo", None)
-        if memo is not None and key in memo:
-            return memo[key]
-        pointing = _pointing_icrs(observation)
-        offsets = pixel_offsets(geom, pointing)
+        (its second axis is the energy axis); ``pointing`` (the observation's ICRS pointing) and
+        ``offsets`` (``geom``'s pixel offsets from it) are computed when not given."""
+        if pointing is None:
+            pointing = _pointing_icrs(observation)
+        if offsets is None:
+            offsets = pixel_offsets(geom, pointing)
         exposure = self.make_exposure(geom.replace_axes([geom.axes[1]]), observation, offsets)
-        if memo is not None:
-            memo[key] = (pointing, offsets, exposure)
         return pointing, offsets, exposure
 
-    def make_psf(self, geom: WcsGeom, observation: Any) -> PSFMap:
-        """PSF map on ``geom`` (axes ``rad``, ``energy_true``) with its exposure map."""
-        pointing, offsets, exposure = self._irf_grid(geom, observation)
+    def make_psf(
+        self, geom: WcsGeom, observation: Any, grid: tuple[SkyCoord, np.ndarray, np.ndarray] | None = None
+    ) -> PSFMap:
+        """PSF map on ``geom`` (axes ``rad``, ``energy_true``) with its exposure map; ``grid``:
+        the :meth:`_irf_grid` of ``geom``, if already computed."""
+        pointing, offsets, exposure = self._irf_grid(geom, observation) if grid is None else grid
         return make_psf_map(observation.psf, pointing, geom, exposure=exposure[:, None], offsets=offsets)
 
-    def make_edisp(self, geom: WcsGeom, observation: Any) -> EDispMap:
-        """Migration map on ``geom`` (axes ``migra``, ``energy_true``) with its exposure map."""
-        pointing, offsets, exposure = self._irf_grid(geom, observation)
+    def make_edisp(
+        self, geom: WcsGeom, observation: Any, grid: tuple[SkyCoord, np.ndarray, np.ndarray] | None = None
+    ) -> EDispMap:
+        """Migration map on ``geom`` (axes ``migra``, ``energy_true``) with its exposure map;
+        ``grid``: the :meth:`_irf_grid` of ``geom``, if already computed."""
+        pointing, offsets, exposure = self._irf_grid(geom, observation) if grid is None else grid
         return make_edisp_map(observation.edisp, pointing, geom, exposure=exposure[:, None], offsets=offsets)
 
-    def make_edisp_kernel(self, geom: WcsGeom, observation: Any) -> EDispKernelMap:
-        """Kernel map on ``geom`` (axes ``energy``, ``energy_true``) with its exposure map."""
-        pointing, offsets, exposure = self._irf_grid(geom, observation)
+    def make_edisp_kernel(
+        self, geom: WcsGeom, observation: Any, grid: tuple[SkyCoord, np.ndarray, np.ndarray] | None = None
+    ) -> EDispKernelMap:
+        """Kernel map on ``geom`` (axes ``energy``, ``energy_true``) with its exposure map;
+        ``grid``: the :meth:`_irf_grid` of ``geom``, if already computed."""
+        pointing, offsets, exposure = self._irf_grid(geom, observation) if grid is None else grid
         return make_edisp_kernel_map(
             observation.edisp, pointing, geom, exposure=exposure[:, None], offsets=offsets
         )
@@ -694,14 +711,23 @@ class MapDatasetMaker:
         ``dataset`` are not carried over, as Gammapy)."""
         if not isinstance(dataset, MapDataset):
             raise TypeError(f"MapDatasetMaker.run: expected a MapDataset, got {type(dataset).__name__}")
-        self._memo = {}
-        try:
-            return self._run(dataset, observation)
-        finally:
-            self._memo = None
+        return self._run(dataset, observation)
 
     def _run(self, dataset: MapDataset, observation: Any) -> MapDataset:
+        """The maps of :meth:`run`. The ICRS pointing and the pixel offsets from it are computed
+        once for the counts image (shared by the exposure and a 2D offset background) and once
+        for the IRF image (shared by the PSF and energy-dispersion maps and their exposure)."""
         geom = dataset.geom
+        image = geom.to_image()
+        pointing = _pointing_icrs(observation) if self.selection - {"counts"} else None
+        offsets_by_image: dict[WcsGeom, np.ndarray] = {}
+
+        def offsets_of(grid: WcsGeom) -> np.ndarray:
+            key = grid.to_image()
+            if key not in offsets_by_image:
+                offsets_by_image[key] = pixel_offsets(key, pointing)
+            return offsets_by_image[key]
+
         kwargs: dict[str, Any] = {
             "geom": geom,
             "gti": observation.gti,
@@ -714,17 +740,33 @@ class MapDatasetMaker:
             self.make_counts(geom, observation) if "counts" in self.selection else np.zeros(geom.data_shape)
         )
         if "exposure" in self.selection:
-            exposure = self.make_exposure(dataset.geom_exposure, observation)
+            geom_exposure = dataset.geom_exposure
+            exposure = self.make_exposure(geom_exposure, observation, offsets_of(geom_exposure))
             kwargs["exposure"] = exposure * (1.0 * u.Unit("m2 s")).to_value(parse_unit(EXPOSURE_UNIT))
             kwargs["livetime"] = float(observation.observation_live_time_duration)
         if "background" in self.selection:
-            kwargs["background"] = self.make_background(geom, observation)
+            bkg, pointing_info = observation.bkg, observation.pointing
+            bkg_icrs = pointing_info.fixed_icrs if hasattr(pointing_info, "fixed_icrs") else pointing_info
+            # a 2D background takes the offsets from the fixed ICRS pointing: share them only when
+            # that is the pointing of the exposure (a pointed observation)
+            shared = bkg is not None and bkg.has_offset_axis and bkg_icrs is pointing
+            kwargs["background"] = self.make_background(
+                geom, observation, offsets_of(image) if shared else None
+            )
+        irf_grids: dict[tuple[WcsGeom, Any], tuple[SkyCoord, np.ndarray, np.ndarray]] = {}
+
+        def irf_grid(irf_geom: WcsGeom) -> tuple[SkyCoord, np.ndarray, np.ndarray]:
+            key = (irf_geom.to_image(), irf_geom.axes[1])
+            if key not in irf_grids:
+                irf_grids[key] = self._irf_grid(irf_geom, observation, pointing, offsets_of(irf_geom))
+            return irf_grids[key]
+
         if "psf" in self.selection:
             if dataset.psf is None:
                 raise ValueError(
                     f"MapDatasetMaker.run: dataset {dataset.name!r} has no PSF map to take the geometry of"
                 )
-            kwargs["psf"] = self.make_psf(dataset.psf.geom, observation)
+            kwargs["psf"] = self.make_psf(dataset.psf.geom, observation, irf_grid(dataset.psf.geom))
         if "edisp" in self.selection:
             if dataset.edisp is None:
                 raise ValueError(
@@ -732,9 +774,9 @@ class MapDatasetMaker:
                 )
             edisp_geom = dataset.edisp.geom
             if edisp_geom.axes[0].name == "migra":
-                kwargs["edisp"] = self.make_edisp(edisp_geom, observation)
+                kwargs["edisp"] = self.make_edisp(edisp_geom, observation, irf_grid(edisp_geom))
             else:
-                kwargs["edisp"] = self.make_edisp_kernel(edisp_geom, observation)
+                kwargs["edisp"] = self.make_edisp_kernel(edisp_geom, observation, irf_grid(edisp_geom))
         for key in ("counts", "exposure", "background", "mask_safe"):
             if isinstance(kwargs.get(key), np.ndarray) and kwargs[key].flags.owndata:
                 kwargs[key].setflags(write=False)  # our own new arrays: the dataset need not copy them
