@@ -9,10 +9,8 @@ native byte order. Selections return new event lists (boolean masks, no loop ove
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import astropy.units as u
@@ -22,6 +20,7 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 from astropy.time import Time
 
+from ..irf._irf_base import make_path
 from .gti import (
     _column_float64,
     _find_column,
@@ -139,7 +138,7 @@ class EventList:
     @classmethod
     def read(cls, filename: Any, hdu: str = "EVENTS") -> EventList:
         """Read the ``hdu`` HDU of a FITS event file."""
-        path = Path(os.path.expandvars(os.fspath(filename)))
+        path = make_path(filename)
         if not path.is_file():
             raise ValueError(f"event file {str(path)!r} does not exist")
         try:

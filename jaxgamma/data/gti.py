@@ -12,11 +12,9 @@ hold it as a field; every method returns a new GTI.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import astropy.units as u
@@ -25,6 +23,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
+
+from ..irf._irf_base import make_path
 
 __all__ = ["GTI"]
 
@@ -350,7 +350,7 @@ class GTI(eqx.Module):
     @classmethod
     def read(cls, filename: Any, hdu: str = "GTI", format: str = "gadf") -> GTI:
         """Read the GTI HDU ``hdu`` of a FITS file."""
-        path = Path(os.path.expandvars(os.fspath(filename)))
+        path = make_path(filename)
         if not path.is_file():
             raise ValueError(f"GTI file {str(path)!r} does not exist")
         try:

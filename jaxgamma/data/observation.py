@@ -19,9 +19,7 @@ from __future__ import annotations
 import collections.abc
 import copy
 import logging
-import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import astropy.units as u
@@ -30,6 +28,7 @@ from astropy.coordinates import AltAz, Angle, EarthLocation, SkyCoord
 from astropy.io import fits
 from astropy.time import Time
 
+from ..irf._irf_base import make_path
 from .events import EventList
 from .gti import GTI, _header_meta
 from .store import HDULocation, _FileCache
@@ -65,8 +64,6 @@ def _irf_builder(hdu_class: str | None) -> Any:
         from ..irf import load_irf_hdu  # imported here: jaxgamma.irf imports the geometry stack
 
         # the index's HDU_CLASS picks the class, as in Gammapy (else the header's HDUCLAS2/4)
-        if hdu_class is None:
-            return load_irf_hdu(hdu, where)
         return load_irf_hdu(hdu, where, hdu_class=hdu_class)
 
     return build
@@ -490,8 +487,8 @@ class Observation:
         """An observation from an events file (EVENTS and GTI HDUs) and an IRF file (default: the
         events file), whose IRF HDUs are found by their ``HDUCLAS2`` (EFF_AREA, EDISP, RPSF, BKG,
         RAD_MAX)."""
-        event_path = Path(os.path.expandvars(os.fspath(event_file)))
-        irf_path = Path(os.path.expandvars(os.fspath(irf_file))) if irf_file is not None else event_path
+        event_path = make_path(event_file)
+        irf_path = make_path(irf_file) if irf_file is not None else event_path
         cache = _FileCache()
         kwargs: dict[str, Any] = {}
         for path in {event_path, irf_path}:

@@ -16,7 +16,6 @@ and parse each IRF once.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -31,6 +30,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table, unique
 from astropy.time import Time
 
+from ..irf._irf_base import make_path
 from ..irf.gadf import HDU_CLASSES, HDU_TYPES
 from .gti import _mjdref, _time_ref, _timesys
 
@@ -65,11 +65,6 @@ _INDEX_COLUMNS = ["OBS_ID", "HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "H
 class MissingRequiredHDU(ValueError):
     """A required HDU of an observation is not in the HDU index table (Gammapy's
     ``MissingRequiredHDU``; a ``ValueError`` here). ``get_observations`` skips such observations."""
-
-
-def _make_path(path: Any) -> Path:
-    """Gammapy's ``make_path``: environment variables expanded."""
-    return Path(os.path.expandvars(os.fspath(path)))
 
 
 def _read_table(path: Path, what: str, hdu: Any = None) -> Table:
@@ -128,14 +123,14 @@ class HDULocation:
     def path(self, abs_path: bool = True) -> Path:
         """The file's path: ``base_dir / file_dir / file_name`` if it exists, else ``file_dir /
         file_name`` (as Gammapy's ``HDULocation.path``)."""
-        path = _make_path(self.base_dir) / _make_path(self.file_dir) / _make_path(self.file_name)
+        path = make_path(self.base_dir) / make_path(self.file_dir) / make_path(self.file_name)
         if abs_path and path.exists():
             return path
-        return _make_path(self.file_dir) / _make_path(self.file_name)
+        return make_path(self.file_dir) / make_path(self.file_name)
 
     def expected_path(self) -> Path:
         """Where the index says the file is: ``base_dir / file_dir / file_name`` (for messages)."""
-        return _make_path(self.base_dir) / _make_path(self.file_dir) / _make_path(self.file_name)
+        return make_path(self.base_dir) / make_path(self.file_dir) / make_path(self.file_name)
 
     def exists(self) -> bool:
         return self.path().is_file()
@@ -264,9 +259,9 @@ class HDUIndexTable(Table):
     VALID_HDU_CLASS = list(HDU_CLASSES)
 
     @classmethod
-    def read(cls, filename: Any, hdu: Any = None, **kwargs: Any) -> HDUIndexTable:
+    def read(cls, filename: Any, hdu: Any = None) -> HDUIndexTable:
         """Read an HDU index table; ``BASE_DIR`` is set to the file's folder."""
-        path = _make_path(filename)
+        path = make_path(filename)
         table = cls(_read_table(path, "HDU index table", hdu), copy=False)
         missing = [c for c in _INDEX_COLUMNS if c not in table.colnames]
         if missing:
@@ -283,7 +278,7 @@ class HDUIndexTable(Table):
     @property
     def base_dir(self) -> Path:
         """Base folder of the ``FILE_DIR`` entries."""
-        return _make_path(self.meta.get("BASE_DIR", ""))
+        return make_path(self.meta.get("BASE_DIR", ""))
 
     @property
     def _obs_id(self) -> np.ndarray:
@@ -368,8 +363,8 @@ class ObservationTable(Table):
     """Observation index table (GADF ``OBS_INDEX``), with Gammapy's selections."""
 
     @classmethod
-    def read(cls, filename: Any, hdu: Any = None, **kwargs: Any) -> ObservationTable:
-        path = _make_path(filename)
+    def read(cls, filename: Any, hdu: Any = None) -> ObservationTable:
+        path = make_path(filename)
         table = cls(_read_table(path, "observation index table", hdu), copy=False)
         if "OBS_ID" not in table.colnames:
             raise ValueError(
@@ -572,13 +567,13 @@ class DataStore:
             uncompressed ``.fits`` when only that exists). Without an observation index the store
             has ``obs_table = None``.
         """
-        base_dir = _make_path(base_dir)
+        base_dir = make_path(base_dir)
         if not base_dir.is_dir():
             raise ValueError(f"DataStore.from_dir: {str(base_dir)!r} is not a folder")
 
         def _resolve(filename: Any, default: str) -> Path:
             if filename:
-                path = _make_path(filename)
+                path = make_path(filename)
                 return base_dir / path if (base_dir / path).exists() else path
             path = base_dir / default
             if not path.exists() and (base_dir / default.removesuffix(".gz")).exists():
@@ -604,7 +599,7 @@ class DataStore:
     @classmethod
     def from_file(cls, filename: Any, hdu_hdu: Any = "HDU_INDEX", hdu_obs: Any = "OBS_INDEX") -> DataStore:
         """Data store of one FITS file holding both index tables."""
-        path = _make_path(filename)
+        path = make_path(filename)
         hdu_table = HDUIndexTable.read(path, hdu=hdu_hdu)
         obs_table = ObservationTable.read(path, hdu=hdu_obs) if hdu_obs else None
         return cls(hdu_table=hdu_table, obs_table=obs_table)

@@ -34,6 +34,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .. import stats
+from ..irf._irf_base import trapz_loglog
 from ..units import DNDE, ENERGY, FLUX
 from .core import Dataset, DatasetPlan, _as_models
 
@@ -143,24 +144,12 @@ def _loglog_interp(x: np.ndarray, nodes: np.ndarray, values: np.ndarray) -> np.n
     return np.clip(result, 0.0, np.inf)
 
 
-def _trapz_loglog(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Gammapy's ``trapz_loglog`` along the last axis (numpy): a power law on each sub-interval."""
-    x0, x1, y0, y1 = x[..., :-1], x[..., 1:], y[..., :-1], y[..., 1:]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        index = -np.log(np.clip(y0 / y1, _TINY, np.inf)) / np.log(np.clip(x0 / x1, _TINY, np.inf))
-        index = np.where(np.isnan(index), np.inf, index)
-        val = -1 * index + 1
-        prefactor = y0 * x0 / val
-        integral = prefactor * (np.power(x1 / x0, val) - np.power(x0 / x0, val))
-        return np.where(np.isclose(val, 0), y0 * x0 * np.log(x1 / x0), integral)
-
-
 def _numeric_integral(dnde: Any, energy_min: np.ndarray, energy_max: np.ndarray, power: int) -> np.ndarray:
     """Gammapy's ``integrate_spectrum`` of ``E**power dnde(E)`` (log-log trapezoid, 100 per decade)."""
     num = int(np.maximum(np.max(100 * np.log10(energy_max / energy_min)), 2))
     energy = np.geomspace(energy_min, energy_max, num=num, axis=-1)
     values = np.asarray(dnde(energy)) * energy**power
-    return _trapz_loglog(values, energy).sum(axis=-1)
+    return trapz_loglog(values, energy, axis=-1).sum(axis=-1)
 
 
 class _ReferenceSpectrum:

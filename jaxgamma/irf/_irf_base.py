@@ -27,6 +27,7 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import astropy.units as u
@@ -275,13 +276,15 @@ def header_meta(header: fits.Header) -> dict[str, Any]:
     return meta
 
 
-def expand_path(path: Any) -> str:
-    return os.path.expandvars(os.path.expanduser(str(path)))
+def make_path(path: Any) -> Path:
+    """A path with environment variables and ``~`` expanded: the one path helper of the data and
+    IRF readers."""
+    return Path(os.path.expanduser(os.path.expandvars(os.fspath(path))))
 
 
 def open_hdu(path: Any, hdu: str | int, what: str) -> tuple[fits.HDUList, Any, str]:
     """Open a FITS file and find an HDU; a ValueError naming the file when it is missing."""
-    filename = expand_path(path)
+    filename = str(make_path(path))
     try:
         hdulist = fits.open(filename, memmap=False)
     except OSError as err:

@@ -19,7 +19,7 @@ from astropy.io import fits
 
 from ..geom import MapAxis
 from ..units import parse_unit, unit_str
-from ._core import axis_center, axis_edges, upsample_axis
+from ._core import axis_center, axis_coord_to_idx, axis_edges, upsample_axis
 from ._irf_base import (
     IRF,
     IRFAxes,
@@ -510,18 +510,12 @@ class Background3D(_BackgroundIRF):
 
     def to_2d(self) -> Background2D:
         """The values at fov_lat = 0 and fov_lon >= 0 versus offset (Gammapy's ``to_2d``)."""
-        idx_lon = _coord_to_idx(self._axes["fov_lon"], 0.0)
-        idx_lat = _coord_to_idx(self._axes["fov_lat"], 0.0)
+        idx_lon = int(axis_coord_to_idx(self._axes["fov_lon"], 0.0)[0])
+        idx_lat = int(axis_coord_to_idx(self._axes["fov_lat"], 0.0)[0])
         data = self._raw[:, idx_lon:, idx_lat].copy()
         offset = axis_edges(self._axes["fov_lon"])[idx_lon:]
         offset_axis = MapAxis.from_edges(offset, name="offset", unit=self._axes["fov_lon"].unit)
         return Background2D(axes=[self._axes["energy"], offset_axis], data=data, unit=self._unit)
-
-
-def _coord_to_idx(axis: MapAxis, value: float) -> int:
-    edges = axis_edges(axis)
-    idx = int(np.digitize(np.array([value]), edges)[0] - 1)
-    return -1 if value > edges[-1] else idx
 
 
 class Background2D(_BackgroundIRF):
