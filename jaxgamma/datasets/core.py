@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
+import astropy.units as u
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -52,6 +53,7 @@ def _meta_tuple(meta: Any) -> tuple[tuple[str, Any], ...]:
             v = tuple(v)
         out.append((str(k), v))
     return tuple(out)
+
 
 __all__ = ["Dataset", "DatasetPlan", "Datasets"]
 
@@ -130,6 +132,61 @@ class Dataset(eqx.Module):
     def info_dict(self, models: Any = None) -> dict[str, Any]:
         """Summary numbers (concrete datasets add theirs; ``models`` for the predicted ones)."""
         return {"name": self.name, "type": self.tag}
+
+
+def _livetime_seconds(value: Any, what: str) -> float | None:
+    """A livetime in s (float, or a Quantity / string with a time unit), or None."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value) if isinstance(value, int | float) else float(u.Quantity(value).to_value("s"))
+    except (TypeError, ValueError, u.UnitsError) as err:
+        raise ValueError(f"{what}: livetime must be a time (s), got {value!r}: {err}") from None
+    if not np.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{what}: livetime must be finite and >= 0 s, got {value!r}")
+    return seconds
+
+
+def summary_row(label: str, value: str) -> str:
+    """One line of a Gammapy-style dataset summary."""
+    return f"  {label:32}: {value}"
+
+
+def summary_count_rows(info: dict[str, Any], exposure_unit: str) -> list[str]:
+    """The counts, predicted counts, exposure, bins and statistic block of a dataset summary (as
+    Gammapy prints it), from :meth:`info_dict`."""
+    row = summary_row
+    return [
+        row("Total counts", f"{info['counts']:.0f} "),
+        row("Total background counts", f"{info['background']:.2f}"),
+        row("Total excess counts", f"{info['excess']:.2f}"),
+        "",
+        row("Predicted counts", f"{info['npred']:.2f}"),
+        row("Predicted background counts", f"{info['npred_background']:.2f}"),
+        row("Predicted excess counts", f"{info['npred_signal']:.2f}"),
+        "",
+        row("Exposure min", f"{info['exposure_min']:.2e} {exposure_unit}"),
+        row("Exposure max", f"{info['exposure_max']:.2e} {exposure_unit}"),
+        "",
+        row("Number of total bins", f"{info['n_bins']} "),
+        row("Number of fit bins", f"{info['n_fit_bins']} "),
+        "",
+        row("Fit statistic type", info["stat_type"]),
+        row("Fit statistic value (-2 log(L))", f"{info['stat_sum']:.2f}"),
+        "",
+    ]
+
+
+def add_time_info(info: dict[str, Any], livetime: float | None, gti: Any) -> None:
+    """``livetime``, ``ontime`` (the GTI sum) and the counts / background / excess rates of
+    :meth:`info_dict` (NaN when unknown)."""
+    live = np.nan if livetime is None else livetime
+    info["livetime"] = live
+    info["ontime"] = np.nan if gti is None else gti.time_sum
+    with np.errstate(divide="ignore", invalid="ignore"):
+        info["counts_rate"] = info["counts"] / live
+        info["background_rate"] = info["background"] / live
+        info["excess_rate"] = info["excess"] / live
 
 
 def _as_models(models: Any) -> Any:

@@ -62,7 +62,19 @@ from ..models.spatial import PointSpatialModel, angular_separation
 from ..models.spectral import integration_grid
 from ..stats import cash, masked_sum, wstat
 from ..units import ENERGY, parse_unit
-from .core import Dataset, DatasetPlan, OnOffPlanMixin, _as_models, _make_name, _meta_tuple, _random_state
+from .core import (
+    Dataset,
+    DatasetPlan,
+    OnOffPlanMixin,
+    _as_models,
+    _livetime_seconds,
+    _make_name,
+    _meta_tuple,
+    _random_state,
+    add_time_info,
+    summary_count_rows,
+    summary_row,
+)
 
 __all__ = [
     "BACKGROUND_MIN_REDUCED",
@@ -130,19 +142,6 @@ def _to_float64(value: Any, unit: str, what: str) -> np.ndarray:
         except u.UnitConversionError as err:
             raise ValueError(f"{what}: {err}") from None
     return np.asarray(value, dtype=np.float64)
-
-
-def _livetime_seconds(value: Any, what: str) -> float | None:
-    """A livetime in s (float, or a Quantity / string with a time unit), or None."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value) if isinstance(value, int | float) else float(u.Quantity(value).to_value("s"))
-    except (TypeError, ValueError, u.UnitsError) as err:
-        raise ValueError(f"{what}: livetime must be a time (s), got {value!r}: {err}") from None
-    if not np.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{what}: livetime must be finite and >= 0 s, got {value!r}")
-    return seconds
 
 
 def _read_livetime(header: Any, path: Any) -> float | None:
@@ -774,6 +773,23 @@ class _AbstractMapDataset(Dataset):
         self.meta = _meta_tuple(meta)
         self.livetime = _livetime_seconds(livetime, what)
 
+    def _add_exposure_time_bins(self, info: dict[str, Any]) -> None:
+        """The exposure range (over pixels with exposure inside the safe image), livetime, ontime,
+        rates, bin counts and statistic type of :meth:`info_dict`."""
+        exposure_min = exposure_max = np.nan
+        if self.exposure is not None:
+            sel = self.exposure > 0
+            if self.mask_safe is not None:
+                sel = sel & np.any(self.mask_safe, axis=0)[None]
+            values = self.exposure[sel] if np.any(sel) else self.exposure
+            exposure_min, exposure_max = float(np.min(values)), float(np.max(values))
+        info["exposure_min"] = exposure_min
+        info["exposure_max"] = exposure_max
+        add_time_info(info, self.livetime, self.gti)
+        info["n_bins"] = int(self.counts.size) if self.counts is not None else 0
+        info["n_fit_bins"] = int(np.sum(self.mask)) if self.mask is not None else 0
+        info["stat_type"] = self.stat_type
+
     def _map_array(self, value: Any, field: str, scalar_ok: bool = False) -> np.ndarray | None:
         """A dimensionless float64 map of the counts shape (a scalar fills it when ``scalar_ok``)."""
         if value is None:
@@ -1141,29 +1157,9 @@ class _AbstractMapDataset(Dataset):
         info = self.info_dict(models)
         title = type(self).__name__
 
-        def row(label: str, value: str) -> str:
-            return f"  {label:32}: {value}"
-
+        row = summary_row
         lines = [title, "-" * len(title), "", row("Name", f"{info['name']} "), ""]
-        lines += [
-            row("Total counts", f"{info['counts']:.0f} "),
-            row("Total background counts", f"{info['background']:.2f}"),
-            row("Total excess counts", f"{info['excess']:.2f}"),
-            "",
-            row("Predicted counts", f"{info['npred']:.2f}"),
-            row("Predicted background counts", f"{info['npred_background']:.2f}"),
-            row("Predicted excess counts", f"{info['npred_signal']:.2f}"),
-            "",
-            row("Exposure min", f"{info['exposure_min']:.2e} {EXPOSURE_UNIT}"),
-            row("Exposure max", f"{info['exposure_max']:.2e} {EXPOSURE_UNIT}"),
-            "",
-            row("Number of total bins", f"{info['n_bins']} "),
-            row("Number of fit bins", f"{info['n_fit_bins']} "),
-            "",
-            row("Fit statistic type", info["stat_type"]),
-            row("Fit statistic value (-2 log(L))", f"{info['stat_sum']:.2f}"),
-            "",
-        ]
+        lines += summary_count_rows(info, EXPOSURE_UNIT)
         selected = [] if models is None else [m for m in _as_models(models) if m.applies_to(self.name)]
         pars = [p for m in selected for p in m.parameters]
         lines += [
@@ -1573,25 +1569,7 @@ class MapDataset(_AbstractMapDataset):
         )
         info["npred_signal"] = float(np.sum(signal_map[mask])) if self._sky_models(models) else np.nan
 
-        exposure_min = exposure_max = np.nan
-        if self.exposure is not None:
-            sel = self.exposure > 0
-            if self.mask_safe is not None:
-                sel = sel & np.any(self.mask_safe, axis=0)[None]
-            values = self.exposure[sel] if np.any(sel) else self.exposure
-            exposure_min, exposure_max = float(np.min(values)), float(np.max(values))
-        info["exposure_min"] = exposure_min
-        info["exposure_max"] = exposure_max
-        livetime = np.nan if self.livetime is None else self.livetime
-        info["livetime"] = livetime
-        info["ontime"] = np.nan if self.gti is None else self.gti.time_sum
-        with np.errstate(divide="ignore", invalid="ignore"):
-            info["counts_rate"] = info["counts"] / livetime
-            info["background_rate"] = info["background"] / livetime
-            info["excess_rate"] = info["excess"] / livetime
-        info["n_bins"] = int(self.counts.size) if self.counts is not None else 0
-        info["n_fit_bins"] = int(np.sum(self.mask)) if self.mask is not None else 0
-        info["stat_type"] = self.stat_type
+        self._add_exposure_time_bins(info)
         info["stat_sum"] = float(stat_sum) if (self.counts is not None and given) else np.nan
         return info
 
@@ -1978,25 +1956,7 @@ class MapDatasetOnOff(_AbstractMapDataset):
         info["npred"] = npred
         info["npred_background"] = npred_background
         info["npred_signal"] = npred_signal
-        exposure_min = exposure_max = np.nan
-        if self.exposure is not None:
-            sel = self.exposure > 0
-            if self.mask_safe is not None:
-                sel = sel & np.any(self.mask_safe, axis=0)[None]
-            values = self.exposure[sel] if np.any(sel) else self.exposure
-            exposure_min, exposure_max = float(np.min(values)), float(np.max(values))
-        info["exposure_min"] = exposure_min
-        info["exposure_max"] = exposure_max
-        livetime = np.nan if self.livetime is None else self.livetime
-        info["livetime"] = livetime
-        info["ontime"] = np.nan if self.gti is None else self.gti.time_sum
-        with np.errstate(divide="ignore", invalid="ignore"):
-            info["counts_rate"] = info["counts"] / livetime
-            info["background_rate"] = info["background"] / livetime
-            info["excess_rate"] = info["excess"] / livetime
-        info["n_bins"] = int(self.counts.size) if self.counts is not None else 0
-        info["n_fit_bins"] = int(np.sum(self.mask)) if self.mask is not None else 0
-        info["stat_type"] = self.stat_type
+        self._add_exposure_time_bins(info)
         info["stat_sum"] = stat_sum
         info["counts_off"] = int(n_off)
         acceptance = 1.0 if self.acceptance is None else float(np.sum(self.acceptance[mask]))

@@ -30,7 +30,19 @@ from ..models.sky import SkyModel
 from ..models.spectral import integration_grid
 from ..stats import cash, masked_sum, wstat
 from ..units import ENERGY
-from .core import Dataset, DatasetPlan, OnOffPlanMixin, _as_models, _make_name, _meta_tuple, _random_state
+from .core import (
+    Dataset,
+    DatasetPlan,
+    OnOffPlanMixin,
+    _as_models,
+    _livetime_seconds,
+    _make_name,
+    _meta_tuple,
+    _random_state,
+    add_time_info,
+    summary_count_rows,
+    summary_row,
+)
 
 __all__ = [
     "GTI",
@@ -239,13 +251,7 @@ class _AbstractSpectrumDataset(Dataset):
         self.edisp = _as_array(edisp, "", f"{what}: edisp", (n_true, n_reco))
         self.mask_safe = _as_array(mask_safe, None, f"{what}: mask_safe", (n_reco,), dtype=bool)
         self.mask_fit = _as_array(mask_fit, None, f"{what}: mask_fit", (n_reco,), dtype=bool)
-        if livetime is not None:
-            livetime = (
-                float(u.Quantity(livetime).to_value("s"))
-                if isinstance(livetime, (u.Quantity, str))
-                else float(livetime)
-            )
-        self.livetime = livetime
+        self.livetime = _livetime_seconds(livetime, what)
         self.gti = _as_gti(gti)
         self.meta = _meta_tuple(meta)
 
@@ -397,15 +403,9 @@ class _AbstractSpectrumDataset(Dataset):
                 sel = sel & self.mask_safe_image
             values = self.exposure[sel] if np.any(sel) else self.exposure
             exposure_min, exposure_max = float(np.min(values)), float(np.max(values))
-        livetime = np.nan if self.livetime is None else self.livetime
         info["exposure_min"] = exposure_min
         info["exposure_max"] = exposure_max
-        info["livetime"] = livetime
-        info["ontime"] = np.nan if self.gti is None else self.gti.time_sum
-        with np.errstate(divide="ignore", invalid="ignore"):
-            info["counts_rate"] = info["counts"] / livetime
-            info["background_rate"] = info["background"] / livetime
-            info["excess_rate"] = info["excess"] / livetime
+        add_time_info(info, self.livetime, self.gti)
         info["n_bins"] = self.n_bins
         info["n_fit_bins"] = int(np.sum(self.mask)) if self.mask is not None else 0
         info["stat_type"] = self.stat_type
@@ -416,29 +416,9 @@ class _AbstractSpectrumDataset(Dataset):
         title = type(self).__name__
         lines = [title, "-" * len(title), ""]
 
-        def row(label: str, value: str) -> str:
-            return f"  {label:32}: {value}"
-
+        row = summary_row
         lines += [row("Name", f"{info['name']} "), ""]
-        lines += [
-            row("Total counts", f"{info['counts']:.0f} "),
-            row("Total background counts", f"{info['background']:.2f}"),
-            row("Total excess counts", f"{info['excess']:.2f}"),
-            "",
-            row("Predicted counts", f"{info['npred']:.2f}"),
-            row("Predicted background counts", f"{info['npred_background']:.2f}"),
-            row("Predicted excess counts", f"{info['npred_signal']:.2f}"),
-            "",
-            row("Exposure min", f"{info['exposure_min']:.2e} {EXPOSURE_UNIT}"),
-            row("Exposure max", f"{info['exposure_max']:.2e} {EXPOSURE_UNIT}"),
-            "",
-            row("Number of total bins", f"{info['n_bins']} "),
-            row("Number of fit bins", f"{info['n_fit_bins']} "),
-            "",
-            row("Fit statistic type", info["stat_type"]),
-            row("Fit statistic value (-2 log(L))", f"{info['stat_sum']:.2f}"),
-            "",
-        ]
+        lines += summary_count_rows(info, EXPOSURE_UNIT)
         n_models = n_pars = n_free = 0
         sky = [] if models is None else self._sky_models(models)
         if sky:
