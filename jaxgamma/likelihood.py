@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .datasets.batch import batch_plans
 from .datasets.core import Dataset, DatasetPlan, Datasets, _as_models
 from .parameters import ParameterVector
 
@@ -101,9 +102,13 @@ def _stat_of_vector(
 
 
 def make_stat_function(
-    datasets: Any, models: Any, plans: tuple[DatasetPlan, ...] | None = None
+    datasets: Any, models: Any, plans: tuple[DatasetPlan, ...] | None = None, batch: bool = True
 ) -> tuple[jax.tree_util.Partial, np.ndarray, tuple[str, ...]]:
     """The joint statistic as a function of the free-parameter vector.
+
+    With ``batch`` (default), map datasets of one structure (e.g. one per observation of a DL3
+    analysis) are stacked and evaluated by one ``vmap`` (:func:`jaxgamma.datasets.batch.batch_plans`),
+    so the compiled program does not grow with their number.
 
     Returns
     -------
@@ -122,7 +127,10 @@ def make_stat_function(
     vector = ParameterVector.from_tree(models)
     if plans is None:
         plans = plan_datasets(datasets, models)
-    fun = jax.tree_util.Partial(_stat_of_vector, plans=tuple(plans), models=models, vector=vector)
+    plans = tuple(plans)
+    if batch:
+        plans = batch_plans(plans, models)
+    fun = jax.tree_util.Partial(_stat_of_vector, plans=plans, models=models, vector=vector)
     return fun, np.asarray(vector.flatten(models)), vector.names
 
 

@@ -244,17 +244,23 @@ class MapEvaluatorPlan(eqx.Module):
     evaluation_radius: float | None = eqx.field(static=True)
     spatial_values: tuple[float, ...] = eqx.field(static=True)
     psf_width: float = eqx.field(static=True)
+    # the cutout's pixels are the first ny * nx of the active list, in order (active_index is
+    # arange): the signal is then added with a slice instead of a scatter (cheaper, mostly batched)
+    active_leading: bool = eqx.field(static=True, default=False)
 
     # -- spatial integral ----------------------------------------------------------------------------
-    def _point_pixel(self, spatial: Any) -> tuple[Any, Any]:
-        """Pixel coordinates of the (traced) point-source position on the cutout."""
-        assert self.projection is not None
+    def _point_pixel(self, spatial: Any, projection: Any = None) -> tuple[Any, Any]:
+        """Pixel coordinates of the (traced) point-source position on the cutout, through
+        ``projection`` (an :class:`~jaxgamma.geom.ArrayProjection` of a batched plan) or the plan's
+        own."""
+        projection = self.projection if projection is None else projection
+        assert projection is not None
         lon_0, lat_0 = spatial.position_lonlat
-        return self.projection.world_to_pixel(lon_0, lat_0, self.frame)
+        return projection.world_to_pixel(lon_0, lat_0, self.frame)
 
-    def _point_psf_convolved(self, spatial: Any) -> Any:
+    def _point_psf_convolved(self, spatial: Any, projection: Any = None) -> Any:
         assert self.psf is not None
-        x0, y0 = self._point_pixel(spatial)
+        x0, y0 = self._point_pixel(spatial, projection)
         ny, nx = self.shape
         ky, kx = self.kernel_shape
         cy, cx = (ky - 1) // 2, (kx - 1) // 2
@@ -263,23 +269,26 @@ class MapEvaluatorPlan(eqx.Module):
         fx, fy = x0 - ix, y0 - iy
         ix, iy = ix.astype(jnp.int32), iy.astype(jnp.int32)
         n_planes = self.psf.shape[0]
+        # The image of a unit pixel at (py, px) is the kernel centred there (mode "same"): the
+        # window of the padded kernel starting at (cy + ny - py, cx + nx - px). The four pixels
+        # around the point are read from one (ny + 1, nx + 1) window (one dynamic slice, which
+        # stays cheap when vmapped over datasets); pixels off the cutout get weight 0, and
+        # clipping to -1 .. n - 1 keeps the window inside the padded kernel.
+        iy_c, ix_c = jnp.clip(iy, -1, ny - 1), jnp.clip(ix, -1, nx - 1)
+        window = jax.lax.dynamic_slice(
+            self.psf, (jnp.int32(0), cy + ny - 1 - iy_c, cx + nx - 1 - ix_c), (n_planes, ny + 1, nx + 1)
+        )
         out = jnp.zeros((n_planes, ny, nx))
         for dy, wy in ((0, 1.0 - fy), (1, fy)):
             for dx, wx in ((0, 1.0 - fx), (1, fx)):
                 px, py = ix + dx, iy + dy
                 inside = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
                 weight = jnp.where(inside, wx * wy, 0.0)
-                # the image of a unit pixel at (py, px) is the kernel centred there (mode "same")
-                start_y = cy + ny - jnp.clip(py, 0, ny - 1)
-                start_x = cx + nx - jnp.clip(px, 0, nx - 1)
-                shifted = jax.lax.dynamic_slice(
-                    self.psf, (jnp.int32(0), start_y, start_x), (n_planes, ny, nx)
-                )
-                out = out + weight * shifted
+                out = out + weight * window[:, 1 - dy : 1 - dy + ny, 1 - dx : 1 - dx + nx]
         return out
 
-    def _point_weights(self, spatial: Any) -> Any:
-        x0, y0 = self._point_pixel(spatial)
+    def _point_weights(self, spatial: Any, projection: Any = None) -> Any:
+        x0, y0 = self._point_pixel(spatial, projection)
         ny, nx = self.shape
         x = jnp.arange(nx, dtype=float)[None, :]
         y = jnp.arange(ny, dtype=float)[:, None]
@@ -301,14 +310,15 @@ class MapEvaluatorPlan(eqx.Module):
             values = jnp.pad(values, pad)
         return values * self.solid_angle
 
-    def spatial_integral(self, models: Any) -> Any:
+    def spatial_integral(self, models: Any, projection: Any = None) -> Any:
         """The spatial factor on the cutout, PSF-convolved when the PSF is applied in true energy:
-        shape ``(ny, nx)`` or ``(Et, ny, nx)``."""
+        shape ``(ny, nx)`` or ``(Et, ny, nx)``. ``projection`` replaces the plan's own (point
+        sources; see :class:`~jaxgamma.datasets.batch.BatchedMapDatasetPlan`)."""
         spatial = models[self.model_name].spatial_model
         if self.kind == "point":
             if self.psf_stage == "true":
-                return self._point_psf_convolved(spatial)
-            return self._point_weights(spatial)
+                return self._point_psf_convolved(spatial, projection)
+            return self._point_weights(spatial, projection)
         if self.kind == "one_per_pixel":
             values = jnp.ones(self.shape)
         else:
@@ -318,12 +328,12 @@ class MapEvaluatorPlan(eqx.Module):
         return values
 
     # -- the chain -------------------------------------------------------------------------------------
-    def npred(self, models: Any) -> Any:
+    def npred(self, models: Any, projection: Any = None) -> Any:
         """Predicted counts of this model on its cutout, ``(n_energy, ny, nx)``."""
         model = models[self.model_name]
         flux = model.spectral_model.integral_on_grid(self.energy_grid)[:, None, None]
         if self.kind != "none":
-            flux = flux * self.spatial_integral(models)
+            flux = flux * self.spatial_integral(models, projection)
         if self.exposure is not None:
             npred = flux * self.exposure
         else:
@@ -366,13 +376,23 @@ def _npred_signal(
 
 
 def _signal_active(
-    evaluators: tuple[MapEvaluatorPlan, ...], n_energy: int, n_active: int, models: Any
+    evaluators: tuple[MapEvaluatorPlan, ...],
+    n_energy: int,
+    n_active: int,
+    models: Any,
+    projections: tuple[Any, ...] | None = None,
 ) -> Any:
-    """The evaluators' predicted counts on the active pixels, shape ``(E, n_active)``."""
+    """The evaluators' predicted counts on the active pixels, shape ``(E, n_active)``
+    (``projections``: one per evaluator, replacing theirs)."""
     signal = jnp.zeros((n_energy, n_active))
-    for ev in evaluators:
-        npred = ev.npred(models).reshape(n_energy, -1)
-        signal = signal.at[:, ev.active_index].add(npred)
+    if projections is None:
+        projections = (None,) * len(evaluators)
+    for ev, projection in zip(evaluators, projections, strict=True):
+        npred = ev.npred(models, projection).reshape(n_energy, -1)
+        if ev.active_leading:
+            signal = signal.at[:, : npred.shape[1]].add(npred)
+        else:
+            signal = signal.at[:, ev.active_index].add(npred)
     return signal
 
 
@@ -435,11 +455,14 @@ class MapDatasetPlan(DatasetPlan):
     reduced: bool = eqx.field(static=True)  # False when every pixel is active
 
     # -- background -----------------------------------------------------------------------------------
-    def _background_norm(self, models: Any) -> Any:
-        """``S(E)`` at the reco-bin log centres, shape (E,); ones without a background model."""
+    def _background_norm(self, models: Any, spectral: Any = None) -> Any:
+        """``S(E)`` at the reco-bin log centres, shape (E,); ones without a background model.
+        ``spectral`` replaces the background model's spectral part (batched plans)."""
         if self.background_model_name is None:
             return jnp.ones(self.shape[0])
-        return models[self.background_model_name].spectral_model.dnde(self.energy_center)
+        if spectral is None:
+            spectral = models[self.background_model_name].spectral_model
+        return spectral.dnde(self.energy_center)
 
     def _background_spatial(self, models: Any) -> Any:
         spatial = models[self.background_model_name].spatial_model
@@ -479,8 +502,23 @@ class MapDatasetPlan(DatasetPlan):
     def stat_sum(self, models: Any) -> Any:
         """Cash statistic over ``mask_safe & mask_fit``: active bins explicitly, the others through
         their sufficient statistics."""
-        signal = _signal_active(self.evaluators, self.shape[0], self.active_pixels.shape[0], models)
-        norm = self._background_norm(models)
+        return self.stat_sum_with(models)
+
+    def stat_sum_with(
+        self,
+        models: Any,
+        background_spectral: Any = None,
+        projections: tuple[Any, ...] | None = None,
+        explicit_valid: Any = None,
+    ) -> Any:
+        """:meth:`stat_sum` with the background spectral model, the evaluators' projections and a
+        mask of the explicit low-background bins given (one dataset of a
+        :class:`~jaxgamma.datasets.batch.BatchedMapDatasetPlan`, whose names and projections are
+        not static)."""
+        signal = _signal_active(
+            self.evaluators, self.shape[0], self.active_pixels.shape[0], models, projections
+        )
+        norm = self._background_norm(models, background_spectral)
         background = self.background_active * norm[:, None]
         if self.background_lon is not None:
             spatial = self._background_spatial(models).reshape(-1, self.shape[1] * self.shape[2])
@@ -500,7 +538,7 @@ class MapDatasetPlan(DatasetPlan):
         total = total + jnp.sum(jnp.where(self.reduced_n_bins > 0, reduced, 0.0))
         mu_explicit = self.explicit_background * norm[self.explicit_energy]
         mu_explicit = jnp.where(mu_explicit < 0, 0.0, mu_explicit)
-        return total + jnp.sum(cash(self.explicit_counts, mu_explicit))
+        return total + masked_sum(cash(self.explicit_counts, mu_explicit), explicit_valid)
 
     # -- bookkeeping ----------------------------------------------------------------------------------
     @property
@@ -1111,6 +1149,7 @@ class _AbstractMapDataset(Dataset):
         evaluators = []
         for f in evaluator_fields:
             f["active_index"] = lookup[pixel_index[_as_slices(f["parent_slices"])].ravel()]
+            f["active_leading"] = bool(np.array_equal(f["active_index"], np.arange(f["active_index"].size)))
             evaluators.append(MapEvaluatorPlan(**f))
         return {
             "sky": sky,

@@ -834,6 +834,7 @@ def fit(
     max_replans: int = 3,
     polish: bool = True,
     pixel_restarts: bool = True,
+    batch_datasets: bool = True,
 ) -> FitResult:
     """Fit ``models`` to ``datasets``: minimise the joint ``-2 ln L`` and take the covariance, in one
     compiled program.
@@ -866,6 +867,10 @@ def fit(
         converges to the minimum of the cell it lands in. With this option (default) the fit is
         restarted from the four cells around the nearest pixel centre of every point source with
         a free position, on every map dataset, and the best optimum is kept.
+    batch_datasets : bool
+        Evaluate map datasets of one structure (one per observation, say) with one ``vmap``
+        (:func:`jaxgamma.datasets.batch.batch_plans`): the compiled program, and its compile
+        time, then do not grow with their number. The statistic is the same either way.
 
     Returns
     -------
@@ -882,7 +887,7 @@ def fit(
     if not names:
         raise ValueError("fit: the models have no free parameters")
     plans = plan_datasets(datasets, clean)
-    fun, x0, _ = make_stat_function(datasets, clean, plans=plans)
+    fun, x0, _ = make_stat_function(datasets, clean, plans=plans, batch=batch_datasets)
     transform = vector.transform(x0)
     u0 = np.asarray(transform.to_unconstrained(jnp.asarray(x0)))
     n_replans = 0
@@ -903,7 +908,7 @@ def fit(
             break
         # a source moved far enough that its cutout / IRFs must be re-taken: plan again and go on
         plans = plan_datasets(datasets, best)
-        fun, _, _ = make_stat_function(datasets, best, plans=plans)
+        fun, _, _ = make_stat_function(datasets, best, plans=plans, batch=batch_datasets)
         clean = best
         u0 = np.asarray(out.u)
         n_replans += 1

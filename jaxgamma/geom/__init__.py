@@ -5,6 +5,7 @@ from .axes import MapAxis, axes_from_table_hdu, axes_to_header, axes_to_table_hd
 from .projection import (
     ICRS_TO_GALACTIC,
     SUPPORTED_PROJECTIONS,
+    ArrayProjection,
     WcsProjection,
     celestial_euler,
     frame_rotation,
@@ -15,6 +16,7 @@ from .wcs import WcsGeom, find_map_hdus, solid_angle_from_corners
 __all__ = [
     "ICRS_TO_GALACTIC",
     "SUPPORTED_PROJECTIONS",
+    "ArrayProjection",
     "MapAxis",
     "WcsGeom",
     "WcsProjection",

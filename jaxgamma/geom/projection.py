@@ -27,12 +27,14 @@ import dataclasses
 import math
 from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
     "ICRS_TO_GALACTIC",
     "SUPPORTED_PROJECTIONS",
+    "ArrayProjection",
     "WcsProjection",
     "celestial_euler",
     "frame_rotation",
@@ -312,63 +314,106 @@ class WcsProjection:
     # -- the traced part -----------------------------------------------------------------------
     def native(self, lon: Any, lat: Any, frame: str | None = None) -> jnp.ndarray:
         """Native unit vectors ``(..., 3)`` of (lon, lat) in deg given in ``frame``."""
-        rot = np.asarray(self.rotation)
-        if frame is not None and frame != self.frame:
-            rot = rot @ frame_rotation(frame, self.frame)
-        return jnp.einsum("ij,...j->...i", jnp.asarray(rot), lonlat_to_unit(lon, lat))
+        return _native(np.asarray(self.rotation), self.frame, lon, lat, frame)
 
     def intermediate(self, lon: Any, lat: Any, frame: str | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
         """Intermediate world coordinates (x, y) in deg; NaN outside the projection's domain."""
-        n = self.native(lon, lat, frame)
-        nx, ny, nz = n[..., 0], n[..., 1], n[..., 2]
-        rho = _safe_hypot(nx, ny)  # cos(theta)
-        code = self.code
-        nan = jnp.nan
-        if code in ("CAR", "MER", "CEA", "SFL", "AIT"):
-            phi = jnp.arctan2(ny, nx)  # rad, (-pi, pi]
-            theta = jnp.arctan2(nz, rho)
-            if code == "CAR":
-                return phi * _R2D, theta * _R2D
-            if code == "SFL":
-                return phi * _R2D * rho, theta * _R2D
-            if code == "CEA":
-                return phi * _R2D, _R2D * nz / self.cea_lambda
-            if code == "MER":
-                ok = jnp.abs(nz) < 1.0
-                y = _R2D * jnp.arctanh(jnp.where(ok, nz, 0.0))
-                return jnp.where(ok, phi * _R2D, nan), jnp.where(ok, y, nan)
-            # AIT
-            half = 0.5 * phi
-            w = jnp.sqrt(2.0 / (1.0 + rho * jnp.cos(half))) * _R2D
-            return 2.0 * w * rho * jnp.sin(half), w * nz
-        if code == "TAN":
-            ok = nz > 0
-            s = jnp.where(ok, nz, 1.0)
-            return jnp.where(ok, _R2D * ny / s, nan), jnp.where(ok, -_R2D * nx / s, nan)
-        if code == "SIN":
-            ok = nz >= 0
-            return jnp.where(ok, _R2D * ny, nan), jnp.where(ok, -_R2D * nx, nan)
-        if code == "STG":
-            ok = nz > -1.0
-            s = jnp.where(ok, 1.0 + nz, 1.0)
-            return jnp.where(ok, 2.0 * _R2D * ny / s, nan), jnp.where(ok, -2.0 * _R2D * nx / s, nan)
-        if code == "ZEA":
-            ok = nz > -1.0
-            f = _R2D * jnp.sqrt(2.0 / jnp.where(ok, 1.0 + nz, 1.0))
-            # theta = -90 projects onto the circle r = 2 r0; its direction is undefined
-            return jnp.where(ok, f * ny, nan), jnp.where(ok, -f * nx, nan)
-        # ARC: r = 90 - theta (deg) along the direction of phi
-        ok = rho > 0
-        ratio = jnp.where(ok, jnp.arctan2(rho, nz) / jnp.where(ok, rho, 1.0), 1.0) * _R2D
-        return ratio * ny, -ratio * nx
+        return _intermediate(self.code, self.cea_lambda, self.native(lon, lat, frame))
 
     def world_to_pixel(self, lon: Any, lat: Any, frame: str | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
         """0-based pixel (x, y) of (lon, lat) in deg given in ``frame`` (default: this frame).
 
         Pure ``jax.numpy``: works under ``jit``, ``grad`` and ``vmap`` with traced coordinates.
         """
-        x, y = self.intermediate(lon, lat, frame)
-        m = self.pix_matrix
-        px = self.crpix[0] + m[0][0] * x + m[0][1] * y
-        py = self.crpix[1] + m[1][0] * x + m[1][1] * y
-        return px, py
+        return _to_pixel(self.crpix, self.pix_matrix, *self.intermediate(lon, lat, frame))
+
+    def as_arrays(self) -> ArrayProjection:
+        """The same transform with its constants as array leaves (see :class:`ArrayProjection`)."""
+        return ArrayProjection(
+            rotation=np.asarray(self.rotation, dtype=np.float64),
+            crpix=np.asarray(self.crpix, dtype=np.float64),
+            pix_matrix=np.asarray(self.pix_matrix, dtype=np.float64),
+            code=self.code,
+            frame=self.frame,
+            cea_lambda=self.cea_lambda,
+        )
+
+
+class ArrayProjection(eqx.Module):
+    """:class:`WcsProjection` with its rotation, reference pixel and pixel matrix as array leaves.
+
+    A pytree: projections of the same code and frame stack along a leading axis and ``vmap`` over
+    it (datasets cut out of one sky, or pointed elsewhere, evaluated by one compiled program).
+    """
+
+    rotation: Any  # (3, 3)
+    crpix: Any  # (2,)
+    pix_matrix: Any  # (2, 2)
+    code: str = eqx.field(static=True)
+    frame: str = eqx.field(static=True)
+    cea_lambda: float = eqx.field(static=True, default=1.0)
+
+    def world_to_pixel(self, lon: Any, lat: Any, frame: str | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """0-based pixel (x, y) of (lon, lat) in deg given in ``frame`` (default: this frame)."""
+        native = _native(jnp.asarray(self.rotation), self.frame, lon, lat, frame)
+        x, y = _intermediate(self.code, self.cea_lambda, native)
+        return _to_pixel(self.crpix, self.pix_matrix, x, y)
+
+
+def _native(rotation: Any, own_frame: str, lon: Any, lat: Any, frame: str | None) -> jnp.ndarray:
+    """Native unit vectors ``(..., 3)`` of (lon, lat) in deg given in ``frame``."""
+    if frame is not None and frame != own_frame:
+        rotation = rotation @ frame_rotation(frame, own_frame)
+    return jnp.einsum("ij,...j->...i", jnp.asarray(rotation), lonlat_to_unit(lon, lat))
+
+
+def _intermediate(code: str, cea_lambda: float, n: Any) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Intermediate world coordinates (x, y) in deg of native unit vectors ``n``; NaN outside the
+    projection's domain."""
+    nx, ny, nz = n[..., 0], n[..., 1], n[..., 2]
+    rho = _safe_hypot(nx, ny)  # cos(theta)
+    nan = jnp.nan
+    if code in ("CAR", "MER", "CEA", "SFL", "AIT"):
+        phi = jnp.arctan2(ny, nx)  # rad, (-pi, pi]
+        theta = jnp.arctan2(nz, rho)
+        if code == "CAR":
+            return phi * _R2D, theta * _R2D
+        if code == "SFL":
+            return phi * _R2D * rho, theta * _R2D
+        if code == "CEA":
+            return phi * _R2D, _R2D * nz / cea_lambda
+        if code == "MER":
+            ok = jnp.abs(nz) < 1.0
+            y = _R2D * jnp.arctanh(jnp.where(ok, nz, 0.0))
+            return jnp.where(ok, phi * _R2D, nan), jnp.where(ok, y, nan)
+        # AIT
+        half = 0.5 * phi
+        w = jnp.sqrt(2.0 / (1.0 + rho * jnp.cos(half))) * _R2D
+        return 2.0 * w * rho * jnp.sin(half), w * nz
+    if code == "TAN":
+        ok = nz > 0
+        s = jnp.where(ok, nz, 1.0)
+        return jnp.where(ok, _R2D * ny / s, nan), jnp.where(ok, -_R2D * nx / s, nan)
+    if code == "SIN":
+        ok = nz >= 0
+        return jnp.where(ok, _R2D * ny, nan), jnp.where(ok, -_R2D * nx, nan)
+    if code == "STG":
+        ok = nz > -1.0
+        s = jnp.where(ok, 1.0 + nz, 1.0)
+        return jnp.where(ok, 2.0 * _R2D * ny / s, nan), jnp.where(ok, -2.0 * _R2D * nx / s, nan)
+    if code == "ZEA":
+        ok = nz > -1.0
+        f = _R2D * jnp.sqrt(2.0 / jnp.where(ok, 1.0 + nz, 1.0))
+        # theta = -90 projects onto the circle r = 2 r0; its direction is undefined
+        return jnp.where(ok, f * ny, nan), jnp.where(ok, -f * nx, nan)
+    # ARC: r = 90 - theta (deg) along the direction of phi
+    ok = rho > 0
+    ratio = jnp.where(ok, jnp.arctan2(rho, nz) / jnp.where(ok, rho, 1.0), 1.0) * _R2D
+    return ratio * ny, -ratio * nx
+
+
+def _to_pixel(crpix: Any, m: Any, x: Any, y: Any) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Intermediate (x, y) in deg -> 0-based pixel (x, y)."""
+    px = crpix[0] + m[0][0] * x + m[0][1] * y
+    py = crpix[1] + m[1][0] * x + m[1][1] * y
+    return px, py

@@ -1,0 +1,75 @@
+"""Joint fits of many map datasets: compile and fit time against the number of datasets, with the
+datasets batched into one ``vmap`` (``jaxgamma.fit(..., batch_datasets=True)``, the default) and
+traced one by one (``batch_datasets=False``). jaxgamma only (Gammapy has no compiled program).
+
+The datasets are the seed joint reduction of CTA-1DC (``cta-1dc-gc-reduced/config_stack.yaml`` with
+``stack: false``: three observations, one dataset each), repeated under new names to make N
+observations, each with its own FoV background norm; the source is the seed point source with an
+exponential-cutoff power law. The first fit of each configuration includes the compilation; run
+with ``JAXGAMMA_COMPILATION_CACHE=off`` so that it is a real cold start.
+
+Run: ``GAMMAPY_DATA=... JAXGAMMA_COMPILATION_CACHE=off python benchmarks/bench_joint_scaling.py [N ...]``
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import yaml
+
+import jaxgamma as jg
+from jaxgamma import Analysis, AnalysisConfig
+from jaxgamma.datasets import Datasets
+from jaxgamma.io.models import models_from_dict
+from jaxgamma.models import FoVBackgroundModel, Models
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from analysis_3d import MODELS
+
+
+def joint_datasets() -> Datasets:
+    config = AnalysisConfig.read(os.path.expandvars("$GAMMAPY_DATA/cta-1dc-gc-reduced/config_stack.yaml"))
+    config.datasets.stack = False
+    config.general.log.level = "warning"
+    analysis = Analysis(config)
+    analysis.get_observations()
+    analysis.get_datasets()
+    return analysis.datasets
+
+
+def main(sizes: list[int]) -> None:
+    if not os.environ.get("GAMMAPY_DATA"):
+        raise SystemExit("set GAMMAPY_DATA to Gammapy's example data folder")
+    cache = os.environ.get("JAXGAMMA_COMPILATION_CACHE", "on")
+    print(f"jax {jax.__version__}, devices {jax.devices()}, JAXGAMMA_COMPILATION_CACHE={cache}")
+    base = joint_datasets()
+    source = models_from_dict(yaml.safe_load(MODELS))
+    print("| datasets | free parameters | batched | first fit (compile included) | warm fit | total stat |")
+    print("|---|---|---|---|---|---|")
+    for n in sizes:
+        datasets = Datasets([base[i % len(base)].replace(name=f"obs-{i:03d}") for i in range(n)])
+        models = Models([*source, *(FoVBackgroundModel(dataset_name=d.name) for d in datasets)])
+        for batch in (True, False):
+            t = time.perf_counter()
+            result = jg.fit(datasets, models, batch_datasets=batch)
+            first = time.perf_counter() - t
+            warm = []
+            for _ in range(2):
+                t = time.perf_counter()
+                jg.fit(datasets, models, batch_datasets=batch)
+                warm.append(time.perf_counter() - t)
+            print(
+                f"| {n} | {len(result.parameters_table()[~result.parameters_table()['frozen']])} | "
+                f"{'yes' if batch else 'no'} | {first:.2f} s | {statistics.median(warm):.2f} s | "
+                f"{result.total_stat:.4f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [3, 6, 12])

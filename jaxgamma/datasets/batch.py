@@ -1,0 +1,219 @@
+"""Many map datasets of one structure evaluated by one ``vmap``-ped program.
+
+A joint fit of N observations sums N dataset statistics. Traced one by one, the compiled program
+holds N copies of the same graph and its compile time grows with N. Datasets reduced with the same
+geometry and models (one dataset per observation of a DL3 analysis, cut out of one sky) differ only
+in their arrays, in where their cutouts sit (the projection's reference pixel) and in the name of
+their FoV background model. :func:`batch_plans` stacks such plans along a leading axis:
+
+- the static bookkeeping that differs (dataset and background-model names, cutout slices in the
+  parent map, the position the IRFs were taken at) is dropped from the stacked copy: the statistic
+  does not use it, and the original plans keep it for re-planning;
+- each point-source evaluator's projection becomes an :class:`~jaxgamma.geom.ArrayProjection`
+  (array leaves, stacked);
+- the per-dataset background spectral models are stacked at evaluation time (same structure);
+- the active-pixel lists and the explicit low-background bins, whose lengths differ, are padded
+  (masked bins contribute exactly 0).
+
+:class:`BatchedMapDatasetPlan` then evaluates ``sum_i stat_i`` with one ``vmap`` of
+:meth:`MapDatasetPlan.stat_sum_with`, so compile time does not grow with the number of datasets.
+Only the statistic is batched (``stat_sum``): ``npred`` and the maps stay with the original plans.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .core import DatasetPlan
+from .map import MapDatasetPlan, MapEvaluatorPlan
+
+__all__ = ["BatchedMapDatasetPlan", "batch_plans"]
+
+# MapDatasetPlan fields whose length differs between datasets, and their padding value
+_ACTIVE_FIELDS = {"active_pixels": 0, "counts_active": 0.0, "background_active": 0.0, "mask_active": False}
+_EXPLICIT_FIELDS = {
+    "explicit_energy": 0,
+    "explicit_pixel": 0,
+    "explicit_counts": 0.0,
+    "explicit_background": 0.0,
+}
+# full maps: not used by the statistic, not copied into the stack
+_MAP_FIELDS = ("counts", "background", "mask")
+
+
+class BatchedMapDatasetPlan(DatasetPlan):
+    """Several :class:`MapDatasetPlan` of one structure, stacked along a leading axis; see the
+    module docs. Built by :func:`batch_plans`."""
+
+    plan: MapDatasetPlan  # every array leaf with a leading dataset axis; names dropped
+    projections: tuple[Any, ...]  # per evaluator: stacked ArrayProjection (point sources) or None
+    explicit_valid: Any  # (N, K) bool: the explicit bins that exist (the rest is padding)
+    names: tuple[str, ...] = eqx.field(static=True)
+    background_model_names: tuple[str, ...] | None = eqx.field(static=True)
+
+    def _background_spectral(self, models: Any) -> Any:
+        if self.background_model_names is None:
+            return None
+        spectral = [models[name].spectral_model for name in self.background_model_names]
+        return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *spectral)
+
+    def stat_sum(self, models: Any) -> Any:
+        """The summed statistic of the datasets: one ``vmap`` over the stacked plans."""
+
+        def one(plan: MapDatasetPlan, projections: Any, spectral: Any, valid: Any) -> Any:
+            return plan.stat_sum_with(models, spectral, projections, valid)
+
+        per_dataset = jax.vmap(one)(
+            self.plan, self.projections, self._background_spectral(models), self.explicit_valid
+        )
+        return jnp.sum(per_dataset)
+
+
+def _point_kernel(ev: MapEvaluatorPlan) -> bool:
+    # a point source convolved in true energy: ``psf`` is the kernel zero-padded by the cutout size,
+    # which can be padded further to a larger kernel (same centre) without changing the result
+    return ev.kind == "point" and ev.psf_stage == "true" and ev.psf is not None
+
+
+def _normalized_evaluator(
+    ev: MapEvaluatorPlan, kernel_shape: tuple[int, int] | None = None
+) -> MapEvaluatorPlan:
+    # bookkeeping for re-planning and the full-map npred: not used by the statistic
+    fields: dict[str, Any] = dict(
+        parent_slices=((0, 0), (0, 0)),
+        projection=None,
+        irf_position=None,
+        evaluation_radius=None,
+        spatial_values=(),
+        psf_width=0.0,
+    )
+    if kernel_shape is not None and _point_kernel(ev) and kernel_shape != ev.kernel_shape:
+        dy, dx = ((k - j) // 2 for k, j in zip(kernel_shape, ev.kernel_shape, strict=True))
+        xp = np if isinstance(ev.psf, np.ndarray) else jnp
+        fields.update(psf=xp.pad(ev.psf, [(0, 0), (dy, dy), (dx, dx)]), kernel_shape=kernel_shape)
+    return dataclasses.replace(ev, **fields)
+
+
+def _normalized(
+    plan: MapDatasetPlan, kernel_shapes: Sequence[tuple[int, int] | None] | None = None
+) -> MapDatasetPlan:
+    empty = np.zeros((0,))
+    if kernel_shapes is None:
+        kernel_shapes = (None,) * len(plan.evaluators)
+    return dataclasses.replace(
+        plan,
+        evaluators=tuple(
+            _normalized_evaluator(ev, k) for ev, k in zip(plan.evaluators, kernel_shapes, strict=True)
+        ),
+        name="",
+        background_model_name=None if plan.background_model_name is None else "",
+        **{field: empty for field in _MAP_FIELDS},
+    )
+
+
+def _projections(plan: MapDatasetPlan) -> tuple[Any, ...]:
+    return tuple(
+        ev.projection.as_arrays() if ev.kind == "point" and ev.projection is not None else None
+        for ev in plan.evaluators
+    )
+
+
+def _shape_key(tree: Any) -> tuple[Any, ...]:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return (treedef, tuple((np.shape(x), np.dtype(getattr(x, "dtype", type(x))).str) for x in leaves))
+
+
+def _group_key(plan: MapDatasetPlan, models: Any) -> tuple[Any, ...]:
+    """Plans with equal keys can be stacked (after padding the variable-length fields)."""
+    variable = {
+        f: np.zeros((*np.shape(getattr(plan, f))[:-1], 0)) for f in {**_ACTIVE_FIELDS, **_EXPLICIT_FIELDS}
+    }
+    # point-source kernels of different sizes are padded to the largest (same parity: same centre)
+    normalized = _normalized(plan)
+    evaluators = tuple(
+        dataclasses.replace(
+            ev, psf=np.zeros(np.shape(ev.psf)[:1]), kernel_shape=tuple(k % 2 for k in ev.kernel_shape)
+        )
+        if _point_kernel(ev)
+        else ev
+        for ev in normalized.evaluators
+    )
+    fixed = dataclasses.replace(normalized, evaluators=evaluators, **variable)
+    spectral = None
+    if plan.background_model_name is not None:
+        spectral = models[plan.background_model_name].spectral_model
+    return (_shape_key(fixed), _shape_key(_projections(plan)), _shape_key(spectral))
+
+
+def _batchable(plan: Any) -> bool:
+    return type(plan) is MapDatasetPlan and plan.background_lon is None
+
+
+def _pad(x: Any, length: int, value: Any) -> Any:
+    # numpy stays numpy (plans built for fit_batch), device arrays stay on the device
+    xp = np if isinstance(x, np.ndarray) else jnp
+    width = [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])]
+    return xp.pad(x, width, constant_values=value)
+
+
+def _stack(leaves: Sequence[Any]) -> Any:
+    if all(isinstance(x, np.ndarray) for x in leaves):
+        return np.stack(leaves)
+    return jnp.stack([jnp.asarray(x) for x in leaves])
+
+
+def _batch(plans: Sequence[MapDatasetPlan]) -> BatchedMapDatasetPlan:
+    n_active = max(p.active_pixels.shape[0] for p in plans)
+    n_explicit = max(p.explicit_counts.shape[0] for p in plans)
+    kernel_shapes = [
+        tuple(max(p.evaluators[i].kernel_shape[axis] for p in plans) for axis in (0, 1))
+        for i in range(len(plans[0].evaluators))
+    ]
+    padded = []
+    for p in plans:
+        fields = {f: _pad(getattr(p, f), n_active, v) for f, v in _ACTIVE_FIELDS.items()}
+        fields.update({f: _pad(getattr(p, f), n_explicit, v) for f, v in _EXPLICIT_FIELDS.items()})
+        padded.append(dataclasses.replace(_normalized(p, kernel_shapes), **fields))
+    valid = np.stack([np.arange(n_explicit) < p.explicit_counts.shape[0] for p in plans])
+    with_background = plans[0].background_model_name is not None
+    return BatchedMapDatasetPlan(
+        plan=jax.tree_util.tree_map(lambda *x: _stack(x), *padded),
+        projections=jax.tree_util.tree_map(lambda *x: _stack(x), *(_projections(p) for p in plans)),
+        explicit_valid=valid,
+        names=tuple(p.name for p in plans),
+        background_model_names=tuple(p.background_model_name for p in plans) if with_background else None,
+    )
+
+
+def batch_plans(plans: Sequence[DatasetPlan], models: Any, min_size: int = 2) -> tuple[DatasetPlan, ...]:
+    """``plans`` with every group of at least ``min_size`` map-dataset plans of one structure
+    replaced by one :class:`BatchedMapDatasetPlan` (at the position of the group's first plan).
+
+    The sum of the statistics is unchanged (up to the order of the floating-point additions).
+    ``models`` is the model structure the plans were built for (the background spectral models of
+    a group must share it).
+    """
+    groups: dict[Any, list[int]] = {}
+    for i, plan in enumerate(plans):
+        if _batchable(plan):
+            groups.setdefault(_group_key(plan, models), []).append(i)  # type: ignore[arg-type]
+    first: dict[int, list[int]] = {}
+    batched: set[int] = set()
+    for members in groups.values():
+        if len(members) >= min_size:
+            first[members[0]] = members
+            batched.update(members)
+    out: list[DatasetPlan] = []
+    for i, plan in enumerate(plans):
+        if i in first:
+            out.append(_batch([plans[j] for j in first[i]]))  # type: ignore[misc]
+        elif i not in batched:
+            out.append(plan)
+    return tuple(out)

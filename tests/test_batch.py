@@ -1,0 +1,232 @@
+"""Map datasets of one structure stacked and evaluated by one vmap (jaxgamma.datasets.batch).
+
+The batched statistic must equal the sum of the per-dataset statistics (value, gradient, Hessian)
+for cutouts of one sky with different reference pixels, active-pixel counts, explicit bins, PSF
+kernel sizes and FoV background models; plans that cannot be stacked stay as they are.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+
+from jaxgamma.datasets import Datasets, MapDataset
+from jaxgamma.datasets.batch import BatchedMapDatasetPlan, _normalized_evaluator, batch_plans
+from jaxgamma.datasets.map import MapDatasetPlan
+from jaxgamma.demo import _aeff, _psf_map
+from jaxgamma.geom import MapAxis, WcsGeom
+from jaxgamma.irf import EDispKernelMap
+from jaxgamma.likelihood import make_stat_function, plan_datasets
+from jaxgamma.models import (
+    ConstantSpatialModel,
+    FoVBackgroundModel,
+    GaussianSpatialModel,
+    Models,
+    PointSpatialModel,
+    PowerLawNormSpectralModel,
+    PowerLawSpectralModel,
+    SkyModel,
+)
+
+CENTRE = (83.6, 22.0)
+
+
+def _parent(
+    psf_sigma: float, name: str, centre: tuple[float, float] = CENTRE, width: tuple[float, float] = (4.0, 3.0)
+) -> MapDataset:
+    energy = MapAxis.from_energy_bounds(0.3, 30, 5, unit="TeV", name="energy")
+    energy_true = MapAxis.from_energy_bounds(0.2, 50, 8, unit="TeV", name="energy_true")
+    geom = WcsGeom.create(
+        skydir=SkyCoord(*centre, unit="deg"), binsz=0.05, width=width, frame="icrs", axes=[energy]
+    )
+    ny, nx = geom.data_shape[1:]
+    exposure = np.broadcast_to(
+        (_aeff(energy_true.center) * 3600.0)[:, None, None], (energy_true.nbin, ny, nx)
+    )
+    background = np.broadcast_to((0.3 * (energy.center / 0.3) ** -1.5)[:, None, None], (energy.nbin, ny, nx))
+    return MapDataset(
+        geom=geom,
+        energy_axis_true=energy_true,
+        counts=np.zeros(geom.data_shape),
+        exposure=exposure.copy(),
+        background=background,
+        psf=_psf_map(energy_true, sigma_deg=psf_sigma),
+        edisp=EDispKernelMap.from_diagonal_response(energy, energy_true),
+        name=name,
+    )
+
+
+def _models(names: list[str], extra_source: bool = True, point_lon: float = 83.63) -> Models:
+    point = SkyModel(
+        PowerLawSpectralModel(index=2.4, amplitude=3e-11, reference=1.0),
+        PointSpatialModel(lon_0=point_lon, lat_0=22.01, frame="icrs"),
+        name="point",
+    )
+    models = [point]
+    if extra_source:
+        models.append(
+            SkyModel(
+                PowerLawSpectralModel(index=2.8, amplitude=1e-11, reference=1.0),
+                GaussianSpatialModel(lon_0=83.3, lat_0=21.85, sigma=0.06, frame="icrs"),
+                name="extended",
+            )
+        )
+    background = [
+        FoVBackgroundModel(dataset_name=n, spectral_model=PowerLawNormSpectralModel(norm=1.0 + 0.05 * i))
+        for i, n in enumerate(names)
+    ]
+    return Models(models + background)
+
+
+def _observations(
+    psf_sigmas: tuple[float, ...] = (0.08, 0.08, 0.08, 0.08), extra_source: bool = True
+) -> tuple[Datasets, Models]:
+    """Cutouts around different 'pointings' of a sky, faked from the models, with their own safe
+    masks: same shapes, different reference pixels, active/explicit sizes (and PSF kernels). The
+    fourth has its own geometry centred on its pointing (another projection)."""
+    centres = [(83.5, 21.9), (83.45, 21.95), (83.6, 21.95), (83.4, 21.85)][: len(psf_sigmas)]
+    names = [f"obs-{i}" for i in range(len(centres))]
+    truth = _models(names, extra_source)
+    datasets = []
+    for i, (centre, sigma, name) in enumerate(zip(centres, psf_sigmas, names, strict=True)):
+        if i < 3:
+            cut = _parent(sigma, name).cutout(centre, (3.0, 2.4), name=name)
+        else:
+            cut = _parent(sigma, name, centre=centre, width=(3.0, 2.4))
+        mask = np.ones(cut.data_shape, bool)
+        mask[0, : 3 + i, :] = False  # different safe masks
+        background = np.array(cut.background)
+        background[:, -2 - i :, :5] = 1e-30  # a low-background corner: explicit bins, more each time
+        datasets.append(cut.replace(mask_safe=mask, background=background).fake(truth, seed=i))
+    return Datasets(datasets), truth
+
+
+@pytest.fixture(scope="module")
+def observations() -> tuple[Datasets, Models]:
+    return _observations()
+
+
+def test_plans_are_grouped(observations):
+    datasets, models = observations
+    plans = plan_datasets(datasets, models)
+    assert {p.shape for p in plans} == {plans[0].shape}
+    assert len({p.explicit_counts.shape[0] for p in plans}) > 1  # padding needed
+    assert all(p.reduced and p.active_pixels.shape[0] < np.prod(p.shape[1:]) for p in plans)
+    projections = {ev.projection for p in plans for ev in p.evaluators if ev.kind == "point"}
+    assert len(projections) == 2  # the cutouts' source cutouts coincide; the fourth is elsewhere
+    batched = batch_plans(plans, models)
+    assert len(batched) == 1 and isinstance(batched[0], BatchedMapDatasetPlan)
+    assert batched[0].names == tuple(datasets.names)
+    assert batched[0].background_model_names == tuple(f"{n}-bkg" for n in datasets.names)
+
+
+def test_point_kernel_padding_keeps_the_prediction(observations):
+    """A point-source kernel zero-padded to a larger size (same centre) predicts the same counts,
+    which lets kernels of different sizes stack when the cutouts agree."""
+    datasets, models = observations
+    ev = datasets[0].plan(models).evaluators[0]
+    assert ev.kind == "point" and ev.psf_stage == "true"
+    ky, kx = ev.kernel_shape
+    padded = _normalized_evaluator(ev, (ky + 4, kx + 2))
+    assert padded.psf.shape[1:] == (ev.psf.shape[1] + 4, ev.psf.shape[2] + 2)
+    projection = ev.projection.as_arrays()
+    for lon in (83.63, 83.0, 82.2, 85.0):  # inside, near and beyond the cutout's edges
+        m = _models(list(datasets.names), point_lon=lon)
+        np.testing.assert_allclose(
+            np.asarray(padded.npred(m, projection)), np.asarray(ev.npred(m)), rtol=1e-14, atol=1e-300
+        )
+
+
+def test_different_cutouts_split_the_group():
+    """Datasets whose PSFs give source cutouts of different shapes are batched separately."""
+    datasets, models = _observations(psf_sigmas=(0.08, 0.1, 0.08), extra_source=False)
+    plans = plan_datasets(datasets, models)
+    batched = batch_plans(plans, models)
+    assert [type(p).__name__ for p in batched] == ["BatchedMapDatasetPlan", "MapDatasetPlan"]
+    assert batched[0].names == ("obs-0", "obs-2") and batched[1].name == "obs-1"
+    _assert_batched_equals_unbatched(datasets, models)
+
+
+def test_batched_statistic_equals_the_sum(observations):
+    _assert_batched_equals_unbatched(*observations, hessian=False)  # (compile time)
+
+
+def _assert_batched_equals_unbatched(datasets: Datasets, models: Models, hessian: bool = True) -> None:
+    plans = plan_datasets(datasets, models)
+    results = {}
+    for batch in (False, True):
+        fun, x0, names = make_stat_function(datasets, models, plans=plans, batch=batch)
+        x = jnp.asarray(x0) * (1 + 0.01 * np.sin(np.arange(x0.size)))  # off the truth
+        if hessian:  # a Hessian-vector product: forward over reverse, as the fit's Hessian
+            v = jnp.cos(jnp.arange(x.size))
+            value, grad, hess = jax.jit(lambda f, x, v: (f(x), *jax.jvp(jax.grad(f), (x,), (v,))))(fun, x, v)
+        else:
+            (value, grad), hess = jax.jit(lambda f, x: jax.value_and_grad(f)(x))(fun, x), np.zeros(())
+        results[batch] = (float(value), np.asarray(grad), np.asarray(hess))
+    assert "point.spatial.lon_0" in names and f"{datasets.names[-1]}-bkg.spectral.norm" in names
+    assert not np.allclose(results[False][1], 0.0)
+    (v0, g0, h0), (v1, g1, h1) = results[False], results[True]
+    assert v1 == pytest.approx(v0, rel=1e-13)
+    np.testing.assert_allclose(g1, g0, rtol=1e-9, atol=1e-9 * np.abs(g0).max())
+    np.testing.assert_allclose(h1, h0, rtol=1e-9, atol=1e-9 * np.abs(h0).max())
+    # and the per-dataset statistics of the original plans sum to it
+    total = sum(float(p.stat_sum(models)) for p in plans)
+    fun, x0, _ = make_stat_function(datasets, models, plans=plans)
+    assert float(fun(jnp.asarray(x0))) == pytest.approx(total, rel=1e-13)
+
+
+def test_point_source_off_and_across_the_cutout_edges():
+    """The one-window PSF shift: a point source moving across a cutout's edge (some of its four
+    pixels off the cutout) gives the same statistic batched and one by one."""
+    datasets, models = _observations()
+    plans = plan_datasets(datasets, models)
+    fun0, x0, names = make_stat_function(datasets, models, plans=plans, batch=False)
+    fun1, _, _ = make_stat_function(datasets, models, plans=plans, batch=True)
+    i = names.index("point.spatial.lon_0")
+    values = jax.jit(jax.vmap(lambda f, x: f(x), in_axes=(None, 0)))
+    xs = np.repeat(x0[None, :], 41, axis=0)
+    xs[:, i] = np.linspace(82.0, 85.2, 41)  # through every cutout and out of it
+    np.testing.assert_allclose(np.asarray(values(fun1, xs)), np.asarray(values(fun0, xs)), rtol=1e-12)
+
+
+def test_unbatchable_plans_stay():
+    datasets, models = _observations()
+    # a different shape: its own plan
+    small = datasets[0].cutout(datasets[0].geom.center_skydir, 1.0, name="small")
+    # a background model with a spatial part: not batched
+    spatial_bkg = datasets[1].replace(name="spatial")
+    all_models = Models(
+        [
+            *list(models),
+            FoVBackgroundModel(dataset_name="small"),
+            FoVBackgroundModel(dataset_name="spatial", spatial_model=ConstantSpatialModel(frame="icrs")),
+        ]
+    )
+    plans = plan_datasets(Datasets([*datasets, small, spatial_bkg]), all_models)
+    batched = batch_plans(plans, all_models)
+    kinds = [type(p).__name__ for p in batched]
+    assert kinds == ["BatchedMapDatasetPlan", "MapDatasetPlan", "MapDatasetPlan"]
+    assert [p.name for p in batched[1:]] == ["small", "spatial"]
+    assert all(isinstance(p, MapDatasetPlan) for p in plans)
+    # a single plan of its structure is not wrapped
+    assert batch_plans(plans[:1], all_models) == plans[:1]
+
+
+def test_no_retrace_for_new_values(observations):
+    datasets, models = observations
+    fun, x0, _ = make_stat_function(datasets, models)
+    traces = []
+
+    @jax.jit
+    def value(f, x):
+        traces.append(1)
+        return f(x)
+
+    a = float(value(fun, jnp.asarray(x0)))
+    b = float(value(fun, jnp.asarray(x0) * 1.001))
+    fun2, _, _ = make_stat_function(datasets, models)  # rebuilt plans, same structure
+    value(fun2, jnp.asarray(x0))
+    assert len(traces) == 1 and a != b
