@@ -8,7 +8,8 @@ observations, each with its own FoV background norm; the source is the seed poin
 exponential-cutoff power law. The first fit of each configuration includes the compilation; run
 with ``JAXGAMMA_COMPILATION_CACHE=off`` so that it is a real cold start.
 
-Run: ``GAMMAPY_DATA=... JAXGAMMA_COMPILATION_CACHE=off python benchmarks/bench_joint_scaling.py [N ...]``
+Run: ``GAMMAPY_DATA=... JAXGAMMA_COMPILATION_CACHE=off python benchmarks/bench_joint_scaling.py [N ...]
+[--unbatched-max M]`` (one-by-one fits only up to M datasets; default: all).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def joint_datasets() -> Datasets:
     return analysis.datasets
 
 
-def main(sizes: list[int]) -> None:
+def main(sizes: list[int], unbatched_max: int | None = None) -> None:
     if not os.environ.get("GAMMAPY_DATA"):
         raise SystemExit("set GAMMAPY_DATA to Gammapy's example data folder")
     cache = os.environ.get("JAXGAMMA_COMPILATION_CACHE", "on")
@@ -55,6 +56,8 @@ def main(sizes: list[int]) -> None:
         datasets = Datasets([base[i % len(base)].replace(name=f"obs-{i:03d}") for i in range(n)])
         models = Models([*source, *(FoVBackgroundModel(dataset_name=d.name) for d in datasets)])
         for batch in (True, False):
+            if not batch and unbatched_max is not None and n > unbatched_max:
+                continue
             t = time.perf_counter()
             result = jg.fit(datasets, models, batch_datasets=batch)
             first = time.perf_counter() - t
@@ -72,4 +75,10 @@ def main(sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [3, 6, 12])
+    args = sys.argv[1:]
+    limit = None
+    if "--unbatched-max" in args:
+        i = args.index("--unbatched-max")
+        limit = int(args[i + 1])
+        del args[i : i + 2]
+    main([int(a) for a in args] or [3, 6, 12], limit)

@@ -19,7 +19,13 @@ from jaxgamma.datasets.map import MapDatasetPlan
 from jaxgamma.demo import _aeff, _psf_map
 from jaxgamma.geom import MapAxis, WcsGeom
 from jaxgamma.irf import EDispKernelMap
-from jaxgamma.likelihood import make_stat_function, plan_datasets
+from jaxgamma.likelihood import (
+    _local_structure,
+    dense_value_grad_hessian,
+    make_stat_function,
+    plan_datasets,
+    value_grad_hessian,
+)
 from jaxgamma.models import (
     ConstantSpatialModel,
     FoVBackgroundModel,
@@ -147,11 +153,12 @@ def test_different_cutouts_split_the_group():
     batched = batch_plans(plans, models)
     assert [type(p).__name__ for p in batched] == ["BatchedMapDatasetPlan", "MapDatasetPlan"]
     assert batched[0].names == ("obs-0", "obs-2") and batched[1].name == "obs-1"
-    _assert_batched_equals_unbatched(datasets, models)
+    _assert_batched_equals_unbatched(datasets, models, hessian=False)
 
 
 def test_batched_statistic_equals_the_sum(observations):
-    _assert_batched_equals_unbatched(*observations, hessian=False)  # (compile time)
+    # (the Hessian: test_structured_hessian_equals_the_dense_one, with a cheaper model)
+    _assert_batched_equals_unbatched(*observations, hessian=False)
 
 
 def _assert_batched_equals_unbatched(datasets: Datasets, models: Models, hessian: bool = True) -> None:
@@ -172,10 +179,6 @@ def _assert_batched_equals_unbatched(datasets: Datasets, models: Models, hessian
     assert v1 == pytest.approx(v0, rel=1e-13)
     np.testing.assert_allclose(g1, g0, rtol=1e-9, atol=1e-9 * np.abs(g0).max())
     np.testing.assert_allclose(h1, h0, rtol=1e-9, atol=1e-9 * np.abs(h0).max())
-    # and the per-dataset statistics of the original plans sum to it
-    total = sum(float(p.stat_sum(models)) for p in plans)
-    fun, x0, _ = make_stat_function(datasets, models, plans=plans)
-    assert float(fun(jnp.asarray(x0))) == pytest.approx(total, rel=1e-13)
 
 
 def test_point_source_off_and_across_the_cutout_edges():
@@ -230,3 +233,31 @@ def test_no_retrace_for_new_values(observations):
     fun2, _, _ = make_stat_function(datasets, models)  # rebuilt plans, same structure
     value(fun2, jnp.asarray(x0))
     assert len(traces) == 1 and a != b
+
+
+def test_structured_hessian_equals_the_dense_one():
+    """Per-dataset Hessian blocks (shared + own background parameters, one vmap) add up to the
+    dense Hessian; with a second free background parameter and an unbatched dataset beside."""
+    datasets, models = _observations(extra_source=False)
+    models = Models(
+        [
+            m.__class__(dataset_name=m.datasets_names[0], spectral_model=m.spectral_model.unfreeze("tilt"))
+            if isinstance(m, FoVBackgroundModel)
+            else m
+            for m in models
+        ]
+    )
+    other = datasets[0].cutout(datasets[0].geom.center_skydir, 1.0, name="other")
+    datasets = Datasets([*datasets, other])
+    models = Models([*models, FoVBackgroundModel(dataset_name="other")])
+    fun, x0, names = make_stat_function(datasets, models)
+    groups, shared = _local_structure(fun)
+    assert [g.local_index.shape for g in groups] == [(4, 2)]
+    assert "other-bkg.spectral.norm" in [names[i] for i in shared]
+    x = jnp.asarray(x0) * (1 + 0.01 * np.cos(np.arange(x0.size)))
+    structured = jax.jit(value_grad_hessian)(fun, x)
+    dense = jax.jit(dense_value_grad_hessian)(fun, x)
+    assert float(structured[0]) == pytest.approx(float(dense[0]), rel=1e-13)
+    for a, b in zip(structured[1:], dense[1:], strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12 * np.abs(b).max())
+    assert not np.allclose(np.asarray(dense[2])[np.ix_(groups[0].local_index[:, 0], shared)], 0.0)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import equinox as eqx
 import jax
@@ -107,6 +107,7 @@ def _normalized(
     empty = np.zeros((0,))
     if kernel_shapes is None:
         kernel_shapes = (None,) * len(plan.evaluators)
+    fields: dict[str, Any] = {field: empty for field in _MAP_FIELDS}
     return dataclasses.replace(
         plan,
         evaluators=tuple(
@@ -114,7 +115,7 @@ def _normalized(
         ),
         name="",
         background_model_name=None if plan.background_model_name is None else "",
-        **{field: empty for field in _MAP_FIELDS},
+        **fields,
     )
 
 
@@ -132,14 +133,16 @@ def _shape_key(tree: Any) -> tuple[Any, ...]:
 
 def _group_key(plan: MapDatasetPlan, models: Any) -> tuple[Any, ...]:
     """Plans with equal keys can be stacked (after padding the variable-length fields)."""
-    variable = {
+    variable: dict[str, Any] = {
         f: np.zeros((*np.shape(getattr(plan, f))[:-1], 0)) for f in {**_ACTIVE_FIELDS, **_EXPLICIT_FIELDS}
     }
     # point-source kernels of different sizes are padded to the largest (same parity: same centre)
     normalized = _normalized(plan)
     evaluators = tuple(
         dataclasses.replace(
-            ev, psf=np.zeros(np.shape(ev.psf)[:1]), kernel_shape=tuple(k % 2 for k in ev.kernel_shape)
+            ev,
+            psf=np.zeros(np.shape(cast(Any, ev.psf))[:1]),
+            kernel_shape=(ev.kernel_shape[0] % 2, ev.kernel_shape[1] % 2),
         )
         if _point_kernel(ev)
         else ev
@@ -172,13 +175,16 @@ def _stack(leaves: Sequence[Any]) -> Any:
 def _batch(plans: Sequence[MapDatasetPlan]) -> BatchedMapDatasetPlan:
     n_active = max(p.active_pixels.shape[0] for p in plans)
     n_explicit = max(p.explicit_counts.shape[0] for p in plans)
-    kernel_shapes = [
-        tuple(max(p.evaluators[i].kernel_shape[axis] for p in plans) for axis in (0, 1))
+    kernel_shapes: list[tuple[int, int] | None] = [
+        (
+            max(p.evaluators[i].kernel_shape[0] for p in plans),
+            max(p.evaluators[i].kernel_shape[1] for p in plans),
+        )
         for i in range(len(plans[0].evaluators))
     ]
     padded = []
     for p in plans:
-        fields = {f: _pad(getattr(p, f), n_active, v) for f, v in _ACTIVE_FIELDS.items()}
+        fields: dict[str, Any] = {f: _pad(getattr(p, f), n_active, v) for f, v in _ACTIVE_FIELDS.items()}
         fields.update({f: _pad(getattr(p, f), n_explicit, v) for f, v in _EXPLICIT_FIELDS.items()})
         padded.append(dataclasses.replace(_normalized(p, kernel_shapes), **fields))
     valid = np.stack([np.arange(n_explicit) < p.explicit_counts.shape[0] for p in plans])
@@ -188,7 +194,9 @@ def _batch(plans: Sequence[MapDatasetPlan]) -> BatchedMapDatasetPlan:
         projections=jax.tree_util.tree_map(lambda *x: _stack(x), *(_projections(p) for p in plans)),
         explicit_valid=valid,
         names=tuple(p.name for p in plans),
-        background_model_names=tuple(p.background_model_name for p in plans) if with_background else None,
+        background_model_names=tuple(str(p.background_model_name) for p in plans)
+        if with_background
+        else None,
     )
 
 

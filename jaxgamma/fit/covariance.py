@@ -38,13 +38,12 @@ PD_THRESHOLD = 1e-11
 
 def hessian_physical(fun: Any, x: jax.Array, scale: jax.Array, free: jax.Array) -> jax.Array:
     """Hessian of ``fun`` w.r.t. the factors ``x / scale`` of the free entries (pure JAX)."""
+    from ..likelihood import value_grad_hessian
+
     scale = jnp.asarray(scale)
-
-    def of_factors(f: jax.Array) -> jax.Array:
-        return fun(jnp.where(free, f * scale, x))
-
-    h = jax.hessian(of_factors)(x / scale)
-    return 0.5 * (h + h.T)
+    _, _, h = value_grad_hessian(fun, jnp.asarray(x))
+    both = free[:, None] & free[None, :]
+    return jnp.where(both, h * (scale[:, None] * scale[None, :]), 0.0)
 
 
 class Eigen(NamedTuple):

@@ -45,6 +45,7 @@ import numpy as np
 import optax
 
 from ..datasets.core import _as_models
+from ..likelihood import value_grad_hessian
 from ..models.sky import Models
 from ..parameters import BoundTransform, ParameterVector, map_parameters, scale10
 from .covariance import Eigen, covariance_from_eigen, expand_covariance, scaled_eigen
@@ -148,17 +149,6 @@ def factor_derivatives(transform: BoundTransform, u: jax.Array) -> tuple[jax.Arr
     return factor, d1, d2
 
 
-def _value_grad_hessian(objective: Any, u: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Value, gradient and Hessian in one forward-over-reverse pass."""
-
-    def grad_with_aux(v: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        value, grad = jax.value_and_grad(objective)(v)
-        return grad, (value, grad)
-
-    hessian, (value, grad) = jax.jacfwd(grad_with_aux, has_aux=True)(u)
-    return value, grad, 0.5 * (hessian + hessian.T)
-
-
 def _finite(*xs: jax.Array) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs]))
 
@@ -246,12 +236,15 @@ def newton(
     n = u0.shape[0]
     scale = jnp.asarray(transform.scale)
 
-    def of_factors(f: jax.Array) -> jax.Array:
-        return fun(jnp.where(fixed_mask, fixed_values, scale * f))
-
     def evaluate(u: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         factor, d1, d2 = factor_derivatives(transform, u)
-        value, g_factor, h_factor = _value_grad_hessian(of_factors, factor)
+        # derivatives in x = scale * factor (structured when datasets are batched), then by the
+        # chain rule in the factors (0 for the held parameters) and in u
+        x = jnp.where(fixed_mask, fixed_values, scale * factor)
+        value, g_x, h_x = value_grad_hessian(fun, x)
+        g_factor = jnp.where(fixed_mask, 0.0, scale * g_x)
+        held = fixed_mask[:, None] | fixed_mask[None, :]
+        h_factor = jnp.where(held, 0.0, h_x * (scale[:, None] * scale[None, :]))
         g = g_factor * d1
         h = h_factor * (d1[:, None] * d1[None, :]) + jnp.diag(g_factor * d2)
         return value, g, h, h_factor
@@ -943,7 +936,9 @@ def fit(
     )
 
 
-def _pixel_cell_starts(datasets: Any, models: Any, vector: ParameterVector, x: np.ndarray) -> list[np.ndarray]:
+def _pixel_cell_starts(
+    datasets: Any, models: Any, vector: ParameterVector, x: np.ndarray
+) -> list[np.ndarray]:
     """Start vectors in the four pixel cells around the nearest pixel centre of each point source
     with a free position, on each map dataset, except the cell ``x`` already lies in."""
     from ..likelihood import _as_datasets
@@ -975,7 +970,9 @@ def _pixel_cell_starts(datasets: Any, models: Any, vector: ParameterVector, x: n
                     if spatial.frame != geom.frame:
                         from astropy.coordinates import SkyCoord
 
-                        c = SkyCoord(float(lon), float(lat), unit="deg", frame=geom.frame).transform_to(spatial.frame)
+                        c = SkyCoord(float(lon), float(lat), unit="deg", frame=geom.frame).transform_to(
+                            spatial.frame
+                        )
                         lon, lat = c.spherical.lon.deg, c.spherical.lat.deg
                     start = np.array(x, dtype=float)
                     # keep the longitude on the same branch as the current value
