@@ -18,6 +18,10 @@ their FoV background model. :func:`batch_plans` stacks such plans along a leadin
 :class:`BatchedMapDatasetPlan` then evaluates ``sum_i stat_i`` with one ``vmap`` of
 :meth:`MapDatasetPlan.stat_sum_with`, so compile time does not grow with the number of datasets.
 Only the statistic is batched (``stat_sum``): ``npred`` and the maps stay with the original plans.
+
+Spectra (ON/OFF or Cash) and flux points carry nothing per dataset in their static metadata: plans
+of one type and identical array shapes (runs reduced with the same energy axes) are simply stacked
+into a :class:`StackedPlans`.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import numpy as np
 from .core import DatasetPlan
 from .map import MapDatasetPlan, MapEvaluatorPlan
 
-__all__ = ["BatchedMapDatasetPlan", "batch_plans"]
+__all__ = ["BatchedMapDatasetPlan", "StackedPlans", "batch_plans"]
 
 # MapDatasetPlan fields whose length differs between datasets, and their padding value
 _ACTIVE_FIELDS = {"active_pixels": 0, "counts_active": 0.0, "background_active": 0.0, "mask_active": False}
@@ -200,28 +204,57 @@ def _batch(plans: Sequence[MapDatasetPlan]) -> BatchedMapDatasetPlan:
     )
 
 
+class StackedPlans(DatasetPlan):
+    """Plans of one type and structure with nothing per-dataset in their static metadata (ON/OFF
+    and Cash spectra of runs reduced alike, flux points of one binning), stacked along a leading
+    axis: ``stat_sum`` is one ``vmap``. Built by :func:`batch_plans`."""
+
+    plans: Any  # a DatasetPlan whose array leaves have a leading dataset axis
+    size: int = eqx.field(static=True)
+
+    def stat_sum(self, models: Any) -> Any:
+        return jnp.sum(jax.vmap(lambda plan: plan.stat_sum(models))(self.plans))
+
+
+def _stackable(plan: Any) -> bool:
+    # spectra and flux points: their static fields are the model names and flags, shared by runs
+    from .flux_points import FluxPointsPlan
+    from .spectrum import SpectrumOnOffPlan, SpectrumPlan
+
+    return type(plan) in (SpectrumPlan, SpectrumOnOffPlan, FluxPointsPlan)
+
+
 def batch_plans(plans: Sequence[DatasetPlan], models: Any, min_size: int = 2) -> tuple[DatasetPlan, ...]:
-    """``plans`` with every group of at least ``min_size`` map-dataset plans of one structure
-    replaced by one :class:`BatchedMapDatasetPlan` (at the position of the group's first plan).
+    """``plans`` with every group of at least ``min_size`` plans of one structure replaced by one
+    batched plan (at the position of the group's first plan): map-dataset plans by a
+    :class:`BatchedMapDatasetPlan`, spectrum and flux-point plans of identical structure by a
+    :class:`StackedPlans`.
 
     The sum of the statistics is unchanged (up to the order of the floating-point additions).
     ``models`` is the model structure the plans were built for (the background spectral models of
-    a group must share it).
+    a map group must share it).
     """
     groups: dict[Any, list[int]] = {}
     for i, plan in enumerate(plans):
         if _batchable(plan):
-            groups.setdefault(_group_key(plan, models), []).append(i)  # type: ignore[arg-type]
-    first: dict[int, list[int]] = {}
+            groups.setdefault(("map", _group_key(plan, models)), []).append(i)  # type: ignore[arg-type]
+        elif _stackable(plan):
+            groups.setdefault(("stacked", type(plan), _shape_key(plan)), []).append(i)
+    first: dict[int, tuple[str, list[int]]] = {}
     batched: set[int] = set()
-    for members in groups.values():
+    for key, members in groups.items():
         if len(members) >= min_size:
-            first[members[0]] = members
+            first[members[0]] = (key[0], members)
             batched.update(members)
     out: list[DatasetPlan] = []
     for i, plan in enumerate(plans):
         if i in first:
-            out.append(_batch([plans[j] for j in first[i]]))  # type: ignore[misc]
+            kind, members = first[i]
+            group = [plans[j] for j in members]
+            if kind == "map":
+                out.append(_batch(group))  # type: ignore[arg-type]
+            else:
+                out.append(StackedPlans(jax.tree_util.tree_map(lambda *x: _stack(x), *group), len(group)))
         elif i not in batched:
             out.append(plan)
     return tuple(out)
