@@ -8,8 +8,11 @@ observations, each with its own FoV background norm; the source is the seed poin
 exponential-cutoff power law. The first fit of each configuration includes the compilation; run
 with ``JAXGAMMA_COMPILATION_CACHE=off`` so that it is a real cold start.
 
+``--spectra``: the same for H.E.S.S. ON/OFF spectra (the four joint-crab runs, repeated), fitted
+run by run with one log-parabola (WStat; stacked plans, no per-dataset parameters).
+
 Run: ``GAMMAPY_DATA=... JAXGAMMA_COMPILATION_CACHE=off python benchmarks/bench_joint_scaling.py [N ...]
-[--unbatched-max M]`` (one-by-one fits only up to M datasets; default: all).
+[--unbatched-max M] [--spectra]`` (one-by-one fits only up to M datasets; default: all).
 """
 
 from __future__ import annotations
@@ -41,6 +44,40 @@ def joint_datasets() -> Datasets:
     analysis.get_observations()
     analysis.get_datasets()
     return analysis.datasets
+
+
+def hess_runs() -> Datasets:
+    from jaxgamma.datasets import SpectrumDatasetOnOff
+
+    folder = Path(os.path.expandvars("$GAMMAPY_DATA/joint-crab/spectra/hess"))
+    return Datasets([SpectrumDatasetOnOff.read(f) for f in sorted(folder.glob("pha_obs*.fits"))])
+
+
+def spectra(sizes: list[int]) -> None:
+    from jaxgamma.models import LogParabolaSpectralModel, SkyModel
+
+    base = hess_runs()
+    crab = SkyModel(
+        LogParabolaSpectralModel(amplitude=3.5e-11, reference=1.0, alpha=2.5, beta=0.1), name="crab"
+    )
+    print("| ON/OFF spectra | batched | first fit (compile included) | warm fit | total stat |")
+    print("|---|---|---|---|---|")
+    for n in sizes:
+        datasets = Datasets([base[i % len(base)].replace(name=f"run-{i:03d}") for i in range(n)])
+        for batch in (True, False):
+            t = time.perf_counter()
+            result = jg.fit(datasets, crab, batch_datasets=batch)
+            first = time.perf_counter() - t
+            warm = []
+            for _ in range(3):
+                t = time.perf_counter()
+                jg.fit(datasets, crab, batch_datasets=batch)
+                warm.append(time.perf_counter() - t)
+            print(
+                f"| {n} | {'yes' if batch else 'no'} | {first:.2f} s | {statistics.median(warm):.3f} s | "
+                f"{result.total_stat:.4f} |",
+                flush=True,
+            )
 
 
 def main(sizes: list[int], unbatched_max: int | None = None) -> None:
@@ -81,4 +118,11 @@ if __name__ == "__main__":
         i = args.index("--unbatched-max")
         limit = int(args[i + 1])
         del args[i : i + 2]
-    main([int(a) for a in args] or [3, 6, 12], limit)
+    if "--spectra" in args:
+        args.remove("--spectra")
+        if not os.environ.get("GAMMAPY_DATA"):
+            raise SystemExit("set GAMMAPY_DATA to Gammapy's example data folder")
+        print(f"jax {jax.__version__}, devices {jax.devices()}")
+        spectra([int(a) for a in args] or [4, 16, 64])
+    else:
+        main([int(a) for a in args] or [3, 6, 12], limit)
