@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import astropy.units as u
 import numpy as np
@@ -166,7 +166,11 @@ def run_demo(output_dir: Any = ".", seed: int = 0, plot: bool = True) -> Any:
     for dataset in datasets:
         info = dataset.info_dict()
         counts = info.get("counts")
-        what = f"{float(counts):.0f} counts" if counts is not None and np.isfinite(counts) else f"{len(dataset.data.dnde)} flux points"
+        what = (
+            f"{float(counts):.0f} counts"
+            if counts is not None and np.isfinite(counts)
+            else f"{len(cast(FluxPointsDataset, dataset).data.dnde)} flux points"
+        )
         print(f"  {dataset.name:<16s} {type(dataset).__name__:<22s} {what}")
     print()
 
@@ -215,7 +219,7 @@ def _plot(result: Any, datasets: Datasets, path: Path) -> None:
         label="joint fit (1 sigma band)",
     )
     plot_spectrum(true_models()[SOURCE].spectral_model, bounds, ax=ax, linestyle="--", color="k", label="truth")
-    plot_flux_points(datasets["toy-flux-points"].data, ax=ax, label="flux points", color="C3")
+    plot_flux_points(cast(FluxPointsDataset, datasets["toy-flux-points"]).data, ax=ax, label="flux points", color="C3")
     ax.legend()
     ax.set_title("jaxgamma demo: joint fit of three simulated instruments", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)

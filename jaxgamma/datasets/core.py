@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import astropy.units as u
 import equinox as eqx
@@ -104,7 +104,12 @@ class Dataset(eqx.Module):
 
     tag: ClassVar[str] = "Dataset"
     stat_type: ClassVar[str] = ""
-    # concrete datasets declare a static ``name: str`` field
+    # concrete datasets declare a static ``name: str`` field (declared here for type checkers only:
+    # a field on this base would change the subclasses' field order)
+    if TYPE_CHECKING:
+
+        @property
+        def name(self) -> str: ...
 
     def plan(self, models: Any) -> DatasetPlan:  # pragma: no cover - abstract
         raise NotImplementedError

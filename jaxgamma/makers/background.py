@@ -23,6 +23,7 @@ import logging
 import os
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from ..models import FoVBackgroundModel, Models, SkyModel, get_model_class
@@ -207,7 +208,7 @@ class FoVBackgroundMaker:
         if model is None or model.spatial_model is not None:
             return np.asarray(dataset.npred_background(None if model is None else Models([model])))
         energy = np.asarray(dataset.geom.axes[0].center_in(ENERGY), dtype=np.float64)
-        norm = np.asarray(model.spectral_model.dnde(energy), dtype=np.float64)
+        norm = np.asarray(model.spectral_model.dnde(jnp.asarray(energy)), dtype=np.float64)
         return np.asarray(dataset.background) * norm[:, None, None]
 
     def _totals(self, dataset: Any, mask: np.ndarray, models: Models) -> dict[str, float]:
