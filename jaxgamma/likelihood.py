@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .datasets.batch import BatchedMapDatasetPlan, batch_plans
+from .datasets.batch import BatchedMapDatasetPlan, batch_plans, statistic_only
 from .datasets.core import Dataset, DatasetPlan, Datasets, _as_models
 from .parameters import ParameterVector
 
@@ -51,13 +51,17 @@ def _as_datasets(datasets: Any) -> list[Dataset]:
     return list(datasets)
 
 
-def plan_datasets(datasets: Datasets | Iterable[Dataset] | Dataset, models: Any) -> tuple[DatasetPlan, ...]:
-    """The evaluation plans of ``datasets`` for ``models``, their arrays on the default device.
+def plan_datasets(
+    datasets: Datasets | Iterable[Dataset] | Dataset, models: Any, device: bool = True
+) -> tuple[DatasetPlan, ...]:
+    """The evaluation plans of ``datasets`` for ``models``, their arrays on the default device
+    (numpy arrays on the host with ``device=False``).
 
     Each dataset sees only the models that apply to it (``datasets_names``).
     """
     models = _as_models(models)
-    return tuple(_to_device(d.plan(models)) for d in _as_datasets(datasets))
+    plans = (d.plan(models) for d in _as_datasets(datasets))
+    return tuple(_to_device(p) if device else p for p in plans)
 
 
 def _joint_stat_impl(plans: tuple[DatasetPlan, ...], models: Any) -> Any:
@@ -128,10 +132,13 @@ def make_stat_function(
     models = _as_models(models)
     vector = ParameterVector.from_tree(models)
     if plans is None:
-        plans = plan_datasets(datasets, models)
+        plans = plan_datasets(datasets, models, device=False)
     plans = tuple(plans)
     if batch:
         plans = batch_plans(plans, models)
+    # the statistic needs no full maps: they are not copied to the device (with host plans, the
+    # batching above pads and stacks in numpy, and each array crosses to the device once)
+    plans = tuple(_to_device(statistic_only(p)) for p in plans)
     fun = jax.tree_util.Partial(_stat_of_vector, plans=plans, models=models, vector=vector)
     return fun, np.asarray(vector.flatten(models)), vector.names
 

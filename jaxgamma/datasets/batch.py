@@ -38,7 +38,7 @@ import numpy as np
 from .core import DatasetPlan
 from .map import MapDatasetPlan, MapEvaluatorPlan
 
-__all__ = ["BatchedMapDatasetPlan", "StackedPlans", "batch_plans"]
+__all__ = ["BatchedMapDatasetPlan", "StackedPlans", "batch_plans", "statistic_only"]
 
 # MapDatasetPlan fields whose length differs between datasets, and their padding value
 _ACTIVE_FIELDS = {"active_pixels": 0, "counts_active": 0.0, "background_active": 0.0, "mask_active": False}
@@ -50,6 +50,7 @@ _EXPLICIT_FIELDS = {
 }
 # full maps: not used by the statistic, not copied into the stack
 _MAP_FIELDS = ("counts", "background", "mask")
+_ONOFF_MAP_FIELDS = ("counts", "counts_off", "alpha", "mask")
 
 
 class BatchedMapDatasetPlan(DatasetPlan):
@@ -121,6 +122,18 @@ def _normalized(
         background_model_name=None if plan.background_model_name is None else "",
         **fields,
     )
+
+
+def statistic_only(plan: DatasetPlan) -> DatasetPlan:
+    """``plan`` without the full maps that only ``npred`` and ``stat_array`` use (map datasets):
+    what a fit's statistic needs, and no more on the device."""
+    from .map import MapDatasetOnOffPlan
+
+    fields = _MAP_FIELDS if type(plan) is MapDatasetPlan else _ONOFF_MAP_FIELDS
+    if type(plan) not in (MapDatasetPlan, MapDatasetOnOffPlan):
+        return plan
+    empty: dict[str, Any] = {field: np.zeros((0,)) for field in fields}
+    return dataclasses.replace(plan, **empty)
 
 
 def _projections(plan: MapDatasetPlan) -> tuple[Any, ...]:

@@ -57,8 +57,9 @@ from .. import irf
 from ..data.gti import GTI, _as_gti
 from ..geom import MapAxis, WcsGeom, axes_to_table_hdu
 from ..geom.projection import WcsProjection
+from ..geom.wcs import _separation
 from ..models.sky import FoVBackgroundModel, SkyModel
-from ..models.spatial import PointSpatialModel, angular_separation
+from ..models.spatial import PointSpatialModel
 from ..models.spectral import integration_grid
 from ..stats import cash, masked_sum, wstat
 from ..units import ENERGY, parse_unit
@@ -353,7 +354,7 @@ class MapEvaluatorPlan(eqx.Module):
         if _spatial_values(model) == self.spatial_values:
             return False
         lon, lat = (float(np.asarray(v)) for v in model.spatial_model.position_lonlat)
-        separation = float(angular_separation(lon, lat, *self.irf_position))
+        separation = float(np.degrees(_separation(lon, lat, *self.irf_position)))  # numpy: no dispatch
         radius = _float_or_none(model.spatial_model.evaluation_radius)
         return separation > (0.0 if radius is None else radius) + CUTOUT_MARGIN
 
@@ -1525,12 +1526,13 @@ class MapDataset(_AbstractMapDataset):
             large = np.isfinite(background_flat) & (background_flat >= BACKGROUND_MIN_REDUCED)
         reduced_bins = other & large
         explicit = other & ~large
-        with np.errstate(divide="ignore", invalid="ignore"):
-            n_log_b = np.where(
-                reduced_bins & (counts_flat > 0),
-                counts_flat * np.log(np.where(large, background_flat, 1.0)),
-                0.0,
-            )
+        # sum n ln B over the reduced bins with counts (the log only where it is needed)
+        log_energy, log_pixel = np.nonzero(reduced_bins & (counts_flat > 0))
+        n_log_b = np.bincount(
+            log_energy,
+            weights=counts_flat[log_energy, log_pixel] * np.log(background_flat[log_energy, log_pixel]),
+            minlength=n_energy,
+        )
         explicit_energy, explicit_pixel = np.nonzero(explicit)
 
         norm_names = tuple(m.name for m in sky)
@@ -1546,7 +1548,7 @@ class MapDataset(_AbstractMapDataset):
             reduced_n_bins=reduced_bins.sum(axis=1).astype(np.float64),
             reduced_background=np.where(reduced_bins, background_flat, 0.0).sum(axis=1),
             reduced_counts=np.where(reduced_bins, counts_flat, 0.0).sum(axis=1),
-            reduced_counts_log_background=n_log_b.sum(axis=1),
+            reduced_counts_log_background=n_log_b.astype(np.float64),
             explicit_energy=explicit_energy.astype(np.int64),
             explicit_pixel=explicit_pixel.astype(np.int64),
             explicit_counts=counts_flat[explicit],

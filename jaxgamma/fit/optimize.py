@@ -879,7 +879,7 @@ def fit(
     names = vector.names
     if not names:
         raise ValueError("fit: the models have no free parameters")
-    plans = plan_datasets(datasets, clean)
+    plans = plan_datasets(datasets, clean, device=False)  # make_stat_function moves what it needs
     fun, x0, _ = make_stat_function(datasets, clean, plans=plans, batch=batch_datasets)
     transform = vector.transform(x0)
     u0 = np.asarray(transform.to_unconstrained(jnp.asarray(x0)))
@@ -900,7 +900,7 @@ def fit(
         if n_replans >= max_replans or not np.all(np.isfinite(out.x)) or not plans_need_update(plans, best):
             break
         # a source moved far enough that its cutout / IRFs must be re-taken: plan again and go on
-        plans = plan_datasets(datasets, best)
+        plans = plan_datasets(datasets, best, device=False)
         fun, _, _ = make_stat_function(datasets, best, plans=plans, batch=batch_datasets)
         clean = best
         u0 = np.asarray(out.u)
