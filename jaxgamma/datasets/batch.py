@@ -1,4 +1,4 @@
-"""Many map datasets of one structure evaluated by one ``vmap``-ped program.
+"""Many datasets of one structure evaluated by one ``vmap``-ped program.
 
 A joint fit of N observations sums N dataset statistics. Traced one by one, the compiled program
 holds N copies of the same graph and its compile time grows with N. Datasets reduced with the same
@@ -17,6 +17,8 @@ their FoV background model. :func:`batch_plans` stacks such plans along a leadin
 
 :class:`BatchedMapDatasetPlan` then evaluates ``sum_i stat_i`` with one ``vmap`` of
 :meth:`MapDatasetPlan.stat_sum_with`, so compile time does not grow with the number of datasets.
+ON/OFF map datasets (:class:`MapDatasetOnOffPlan`, WStat: no background model, no explicit bins)
+are batched the same way.
 Only the statistic is batched (``stat_sum``): ``npred`` and the maps stay with the original plans.
 
 Spectra (ON/OFF or Cash) and flux points carry nothing per dataset in their static metadata: plans
@@ -36,12 +38,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from .core import DatasetPlan
-from .map import MapDatasetPlan, MapEvaluatorPlan
+from .map import MapDatasetOnOffPlan, MapDatasetPlan, MapEvaluatorPlan
 
 __all__ = ["BatchedMapDatasetPlan", "StackedPlans", "batch_plans", "statistic_only"]
 
 # MapDatasetPlan fields whose length differs between datasets, and their padding value
 _ACTIVE_FIELDS = {"active_pixels": 0, "counts_active": 0.0, "background_active": 0.0, "mask_active": False}
+_ONOFF_ACTIVE_FIELDS = {
+    "active_pixels": 0,
+    "counts_active": 0.0,
+    "counts_off_active": 0.0,
+    "alpha_active": 0.0,
+    "mask_active": False,
+}
 _EXPLICIT_FIELDS = {
     "explicit_energy": 0,
     "explicit_pixel": 0,
@@ -54,10 +63,10 @@ _ONOFF_MAP_FIELDS = ("counts", "counts_off", "alpha", "mask")
 
 
 class BatchedMapDatasetPlan(DatasetPlan):
-    """Several :class:`MapDatasetPlan` of one structure, stacked along a leading axis; see the
-    module docs. Built by :func:`batch_plans`."""
+    """Several :class:`MapDatasetPlan` (or :class:`MapDatasetOnOffPlan`) of one structure, stacked
+    along a leading axis; see the module docs. Built by :func:`batch_plans`."""
 
-    plan: MapDatasetPlan  # every array leaf with a leading dataset axis; names dropped
+    plan: Any  # a MapDatasetPlan or MapDatasetOnOffPlan, every array leaf with a leading dataset axis
     projections: tuple[Any, ...]  # per evaluator: stacked ArrayProjection (point sources) or None
     explicit_valid: Any  # (N, K) bool: the explicit bins that exist (the rest is padding)
     names: tuple[str, ...] = eqx.field(static=True)
@@ -106,20 +115,25 @@ def _normalized_evaluator(
     return dataclasses.replace(ev, **fields)
 
 
-def _normalized(
-    plan: MapDatasetPlan, kernel_shapes: Sequence[tuple[int, int] | None] | None = None
-) -> MapDatasetPlan:
-    empty = np.zeros((0,))
+def _fields(plan: Any) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]:
+    """(active-pixel fields, explicit-bin fields, full-map fields) of a Cash or WStat map plan."""
+    if type(plan) is MapDatasetPlan:
+        return _ACTIVE_FIELDS, _EXPLICIT_FIELDS, _MAP_FIELDS
+    return _ONOFF_ACTIVE_FIELDS, {}, _ONOFF_MAP_FIELDS
+
+
+def _normalized(plan: Any, kernel_shapes: Sequence[tuple[int, int] | None] | None = None) -> Any:
     if kernel_shapes is None:
         kernel_shapes = (None,) * len(plan.evaluators)
-    fields: dict[str, Any] = {field: empty for field in _MAP_FIELDS}
+    fields: dict[str, Any] = {field: np.zeros((0,)) for field in _fields(plan)[2]}
+    if type(plan) is MapDatasetPlan:
+        fields["background_model_name"] = None if plan.background_model_name is None else ""
     return dataclasses.replace(
         plan,
         evaluators=tuple(
             _normalized_evaluator(ev, k) for ev, k in zip(plan.evaluators, kernel_shapes, strict=True)
         ),
         name="",
-        background_model_name=None if plan.background_model_name is None else "",
         **fields,
     )
 
@@ -127,12 +141,9 @@ def _normalized(
 def statistic_only(plan: DatasetPlan) -> DatasetPlan:
     """``plan`` without the full maps that only ``npred`` and ``stat_array`` use (map datasets):
     what a fit's statistic needs, and no more on the device."""
-    from .map import MapDatasetOnOffPlan
-
-    fields = _MAP_FIELDS if type(plan) is MapDatasetPlan else _ONOFF_MAP_FIELDS
     if type(plan) not in (MapDatasetPlan, MapDatasetOnOffPlan):
         return plan
-    empty: dict[str, Any] = {field: np.zeros((0,)) for field in fields}
+    empty: dict[str, Any] = {field: np.zeros((0,)) for field in _fields(plan)[2]}
     return dataclasses.replace(plan, **empty)
 
 
@@ -148,10 +159,11 @@ def _shape_key(tree: Any) -> tuple[Any, ...]:
     return (treedef, tuple((np.shape(x), np.dtype(getattr(x, "dtype", type(x))).str) for x in leaves))
 
 
-def _group_key(plan: MapDatasetPlan, models: Any) -> tuple[Any, ...]:
+def _group_key(plan: Any, models: Any) -> tuple[Any, ...]:
     """Plans with equal keys can be stacked (after padding the variable-length fields)."""
+    active, explicit, _ = _fields(plan)
     variable: dict[str, Any] = {
-        f: np.zeros((*np.shape(getattr(plan, f))[:-1], 0)) for f in {**_ACTIVE_FIELDS, **_EXPLICIT_FIELDS}
+        f: np.zeros((*np.shape(getattr(plan, f))[:-1], 0)) for f in {**active, **explicit}
     }
     # point-source kernels of different sizes are padded to the largest (same parity: same centre)
     normalized = _normalized(plan)
@@ -167,12 +179,14 @@ def _group_key(plan: MapDatasetPlan, models: Any) -> tuple[Any, ...]:
     )
     fixed = dataclasses.replace(normalized, evaluators=evaluators, **variable)
     spectral = None
-    if plan.background_model_name is not None:
+    if getattr(plan, "background_model_name", None) is not None:
         spectral = models[plan.background_model_name].spectral_model
-    return (_shape_key(fixed), _shape_key(_projections(plan)), _shape_key(spectral))
+    return (type(plan), _shape_key(fixed), _shape_key(_projections(plan)), _shape_key(spectral))
 
 
 def _batchable(plan: Any) -> bool:
+    if type(plan) is MapDatasetOnOffPlan:
+        return True
     return type(plan) is MapDatasetPlan and plan.background_lon is None
 
 
@@ -189,9 +203,10 @@ def _stack(leaves: Sequence[Any]) -> Any:
     return jnp.stack([jnp.asarray(x) for x in leaves])
 
 
-def _batch(plans: Sequence[MapDatasetPlan]) -> BatchedMapDatasetPlan:
+def _batch(plans: Sequence[Any]) -> BatchedMapDatasetPlan:
+    active, explicit, _ = _fields(plans[0])
     n_active = max(p.active_pixels.shape[0] for p in plans)
-    n_explicit = max(p.explicit_counts.shape[0] for p in plans)
+    n_explicit = max(p.explicit_counts.shape[0] for p in plans) if explicit else 0
     kernel_shapes: list[tuple[int, int] | None] = [
         (
             max(p.evaluators[i].kernel_shape[0] for p in plans),
@@ -201,11 +216,12 @@ def _batch(plans: Sequence[MapDatasetPlan]) -> BatchedMapDatasetPlan:
     ]
     padded = []
     for p in plans:
-        fields: dict[str, Any] = {f: _pad(getattr(p, f), n_active, v) for f, v in _ACTIVE_FIELDS.items()}
-        fields.update({f: _pad(getattr(p, f), n_explicit, v) for f, v in _EXPLICIT_FIELDS.items()})
+        fields: dict[str, Any] = {f: _pad(getattr(p, f), n_active, v) for f, v in active.items()}
+        fields.update({f: _pad(getattr(p, f), n_explicit, v) for f, v in explicit.items()})
         padded.append(dataclasses.replace(_normalized(p, kernel_shapes), **fields))
-    valid = np.stack([np.arange(n_explicit) < p.explicit_counts.shape[0] for p in plans])
-    with_background = plans[0].background_model_name is not None
+    n_real = [p.explicit_counts.shape[0] if explicit else 0 for p in plans]
+    valid = np.stack([np.arange(n_explicit) < n for n in n_real])
+    with_background = getattr(plans[0], "background_model_name", None) is not None
     return BatchedMapDatasetPlan(
         plan=jax.tree_util.tree_map(lambda *x: _stack(x), *padded),
         projections=jax.tree_util.tree_map(lambda *x: _stack(x), *(_projections(p) for p in plans)),

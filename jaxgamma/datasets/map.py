@@ -605,9 +605,23 @@ class MapDatasetOnOffPlan(OnOffPlanMixin, DatasetPlan):
     def stat_sum(self, models: Any) -> Any:
         """WStat over ``mask_safe & mask_fit``: the active bins explicitly, plus the constant of the
         others."""
+        return self.stat_sum_with(models)
+
+    def stat_sum_with(
+        self,
+        models: Any,
+        background_spectral: Any = None,
+        projections: tuple[Any, ...] | None = None,
+        explicit_valid: Any = None,
+    ) -> Any:
+        """:meth:`stat_sum` with the evaluators' projections given (one dataset of a
+        :class:`~jaxgamma.datasets.batch.BatchedMapDatasetPlan`; the background is profiled, so
+        ``background_spectral`` and ``explicit_valid`` do not apply)."""
         if self.empty:
             return jnp.asarray(0.0)
-        signal = _signal_active(self.evaluators, self.shape[0], self.active_pixels.shape[0], models)
+        signal = _signal_active(
+            self.evaluators, self.shape[0], self.active_pixels.shape[0], models, projections
+        )
         stat = wstat(self.counts_active, self.counts_off_active, self.alpha_active, signal)
         return masked_sum(stat, self.mask_active) + self.outside_stat
 
