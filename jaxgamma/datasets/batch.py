@@ -81,7 +81,7 @@ class BatchedMapDatasetPlan(DatasetPlan):
     def stat_sum(self, models: Any) -> Any:
         """The summed statistic of the datasets: one ``vmap`` over the stacked plans."""
 
-        def one(plan: MapDatasetPlan, projections: Any, spectral: Any, valid: Any) -> Any:
+        def one(plan: Any, projections: Any, spectral: Any, valid: Any) -> Any:
             return plan.stat_sum_with(models, spectral, projections, valid)
 
         per_dataset = jax.vmap(one)(
