@@ -27,7 +27,8 @@ import numpy as np
 
 from .datasets.batch import BatchedMapDatasetPlan, batch_plans, statistic_only
 from .datasets.core import Dataset, DatasetPlan, Datasets, _as_models
-from .parameters import ParameterVector
+from .models.sky import Models
+from .parameters import ParameterVector, map_parameters
 
 __all__ = [
     "dense_value_grad_hessian",
@@ -107,6 +108,15 @@ def _stat_of_vector(
     return _stat_of_vector_jit(x, plans, models, vector)
 
 
+def clean_models(models: Any) -> Models:
+    """The models with errors and covariance removed: static metadata that would otherwise make
+    every fit from a previous result a new program structure (a retrace), and keep the background
+    models of batched datasets from stacking."""
+    models = _as_models(models)
+    stripped = map_parameters(lambda _, p: p if p.error == 0 else p.replace(error=0.0), models)
+    return Models(stripped.models, covariance=None)
+
+
 def make_stat_function(
     datasets: Any, models: Any, plans: tuple[DatasetPlan, ...] | None = None, batch: bool = True
 ) -> tuple[jax.tree_util.Partial, np.ndarray, tuple[str, ...]]:
@@ -129,7 +139,7 @@ def make_stat_function(
     names : tuple of str
         ``"<model>.<component>.<parameter>"`` of each entry of ``x``.
     """
-    models = _as_models(models)
+    models = clean_models(models)
     vector = ParameterVector.from_tree(models)
     if plans is None:
         plans = plan_datasets(datasets, models, device=False)
@@ -188,6 +198,12 @@ def _local_structure(fun: Any) -> tuple[tuple[_LocalGroup, ...], np.ndarray] | N
         groups.append(_LocalGroup(k, np.asarray(rows, dtype=np.int32), local_vector))
     if not groups:
         return None
+    # a dataset's own background parameters must reach no other plan (datasets given as a plain
+    # list may repeat a name): otherwise the dense Hessian
+    used = [n for p in plans for n in (getattr(p, "background_model_names", None) or ())]
+    used += [p.background_model_name for p in plans if getattr(p, "background_model_name", None)]
+    if len(used) != len(set(used)):
+        return None
     local = np.concatenate([g.local_index.ravel() for g in groups])
     shared = np.setdiff1d(np.arange(len(vector.names)), local).astype(np.int32)
     return tuple(groups), shared
@@ -204,6 +220,7 @@ def value_grad_hessian(fun: Any, x: jax.Array) -> tuple[jax.Array, jax.Array, ja
     and ``L`` own parameters. Otherwise (or for any other function) the dense forward-over-reverse
     Hessian. Both give the same numbers (to rounding).
     """
+    x = jnp.asarray(x)
     structure = _local_structure(fun)
     if structure is None:
         return dense_value_grad_hessian(fun, x)

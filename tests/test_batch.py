@@ -323,3 +323,22 @@ def test_onoff_maps_of_one_structure_are_batched():
     assert [type(p).__name__ for p in batched] == ["BatchedMapDatasetPlan"]
     assert batched[0].background_model_names is None
     _assert_batched_equals_unbatched(onoff, source)
+
+
+def test_structured_hessian_guards():
+    """value_grad_hessian takes numpy input; a background model reaching a plan outside its group
+    (a plain list repeating a dataset name) falls back to the dense Hessian; models carrying
+    errors from an earlier result still batch."""
+    from jaxgamma.parameters import map_parameters
+
+    datasets, models = _observations(extra_source=False)
+    other = datasets[0].cutout(datasets[0].geom.center_skydir, 1.0, name="obs-0")  # another shape, same name
+    fun, x0, names = make_stat_function([*datasets, other], models)
+    assert _local_structure(fun) is None
+    structured = value_grad_hessian(fun, x0)  # numpy x0
+    dense = dense_value_grad_hessian(fun, jnp.asarray(x0))
+    np.testing.assert_allclose(np.asarray(structured[2]), np.asarray(dense[2]), rtol=1e-12)
+
+    with_errors = map_parameters(lambda name, p: p.replace(error=0.1 * (1 + len(name))), models)
+    fun, _, _ = make_stat_function(datasets, with_errors)
+    assert [type(p).__name__ for p in fun.keywords["plans"]] == ["BatchedMapDatasetPlan"]

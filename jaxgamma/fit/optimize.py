@@ -45,8 +45,7 @@ import numpy as np
 import optax
 
 from ..datasets.core import _as_models
-from ..likelihood import value_grad_hessian
-from ..models.sky import Models
+from ..likelihood import clean_models, value_grad_hessian
 from ..parameters import BoundTransform, ParameterVector, map_parameters, scale10
 from .covariance import Eigen, covariance_from_eigen, expand_covariance, scaled_eigen
 from .result import BatchFitResult, FitResult, bound_names
@@ -805,14 +804,6 @@ class FitContext(NamedTuple):
     datasets: Any
     models: Any  # the models the statistic function was built for (errors stripped)
     names: tuple[str, ...]
-
-
-def clean_models(models: Any) -> Models:
-    """The models with errors and covariance removed: static metadata that would otherwise make
-    every fit from a previous result a new program structure (a retrace)."""
-    models = _as_models(models)
-    stripped = map_parameters(lambda _, p: p if p.error == 0 else p.replace(error=0.0), models)
-    return Models(stripped.models, covariance=None)
 
 
 def fit(
