@@ -333,7 +333,7 @@ def test_structured_hessian_guards():
 
     datasets, models = _observations(extra_source=False)
     other = datasets[0].cutout(datasets[0].geom.center_skydir, 1.0, name="obs-0")  # another shape, same name
-    fun, x0, names = make_stat_function([*datasets, other], models)
+    fun, x0, _ = make_stat_function([*datasets, other], models)
     assert _local_structure(fun) is None
     structured = value_grad_hessian(fun, x0)  # numpy x0
     dense = dense_value_grad_hessian(fun, jnp.asarray(x0))
