@@ -46,6 +46,19 @@ def joint_datasets() -> Datasets:
     return analysis.datasets
 
 
+def time_fits(datasets: Datasets, models: object, batch: bool, n_warm: int) -> tuple[object, float, float]:
+    """(result, first fit time, median of ``n_warm`` further fits) of ``jaxgamma.fit``."""
+    t = time.perf_counter()
+    result = jg.fit(datasets, models, batch_datasets=batch)
+    first = time.perf_counter() - t
+    warm = []
+    for _ in range(n_warm):
+        t = time.perf_counter()
+        jg.fit(datasets, models, batch_datasets=batch)
+        warm.append(time.perf_counter() - t)
+    return result, first, statistics.median(warm)
+
+
 def hess_runs() -> Datasets:
     from jaxgamma.datasets import SpectrumDatasetOnOff
 
@@ -65,16 +78,9 @@ def spectra(sizes: list[int]) -> None:
     for n in sizes:
         datasets = Datasets([base[i % len(base)].replace(name=f"run-{i:03d}") for i in range(n)])
         for batch in (True, False):
-            t = time.perf_counter()
-            result = jg.fit(datasets, crab, batch_datasets=batch)
-            first = time.perf_counter() - t
-            warm = []
-            for _ in range(3):
-                t = time.perf_counter()
-                jg.fit(datasets, crab, batch_datasets=batch)
-                warm.append(time.perf_counter() - t)
+            result, first, warm = time_fits(datasets, crab, batch, n_warm=3)
             print(
-                f"| {n} | {'yes' if batch else 'no'} | {first:.2f} s | {statistics.median(warm):.3f} s | "
+                f"| {n} | {'yes' if batch else 'no'} | {first:.2f} s | {warm:.3f} s | "
                 f"{result.total_stat:.4f} |",
                 flush=True,
             )
@@ -95,17 +101,10 @@ def main(sizes: list[int], unbatched_max: int | None = None) -> None:
         for batch in (True, False):
             if not batch and unbatched_max is not None and n > unbatched_max:
                 continue
-            t = time.perf_counter()
-            result = jg.fit(datasets, models, batch_datasets=batch)
-            first = time.perf_counter() - t
-            warm = []
-            for _ in range(2):
-                t = time.perf_counter()
-                jg.fit(datasets, models, batch_datasets=batch)
-                warm.append(time.perf_counter() - t)
+            result, first, warm = time_fits(datasets, models, batch, n_warm=2)
             print(
                 f"| {n} | {len(result.parameters_table()[~result.parameters_table()['frozen']])} | "
-                f"{'yes' if batch else 'no'} | {first:.2f} s | {statistics.median(warm):.2f} s | "
+                f"{'yes' if batch else 'no'} | {first:.2f} s | {warm:.2f} s | "
                 f"{result.total_stat:.4f} |",
                 flush=True,
             )
