@@ -787,10 +787,7 @@ class IRF:
     @classmethod
     def from_table_hdu(cls, hdu: fits.BinTableHDU, where: str | None = None) -> IRF:
         """Read a GADF DL3 IRF table HDU (Gammapy's ``IRF.from_table(format="gadf-dl3")``)."""
-        where = where or f"HDU {hdu.name!r}"
-        _check_table(hdu, where)
-        meta = header_meta(hdu.header)
-        axes = pick_axes(read_dl3_axes(hdu, where, str(meta.get("HDUCLAS2", ""))), cls.required_axes, where)
+        where, meta, axes = read_irf_table(hdu, where, cls.required_axes)
         column = table_column(hdu, cls.column_names, where)
         data = column_values(hdu, column, where)
         unit = cls._data_unit(hdu, column, where)
@@ -826,6 +823,22 @@ class IRF:
 def _check_table(hdu: Any, where: str) -> None:
     if not isinstance(hdu, fits.BinTableHDU):
         raise ValueError(f"{where}: expected a binary table HDU, got {type(hdu).__name__}")
+
+
+def read_irf_table(
+    hdu: Any, where: str | None, required_axes: Sequence[str], hduclas2_default: str | None = None
+) -> tuple[str, dict[str, Any], tuple[MapAxis, ...]]:
+    """``(where, meta, axes)`` of a GADF DL3 IRF table HDU: checked to be a binary table, its
+    header meta, and its ``required_axes`` in order (``hduclas2_default`` fills a missing
+    ``HDUCLAS2``, with a warning, as Gammapy's background reader)."""
+    where = where or f"HDU {hdu.name!r}"
+    _check_table(hdu, where)
+    meta = header_meta(hdu.header)
+    if hduclas2_default is not None and "HDUCLAS2" not in meta:
+        log.warning(f"Missing 'HDUCLAS2' keyword assuming {hduclas2_default!r}")
+        meta["HDUCLAS2"] = hduclas2_default
+    axes = pick_axes(read_dl3_axes(hdu, where, str(meta.get("HDUCLAS2", ""))), required_axes, where)
+    return where, meta, axes
 
 
 def _fov_alignment(meta: dict[str, Any], where: str) -> str:

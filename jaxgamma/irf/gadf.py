@@ -23,19 +23,16 @@ from ._core import axis_center, axis_coord_to_idx, axis_edges, upsample_axis
 from ._irf_base import (
     IRF,
     IRFAxes,
-    _check_table,
     _fov_alignment,
     _unit_factor,
     column_unit,
     column_values,
     coord_in_fixed_unit,
     coord_to_axis_unit,
-    header_meta,
     interpolate_grid,
     open_hdu,
     parse_fits_unit,
-    pick_axes,
-    read_dl3_axes,
+    read_irf_table,
     scale_values,
     table_column,
 )
@@ -330,10 +327,7 @@ class _ParametricPSF(_PSFMixin):
     @classmethod
     def from_table_hdu(cls, hdu: fits.BinTableHDU, where: str | None = None) -> _ParametricPSF:
         """Read a GADF parametric PSF table (Gammapy's ``ParametricPSF.from_table``)."""
-        where = where or f"HDU {hdu.name!r}"
-        _check_table(hdu, where)
-        meta = header_meta(hdu.header)
-        axes = pick_axes(read_dl3_axes(hdu, where, str(meta.get("HDUCLAS2", ""))), cls.required_axes, where)
+        where, meta, axes = read_irf_table(hdu, where, cls.required_axes)
         shape = tuple(a.nbin for a in axes)
         if hdu.data is None or len(hdu.data) < 1:
             raise ValueError(f"{where}: the table has no rows")
@@ -461,13 +455,7 @@ class _BackgroundIRF(IRF):
 
     @classmethod
     def from_table_hdu(cls, hdu: fits.BinTableHDU, where: str | None = None) -> IRF:
-        where = where or f"HDU {hdu.name!r}"
-        _check_table(hdu, where)
-        meta = header_meta(hdu.header)
-        if "HDUCLAS2" not in meta:
-            log.warning("Missing 'HDUCLAS2' keyword assuming 'BKG'")
-            meta["HDUCLAS2"] = "BKG"
-        axes = pick_axes(read_dl3_axes(hdu, where, str(meta["HDUCLAS2"])), cls.required_axes, where)
+        where, meta, axes = read_irf_table(hdu, where, cls.required_axes, hduclas2_default="BKG")
         column = table_column(hdu, cls.column_names, where)
         data = column_values(hdu, column, where)
         parsed = parse_fits_unit(hdu.columns[column].unit)
