@@ -19,6 +19,7 @@ from jaxgamma.datasets import Datasets, MapDataset
 from jaxgamma.datasets.batch import BatchedMapDatasetPlan, _normalized_evaluator, batch_plans
 from jaxgamma.datasets.map import MapDatasetPlan
 from jaxgamma.demo import _aeff, _psf_map
+from jaxgamma.fit import fit_batch
 from jaxgamma.geom import MapAxis, WcsGeom
 from jaxgamma.irf import EDispKernelMap
 from jaxgamma.likelihood import (
@@ -342,3 +343,19 @@ def test_structured_hessian_guards():
     with_errors = map_parameters(lambda name, p: p.replace(error=0.1 * (1 + len(name))), models)
     fun, _, _ = make_stat_function(datasets, with_errors)
     assert [type(p).__name__ for p in fun.keywords["plans"]] == ["BatchedMapDatasetPlan"]
+
+
+def test_fit_batch_with_batched_datasets():
+    """fit_batch vmaps the compiled fit over entries whose map datasets are themselves batched:
+    the same optima and errors as with the datasets traced one by one, and as fit on each entry."""
+    datasets, truth = _observations(psf_sigmas=(0.08, 0.08), extra_source=False)
+    refaked = Datasets([d.fake(truth, seed=10 + i) for i, d in enumerate(datasets)])
+    entries = [datasets, refaked]
+    results = [fit_batch(entries, truth, batch_datasets=b) for b in (True, False)]
+    assert all(np.all(r.success) for r in results)
+    np.testing.assert_allclose(results[0].parameters, results[1].parameters, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(results[0].covariance, results[1].covariance, rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(results[0].total_stat, results[1].total_stat, rtol=1e-12)
+    single = jg.fit(refaked, truth, pixel_restarts=False)
+    np.testing.assert_allclose(results[0].total_stat[1], single.total_stat, rtol=1e-10)
+    assert not np.allclose(results[0].parameters[0], results[0].parameters[1])

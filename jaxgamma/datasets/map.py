@@ -57,7 +57,7 @@ from .. import irf
 from ..data.gti import GTI, _as_gti
 from ..geom import MapAxis, WcsGeom, axes_to_table_hdu
 from ..geom.projection import WcsProjection
-from ..geom.wcs import _separation
+from ..geom.wcs import separation_rad
 from ..models.sky import FoVBackgroundModel, SkyModel
 from ..models.spatial import PointSpatialModel
 from ..models.spectral import integration_grid
@@ -354,7 +354,7 @@ class MapEvaluatorPlan(eqx.Module):
         if _spatial_values(model) == self.spatial_values:
             return False
         lon, lat = (float(np.asarray(v)) for v in model.spatial_model.position_lonlat)
-        separation = float(np.degrees(_separation(lon, lat, *self.irf_position)))  # numpy: no dispatch
+        separation = float(np.degrees(separation_rad(lon, lat, *self.irf_position)))  # numpy: no dispatch
         radius = _float_or_none(model.spatial_model.evaluation_radius)
         return separation > (0.0 if radius is None else radius) + CUTOUT_MARGIN
 

@@ -1084,12 +1084,15 @@ def fit_batch(
     optax_optimizer: Any = None,
     covariance: bool = True,
     polish: bool = True,
+    batch_datasets: bool = True,
 ) -> BatchFitResult:
     """Fit the same ``models`` (same start values) to many datasets of one structure at once: the
     compiled fit is ``vmap``-ped over the arrays that differ between them (typically the counts).
 
     Each entry of ``datasets_list`` is what :func:`fit` takes (a Datasets, a dataset or a list).
-    Re-planning is not done here (plans are built once, at the start values).
+    Re-planning is not done here (plans are built once, at the start values). ``batch_datasets``
+    is as in :func:`fit`: map datasets of one structure within an entry are evaluated by one
+    ``vmap`` (False evaluates them one by one).
     """
     from ..likelihood import _as_datasets, make_stat_function
 
@@ -1104,7 +1107,7 @@ def fit_batch(
     funs, x0 = [], None
     for datasets in datasets_list:
         plans = tuple(d.plan(clean) for d in _as_datasets(datasets))  # numpy leaves, stacked below
-        fun, x0, _ = make_stat_function(datasets, clean, plans=plans)
+        fun, x0, _ = make_stat_function(datasets, clean, plans=plans, batch=batch_datasets)
         funs.append(fun)
     batched, shared = batch_functions(funs)
     transform = vector.transform(x0)

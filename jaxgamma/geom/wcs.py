@@ -27,7 +27,7 @@ from astropy.wcs.utils import celestial_frame_to_wcs, proj_plane_pixel_scales, w
 from .axes import MapAxis, axes_from_table_hdu, axes_to_header
 from .projection import WcsProjection
 
-__all__ = ["WcsGeom", "find_map_hdus", "solid_angle_from_corners"]
+__all__ = ["WcsGeom", "find_map_hdus", "separation_rad", "solid_angle_from_corners"]
 
 _FRAMES = ("icrs", "galactic")
 _D2R = np.pi / 180.0
@@ -61,8 +61,8 @@ def _wrap360(lon_deg: np.ndarray) -> np.ndarray:
     return np.asarray(Longitude(lon_deg, unit="deg").deg)
 
 
-def _separation(lon1, lat1, lon2, lat2):
-    """astropy's ``angular_separation`` (Vincenty), inputs in deg, result in rad."""
+def separation_rad(lon1, lat1, lon2, lat2):
+    """astropy's ``angular_separation`` (Vincenty's formula) in numpy: inputs in deg, result in rad."""
     dlon = (lon2 - lon1) * _D2R
     lat1, lat2 = lat1 * _D2R, lat2 * _D2R
     sdlon, cdlon = np.sin(dlon), np.cos(dlon)
@@ -101,10 +101,10 @@ def solid_angle_from_corners(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         "ur": (lon[1:, 1:], lat[1:, 1:]),
     }
     ll, lr, ul, ur = corners["ll"], corners["lr"], corners["ul"], corners["ur"]
-    low = _separation(*ll, *lr)
-    left = _separation(*ll, *ul)
-    up = _separation(*ul, *ur)
-    right = _separation(*lr, *ur)
+    low = separation_rad(*ll, *lr)
+    left = separation_rad(*ll, *ul)
+    up = separation_rad(*ul, *ur)
+    right = separation_rad(*lr, *ur)
     angle_low_right = _position_angle(*lr, *ur) - _position_angle(*lr, *ll)
     angle_up_left = _position_angle(*ul, *ur) - _position_angle(*ll, *ul)
     area_low_right = 0.5 * low * right * np.sin(angle_low_right)

@@ -42,6 +42,7 @@ from astropy.time import Time
 from ..datasets.map import EXPOSURE_UNIT, MapDataset
 from ..geom import MapAxis, WcsGeom
 from ..geom.projection import frame_rotation
+from ..geom.wcs import separation_rad
 from ..irf import EDispKernelMap, EDispMap, PSFMap
 from ..irf._core import _interp1d_k1, axis_center, axis_edges, scale_points, squash_first_axis, upsample_axis
 from ..units import parse_unit
@@ -103,25 +104,13 @@ def fov_coordinates(geom: WcsGeom, pointing: SkyCoord) -> tuple[np.ndarray, np.n
     return _lonlat(np.einsum("ij,j...->i...", matrix, vectors))
 
 
-def _vincenty(lon1: np.ndarray, lat1: np.ndarray, lon2: float, lat2: float) -> np.ndarray:
-    """astropy's ``angular_separation`` (deg in, deg out)."""
-    lon1, lat1 = np.deg2rad(lon1), np.deg2rad(lat1)
-    lon2, lat2 = np.deg2rad(lon2), np.deg2rad(lat2)
-    sdlon, cdlon = np.sin(lon2 - lon1), np.cos(lon2 - lon1)
-    slat1, slat2, clat1, clat2 = np.sin(lat1), np.sin(lat2), np.cos(lat1), np.cos(lat2)
-    num1 = clat2 * sdlon
-    num2 = clat1 * slat2 - slat1 * clat2 * cdlon
-    denominator = slat1 * slat2 + clat1 * clat2 * cdlon
-    return np.rad2deg(np.arctan2(np.hypot(num1, num2), denominator))
-
-
 def pixel_offsets(geom: WcsGeom, pointing: SkyCoord) -> np.ndarray:
     """Angular distance (deg, image shape) of ``geom``'s pixel centres from ``pointing``, as
     astropy's ``SkyCoord.separation`` computes it from the pixels (Vincenty's formula in the
     geometry's frame)."""
     lon, lat = geom.get_coord()
     c = pointing.transform_to(geom.frame)
-    return _vincenty(lon, lat, float(c.data.lon.deg), float(c.data.lat.deg))
+    return np.rad2deg(separation_rad(lon, lat, float(c.data.lon.deg), float(c.data.lat.deg)))
 
 
 def _broadcast_axis(values: np.ndarray, position: int, ndim: int) -> np.ndarray:
