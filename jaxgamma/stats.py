@@ -3,6 +3,10 @@
 All functions are pure jnp, elementwise, and differentiable everywhere the statistic is (the special
 cases are written with safe branches, so gradients never pick up NaN from a branch not taken).
 Each statistic is ``-2 ln L`` up to terms independent of the model.
+
+:class:`CashCountsStatistic` and :class:`WStatCountsStatistic` are Gammapy's counts statistics
+(excess, TS, significance, errors, upper limits and sensitivity of counts in bins, as the excess
+map estimator uses them), vectorised in numpy over any array shape.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import erfc
 
 __all__ = [
     "TRUNCATION_VALUE",
+    "CashCountsStatistic",
+    "WStatCountsStatistic",
     "cash",
     "cash_sum",
     "chi2",
@@ -141,3 +148,243 @@ def chi2_asymmetric(
         ul_stat = 2.0 * jnp.log(erfc((ul - model) / ul) / erfc(1.0))
         stat = jnp.where(is_ul, jnp.where(ul_ok, ul_stat, 0.0), stat)
     return jnp.where(jnp.isnan(stat), 0.0, stat)
+
+
+# -- counts statistics (numpy) -------------------------------------------------------------------
+def _expm1_root(t: np.ndarray, upper: bool) -> np.ndarray:
+    """The root ``v`` of ``exp(v) - v - 1 = t`` (``t >= 0``): ``v <= 0`` or, with ``upper``, ``v >= 0``.
+
+    With ``w = exp(v)``, ``-w`` is the Lambert W of ``-exp(-1 - t)`` on branch 0 (``v <= 0``) or -1
+    (``v >= 0``): the closed forms of the Cash errors use ``W + 1 = -expm1(v)``, computed here
+    without the cancellation near the branch point. Newton's method on this convex function,
+    started on the far side of the root (where it is positive), converges monotonically.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    v = np.log(2.0 * (1.0 + t)) if upper else -1.0 - t
+    for _ in range(200):
+        h = np.expm1(v) - v - t
+        step = h / np.expm1(v)
+        step = np.where(np.isfinite(step), step, 0.0)
+        v_new = v - step
+        if np.array_equal(v_new, v):
+            break
+        v = v_new
+    return v
+
+
+def _bisect(fun: Any, lo: np.ndarray, hi: np.ndarray, iterations: int = 200) -> np.ndarray:
+    """Roots of ``fun`` in ``[lo, hi]``, elementwise; NaN where the signs at the ends do not differ
+    (Gammapy's ``find_roots`` with one bin: no root found there)."""
+    lo, hi = np.broadcast_arrays(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
+    lo, hi = lo.copy(), hi.copy()
+    f_lo = fun(lo)
+    f_hi = fun(hi)
+    bracketed = np.sign(f_lo) * np.sign(f_hi) < 0
+    exact_lo, exact_hi = f_lo == 0, f_hi == 0
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        f_mid = fun(mid)
+        left = np.sign(f_mid) == np.sign(f_lo)
+        lo = np.where(left, mid, lo)
+        f_lo = np.where(left, f_mid, f_lo)
+        hi = np.where(left, hi, mid)
+        if np.all((hi - lo) <= 4 * np.finfo(float).eps * np.maximum(np.abs(lo), np.abs(hi))):
+            break
+    root = np.where(bracketed, 0.5 * (lo + hi), np.nan)
+    root = np.where(exact_lo, lo, root)  # never moved when f(lo) = 0
+    return np.where(exact_hi & ~exact_lo, hi, root)
+
+
+class _CountsStatistic:
+    """What Cash and WStat counts statistics share (Gammapy's ``CountsStatistic``)."""
+
+    n_on: np.ndarray
+
+    @property
+    def n_sig(self) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def stat_null(self) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def stat_max(self) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def ts(self) -> np.ndarray:
+        """``stat_null - stat_max``, clipped at 0."""
+        return np.clip(self.stat_null - self.stat_max, 0, None)
+
+    @property
+    def sqrt_ts(self) -> np.ndarray:
+        """The significance: ``sign(n_sig) sqrt(ts)``."""
+        return np.sign(self.n_sig) * np.sqrt(self.ts)
+
+    def _stat_fcn(self, mu: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _search_width(self, n_sigma: float) -> np.ndarray:
+        return 2 * n_sigma * (self.error + 1)  # type: ignore[attr-defined]
+
+    def compute_errn(self, n_sigma: float = 1.0) -> np.ndarray:
+        """Negative error: the signal below ``n_sig`` where the statistic rises by ``n_sigma^2``
+        (``n_on`` where there is no such point in the search range, as Gammapy)."""
+        target = self.stat_max + n_sigma**2
+        lo = self.n_sig - self._search_width(n_sigma)
+        roots = _bisect(lambda mu: self._stat_fcn(mu) - target, lo, self.n_sig)
+        return np.where(np.isnan(roots), self.n_on, self.n_sig - roots)
+
+    def compute_errp(self, n_sigma: float = 1.0) -> np.ndarray:
+        """Positive error: the signal above ``n_sig`` where the statistic rises by ``n_sigma^2``."""
+        target = self.stat_max + n_sigma**2
+        hi = self.n_sig + self._search_width(n_sigma)
+        return _bisect(lambda mu: self._stat_fcn(mu) - target, self.n_sig, hi) - self.n_sig
+
+    def compute_upper_limit(self, n_sigma: float = 3.0) -> np.ndarray:
+        """Upper limit on the signal: ``n_sig`` plus the positive error at ``n_sigma``."""
+        return self.compute_errp(n_sigma) + self.n_sig
+
+    def info_dict(self) -> dict[str, Any]:
+        return {
+            "n_on": self.n_on,
+            "background": self.n_bkg,  # type: ignore[attr-defined]
+            "excess": self.n_sig,
+            "significance": self.sqrt_ts,
+        }
+
+
+class CashCountsStatistic(_CountsStatistic):
+    """Counts ``n_on`` over a known background ``mu_bkg`` (Gammapy's ``CashCountsStatistic``):
+    ``ts = cash(n_on, mu_bkg) - cash(n_on, n_on)``; errors and upper limits in closed form
+    (Lambert W), sensitivity too."""
+
+    def __init__(self, n_on: Any, mu_bkg: Any):
+        self.n_on = np.asarray(n_on, dtype=np.float64)
+        self.mu_bkg = np.asarray(mu_bkg, dtype=np.float64)
+
+    @property
+    def n_bkg(self) -> np.ndarray:
+        return self.mu_bkg
+
+    @property
+    def n_sig(self) -> np.ndarray:
+        return self.n_on - self.mu_bkg
+
+    @property
+    def error(self) -> np.ndarray:
+        return np.sqrt(self.n_on)
+
+    @property
+    def stat_null(self) -> np.ndarray:
+        return np.asarray(cash(self.n_on, self.mu_bkg))
+
+    @property
+    def stat_max(self) -> np.ndarray:
+        return np.asarray(cash(self.n_on, self.n_on))
+
+    def _stat_fcn(self, mu: np.ndarray) -> np.ndarray:
+        return np.asarray(cash(self.n_on, self.mu_bkg + mu))
+
+    def _closed_form(self, n_sigma: float, upper: bool) -> np.ndarray:
+        c = n_sigma**2 / 2
+        positive = self.n_on > 0
+        on = np.where(positive, self.n_on, 1.0)
+        v = _expm1_root(c / on, upper)
+        value = on * np.expm1(v) if upper else -on * np.expm1(v)
+        return np.where(positive, value, c if upper else 0.0)
+
+    def compute_errn(self, n_sigma: float = 1.0) -> np.ndarray:
+        return self._closed_form(n_sigma, upper=False)
+
+    def compute_errp(self, n_sigma: float = 1.0) -> np.ndarray:
+        return self._closed_form(n_sigma, upper=True)
+
+    def compute_upper_limit(self, n_sigma: float = 3.0) -> np.ndarray:
+        # Gammapy: c (not c + n_sig) where n_on = 0
+        return np.where(self.n_on > 0, self._closed_form(n_sigma, upper=True) + self.n_sig, n_sigma**2 / 2)
+
+    def n_sig_matching_significance(self, significance: float) -> np.ndarray:
+        """The excess that would have ``significance`` (> 0) over ``mu_bkg``; NaN where
+        ``mu_bkg <= 0``. Solves ``(y - 1) e^y = c / mu_bkg - 1`` (``y = W + 1``, branch 0)."""
+        if not significance > 0:
+            raise ValueError(f"n_sig_matching_significance: significance must be > 0, got {significance}")
+        c = significance**2 / 2
+        valid = self.mu_bkg > 0
+        q = c / np.where(valid, self.mu_bkg, 1.0)
+        y = 1.0 + np.log1p(q)  # where g(y) = (y - 1) e^y - (q - 1) > 0: Newton decreases to the root
+        for _ in range(200):
+            g = (y - 1) * np.exp(y) - (q - 1)
+            y_new = y - g / (y * np.exp(y))
+            if np.array_equal(y_new, y):
+                break
+            y = y_new
+        return np.where(valid, self.mu_bkg * np.expm1(y), np.nan)
+
+
+class WStatCountsStatistic(_CountsStatistic):
+    """ON counts ``n_on`` with OFF counts ``n_off`` and ratio ``alpha`` (unknown background), and
+    an expected signal ``mu_sig`` (default 0): Gammapy's ``WStatCountsStatistic``. With
+    ``mu_sig = 0``, ``sqrt_ts`` is Li & Ma's eq. 17. Where ``alpha`` is 0 or not finite the
+    statistics are NaN, as Gammapy's."""
+
+    def __init__(self, n_on: Any, n_off: Any, alpha: Any, mu_sig: Any = None):
+        self.n_on = np.asarray(n_on, dtype=np.float64)
+        self.n_off = np.asarray(n_off, dtype=np.float64)
+        self.alpha = np.asarray(alpha, dtype=np.float64)
+        self.mu_sig = np.zeros_like(self.n_on) if mu_sig is None else np.asarray(mu_sig, dtype=np.float64)
+
+    @property
+    def n_bkg(self) -> np.ndarray:
+        return self.alpha * self.n_off
+
+    @property
+    def n_sig(self) -> np.ndarray:
+        return self.n_on - self.n_bkg - self.mu_sig
+
+    @property
+    def error(self) -> np.ndarray:
+        return np.sqrt(self.n_on + self.alpha**2 * self.n_off)
+
+    def _wstat(self, mu_sig: np.ndarray) -> np.ndarray:
+        valid = np.isfinite(self.alpha) & (self.alpha > 0)
+        return np.where(valid, np.asarray(wstat(self.n_on, self.n_off, self.alpha, mu_sig)), np.nan)
+
+    @property
+    def stat_null(self) -> np.ndarray:
+        return self._wstat(self.mu_sig)
+
+    @property
+    def stat_max(self) -> np.ndarray:
+        return self._wstat(self.n_sig + self.mu_sig)
+
+    def _stat_fcn(self, mu: np.ndarray) -> np.ndarray:
+        return self._wstat(mu + self.mu_sig)
+
+    def n_sig_matching_significance(self, significance: float) -> np.ndarray:
+        """The excess over ``alpha n_off`` that would have ``significance`` (> 0)."""
+        if not significance > 0:
+            raise ValueError(f"n_sig_matching_significance: significance must be > 0, got {significance}")
+        n_bkg, n_off, alpha = np.broadcast_arrays(self.n_bkg, self.n_off, self.alpha)
+
+        def excess_significance(n_sig: np.ndarray) -> np.ndarray:
+            n_on = n_sig + n_bkg
+            valid = np.isfinite(alpha) & (alpha > 0)
+            stat0 = np.asarray(wstat(n_on, n_off, alpha, 0.0))
+            stat1 = np.asarray(wstat(n_on, n_off, alpha, n_sig))
+            value = np.sign(n_sig) * np.sqrt(np.clip(stat0 - stat1, 0, None)) - significance
+            return np.where(valid, value, np.nan)
+
+        hi = np.maximum(np.sqrt(np.maximum(n_bkg, 0)) * significance, 1.0)
+        for _ in range(200):  # grow the bracket until the significance is reached
+            short = excess_significance(hi) < 0
+            if not np.any(short):
+                break
+            hi = np.where(short, 2 * hi, hi)
+        return _bisect(excess_significance, np.zeros_like(hi), hi)
+
+    def info_dict(self) -> dict[str, Any]:
+        info = super().info_dict()
+        info.update(n_off=self.n_off, alpha=self.alpha, mu_sig=self.mu_sig)
+        return info

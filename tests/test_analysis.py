@@ -15,6 +15,7 @@ import yaml
 import jaxgamma
 from jaxgamma.analysis import Analysis, AnalysisConfig, ConfigError
 from jaxgamma.cli import main
+from jaxgamma.estimators import ExcessMapEstimator
 from jaxgamma.models import FoVBackgroundModel, Models
 
 SEED = "cta-1dc-gc-reduced/config_stack.yaml"
@@ -113,9 +114,11 @@ def test_steps_out_of_order():
         analysis.set_models(MODELS)
     with pytest.raises(RuntimeError, match="Missing datasets_file"):
         analysis.write_datasets()
-    for step in (analysis.get_flux_points, analysis.get_excess_map, analysis.get_light_curve):
+    for step in (analysis.get_flux_points, analysis.get_light_curve):
         with pytest.raises(NotImplementedError, match="not available yet in jaxgamma"):
             step()
+    with pytest.raises(RuntimeError, match="no datasets yet"):
+        analysis.get_excess_map()
     analysis.observations = [object()]
     with pytest.raises(NotImplementedError, match=r"datasets\.type '1d'.*not available yet"):
         analysis.get_datasets()
@@ -245,6 +248,23 @@ def test_stacked_fit_matches_gammapy(stacked_analysis, tmp_path):
     assert analysis.models["source"].spectral_model.index.value == pytest.approx(
         values["source.spectral.index"]
     )
+
+    # excess map with the analysis' models as background: the fitted source is gone from it
+    analysis.config.excess_map.correlation_radius = "0.1 deg"
+    analysis.config.excess_map.energy_edges = {"min": "0.3 TeV", "max": "100 TeV", "nbins": 1}
+    analysis.get_excess_map()
+    maps = analysis.excess_map
+    dataset = analysis.datasets["stacked"]
+    background_only = ExcessMapEstimator(energy_edges=[0.3, 100] * u.TeV).run(
+        dataset, models=Models([analysis.models["stacked-bkg"]])
+    )
+    x, y = dataset.geom.world_to_pix(values["source.spatial.lon_0"], values["source.spatial.lat_0"])
+    iy, ix = round(float(y)), round(float(x))
+    assert background_only.sqrt_ts[0, iy, ix] > 10
+    assert abs(maps.sqrt_ts[0, iy, ix]) < 2
+    # the edges snap to the dataset's (0.3 TeV -> 0.251 TeV; 100 TeV -> its upper edge, 10 TeV)
+    edges = dataset.geom.axis("energy").edges
+    np.testing.assert_allclose(maps.energy_axis.edges, [edges[2], edges[-1]], rtol=1e-12)
 
     # write and read back
     analysis.config.general.datasets_file = tmp_path / "out" / "datasets.yaml"

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import astropy.units as u
 import numpy as np
 import yaml
 
@@ -71,6 +72,7 @@ class Analysis:
         self.fit_result: Any = None
         self._skipped_obs_ids: list[int] = []
         self.flux_points: Any = None
+        self.excess_map: Any = None
 
     # -- configuration ---------------------------------------------------------------------------------
     @property
@@ -468,8 +470,30 @@ class Analysis:
         raise NotImplementedError(f"get_flux_points: flux points are {_ESTIMATORS_NOT_YET}")
 
     def get_excess_map(self) -> None:
-        """Excess map (``excess_map`` section): not available yet in jaxgamma."""
-        raise NotImplementedError(f"get_excess_map: excess maps are {_ESTIMATORS_NOT_YET}")
+        """Excess and significance maps of the (stacked) dataset with the ``excess_map`` settings
+        (``correlation_radius``, ``energy_edges``, estimator ``parameters``) and the analysis'
+        models as background: :class:`jaxgamma.estimators.ExcessMapEstimator`, result in
+        ``.excess_map`` (a :class:`jaxgamma.estimators.FluxMaps`)."""
+        from ..estimators import ExcessMapEstimator
+
+        if self.datasets is None:
+            raise RuntimeError("get_excess_map: no datasets yet; run get_datasets() first")
+        if len(self.datasets) != 1:
+            raise ValueError(
+                f"get_excess_map: the datasets must be stacked to compute the excess map, got {len(self.datasets)} "
+                "(set datasets.stack: true)"
+            )
+        dataset = self.datasets[0]
+        if dataset.tag not in ("MapDataset", "MapDatasetOnOff"):
+            raise ValueError(f"get_excess_map: cannot compute an excess map for a {dataset.tag} (1D dataset)")
+        settings = self.config.excess_map
+        axis = self._make_energy_axis(settings.energy_edges)
+        energy_edges = None if axis is None else axis.edges_in("TeV") * u.TeV
+        estimator = ExcessMapEstimator(
+            correlation_radius=settings.correlation_radius, energy_edges=energy_edges, **dict(settings.parameters)
+        )
+        log.info("Computing excess maps.")
+        self.excess_map = estimator.run(dataset, models=self._models)
 
     def get_light_curve(self) -> None:
         """Light curve (``light_curve`` section): not available yet in jaxgamma."""

@@ -1,0 +1,6 @@
+"""Estimators: quantities derived from datasets and models (Gammapy's ``gammapy.estimators``)."""
+
+from .core import FluxMaps
+from .excess import ExcessMapEstimator
+
+__all__ = ["ExcessMapEstimator", "FluxMaps"]
