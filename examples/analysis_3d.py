@@ -7,7 +7,10 @@ safe mask "aeff-default" and "offset-max"). Then
 1. stacked: the three observations reduced into one map dataset and fitted above 0.3 TeV
    (``fit.fit_range.min``) with a point source with an exponential-cutoff power law and a FoV background
    norm, as the seed fit of the stacked dataset (``tests/test_fit_seed.py``);
-2. joint: ``datasets.stack = False``, one dataset per observation (cut out around its pointing), each
+2. the residual significance of the stacked fit: ``Analysis.get_excess_map`` (correlation radius
+   0.1 deg, E > 0.3 TeV) with the fitted models as background, its map and its distribution, next to
+   the significance of the background alone (plots written to the output folder);
+3. joint: ``datasets.stack = False``, one dataset per observation (cut out around its pointing), each
    with its own FoV background norm, and one joint fit over the whole energy range (the seed config has
    no fit range), next to Gammapy 2.1's ``Analysis`` on the same configuration.
 
@@ -24,7 +27,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import astropy.units as u
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
 from jaxgamma import Analysis, AnalysisConfig
+from jaxgamma.estimators import ExcessMapEstimator
+from jaxgamma.models import Models
+from jaxgamma.plotting import plot_map, plot_significance_distribution
 
 # the start model, in Gammapy's models YAML (as the seed fit: tests/test_fit_seed.py)
 MODELS = """
@@ -130,6 +143,37 @@ def compare(title: str, result: Any, reference: dict[str, tuple[float, float | N
         print(f"  {name:<26} {ours:12.6g} +- {ours_error:<9.4g}   {gammapy}   {diff:>12}")
 
 
+def significance(analysis: Analysis, outdir: Path) -> None:
+    """The residual significance map of the stacked fit and its distribution."""
+    print(f"\n{'=' * 100}\n2. residual significance of the stacked fit\n{'=' * 100}")
+    analysis.config.excess_map.correlation_radius = "0.1 deg"
+    analysis.config.excess_map.energy_edges = {"min": "0.3 TeV", "max": "10 TeV", "nbins": 1}
+    t0 = time.perf_counter()
+    analysis.get_excess_map()
+    print(f"excess map in {time.perf_counter() - t0:.2f} s")
+    residual = analysis.excess_map
+    dataset = analysis.datasets["stacked"]
+    background = ExcessMapEstimator("0.1 deg", energy_edges=[0.3, 10] * u.TeV).run(
+        dataset, models=Models([analysis.models["stacked-bkg"]])
+    )
+    print(residual)
+    lon, lat = dataset.geom.get_coord()
+    far = np.hypot(lon - 0.0, lat - 0.0) > 1.0  # away from the Galactic centre source
+    sig = residual.sqrt_ts[0]
+    print(f"max significance, background only: {np.nanmax(background.sqrt_ts[0]):.1f}; after the fit: {np.nanmax(sig):.1f}")
+    fig = plt.figure(figsize=(12, 4))
+    ax1 = fig.add_subplot(1, 2, 1, projection=dataset.geom.wcs)
+    plot_map(sig, dataset.geom, ax=ax1, cmap="coolwarm", vmin=-5, vmax=5)
+    ax1.set_title("residual significance, E > 0.3 TeV")
+    ax2 = fig.add_subplot(1, 2, 2)
+    _, mean_all, std_all = plot_significance_distribution(sig, ax=ax2, label="all bins", color="C3")
+    _, mean, std = plot_significance_distribution(sig, mask=far, ax=ax2, label="> 1 deg from the GC", color="C0")
+    ax2.legend(fontsize="small")
+    fig.savefig(outdir / "residual_significance.png", dpi=80)
+    print(f"significance distribution: all bins mean {mean_all:.3f} std {std_all:.3f}; > 1 deg from the GC mean {mean:.3f} std {std:.3f}")
+    print(f"plot written to {outdir / 'residual_significance.png'}")
+
+
 def main(outdir: Path) -> None:
     config = make_config()
     seed = Path(os.path.expandvars("$GAMMAPY_DATA/cta-1dc-gc-reduced/config_stack.yaml"))
@@ -145,10 +189,13 @@ def main(outdir: Path) -> None:
     report("1. stacked reduction, fit above 0.3 TeV", stacked, times)
     compare("stacked fit next to Gammapy 2.1's", stacked.fit_result, GAMMAPY_STACKED)
 
+    outdir.mkdir(parents=True, exist_ok=True)
+    significance(stacked, outdir)
+
     joint_config = config.copy()
     joint_config.datasets.stack = False
     joint, times = run(joint_config)
-    report("2. joint reduction (one dataset per observation), joint fit", joint, times)
+    report("3. joint reduction (one dataset per observation), joint fit", joint, times)
     reference: dict[str, tuple[float, float | None]] = dict(GAMMAPY_JOINT)
     for dataset, norm in zip(joint.datasets.names, GAMMAPY_JOINT_NORMS, strict=True):
         reference[f"{dataset}-bkg.spectral.norm"] = (norm, None)
@@ -156,7 +203,6 @@ def main(outdir: Path) -> None:
         "joint fit next to Gammapy 2.1's (observations 110380, 111140, 111159)", joint.fit_result, reference
     )
 
-    outdir.mkdir(parents=True, exist_ok=True)
     joint.config.general.datasets_file = outdir / "joint_datasets.yaml"
     joint.config.general.models_file = outdir / "joint_models.yaml"
     joint.write_datasets(overwrite=True)

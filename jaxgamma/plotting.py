@@ -1,4 +1,5 @@
-"""Plots with matplotlib (never traced): spectra with error bands, flux points.
+"""Plots with matplotlib (never traced): spectra with error bands, flux points, sky images and the
+distribution of a significance map.
 
 The error band of a spectrum comes from linear error propagation through the exact Jacobian of
 ``E^p dN/dE`` with respect to the model's free parameters: ``sigma(E)^2 = J(E) C J(E)^T``.
@@ -18,7 +19,13 @@ from .models.spectral import SpectralModel
 from .parameters import ParameterVector
 from .units import DNDE, ENERGY, parse_unit
 
-__all__ = ["plot_flux_points", "plot_spectrum", "spectrum_error_band"]
+__all__ = [
+    "plot_flux_points",
+    "plot_map",
+    "plot_significance_distribution",
+    "plot_spectrum",
+    "spectrum_error_band",
+]
 
 
 def _energy_grid(energy_bounds: Any, n_points: int) -> np.ndarray:
@@ -156,3 +163,68 @@ def plot_flux_points(
     ax.set_xscale("log")
     ax.set_yscale("log")
     return ax
+
+
+def plot_map(image: Any, geom: Any, ax: Any = None, add_cbar: bool = True, **kwargs: Any) -> Any:
+    """Show a sky image (``(ny, nx)``, e.g. ``maps.sqrt_ts[0]``) on the sky axes of ``geom``'s WCS,
+    as Gammapy's ``Map.plot``; keyword arguments go to ``imshow`` (default ``origin="lower"``,
+    ``interpolation="nearest"``). Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    image = np.asarray(image, dtype=float)
+    if image.shape != tuple(geom.data_shape_image):
+        raise ValueError(f"plot_map: the image has shape {image.shape}, the geometry {tuple(geom.data_shape_image)}")
+    if ax is None:
+        fig = plt.gcf()
+        ax = fig.add_subplot(projection=geom.wcs)
+    opts = {"origin": "lower", "interpolation": "nearest", **kwargs}
+    artist = ax.imshow(image, **opts)
+    if add_cbar:
+        plt.colorbar(artist, ax=ax)
+    return ax
+
+
+def plot_significance_distribution(
+    significance: Any, mask: Any = None, ax: Any = None, bins: Any = None, **kwargs: Any
+) -> tuple[Any, float, float]:
+    """Histogram (density) of the finite values of a significance map, where ``mask`` is True
+    (e.g. outside an exclusion region), with the normal distribution of the same mean and
+    standard deviation and the standard normal for comparison.
+
+    Returns
+    -------
+    ax, mean, std
+        The axes and the mean and standard deviation of the values (a background-only region is
+        N(0, 1) when the background model is right).
+    """
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(significance, dtype=float)
+    selected = np.isfinite(values)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != values.shape:
+            raise ValueError(f"plot_significance_distribution: mask shape {mask.shape} != significance shape {values.shape}")
+        selected &= mask
+    values = values[selected]
+    if values.size < 2:
+        raise ValueError("plot_significance_distribution: fewer than two finite significance values are selected")
+    ax = plt.gca() if ax is None else ax
+    bins = np.linspace(-6, 8, 57) if bins is None else bins
+    opts = {"density": True, "alpha": 0.5, "label": "significance", **kwargs}
+    ax.hist(values, bins=bins, **opts)
+    mean, std = float(values.mean()), float(values.std())
+    x = np.linspace(np.min(bins), np.max(bins), 300)
+    gauss = np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * np.sqrt(2 * np.pi))
+    ax.plot(x, gauss, color="black", label=f"normal: mean {mean:.2f}, std {std:.2f}")
+    ax.plot(x, np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi), color="gray", linestyle="--", label="N(0, 1)")
+    ax.set_yscale("log")
+    # down to half a count per bin (the normal curves' far tails would stretch the axis)
+    floor = 0.5 / (values.size * float(np.min(np.diff(np.asarray(bins, dtype=float))))) if np.ndim(bins) else None
+    if floor is not None:
+        bottom = ax.get_ylim()[0]
+        ax.set_ylim(bottom=floor if bottom <= 0 or not getattr(ax, "_jaxgamma_floor", False) else min(bottom, floor))
+        ax._jaxgamma_floor = True
+    ax.set_xlabel("significance")
+    ax.set_ylabel("density")
+    return ax, mean, std

@@ -156,20 +156,24 @@ def _expm1_root(t: np.ndarray, upper: bool) -> np.ndarray:
 
     With ``w = exp(v)``, ``-w`` is the Lambert W of ``-exp(-1 - t)`` on branch 0 (``v <= 0``) or -1
     (``v >= 0``): the closed forms of the Cash errors use ``W + 1 = -expm1(v)``, computed here
-    without the cancellation near the branch point. Newton's method on this convex function,
-    started on the far side of the root (where it is positive), converges monotonically.
+    without the cancellation near the branch point. Newton's method from the series
+    ``v = s - s^2/6 + s^3/36`` (``s = +-sqrt(2 t)``) for small ``t``, and from the far side of the
+    root (where this convex function is positive) otherwise; computed once per distinct ``t``
+    (counts maps repeat their values).
     """
     t = np.asarray(t, dtype=np.float64)
-    v = np.log(2.0 * (1.0 + t)) if upper else -1.0 - t
-    for _ in range(200):
-        h = np.expm1(v) - v - t
-        step = h / np.expm1(v)
+    values, inverse = np.unique(t, return_inverse=True)
+    s = np.sqrt(2.0 * values) * (1.0 if upper else -1.0)
+    series = s - s**2 / 6 + s**3 / 36
+    far = np.log(2.0 * (1.0 + values)) if upper else -1.0 - values
+    v = np.where(values < 0.5, series, far)
+    for _ in range(100):
+        step = (np.expm1(v) - v - values) / np.expm1(v)
         step = np.where(np.isfinite(step), step, 0.0)
-        v_new = v - step
-        if np.array_equal(v_new, v):
+        v = v - step
+        if np.all(np.abs(step) <= 4 * np.finfo(float).eps * np.abs(v)):
             break
-        v = v_new
-    return v
+    return v[inverse].reshape(t.shape)
 
 
 def _bisect(fun: Any, lo: np.ndarray, hi: np.ndarray, iterations: int = 200) -> np.ndarray:
@@ -314,12 +318,11 @@ class CashCountsStatistic(_CountsStatistic):
         valid = self.mu_bkg > 0
         q = c / np.where(valid, self.mu_bkg, 1.0)
         y = 1.0 + np.log1p(q)  # where g(y) = (y - 1) e^y - (q - 1) > 0: Newton decreases to the root
-        for _ in range(200):
-            g = (y - 1) * np.exp(y) - (q - 1)
-            y_new = y - g / (y * np.exp(y))
-            if np.array_equal(y_new, y):
+        for _ in range(100):
+            step = ((y - 1) * np.exp(y) - (q - 1)) / (y * np.exp(y))
+            y = y - step
+            if np.all(np.abs(step) <= 4 * np.finfo(float).eps * np.abs(y)):
                 break
-            y = y_new
         return np.where(valid, self.mu_bkg * np.expm1(y), np.nan)
 
 

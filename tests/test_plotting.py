@@ -68,3 +68,32 @@ def test_plot_spectrum_draws_band(tmp_path):
     plt.close(fig)
     with pytest.raises(ValueError, match="energy_bounds"):
         plot_spectrum(model, [10 * u.TeV, 1 * u.TeV])
+
+
+def test_significance_map_and_distribution(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from jaxgamma.geom import WcsGeom
+    from jaxgamma.plotting import plot_map, plot_significance_distribution
+
+    geom = WcsGeom.create(skydir=(0, 0), binsz=0.1, npix=(40, 30), frame="galactic")
+    values = np.random.default_rng(0).normal(0.3, 1.2, size=(30, 40))
+    values[0, 0] = np.nan
+    mask = np.ones_like(values, dtype=bool)
+    mask[:, :10] = False
+    fig = plt.figure()
+    ax = plot_map(values, geom)
+    assert ax.images[0].get_array().shape == (30, 40)
+    fig.savefig(tmp_path / "map.png")
+    fig, ax = plt.subplots()
+    ax, mean, std = plot_significance_distribution(values, mask=mask, ax=ax)
+    selected = values[mask & np.isfinite(values)]
+    assert mean == pytest.approx(selected.mean()) and std == pytest.approx(selected.std())
+    assert abs(mean - 0.3) < 0.1 and abs(std - 1.2) < 0.1
+    assert len(ax.patches) > 0 and len(ax.lines) == 2
+    fig.savefig(tmp_path / "distribution.png")
+    plt.close("all")
+    with pytest.raises(ValueError, match="shape"):
+        plot_map(values[:, :5], geom)
+    with pytest.raises(ValueError, match="fewer than two"):
+        plot_significance_distribution(values, mask=np.zeros_like(mask))
