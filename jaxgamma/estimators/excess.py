@@ -13,7 +13,7 @@ convolution stores its results in float32, so the maps agree to about 1e-7 relat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import astropy.units as u
 import numpy as np
@@ -148,7 +148,7 @@ class ExcessMapEstimator:
         self.selection_optional = selection_optional
         self.energy_edges = energy_edges
         self.correlate_off = bool(correlate_off)
-        spectral_model = PowerLawSpectralModel(index=2.0) if spectral_model is None else spectral_model
+        spectral_model = PowerLawSpectralModel(index=2.0) if spectral_model is None else spectral_model  # type: ignore[arg-type]
         spectral_model = getattr(spectral_model, "spectral_model", spectral_model)
         if not isinstance(spectral_model, SpectralModel):
             raise TypeError(
@@ -258,6 +258,7 @@ class ExcessMapEstimator:
         if dataset.counts is None:
             raise ValueError(f"ExcessMapEstimator.run: dataset {dataset.name!r} has no counts")
         onoff = isinstance(dataset, MapDatasetOnOff)
+        dataset = cast(Any, dataset)  # the fields of either class, by ``onoff``
         if onoff and dataset.counts_off is None:
             raise ValueError(f"ExcessMapEstimator.run: ON/OFF dataset {dataset.name!r} has no counts_off")
         axis_in = dataset.geom.axis("energy")
