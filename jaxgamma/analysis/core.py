@@ -466,8 +466,26 @@ class Analysis:
 
     # -- estimators --------------------------------------------------------------------------------------
     def get_flux_points(self) -> None:
-        """Flux points (``flux_points`` section): not available yet in jaxgamma."""
-        raise NotImplementedError(f"get_flux_points: flux points are {_ESTIMATORS_NOT_YET}")
+        """Flux points of the ``flux_points.source`` model in the ``flux_points.energy`` bins
+        (:class:`jaxgamma.estimators.FluxPointsEstimator` with ``flux_points.parameters``), from
+        the datasets and the analysis' models (the fitted ones after :meth:`run_fit`). The result,
+        in ``.flux_points``, is a :class:`jaxgamma.datasets.FluxPointsDataset` (as Gammapy's); its
+        models are ``analysis.models[source]``."""
+        from ..datasets import FluxPointsDataset
+        from ..estimators import FluxPointsEstimator
+
+        if self.datasets is None:
+            raise RuntimeError("get_flux_points: no datasets yet; run get_datasets() first")
+        settings = self.config.flux_points
+        axis = self._make_energy_axis(settings.energy)
+        if axis is None:
+            raise ValueError("get_flux_points: set flux_points.energy (min, max and nbins)")
+        estimator = FluxPointsEstimator(
+            source=settings.source, energy_edges=axis.edges_in("TeV") * u.TeV, **dict(settings.parameters)
+        )
+        log.info("Calculating flux points.")
+        points = estimator.run(self.datasets, self.models)
+        self.flux_points = FluxPointsDataset(data=points, name=settings.source)
 
     def get_excess_map(self) -> None:
         """Excess and significance maps of the (stacked) dataset with the ``excess_map`` settings

@@ -2,5 +2,6 @@
 
 from .core import FluxMaps
 from .excess import ExcessMapEstimator
+from .points import FluxPointsEstimator
 
-__all__ = ["ExcessMapEstimator", "FluxMaps"]
+__all__ = ["ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator"]

@@ -1,0 +1,400 @@
+"""Flux points: Gammapy 2.1's ``FluxPointsEstimator`` (without re-optimisation).
+
+In each energy group the source's spectrum is scaled by a free ``norm`` (the reference model being
+the source's spectrum) while every other parameter stays at its value. With the other models
+fixed, each dataset's prediction is linear in ``norm``: ``npred = other + norm * source`` (Cash,
+clipped at 0 as Gammapy's ``npred``) or ``mu_sig = other_signal + norm * source`` (WStat). The
+estimator therefore precomputes the two predictions once per dataset and fits every energy group
+at the same time: the statistic of all groups is one JAX function of the vector of norms (one per
+group; its Hessian is diagonal), minimised by a safeguarded Newton iteration, and the errors,
+upper limits and profiles are vectorised root searches and evaluations of that function.
+
+``norm_err`` is ``n_sigma * sqrt(2 / F'')`` from the exact second derivative (Gammapy: Minuit's
+covariance), ``norm_errn``/``norm_errp`` and ``norm_ul`` are where the statistic rises by
+``n_sigma^2`` / ``n_sigma_ul^2`` (Gammapy: ``brentq`` on the profile), ``ts = F(0) - F(norm)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import astropy.units as u
+import jax
+import jax.numpy as jnp
+import numpy as np
+from astropy.table import Table
+
+from ..datasets.flux_points import FluxPoints
+from ..datasets.map import MapDataset, MapDatasetOnOff
+from ..datasets.spectrum import SpectrumDataset, SpectrumDatasetOnOff
+from ..geom import MapAxis
+from ..stats import cash, wstat, wstat_npred_background
+
+__all__ = ["FluxPointsEstimator"]
+
+_SELECTION_OPTIONAL = ("errn-errp", "ul", "scan")
+_CASH = (MapDataset, SpectrumDataset)
+_WSTAT = (MapDatasetOnOff, SpectrumDatasetOnOff)
+
+
+def _energy_axis(dataset: Any) -> MapAxis:
+    if isinstance(dataset, (MapDataset, MapDatasetOnOff)):
+        return dataset.geom.axis("energy")
+    return MapAxis.from_edges(
+        np.asarray(dataset.energy_edges, dtype=np.float64), name="energy", unit="TeV", interp="log"
+    )
+
+
+def _group_bins(axis: MapAxis, energy_min: float, energy_max: float) -> tuple[int, int] | None:
+    """The reconstructed bins ``[i, j]`` of Gammapy's ``slice_by_energy`` (``group_table`` with two
+    edges, rounding in pixel coordinates); None when the range does not overlap the axis."""
+    pix = np.clip(axis.coord_to_pix(np.array([energy_min, energy_max])), -0.5, axis.nbin - 0.5)
+    idx = np.unique(np.round(pix + 0.5) - 0.5)
+    if idx.size < 2:
+        return None
+    return int(idx[0] + 0.5), int(idx[1] - 0.5)
+
+
+class _Terms:
+    """One dataset's statistic as a function of the group norms, over its bins inside ``mask``:
+    flat arrays (numpy, moved to JAX when evaluated) and the group of each bin."""
+
+    def __init__(self, dataset: Any, source: Any, others: Any, groups: np.ndarray):
+        mask = dataset.mask
+        mask = np.ones(np.shape(dataset.counts), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        # groups: the group index of each reconstructed energy bin (-1 outside every group)
+        bin_group = np.broadcast_to(groups.reshape((-1,) + (1,) * (mask.ndim - 1)), mask.shape)
+        self.keep = mask & (bin_group >= 0)
+        self.group = bin_group[self.keep].astype(np.int32)
+        self.counts = np.asarray(dataset.counts, dtype=np.float64)[self.keep]
+        self.source = np.asarray(dataset.npred_signal(source), dtype=np.float64)[self.keep]
+        self.wstat = isinstance(dataset, _WSTAT)
+        if self.wstat:
+            self.other = np.asarray(dataset.npred_signal(others), dtype=np.float64)[self.keep]
+            self.counts_off = np.asarray(dataset.counts_off, dtype=np.float64)[self.keep]
+            alpha = np.broadcast_to(np.asarray(dataset.alpha, dtype=np.float64), mask.shape)
+            self.alpha = alpha[self.keep]
+        else:
+            self.other = np.asarray(dataset.npred(others), dtype=np.float64)[self.keep]
+            self.counts_off = self.alpha = np.zeros(0)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.group, self.counts, self.other, self.source, self.counts_off, self.alpha)
+
+
+def _stat_per_group(
+    norms: jax.Array, terms: tuple[tuple[jax.Array, ...], ...], kinds: tuple[bool, ...], n_groups: int
+) -> jax.Array:
+    """The statistic of each group at its own norm, summed over the datasets."""
+    total = jnp.zeros(n_groups)
+    for (group, counts, other, source, counts_off, alpha), is_wstat in zip(terms, kinds, strict=True):
+        norm = norms[group]
+        if is_wstat:
+            per_bin = wstat(counts, counts_off, alpha, other + norm * source)
+        else:
+            mu = other + norm * source
+            per_bin = cash(counts, jnp.where(mu < 0, 0.0, mu))
+        total = total + jax.ops.segment_sum(per_bin, group, num_segments=n_groups)
+    return total
+
+
+def _derivatives(
+    norms: jax.Array, terms: Any, kinds: tuple[bool, ...], n_groups: int
+) -> tuple[jax.Array, ...]:
+    """Value, first and second derivatives of each group's statistic in its norm (the groups are
+    independent: the gradient and the Hessian-vector product with ones are per group)."""
+
+    def total(x: jax.Array) -> jax.Array:
+        return jnp.sum(_stat_per_group(x, terms, kinds, n_groups))
+
+    value = _stat_per_group(norms, terms, kinds, n_groups)
+    grad, hess = jax.jvp(jax.grad(total), (norms,), (jnp.ones_like(norms),))
+    return value, grad, hess
+
+
+_stat_jit = jax.jit(_stat_per_group, static_argnames=("kinds", "n_groups"))
+_derivatives_jit = jax.jit(_derivatives, static_argnames=("kinds", "n_groups"))
+
+
+class FluxPointsEstimator:
+    """Flux points of one source in energy groups (Gammapy's ``FluxPointsEstimator`` with
+    ``reoptimize=False``, its default).
+
+    Parameters
+    ----------
+    source : str or int
+        The source (name or index in the models).
+    energy_edges : Quantity or array (TeV)
+        Edges of the flux points (snapped to each dataset's reconstructed edges). Default 1, 10 TeV.
+    n_sigma, n_sigma_ul : float
+        Confidence levels of the errors and of the upper limits.
+    selection_optional : list of str or "all", optional
+        Any of "errn-errp", "ul", "scan" ("all": the three; Gammapy's "sensitivity" is not
+        available yet).
+    norm : dict, optional
+        Scan settings of the norm: ``scan_min`` (0.2), ``scan_max`` (5), ``scan_n_values`` (11),
+        or ``scan_values``.
+    reoptimize : bool
+        Only False (the other parameters stay fixed) is available.
+    """
+
+    tag = "FluxPointsEstimator"
+
+    def __init__(
+        self,
+        source: Any = 0,
+        energy_edges: Any = (1.0, 10.0),
+        n_sigma: float = 1,
+        n_sigma_ul: float = 2,
+        selection_optional: Any = None,
+        norm: dict[str, Any] | None = None,
+        reoptimize: bool = False,
+    ):
+        if reoptimize:
+            raise NotImplementedError("FluxPointsEstimator: reoptimize=True is not available yet in jaxgamma")
+        self.source = source
+        edges = np.atleast_1d(np.asarray(u.Quantity(energy_edges, "TeV").to_value("TeV"), dtype=np.float64))
+        if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0) or not np.all(edges > 0):
+            raise ValueError(
+                f"FluxPointsEstimator: energy_edges must be >= 2 increasing positive energies, got {energy_edges!r}"
+            )
+        self.energy_edges = edges
+        for label, value in (("n_sigma", n_sigma), ("n_sigma_ul", n_sigma_ul)):
+            if not float(value) > 0:
+                raise ValueError(f"FluxPointsEstimator: {label} must be > 0, got {value}")
+        self.n_sigma = float(n_sigma)
+        self.n_sigma_ul = float(n_sigma_ul)
+        if selection_optional is None:
+            selection = []
+        elif selection_optional == "all":
+            selection = list(_SELECTION_OPTIONAL)
+        else:
+            selection = (
+                [selection_optional] if isinstance(selection_optional, str) else list(selection_optional)
+            )
+        if "sensitivity" in selection:
+            raise NotImplementedError(
+                "FluxPointsEstimator: the 'sensitivity' option is not available yet in jaxgamma"
+            )
+        unknown = sorted(set(selection) - set(_SELECTION_OPTIONAL))
+        if unknown:
+            raise ValueError(
+                f"FluxPointsEstimator: unknown selection_optional {unknown}; choose from {list(_SELECTION_OPTIONAL)}"
+            )
+        self.selection_optional = selection
+        norm = dict(norm or {})
+        unknown = sorted(set(norm) - {"scan_min", "scan_max", "scan_n_values", "scan_values"})
+        if unknown:
+            raise ValueError(f"FluxPointsEstimator: unknown norm settings {unknown}")
+        if norm.get("scan_values") is not None:
+            self.scan_values = np.asarray(norm["scan_values"], dtype=np.float64)
+        else:
+            lo, hi = float(norm.get("scan_min", 0.2)), float(norm.get("scan_max", 5.0))
+            n = int(norm.get("scan_n_values", 11))
+            if not 0 < lo < hi or n < 2:
+                raise ValueError(f"FluxPointsEstimator: bad norm scan settings {norm}")
+            self.scan_values = np.exp(np.linspace(np.log(lo), np.log(hi), n))  # Gammapy's "log" scale
+
+    # -- estimation ---------------------------------------------------------------------------------
+    def run(self, datasets: Any, models: Any) -> FluxPoints:
+        """Flux points of the source in ``models`` from ``datasets`` (a dataset, a list or a
+        Datasets of map and spectrum datasets, Cash or ON/OFF)."""
+        from ..datasets import Datasets
+        from ..models import Models
+
+        datasets = (
+            datasets
+            if isinstance(datasets, Datasets)
+            else Datasets(datasets if isinstance(datasets, (list, tuple)) else [datasets])
+        )
+        for d in datasets:
+            if not isinstance(d, _CASH + _WSTAT):
+                raise TypeError(
+                    f"FluxPointsEstimator: dataset {d.name!r} is a {type(d).__name__}; flux points need map or "
+                    "spectrum datasets (Cash or ON/OFF)"
+                )
+            if d.counts is None:
+                raise ValueError(f"FluxPointsEstimator: dataset {d.name!r} has no counts")
+        models = models if isinstance(models, Models) else Models(models)
+        try:
+            source = models[self.source]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ValueError(
+                f"FluxPointsEstimator: no source {self.source!r} in the models {models.names}"
+            ) from exc
+        others = Models([m for m in models if m.name != source.name])
+        spectral = source.spectral_model
+
+        n_groups = self.energy_edges.size - 1
+        group_of_bin = []
+        e_min = np.full(n_groups, np.inf)
+        e_max = np.full(n_groups, -np.inf)
+        for d in datasets:
+            axis = _energy_axis(d)
+            groups = np.full(axis.nbin, -1)
+            for g in range(n_groups):
+                bins = _group_bins(axis, self.energy_edges[g], self.energy_edges[g + 1])
+                if bins is None:
+                    continue
+                groups[bins[0] : bins[1] + 1] = g
+                e_min[g] = min(e_min[g], axis.edges[bins[0]])
+                e_max[g] = max(e_max[g], axis.edges[bins[1] + 1])
+            group_of_bin.append(groups)
+        covered = np.isfinite(e_min)
+        if not np.any(covered):
+            raise ValueError(
+                f"FluxPointsEstimator: energy_edges {self.energy_edges.tolist()} TeV do not overlap the datasets' energy ranges"
+            )
+        # groups no dataset reaches: Gammapy's NaN rows with the requested edges
+        e_min = np.where(covered, e_min, self.energy_edges[:-1])
+        e_max = np.where(covered, e_max, self.energy_edges[1:])
+
+        terms = [_Terms(d, Models([source]), others, g) for d, g in zip(datasets, group_of_bin, strict=True)]
+        kinds = tuple(t.wstat for t in terms)
+        arrays = tuple(tuple(jnp.asarray(a) for a in t.arrays()) for t in terms)
+        contributes = np.zeros(n_groups, dtype=bool)
+        for t in terms:
+            contributes[np.unique(t.group)] = True
+
+        def stat(x: np.ndarray) -> np.ndarray:
+            return np.asarray(_stat_jit(jnp.asarray(x, dtype=float), arrays, kinds, n_groups))
+
+        norm, success, curvature = self._minimise(arrays, kinds, n_groups)
+        best = stat(norm)
+        null = stat(np.zeros(n_groups))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            error = np.where(curvature > 0, np.sqrt(2.0 / curvature), np.nan)
+        rows: dict[str, Any] = {
+            "e_ref": np.sqrt(e_min * e_max),
+            "e_min": e_min,
+            "e_max": e_max,
+        }
+        e_ref = rows["e_ref"]
+        dnde = np.asarray(spectral.dnde(jnp.asarray(e_ref)), dtype=np.float64)
+        rows["ref_dnde"] = dnde
+        rows["ref_flux"] = np.asarray(spectral.integral_array(e_min, e_max), dtype=np.float64)
+        rows["ref_eflux"] = np.asarray(spectral.energy_flux_array(e_min, e_max), dtype=np.float64)
+        rows["ref_e2dnde"] = dnde * e_ref**2
+        rows["norm"] = norm
+        rows["stat"] = best
+        rows["success"] = success
+        rows["norm_err"] = error * self.n_sigma
+        rows["ts"] = null - best
+        rows["stat_null"] = null
+        if "errn-errp" in self.selection_optional:
+            rows["norm_errn"] = norm - self._crossing(stat, norm, best, error, self.n_sigma, upper=False)
+            rows["norm_errp"] = self._crossing(stat, norm, best, error, self.n_sigma, upper=True) - norm
+        if "ul" in self.selection_optional:
+            rows["norm_ul"] = self._crossing(stat, norm, best, error, self.n_sigma_ul, upper=True)
+        if "scan" in self.selection_optional:
+            scan = np.stack([stat(np.full(n_groups, v)) for v in self.scan_values], axis=1)
+            rows["norm_scan"] = np.broadcast_to(self.scan_values, scan.shape).copy()
+            rows["stat_scan"] = scan
+        counts, npred, npred_excess = self._sums(terms, norm, n_groups)
+        rows["counts"], rows["npred"], rows["npred_excess"] = counts, npred, npred_excess
+        # groups without a bin in any dataset's mask: Gammapy's values (no fit: stat 0, the rest NaN)
+        fill = {"success": False, "stat": 0.0, "stat_null": 0.0, "npred_excess": 0.0}
+        for key in rows:
+            if key in (
+                "e_ref",
+                "e_min",
+                "e_max",
+                "ref_dnde",
+                "ref_flux",
+                "ref_eflux",
+                "ref_e2dnde",
+                "counts",
+                "norm_scan",
+            ):
+                continue
+            value = np.asarray(rows[key], dtype=bool if key == "success" else float)
+            where = contributes.reshape((-1,) + (1,) * (value.ndim - 1))
+            rows[key] = np.where(where, value, fill.get(key, np.nan))
+        table = Table(rows)
+        table["e_ref"].unit = table["e_min"].unit = table["e_max"].unit = "TeV"
+        table["ref_dnde"].unit = "cm-2 s-1 TeV-1"
+        table["ref_flux"].unit = "cm-2 s-1"
+        table["ref_eflux"].unit = table["ref_e2dnde"].unit = "TeV cm-2 s-1"
+        table.meta.update(
+            {
+                "SED_TYPE": "likelihood",
+                "n_sigma": self.n_sigma,
+                "n_sigma_ul": self.n_sigma_ul,
+                "sqrt_ts_threshold_ul": 2,
+            }
+        )
+        table.meta["datasets"] = list(datasets.names)
+        return FluxPoints.from_table(table, sed_type="likelihood", reference_model=spectral)
+
+    @staticmethod
+    def _minimise(
+        arrays: Any, kinds: tuple[bool, ...], n_groups: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Safeguarded Newton on each group's (convex) statistic: a bracket on the sign of the
+        derivative, bisection when a Newton step leaves it or the curvature is not positive."""
+        x = np.ones(n_groups)
+        lo = np.full(n_groups, -np.inf)
+        hi = np.full(n_groups, np.inf)
+        converged = np.zeros(n_groups, dtype=bool)
+        for _ in range(200):
+            _, g, h = (np.asarray(a) for a in _derivatives_jit(jnp.asarray(x), arrays, kinds, n_groups))
+            lo = np.where(g < 0, np.maximum(lo, x), lo)
+            hi = np.where(g > 0, np.minimum(hi, x), hi)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                newton = x - g / h
+            ok = (h > 0) & np.isfinite(newton) & (newton > lo) & (newton < hi)
+            both = np.isfinite(lo) & np.isfinite(hi)
+            width = np.maximum(np.abs(x), 1.0)
+            middle = 0.5 * (np.where(both, lo, 0.0) + np.where(both, hi, 0.0))
+            fallback = np.where(both, middle, np.where(g > 0, x - 2 * width, x + 2 * width))
+            new = np.where(ok, newton, fallback)
+            new = np.where(g == 0, x, new)
+            step = np.abs(new - x)
+            converged = step <= 1e-12 * np.maximum(np.abs(new), 1e-3)
+            x = new
+            if np.all(converged):
+                break
+        _, g, h = (np.asarray(a) for a in _derivatives_jit(jnp.asarray(x), arrays, kinds, n_groups))
+        # a minimum on a kink (e.g. at norm = 0 with bins without counts) has a bracket of zero width
+        kink = np.isfinite(lo) & np.isfinite(hi) & (hi - lo <= 1e-9 * np.maximum(np.abs(x), 1e-3))
+        return x, converged & ((h > 0) | kink), h
+
+    @staticmethod
+    def _crossing(
+        stat: Any, norm: np.ndarray, best: np.ndarray, error: np.ndarray, n_sigma: float, upper: bool
+    ) -> np.ndarray:
+        """Where the statistic reaches ``best + n_sigma^2`` above (or below) the best norm: a
+        bisection in Gammapy's range (``1e5 x max(error, |norm|)`` away), NaN without a crossing."""
+        target = best + n_sigma**2
+        reach = 1e5 * np.maximum(np.nan_to_num(error, nan=1.0), np.abs(norm))
+        a = norm.copy()
+        b = norm + reach if upper else norm - reach
+        f_b = stat(b) - target
+        found = f_b > 0
+        for _ in range(200):
+            mid = 0.5 * (a + b)
+            below = stat(mid) - target < 0
+            a = np.where(below, mid, a)
+            b = np.where(below, b, mid)
+            if np.all(np.abs(b - a) <= 4 * np.finfo(float).eps * np.maximum(np.abs(a), np.abs(b))):
+                break
+        return np.where(found, 0.5 * (a + b), np.nan)
+
+    @staticmethod
+    def _sums(terms: list[_Terms], norm: np.ndarray, n_groups: int) -> tuple[np.ndarray, ...]:
+        """Per group and dataset: counts, predicted counts and the source's predicted counts, summed
+        over the dataset's bins in the group (at the best norm)."""
+        shape = (n_groups, len(terms))
+        counts, npred, excess = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        for i, t in enumerate(terms):
+            scale = norm[t.group]
+            signal = scale * t.source
+            if t.wstat:
+                mu_sig = t.other + signal
+                total = mu_sig + np.asarray(wstat_npred_background(t.counts, t.counts_off, t.alpha, mu_sig))
+            else:
+                total = np.clip(t.other + signal, 0, None)
+            counts[:, i] = np.bincount(t.group, weights=t.counts, minlength=n_groups)
+            npred[:, i] = np.bincount(t.group, weights=total, minlength=n_groups)
+            excess[:, i] = np.bincount(t.group, weights=signal, minlength=n_groups)
+        return counts, npred, excess
