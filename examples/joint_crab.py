@@ -1,5 +1,5 @@
 """The seed joint-Crab analysis: Fermi-LAT (3D map), H.E.S.S. (ON/OFF spectra) and HAWC (flux points)
-fitted jointly with one log-parabola Crab model.
+fitted jointly with one log-parabola Crab model; flux points per instrument and the spectrum plot.
 
 Run with ``GAMMAPY_DATA`` pointing at Gammapy's example data:
 
@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import jaxgamma as jg
 from jaxgamma import read_datasets, write_datasets
 from jaxgamma.datasets import Datasets, FluxPointsDataset, SpectrumDatasetOnOff
+from jaxgamma.estimators import FluxPointsEstimator
 from jaxgamma.plotting import plot_flux_points, plot_spectrum
 
 
@@ -56,9 +57,22 @@ def main(outdir: Path) -> None:
     result2 = jg.fit(datasets2, models2)
     print(f"\nrefit after reading back: total stat {result2.total_stat:.5f} (was {result.total_stat:.5f})")
 
+    # flux points per instrument, with the joint best fit as reference (the other parameters fixed)
+    estimators = {
+        "Fermi-LAT": FluxPointsEstimator(source="Crab Nebula", energy_edges=[0.01, 0.03, 0.1, 0.3, 1, 2] * u.TeV),
+        "HESS": FluxPointsEstimator(source="Crab Nebula", energy_edges=[0.7, 1.5, 3, 6, 12, 30] * u.TeV, selection_optional=["ul"]),
+    }
+    points = {name: estimator.run(datasets[name], result.models) for name, estimator in estimators.items()}
+    for name, fp in points.items():
+        print(f"\n{name} flux points:")
+        table = fp.to_table(sed_type="e2dnde")
+        print(table[[c for c in ("e_ref", "e2dnde", "e2dnde_err", "e2dnde_ul", "ts", "is_ul") if c in table.colnames]])
+
     fig, ax = plt.subplots(figsize=(7, 5))
     crab = result.models["Crab Nebula"].spectral_model
     plot_spectrum(crab, [0.01 * u.TeV, 300 * u.TeV], covariance=crab_cov, ax=ax, label="joint fit")
+    plot_flux_points(points["Fermi-LAT"], ax=ax, label="Fermi-LAT flux points", color="C1")
+    plot_flux_points(points["HESS"], ax=ax, label="H.E.S.S. flux points", color="C2")
     plot_flux_points(hawc.data, ax=ax, label="HAWC flux points", color="C3")
     ax.legend()
     fig.savefig(outdir / "joint_crab_spectrum.png", dpi=100)

@@ -15,7 +15,7 @@ import yaml
 import jaxgamma
 from jaxgamma.analysis import Analysis, AnalysisConfig, ConfigError
 from jaxgamma.cli import main
-from jaxgamma.estimators import ExcessMapEstimator
+from jaxgamma.estimators import ExcessMapEstimator, FluxPointsEstimator
 from jaxgamma.models import FoVBackgroundModel, Models
 
 SEED = "cta-1dc-gc-reduced/config_stack.yaml"
@@ -265,6 +265,20 @@ def test_stacked_fit_matches_gammapy(stacked_analysis, tmp_path):
     # the edges snap to the dataset's (0.3 TeV -> 0.251 TeV; 100 TeV -> its upper edge, 10 TeV)
     edges = dataset.geom.axis("energy").edges
     np.testing.assert_allclose(maps.energy_axis.edges, [edges[2], edges[-1]], rtol=1e-12)
+
+    # flux points of the fitted source: the fitted model lies within their errors, and they are what
+    # the estimator gives on the datasets and fitted models
+    analysis.config.flux_points.energy = {"min": "1 TeV", "max": "10 TeV", "nbins": 2}
+    analysis.config.flux_points.source = "source"
+    analysis.config.flux_points.parameters = {"selection_optional": ["errn-errp", "ul"]}
+    analysis.get_flux_points()
+    points = analysis.flux_points.data
+    assert analysis.flux_points.name == "source" and len(points) == 2
+    assert np.all(points.success) and np.all(points.ts > 25)
+    assert np.all(np.abs(points.norm - 1) < 3 * points.norm_err)
+    edges = Analysis._make_energy_axis(analysis.config.flux_points.energy).edges  # 3.162 TeV: a tie
+    direct = FluxPointsEstimator(source="source", energy_edges=edges).run(analysis.datasets, analysis.models)
+    np.testing.assert_allclose(direct.norm, points.norm, rtol=1e-10)
 
     # write and read back
     analysis.config.general.datasets_file = tmp_path / "out" / "datasets.yaml"
