@@ -1,19 +1,22 @@
-"""Excess / significance maps: Gammapy 2.1's ``ExcessMapEstimator`` vs jaxgamma's, side by side in
-one process, on the stacked CTA-1DC Galactic-centre dataset (``cta-1dc-gc-reduced/stacked.fits.gz``,
-500 x 400 pixels, 10 energy bins).
+"""Estimators, Gammapy 2.1 vs jaxgamma side by side in one process.
 
-Cases:
+Excess / significance maps (``ExcessMapEstimator``) on the stacked CTA-1DC Galactic-centre dataset
+(``cta-1dc-gc-reduced/stacked.fits.gz``, 500 x 400 pixels, 10 energy bins):
 - ``cash``: the default estimator (0.1 deg, one energy bin over the range, background = the
   dataset's background map);
 - ``cash-all``: two energy bins (0.3-1-10 TeV), every optional map (errn/errp, UL, sensitivity);
 - ``onoff-errors``: an ON/OFF version of a 0.8 x 0.6 deg cutout (OFF counts = Poisson(5 x
   background), acceptance_off 5), errn/errp and UL (WStat: a root search per pixel).
 
-Both libraries read the dataset before the timer; jaxgamma's first run includes the compilation of
+Flux points (``FluxPointsEstimator``, errn/errp, UL and profiles):
+- ``fp-hess``: H.E.S.S. run 23523 (ON/OFF), power law, 6 bins from 0.1 to 100 TeV;
+- ``fp-fermi``: the Fermi-LAT 3FHL Crab map dataset and models, 5 bins from 10 GeV to 2 TeV.
+
+Both libraries read the datasets before the timer; jaxgamma's first run includes the compilation of
 its background prediction (one small JAX program), reported separately from the warm runs. The
 medians of ``--repeats`` warm runs and their ratio are printed.
 
-Run: ``GAMMAPY_DATA=... python benchmarks/bench_excess_map.py [--repeats 3]``.
+Run: ``GAMMAPY_DATA=... python benchmarks/bench_estimators.py [--repeats 3]``.
 """
 
 from __future__ import annotations
@@ -91,6 +94,37 @@ def main() -> None:
                 gd.MapDatasetOnOff.read(tmp / "onoff.fits", name="onoff"),
             )
         )
+    flux_cases = []
+    if gd is not None:
+        from gammapy.estimators import FluxPointsEstimator as GammapyFPE
+        from gammapy.modeling.models import PowerLawSpectralModel as GammapyPL
+        from gammapy.modeling.models import SkyModel as GammapySkyModel
+
+        import jaxgamma as jg
+        from jaxgamma.datasets import SpectrumDatasetOnOff
+        from jaxgamma.estimators import FluxPointsEstimator
+        from jaxgamma.models import Models, PowerLawSpectralModel, SkyModel
+
+        run = Path(data) / "joint-crab/spectra/hess/pha_obs23523.fits"
+        hess_gp = gd.SpectrumDatasetOnOff.read(run)
+        hess_gp.models = GammapySkyModel(GammapyPL(index=2.7, amplitude="3e-11 cm-2 s-1 TeV-1"), name="crab")
+        hess_models = Models([SkyModel(spectral_model=PowerLawSpectralModel(index=2.7, amplitude="3e-11 cm-2 s-1 TeV-1"), name="crab")])
+        fermi = Path(data) / "fermi-3fhl-crab"
+        fermi_gp = gd.Datasets.read(fermi / "Fermi-LAT-3FHL_datasets.yaml", filename_models=fermi / "Fermi-LAT-3FHL_models.yaml")
+        fermi_ours, fermi_models = jg.read_datasets(fermi / "Fermi-LAT-3FHL_datasets.yaml", models=fermi / "Fermi-LAT-3FHL_models.yaml")
+        selection = ["errn-errp", "ul", "scan"]
+        for name, source, edges, ours_d, ours_m, theirs_d in (
+            ("fp-hess", "crab", [0.1, 0.3, 1, 3, 10, 30, 100] * u.TeV, SpectrumDatasetOnOff.read(run), hess_models, hess_gp),
+            ("fp-fermi", "Crab Nebula", [0.01, 0.03, 0.1, 0.3, 1, 2] * u.TeV, fermi_ours, fermi_models, fermi_gp),
+        ):
+            flux_cases.append(
+                (
+                    name,
+                    lambda s=source, e=edges, d=ours_d, m=ours_m: FluxPointsEstimator(source=s, energy_edges=e, selection_optional=selection).run(d, m),
+                    lambda s=source, e=edges, d=theirs_d: GammapyFPE(source=s, energy_edges=e, selection_optional=selection).run(d),
+                )
+            )
+
     print(f"{'case':14s} {'jaxgamma first':>15s} {'jaxgamma warm':>14s} {'Gammapy':>10s} {'ratio (warm)':>13s}  max |d sqrt_ts|")
     for name, options, dataset, reference in cases:
         first, warm, maps = timed(lambda o=options, d=dataset: ExcessMapEstimator(**o).run(d), args.repeats)
@@ -101,6 +135,13 @@ def main() -> None:
             diff = np.nanmax(np.abs(ref.sqrt_ts.data - maps.sqrt_ts))
             line += f" {gp:9.3f}s {gp / warm:12.1f}x  {diff:.1e}"
         print(line)
+
+    for name, ours_fun, theirs_fun in flux_cases:
+        first, warm, points = timed(ours_fun, args.repeats)
+        with np.errstate(all="ignore"):
+            _, gp, ref = timed(theirs_fun, max(args.repeats - 1, 1))
+        diff = np.nanmax(np.abs(ref.norm.data.ravel() - points.norm) / ref.norm_err.data.ravel())
+        print(f"{name:14s} {first:14.3f}s {warm:13.3f}s {gp:9.3f}s {gp / warm:12.1f}x  max |d norm| / err {diff:.1e}")
 
 
 if __name__ == "__main__":
