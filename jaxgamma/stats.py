@@ -168,7 +168,8 @@ def _expm1_root(t: np.ndarray, upper: bool) -> np.ndarray:
     far = np.log(2.0 * (1.0 + values)) if upper else -1.0 - values
     v = np.where(values < 0.5, series, far)
     for _ in range(100):
-        step = (np.expm1(v) - v - values) / np.expm1(v)
+        with np.errstate(invalid="ignore", divide="ignore"):  # t = 0 (n_sigma = 0): v = 0 exactly
+            step = (np.expm1(v) - v - values) / np.expm1(v)
         step = np.where(np.isfinite(step), step, 0.0)
         v = v - step
         if np.all(np.abs(step) <= 4 * np.finfo(float).eps * np.abs(v)):

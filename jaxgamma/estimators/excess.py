@@ -59,20 +59,25 @@ def correlate(images: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 def _energy_groups(axis: MapAxis, edges: Any) -> tuple[MapAxis, np.ndarray]:
     """The requested edges snapped to ``axis``'s edges (Gammapy's ``MapAxis.group_table``: rounding
-    in pixel coordinates, normal groups only) and the ``reduceat`` indices of
-    ``Map.resample_axis`` (``digitize`` of the snapped edges)."""
+    in pixel coordinates, normal groups only) and the ``reduceat`` indices of the groups (the
+    indices of the snapped edges, taken as integers: Gammapy's ``Map.resample_axis`` finds them by
+    ``digitize`` of the snapped energies)."""
     edges = np.asarray(edges, dtype=np.float64)
     pix = np.clip(axis.coord_to_pix(edges), -0.5, axis.nbin - 0.5)
-    idx = np.unique(np.round(pix + 0.5) - 0.5)
-    snapped = axis.pix_to_coord(idx)
-    if snapped.size < 2:
+    idx = np.unique(np.round(pix + 0.5).astype(int))  # edge indices 0 .. nbin
+    if idx.size < 2:
+        if edges.max() <= axis.edges[0] or edges.min() >= axis.edges[-1]:
+            raise ValueError(
+                f"ExcessMapEstimator: energy_edges {edges.tolist()} TeV do not overlap the dataset's energy "
+                f"range {axis.bounds} TeV"
+            )
+        near = axis.edges[idx[0]] if idx.size else None
         raise ValueError(
-            f"ExcessMapEstimator: energy_edges {edges.tolist()} TeV do not overlap the dataset's energy "
-            f"range {axis.bounds} TeV"
+            f"ExcessMapEstimator: energy_edges {edges.tolist()} TeV snap to at most one edge of the dataset's "
+            f"energy axis (edges {axis.edges.tolist()} TeV; nearest {near} TeV): give edges at least one bin apart"
         )
-    new_axis = MapAxis.from_edges(snapped, name="energy", unit="TeV", interp="log")
-    indices = np.digitize(snapped, axis.edges) - 1
-    return new_axis, indices
+    new_axis = MapAxis.from_edges(axis.edges[idx], name="energy", unit="TeV", interp="log")
+    return new_axis, idx
 
 
 def _resample(data: np.ndarray | None, indices: np.ndarray, weights: Any = None, ufunc: Any = np.add) -> Any:
@@ -318,19 +323,22 @@ class ExcessMapEstimator:
                     alpha = correlate(acceptance_on_m, kernel) / acceptance_off_m
             stat: Any = WStatCountsStatistic(n_on, n_off, alpha, mu_sig)
             convolved = {"alpha": alpha, "acceptance_on": acceptance_on_m, "acceptance_off": acceptance_off_m}
+            background_resampled = background
         else:
             npred = _resample(np.asarray(dataset.npred(models), dtype=np.float64), indices, weights)
             stat = CashCountsStatistic(n_on, correlate(npred * maskf, kernel))
+            background_resampled = npred  # Gammapy: the resampled dataset's background is npred()
 
         reco_exposure = self._reco_exposure(dataset, indices, weights, kernel, maskf)
-        maps: dict[str, np.ndarray] = {
-            "npred": stat.n_on,
-            "npred_excess": stat.n_sig,
-            "counts": stat.n_on,
-            "ts": stat.ts,
-            "sqrt_ts": stat.sqrt_ts,
-        }
-        with np.errstate(invalid="ignore", divide="ignore"):
+        # outside the mask (NaN at the end) alpha and the exposure can be 0 or infinite
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            maps: dict[str, np.ndarray] = {
+                "npred": stat.n_on,
+                "npred_excess": stat.n_sig,
+                "counts": stat.n_on,
+                "ts": stat.ts,
+                "sqrt_ts": stat.sqrt_ts,
+            }
             maps["norm"] = stat.n_sig / reco_exposure
             maps["norm_err"] = stat.error * self.n_sigma / reco_exposure
             if "errn-errp" in self.selection_optional:
@@ -341,13 +349,8 @@ class ExcessMapEstimator:
             if "sensitivity" in self.selection_optional:
                 excess = stat.n_sig_matching_significance(self.n_sigma_sensitivity)
                 if self.apply_threshold_sensitivity:
-                    background_all = (
-                        _resample(np.asarray(dataset.background, dtype=np.float64), indices, weights)
-                        if dataset.background is not None
-                        else np.zeros(geom.data_shape)
-                    )
                     excess = np.where(excess < self.gamma_min_sensitivity, self.gamma_min_sensitivity, excess)
-                    floor = self.bkg_syst_fraction_sensitivity * background_all
+                    floor = self.bkg_syst_fraction_sensitivity * background_resampled
                     excess = np.where(excess < floor, floor, excess)
                 maps["norm_sensitivity"] = excess / reco_exposure
         if onoff:
