@@ -210,21 +210,22 @@ def plot_significance_distribution(
     if values.size < 2:
         raise ValueError("plot_significance_distribution: fewer than two finite significance values are selected")
     ax = plt.gca() if ax is None else ax
-    bins = np.linspace(-6, 8, 57) if bins is None else bins
+    # bin edges (a number of bins or a method name is resolved on the values, as numpy does)
+    edges = np.linspace(-6, 8, 57) if bins is None else np.histogram_bin_edges(values, bins=bins)
     opts = {"density": True, "alpha": 0.5, "label": "significance", **kwargs}
-    ax.hist(values, bins=bins, **opts)
+    ax.hist(values, bins=edges, **opts)
     mean, std = float(values.mean()), float(values.std())
-    x = np.linspace(np.min(bins), np.max(bins), 300)
-    gauss = np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * np.sqrt(2 * np.pi))
-    ax.plot(x, gauss, color="black", label=f"normal: mean {mean:.2f}, std {std:.2f}")
+    x = np.linspace(edges[0], edges[-1], 300)
+    if std > 0:
+        gauss = np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * np.sqrt(2 * np.pi))
+        ax.plot(x, gauss, color="black", label=f"normal: mean {mean:.2f}, std {std:.2f}")
     ax.plot(x, np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi), color="gray", linestyle="--", label="N(0, 1)")
     ax.set_yscale("log")
     # down to half a count per bin (the normal curves' far tails would stretch the axis)
-    floor = 0.5 / (values.size * float(np.min(np.diff(np.asarray(bins, dtype=float))))) if np.ndim(bins) else None
-    if floor is not None:
-        bottom = ax.get_ylim()[0]
-        ax.set_ylim(bottom=floor if bottom <= 0 or not getattr(ax, "_jaxgamma_floor", False) else min(bottom, floor))
-        ax._jaxgamma_floor = True
+    floor = 0.5 / (values.size * float(np.min(np.diff(edges))))
+    bottom = ax.get_ylim()[0]
+    ax.set_ylim(bottom=floor if bottom <= 0 or not getattr(ax, "_jaxgamma_floor", False) else min(bottom, floor))
+    ax._jaxgamma_floor = True
     ax.set_xlabel("significance")
     ax.set_ylabel("density")
     return ax, mean, std

@@ -16,6 +16,7 @@ seeded by the exact Hessian there.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +29,11 @@ from astropy.table import Table
 
 from .fit.optimize import saturation_limits
 from .likelihood import clean_models, make_stat_function
-from .parameters import BoundTransform, ParameterVector
+from .parameters import BoundTransform, ParameterVector, scale10
 
 __all__ = ["LogDensity", "SampleResult", "log_density", "sample"]
+
+log = logging.getLogger(__name__)
 
 
 class LogDensity(eqx.Module):
@@ -89,8 +92,13 @@ def log_density(
     density : LogDensity
         ``density(u)`` is ``-stat(x(u)) / 2 + log |dx/du| + log_prior(x(u))``.
     u0 : numpy array
-        The unconstrained vector of the current values.
+        The unconstrained vector of the current values (moved half a posterior width inside a
+        bound the values sit on).
+
+    The unconstrained coordinates are the parameters divided by the power of ten of their
+    posterior width (or of their value, when larger) and mapped through their bounds.
     """
+    fit_result = models if hasattr(models, "covariance") and hasattr(models, "parameter_names") else None
     models = getattr(models, "models", models)  # a FitResult
     if models is None:
         raise ValueError("log_density: the fit result has no models (the fit failed before any step)")
@@ -101,11 +109,50 @@ def log_density(
     if log_prior is not None and not callable(log_prior):
         raise TypeError(f"log_density: log_prior must be a callable of the parameter vector, got {log_prior!r}")
     fun, x0, names = make_stat_function(datasets, clean, batch=batch_datasets)
-    transform = vector.transform(x0)
+    # the unit of each unconstrained coordinate: the power of ten of the posterior width or of the
+    # value, whichever is larger (the value alone fails at a bound, where it may be ~0)
+    width = _widths(fun, x0, getattr(fit_result, "errors", None))
+    scales = np.array([scale10(max(abs(v), w)) for v, w in zip(x0, width, strict=True)])
+    mins, maxs = np.array(vector.mins, dtype=float), np.array(vector.maxs, dtype=float)
+    transform = BoundTransform.create(scales, mins, maxs)
+    # a start on a bound (the best fit of a flux compatible with 0, say) moves half a width inside
+    start = np.where(np.isfinite(mins), np.maximum(x0, mins + 0.5 * width), x0)
+    start = np.where(np.isfinite(maxs), np.minimum(start, maxs - 0.5 * width), start)
+    start = np.where((start > mins) | ~np.isfinite(mins), start, x0)
     u_lo, u_hi = saturation_limits(transform)
-    u0 = np.clip(np.asarray(transform.to_unconstrained(jnp.asarray(x0))), u_lo, u_hi)
+    u0 = np.clip(np.asarray(transform.to_unconstrained(jnp.asarray(start))), u_lo, u_hi)
     density = LogDensity(fun, transform, log_prior, names, vector.units)
     return density, u0
+
+
+def _call(fun: Any, x: jax.Array) -> jax.Array:
+    return fun(x)
+
+
+_stat_derivatives = jax.jit(lambda f, x: (jax.grad(_call, argnums=1)(f, x), jax.hessian(_call, argnums=1)(f, x)))
+
+
+def _widths(fun: Any, x0: np.ndarray, errors: Any) -> np.ndarray:
+    """Posterior widths at ``x0``: the fit's errors when they are all finite and positive, else
+    ``sqrt(diag(2 H^-1))`` of the exact Hessian of the statistic (its diagonal alone when it is
+    not positive definite), ``2 / |gradient|`` where the curvature is 0 (an exponential tail
+    from a bound); 0 where nothing is known."""
+    if errors is not None:
+        errors = np.asarray(errors, dtype=float)
+        if errors.shape == x0.shape and np.all(np.isfinite(errors) & (errors > 0)):
+            return errors
+    gradient, hessian = (np.asarray(a) for a in _stat_derivatives(fun, jnp.asarray(x0)))
+    try:
+        np.linalg.cholesky(hessian)
+        variance = np.diag(2.0 * np.linalg.inv(hessian))
+    except np.linalg.LinAlgError:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            variance = 2.0 / np.diag(hessian)
+    width = np.where(np.isfinite(variance) & (variance > 0), np.sqrt(np.abs(variance)), 0.0)
+    # a flat direction with a slope (no counts: -ln L = K x on x >= 0): the e-folding length 2 / |g|
+    with np.errstate(divide="ignore"):
+        slope = np.where(np.abs(gradient) > 0, 2.0 / np.abs(gradient), 0.0)
+    return np.where(width > 0, width, slope)
 
 
 @dataclass(frozen=True)
@@ -236,10 +283,12 @@ def sample(
     """Sample the posterior of the free parameters with NUTS (blackjax).
 
     Start from a fit: pass its :class:`jaxgamma.FitResult` (or its best-fit models). The chains
-    start from the best fit spread by the covariance (in the unconstrained space), the inverse
-    mass matrix is seeded with the inverse exact Hessian of ``-log p`` there (dense), then Stan's
-    window adaptation tunes the step size and the mass matrix for ``num_warmup`` steps. All chains
-    run in one compiled, ``vmap``-ped program.
+    start from the best fit spread by the inverse exact Hessian of ``-log p`` in the unconstrained
+    space (the Laplace approximation, Jacobian included), which also seeds the (dense) inverse
+    mass matrix; where that Hessian is not positive definite (a start on a bound, or not at an
+    optimum) the identity is used instead. Stan's window adaptation then tunes the step size and
+    the mass matrix for ``num_warmup`` steps. All chains run in one compiled, ``vmap``-ped
+    program. Divergent transitions are reported in the log (and in the result).
 
     Parameters
     ----------
@@ -263,16 +312,24 @@ def sample(
             'jaxgamma.sampling.sample needs blackjax: pip install "jaxgamma[sampling]" '
             "(log_density works with any sampler without it)"
         ) from exc
-    for label, value, low in (("num_samples", num_samples, 4), ("num_warmup", num_warmup, 0), ("num_chains", num_chains, 1)):
+    for label, value, low in (("num_samples", num_samples, 4), ("num_warmup", num_warmup, 1), ("num_chains", num_chains, 1)):
         if int(value) != value or value < low:
             raise ValueError(f"sample: {label} must be an integer >= {low}, got {value!r}")
     if not 0.0 < target_acceptance_rate < 1.0:
         raise ValueError(f"sample: target_acceptance_rate must be in (0, 1), got {target_acceptance_rate}")
 
     density, u0 = log_density(datasets, models, log_prior=log_prior, batch_datasets=batch_datasets)
+    inverse_mass, spread, ok = (np.asarray(a) for a in _laplace(density, jnp.asarray(u0)))
+    if not bool(ok):
+        log.warning(
+            "sample: the Hessian of -log p at the start is not positive definite (a start on a bound or "
+            "not at an optimum): the chains start near it with an identity mass matrix"
+        )
     out = _run_chains(
         density,
         jnp.asarray(u0),
+        jnp.asarray(inverse_mass),
+        jnp.asarray(spread),
         jax.random.PRNGKey(seed),
         int(num_samples),
         int(num_warmup),
@@ -280,11 +337,11 @@ def sample(
         float(target_acceptance_rate),
         blackjax,
     )
-    positions, logdens, divergent, acceptance, step_size, ok = (np.asarray(a) for a in out)
-    if not bool(ok):
-        raise ValueError(
-            "sample: the Hessian of -log p at the start is not positive definite; start from a "
-            "converged fit (jaxgamma.fit) of these datasets and models"
+    positions, logdens, divergent, acceptance, step_size = (np.asarray(a) for a in out)
+    if divergent.any():
+        log.warning(
+            f"sample: {int(divergent.sum())} divergent transitions of {divergent.size}: the posterior may be "
+            "biased there; raise target_acceptance_rate (e.g. 0.95) or check the parameter bounds"
         )
     return SampleResult(
         names=density.names,
@@ -298,9 +355,22 @@ def sample(
 
 
 @eqx.filter_jit
+def _laplace(density: LogDensity, u0: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The inverse Hessian of ``-log p`` at ``u0`` and its Cholesky factor (identity and 1e-2 x
+    identity when the Hessian is not positive definite), and whether it is."""
+    hessian = jax.hessian(lambda u: -density(u))(u0)
+    ok = jnp.all(jnp.isfinite(jnp.linalg.cholesky(hessian)))
+    inverse = jnp.where(ok, jnp.linalg.inv(hessian), jnp.eye(u0.size))
+    spread = jnp.where(ok, jnp.linalg.cholesky(inverse), jnp.eye(u0.size) * 1e-2)
+    return inverse, spread, ok
+
+
+@eqx.filter_jit
 def _run_chains(
     density: LogDensity,
     u0: jax.Array,
+    inverse_mass: jax.Array,
+    spread: jax.Array,
     key: jax.Array,
     num_samples: int,
     num_warmup: int,
@@ -308,12 +378,6 @@ def _run_chains(
     target_acceptance_rate: float,
     blackjax: Any,
 ) -> tuple[jax.Array, ...]:
-    # the Laplace approximation in u: start spread and mass matrix (one program with the chains)
-    hessian = jax.hessian(lambda u: -density(u))(u0)
-    chol = jnp.linalg.cholesky(hessian)
-    ok = jnp.all(jnp.isfinite(chol))
-    inverse_mass = jnp.where(ok, jnp.linalg.inv(hessian), jnp.eye(u0.size))
-    spread = jnp.where(ok, jax.scipy.linalg.cholesky(inverse_mass, lower=True), jnp.eye(u0.size) * 1e-2)
     key_init, key_chains = jax.random.split(key)
     starts = u0 + jax.random.normal(key_init, (num_chains, u0.size)) @ spread.T
 
@@ -337,7 +401,4 @@ def _run_chains(
         _, draws = jax.lax.scan(step, state, jax.random.split(draw_key, num_samples))
         return (*draws, parameters["step_size"])
 
-    positions, logdens, divergent, acceptance, step_size = jax.vmap(one_chain)(
-        starts, jax.random.split(key_chains, num_chains)
-    )
-    return positions, logdens, divergent, acceptance, step_size, ok
+    return jax.vmap(one_chain)(starts, jax.random.split(key_chains, num_chains))

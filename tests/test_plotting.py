@@ -93,6 +93,12 @@ def test_significance_map_and_distribution(tmp_path):
     assert len(ax.patches) > 0 and len(ax.lines) == 2
     fig.savefig(tmp_path / "distribution.png")
     plt.close("all")
+    fig, ax = plt.subplots()  # a number of bins; a constant map (no normal curve of width 0)
+    plot_significance_distribution(values, ax=ax, bins=30)
+    assert len(ax.patches) == 30 and ax.lines[0].get_xdata()[0] == pytest.approx(np.nanmin(values))
+    _, mean, std = plot_significance_distribution(np.full((3, 3), 2.0), ax=plt.subplots()[1])
+    assert (mean, std) == (2.0, 0.0)
+    plt.close("all")
     with pytest.raises(ValueError, match="shape"):
         plot_map(values[:, :5], geom)
     with pytest.raises(ValueError, match="fewer than two"):

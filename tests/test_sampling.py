@@ -133,3 +133,32 @@ def test_sample_rejects_bad_settings():
         sample(dataset, model, num_chains=0)
     with pytest.raises(ValueError, match="target_acceptance_rate"):
         sample(dataset, model, target_acceptance_rate=1.5)
+
+
+@needs_blackjax
+@pytest.mark.parametrize(("n", "b"), [(5.0, 8.0), (0.0, 0.0)])
+def test_posterior_when_the_fit_sits_on_the_bound(n, b):
+    """Fewer counts than background (or none): the best fit is on amplitude = 0. The posterior of
+    the signal s = K a (flat prior, s >= 0) is prop. to (b + s)^n exp(-s); its mean and width come
+    from a quadrature. The sampler's scale and start come from the posterior width, not from the
+    best-fit value (~1e-16 here)."""
+    from jaxgamma.sampling import sample
+
+    dataset = SpectrumDataset(
+        counts=np.array([n]), background=np.array([b]), exposure=np.array([EXPOSURE]), energy_edges=np.array([1.0, 10.0])
+    )
+    spectral = PowerLawSpectralModel(index=2.0, amplitude=1e-12, reference=1.0).freeze("index", "reference")
+    model = SkyModel(spectral_model=spectral.with_parameters(amplitude={"min": 0.0}), name="src")
+    k = float(dataset.npred_signal(model).sum()) / 1e-12
+    result = jg.fit(dataset, model)
+    assert float(result.parameters[0]) * k < 1e-3  # on the bound (a signal of ~1e-4 counts)
+    draws = sample(dataset, result, num_samples=2000, num_warmup=300, num_chains=4, seed=11)
+    signal = draws.samples_of("amplitude") * k
+    s = np.linspace(0, 60, 600001)
+    density = np.exp(n * np.log(b + s + 1e-300) - s) if n > 0 else np.exp(-s)
+    mean = np.trapezoid(s * density, s) / np.trapezoid(density, s)
+    std = np.sqrt(np.trapezoid((s - mean) ** 2 * density, s) / np.trapezoid(density, s))
+    assert draws.n_divergent == 0
+    assert np.all(draws.r_hat < 1.02)
+    np.testing.assert_allclose(signal.mean(), mean, rtol=0.06)
+    np.testing.assert_allclose(signal.std(), std, rtol=0.06)
