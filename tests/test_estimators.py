@@ -363,3 +363,41 @@ def test_fermi_excess_map_matches_gammapy(data_dir: Path):
         # Gammapy's Fermi-LAT prediction has float32 steps (the source's PSF convolution): 7e-5 on ts
         # and 4.4e-6 relative on the sensitivity (its floor is 30 x the prediction) measured
         _compare(reference, ours, ts_atol=2e-4, rtol=1e-5)
+
+
+def test_flux_maps_files(cta_plain, tmp_path, monkeypatch):
+    """FluxMaps written by jaxgamma read by Gammapy and the other way round, in the likelihood and
+    dnde SED types; a failed write leaves nothing behind."""
+    gammapy_datasets = pytest.importorskip("gammapy.datasets")
+    from astropy.coordinates import SkyCoord
+    from gammapy.estimators import ExcessMapEstimator as GammapyEstimator
+    from gammapy.estimators import FluxMaps as GammapyFluxMaps
+
+    monkeypatch.chdir(tmp_path)  # Gammapy reads the MODEL file relative to the working directory
+    centre, width = SkyCoord(0.0, 0.0, unit="deg", frame="galactic"), 1.0 * u.deg
+    dataset = MapDataset.read(cta_plain, name="stacked").cutout(centre, width, name="cut")
+    options = {"energy_edges": [0.3, 1, 10] * u.TeV, "selection_optional": ["errn-errp", "ul"]}
+    ours = ExcessMapEstimator(**options).run(dataset)
+    for sed_type in ("likelihood", "dnde"):
+        ours.write(f"ours_{sed_type}.fits", sed_type=sed_type)
+        theirs = GammapyFluxMaps.read(f"ours_{sed_type}.fits")
+        back = FluxMaps.read(f"ours_{sed_type}.fits")
+        for name in ("norm", "norm_err", "norm_errn", "norm_ul", "ts", "sqrt_ts", "counts", "npred_excess"):
+            np.testing.assert_allclose(theirs._data[name].quantity.to_value(""), ours[name], rtol=1e-12, equal_nan=True, err_msg=name)
+            np.testing.assert_allclose(back[name], ours[name], rtol=1e-12, equal_nan=True, err_msg=name)
+        np.testing.assert_allclose(theirs.dnde.quantity.to_value("cm-2 s-1 TeV-1"), ours.dnde, rtol=1e-12, equal_nan=True)
+        assert np.array_equal(theirs.is_ul.data, ours.is_ul)
+    with pytest.raises(FileExistsError):
+        ours.write("ours_likelihood.fits")
+    # Gammapy's file, read here
+    reference = GammapyEstimator(**options).run(gammapy_datasets.MapDataset.read(cta_plain).cutout(centre, width))
+    reference.write("gammapy.fits", sed_type="e2dnde")
+    read = FluxMaps.read("gammapy.fits")
+    np.testing.assert_allclose(read.norm, reference.norm.data, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(read.e2dnde_ul, reference.e2dnde_ul.quantity.to_value("TeV cm-2 s-1"), rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(read.sqrt_ts, reference.sqrt_ts.data, rtol=1e-12, equal_nan=True)
+    # nothing left behind when writing fails
+    monkeypatch.setattr("jaxgamma.io.models.write_models", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        ours.write("failed.fits")
+    assert not list(tmp_path.glob("failed*"))

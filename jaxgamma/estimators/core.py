@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+import astropy.units as u
 import numpy as np
+from astropy.io import fits
 
 from ..datasets.flux_points import _ReferenceSpectrum
 from ..geom import MapAxis, WcsGeom
@@ -13,6 +17,11 @@ __all__ = ["FluxMaps"]
 
 _NORM_QUANTITIES = ("norm", "norm_err", "norm_errn", "norm_errp", "norm_ul", "norm_sensitivity")
 _SED_TYPES = ("dnde", "e2dnde", "flux", "eflux")
+# Gammapy's order of the maps in a file (OPTIONAL_QUANTITIES_COMMON), after the SED quantities
+_COMMON = ("ts", "sqrt_ts", "npred", "npred_excess", "stat", "stat_null", "is_ul", "counts", "success")
+# the units of the maps of each SED type in a file (Gammapy's DEFAULT_UNIT) and inside jaxgamma
+_FILE_UNIT = {"dnde": "cm-2 s-1 TeV-1", "e2dnde": "erg cm-2 s-1", "flux": "cm-2 s-1", "eflux": "erg cm-2 s-1"}
+_CANONICAL = {"dnde": "cm-2 s-1 TeV-1", "e2dnde": "TeV cm-2 s-1", "flux": "cm-2 s-1", "eflux": "TeV cm-2 s-1"}
 
 
 class FluxMaps:
@@ -117,6 +126,138 @@ class FluxMaps:
         except KeyError:
             return False
         return True
+
+    @property
+    def is_ul(self) -> np.ndarray:
+        """Where the point is an upper limit, as Gammapy: ``sqrt_ts < sqrt_ts_threshold_ul`` with
+        TS and upper limits, ``isfinite(norm_ul)`` with upper limits only, else ``isnan(norm)``."""
+        if "is_ul" in self._data:
+            return self._data["is_ul"].astype(bool)
+        threshold = float(self.meta.get("sqrt_ts_threshold_ul", 2))
+        if "norm_ul" in self._data and "sqrt_ts" in self._data:
+            with np.errstate(invalid="ignore"):
+                return self._data["sqrt_ts"] < threshold
+        if "norm_ul" in self._data:
+            return np.isfinite(self._data["norm_ul"])
+        return np.isnan(self._data["norm"])
+
+    # -- files --------------------------------------------------------------------------------------
+    def _file_maps(self, sed_type: str) -> list[tuple[str, np.ndarray, str]]:
+        """``(name, values, unit)`` of each map written for ``sed_type``, in Gammapy's order."""
+        if sed_type != "likelihood" and sed_type not in _SED_TYPES:
+            raise ValueError(
+                f"FluxMaps: unknown SED type {sed_type!r}; choose 'likelihood' or one of {list(_SED_TYPES)}"
+            )
+        out = []
+        for norm_name in _NORM_QUANTITIES:
+            if norm_name not in self._data:
+                continue
+            if sed_type == "likelihood":
+                out.append((norm_name, self._data[norm_name], ""))
+            else:
+                name = sed_type + norm_name[len("norm") :]
+                values = u.Quantity(self[name], _CANONICAL[sed_type]).to_value(_FILE_UNIT[sed_type])
+                out.append((name, values, _FILE_UNIT[sed_type]))
+        for name in _COMMON:
+            if name == "is_ul":
+                if "norm_ul" in self._data or "is_ul" in self._data:
+                    out.append((name, self.is_ul.astype(np.int64), ""))
+            elif name in self._data:
+                out.append((name, self._data[name], ""))
+        return out
+
+    def write(
+        self, filename: Any, filename_model: Any = None, overwrite: bool = False, sed_type: str | None = None
+    ) -> None:
+        """Write the maps as Gammapy's ``FluxMaps.write``: one image HDU (and its bands table) per
+        quantity, ``SED_TYPE`` and ``MODEL`` (the reference model's YAML file, default
+        ``<filename>_model.yaml``) in the primary header. Gammapy's ``FluxMaps.read`` reads it;
+        both files are written atomically (nothing is left behind on failure)."""
+        from ..io._atomic import atomic_paths
+        from ..io.models import write_models
+        from ..irf._core import map_to_hdus
+        from ..models import Models, SkyModel
+
+        sed_type = str(self.meta.get("sed_type_init", "likelihood")) if sed_type is None else sed_type
+        path = Path(os.path.expandvars(os.fspath(filename)))
+        model_path = (
+            Path(f"{path}_model.yaml")
+            if filename_model is None
+            else Path(os.path.expandvars(os.fspath(filename_model)))
+        )
+        primary = fits.PrimaryHDU()
+        primary.header["SED_TYPE"] = sed_type
+        primary.header["MODEL"] = model_path.as_posix()
+        hdus: list[Any] = [primary]
+        for name, values, unit in self._file_maps(sed_type):
+            hdus += map_to_hdus(np.asarray(values), self.geom, unit, name.upper())
+        with atomic_paths(path, model_path, overwrite=overwrite) as (tmp, tmp_model):
+            fits.HDUList(hdus).writeto(tmp, overwrite=True)
+            write_models(
+                tmp_model,
+                Models([SkyModel(spectral_model=self.reference_model, name="reference")]),
+                overwrite=True,
+            )
+
+    @classmethod
+    def read(cls, filename: Any) -> FluxMaps:
+        """Read maps written by :meth:`write` or by Gammapy's ``FluxMaps.write`` (any SED type; the
+        reference model from the ``MODEL`` file, looked up as written and beside the FITS file,
+        else a power law of index 2, Gammapy's default)."""
+        from ..io.models import read_models
+        from ..irf._core import read_map_hdu
+        from ..models import PowerLawSpectralModel
+
+        path = Path(os.path.expandvars(os.fspath(filename)))
+        if not path.is_file():
+            raise FileNotFoundError(f"FluxMaps.read: no file {str(path)!r}")
+        with fits.open(path, memmap=False) as hdulist:
+            header = hdulist[0].header
+            sed_type = str(header.get("SED_TYPE", "likelihood")).strip()
+            raw: dict[str, tuple[np.ndarray, str]] = {}
+            geom = None
+            for hdu in hdulist[1:]:
+                if not isinstance(hdu, fits.ImageHDU) or hdu.data is None:
+                    continue
+                try:
+                    data, map_geom, unit = read_map_hdu(hdulist, hdu.name, hdu.header.get("BANDSHDU"))
+                except ValueError as err:
+                    raise ValueError(f"FluxMaps.read {str(path)!r}: {err}") from None
+                geom = map_geom if geom is None else geom
+                raw[hdu.name.lower()] = (np.asarray(data, dtype=np.float64), unit)
+            model_name = header.get("MODEL")
+        if geom is None:
+            raise ValueError(f"FluxMaps.read {str(path)!r}: no map HDU")
+        reference = PowerLawSpectralModel(index=2.0)  # type: ignore[arg-type]
+        if model_name:
+            for candidate in (Path(model_name), path.parent / Path(model_name).name):
+                if candidate.is_file():
+                    reference = read_models(candidate)[0].spectral_model
+                    break
+        if sed_type == "likelihood":
+            data = {name: values for name, (values, _) in raw.items()}
+        elif sed_type in _SED_TYPES:
+            if sed_type not in raw:
+                raise ValueError(
+                    f"FluxMaps.read {str(path)!r}: SED type {sed_type!r} without a {sed_type.upper()!r} map"
+                )
+            probe = cls({"norm": np.ones(geom.data_shape)}, geom, reference)
+            factor = probe[sed_type]
+            data = {}
+            for name, (values, unit) in raw.items():
+                if name == sed_type or (
+                    name.startswith(sed_type + "_") and "norm" + name[len(sed_type) :] in _NORM_QUANTITIES
+                ):
+                    canonical = u.Quantity(values, unit or _FILE_UNIT[sed_type]).to_value(
+                        _CANONICAL[sed_type]
+                    )
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        data["norm" + name[len(sed_type) :]] = canonical / factor
+                else:
+                    data[name] = values
+        else:
+            raise ValueError(f"FluxMaps.read {str(path)!r}: unknown SED_TYPE {sed_type!r}")
+        return cls(data, geom, reference, meta={"sed_type_init": "likelihood"})
 
     # -- summary ------------------------------------------------------------------------------------
     def __str__(self) -> str:
