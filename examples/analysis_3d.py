@@ -9,7 +9,8 @@ safe mask "aeff-default" and "offset-max"). Then
    norm, as the seed fit of the stacked dataset (``tests/test_fit_seed.py``);
 2. the residual significance of the stacked fit: ``Analysis.get_excess_map`` (correlation radius
    0.1 deg, E > 0.3 TeV) with the fitted models as background, its map and its distribution, next to
-   the significance of the background alone (plots written to the output folder);
+   the significance of the background alone, and the spatial and spectral residuals (plots written
+   to the output folder);
 3. joint: ``datasets.stack = False``, one dataset per observation (cut out around its pointing), each
    with its own FoV background norm, and one joint fit over the whole energy range (the seed config has
    no fit range), next to Gammapy 2.1's ``Analysis`` on the same configuration.
@@ -37,7 +38,12 @@ import matplotlib.pyplot as plt
 from jaxgamma import Analysis, AnalysisConfig
 from jaxgamma.estimators import ExcessMapEstimator
 from jaxgamma.models import Models
-from jaxgamma.plotting import plot_map, plot_significance_distribution
+from jaxgamma.plotting import (
+    plot_map,
+    plot_residuals_spatial,
+    plot_residuals_spectral,
+    plot_significance_distribution,
+)
 
 # the start model, in Gammapy's models YAML (as the seed fit: tests/test_fit_seed.py)
 MODELS = """
@@ -172,6 +178,15 @@ def significance(analysis: Analysis, outdir: Path) -> None:
     fig.savefig(outdir / "residual_significance.png", dpi=80)
     print(f"significance distribution: all bins mean {mean_all:.3f} std {std_all:.3f}; > 1 deg from the GC mean {mean:.3f} std {std:.3f}")
     print(f"plot written to {outdir / 'residual_significance.png'}")
+    fig = plt.figure(figsize=(12, 4))
+    ax1 = fig.add_subplot(1, 2, 1, projection=dataset.geom.wcs)
+    plot_residuals_spatial(dataset, analysis.models, ax=ax1, method="diff/sqrt(model)")
+    ax1.set_title("residuals (data - model) / sqrt(model), smoothed 0.1 deg")
+    ax2 = fig.add_subplot(1, 2, 2)
+    plot_residuals_spectral(dataset, analysis.models, ax=ax2, region=(dataset.geom.center_skydir, 0.5 * u.deg))
+    ax2.set_title("spectral residuals within 0.5 deg of the map centre")
+    fig.savefig(outdir / "residuals.png", dpi=80)
+    print(f"plot written to {outdir / 'residuals.png'}")
 
 
 def main(outdir: Path) -> None:

@@ -22,8 +22,12 @@ from .units import DNDE, ENERGY, parse_unit
 __all__ = [
     "plot_flux_points",
     "plot_map",
+    "plot_residuals_spatial",
+    "plot_residuals_spectral",
     "plot_significance_distribution",
     "plot_spectrum",
+    "spatial_residuals",
+    "spectral_residuals",
     "spectrum_error_band",
 ]
 
@@ -229,3 +233,116 @@ def plot_significance_distribution(
     ax.set_xlabel("significance")
     ax.set_ylabel("density")
     return ax, mean, std
+
+
+# -- residuals of map datasets -----------------------------------------------------------------------
+def spatial_residuals(
+    dataset: Any, models: Any = None, method: str = "diff", smooth_kernel: str = "gauss", smooth_radius: Any = "0.1 deg"
+) -> np.ndarray:
+    """The image Gammapy's ``MapDataset.plot_residuals_spatial`` shows: counts and ``npred(models)``
+    masked, summed over energy and smoothed (scipy's "reflect" border), then compared with
+    ``method``; NaN where no energy bin is in the mask."""
+    from .datasets.map import _residuals, _width_in_pixels
+    from .geom.smooth import smooth_images
+
+    counts = np.asarray(dataset.counts, dtype=np.float64)
+    npred = np.asarray(dataset.npred(models), dtype=np.float64)
+    mask = dataset.mask
+    if mask is not None:
+        counts, npred = counts * mask, npred * mask
+    width = _width_in_pixels(smooth_radius, dataset.geom)
+    counts_image = smooth_images(counts.sum(axis=0), width, kernel=smooth_kernel)
+    npred_image = smooth_images(npred.sum(axis=0), width, kernel=smooth_kernel)
+    residuals = _residuals(counts_image, npred_image, method)
+    if mask is not None:
+        residuals[~np.any(mask, axis=0)] = np.nan
+    return residuals
+
+
+def spectral_residuals(
+    dataset: Any, models: Any = None, method: str = "diff", region: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What Gammapy's ``MapDataset.plot_residuals_spectral`` shows: ``(energy_center, residuals,
+    errors)`` of the masked counts and ``npred(models)`` summed in ``region`` (a boolean image, or
+    ``(center, radius)`` with pixel centres within the radius; default the whole map), the errors
+    from the counts statistic (Cash or WStat) of those sums."""
+    from .datasets.map import _residuals
+    from .stats import CashCountsStatistic, WStatCountsStatistic
+
+    if method not in ("diff", "diff/sqrt(model)"):
+        raise ValueError(f"spectral_residuals: invalid method {method!r}; choose 'diff' or 'diff/sqrt(model)'")
+    region_mask = _region_mask(dataset.geom, region)
+    mask = dataset.mask
+    weight = np.ones(dataset.geom.data_shape) if mask is None else np.asarray(mask, dtype=np.float64)
+
+    def spectrum(values: Any) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64)[:, region_mask].sum(axis=1)
+
+    counts = spectrum(np.asarray(dataset.counts, dtype=np.float64) * weight)
+    npred = spectrum(np.asarray(dataset.npred(models), dtype=np.float64) * weight)
+    residuals = _residuals(counts, npred, method)
+    if getattr(dataset, "stat_type", "cash") == "wstat":
+        counts_off = spectrum(dataset.counts_off)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            alpha = spectrum(dataset.background) / counts_off
+        stat: Any = WStatCountsStatistic(counts, counts_off, alpha, spectrum(dataset.npred_signal(models)))
+    else:
+        stat = CashCountsStatistic(counts, npred)
+    errors = stat.error if method == "diff" else stat.error / np.sqrt(npred)
+    return np.asarray(dataset.geom.axis("energy").center, dtype=np.float64), residuals, errors
+
+
+def _region_mask(geom: Any, region: Any) -> np.ndarray:
+    if region is None:
+        return np.ones(geom.data_shape_image, dtype=bool)
+    if isinstance(region, tuple) and len(region) == 2:
+        from astropy.coordinates import SkyCoord
+
+        center, radius = region
+        center = center if isinstance(center, SkyCoord) else SkyCoord(*center, unit="deg", frame=geom.frame)
+        c = center.transform_to(geom.frame)
+        lon, lat = float(c.spherical.lon.deg), float(c.spherical.lat.deg)
+        return np.asarray(geom.separation(lon, lat) <= float(u.Quantity(radius, "deg").to_value("deg")))
+    mask = np.asarray(region, dtype=bool)
+    if mask.shape != tuple(geom.data_shape_image):
+        raise ValueError(f"region: a boolean image of shape {tuple(geom.data_shape_image)} or (center, radius), got shape {mask.shape}")
+    return mask
+
+
+def plot_residuals_spatial(
+    dataset: Any,
+    models: Any = None,
+    ax: Any = None,
+    method: str = "diff",
+    smooth_kernel: str = "gauss",
+    smooth_radius: Any = "0.1 deg",
+    **kwargs: Any,
+) -> Any:
+    """Plot :func:`spatial_residuals` on the sky (Gammapy's ``plot_residuals_spatial``; defaults
+    ``cmap="coolwarm"``, ``vmin=-5``, ``vmax=5``)."""
+    image = spatial_residuals(dataset, models, method, smooth_kernel, smooth_radius)
+    kwargs.setdefault("cmap", "coolwarm")
+    kwargs.setdefault("vmin", -5)
+    kwargs.setdefault("vmax", 5)
+    return plot_map(image, dataset.geom, ax=ax, **kwargs)
+
+
+def plot_residuals_spectral(
+    dataset: Any, models: Any = None, ax: Any = None, method: str = "diff", region: Any = None, **kwargs: Any
+) -> Any:
+    """Plot :func:`spectral_residuals` against energy with their error bars (Gammapy's
+    ``plot_residuals_spectral``)."""
+    import matplotlib.pyplot as plt
+
+    energy, residuals, errors = spectral_residuals(dataset, models, method, region)
+    ax = plt.gca() if ax is None else ax
+    kwargs.setdefault("color", kwargs.pop("c", "black"))
+    kwargs.setdefault("marker", "o")
+    kwargs.setdefault("linestyle", "none")
+    edges = dataset.geom.axis("energy").edges
+    ax.errorbar(energy, residuals, yerr=errors, xerr=[energy - edges[:-1], edges[1:] - energy], **kwargs)
+    ax.axhline(0, color=kwargs["color"], lw=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("Energy [TeV]")
+    ax.set_ylabel("Residuals (data - model)" if method == "diff" else "Residuals ((data - model) / sqrt(model))")
+    return ax

@@ -664,6 +664,26 @@ def _read_map(hdulist: fits.HDUList, hdu: str, path: Any) -> tuple[np.ndarray, W
     return data, geom, str(image.header.get("BUNIT", "")).strip()
 
 
+_RESIDUAL_METHODS = ("diff", "diff/model", "diff/sqrt(model)")
+
+
+def _residuals(data: np.ndarray, model: np.ndarray, method: str) -> np.ndarray:
+    """Gammapy's ``Dataset._compute_residuals``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if method == "diff":
+            return data - model
+        if method == "diff/model":
+            return (data - model) / model
+        return (data - model) / np.sqrt(model)
+
+
+def _width_in_pixels(width: Any, geom: WcsGeom) -> float:
+    """A smoothing width in pixels: an angle over the mean pixel scale, or a plain number of pixels."""
+    if isinstance(width, (str, u.Quantity)):
+        return float(u.Quantity(width, "deg").to_value("deg") / np.mean(geom.pixel_scales))
+    return float(width)
+
+
 def _compact(data: np.ndarray) -> np.ndarray:
     """``data`` as float32 when that is exact (maps read from float32 files, counts), else float64."""
     single = data.astype(np.float32)
@@ -1204,6 +1224,40 @@ class _AbstractMapDataset(Dataset):
         if self.counts is None:
             raise ValueError(f"MapDataset {self.name!r}: no counts, no statistic")
         return float(self._eval(models, "stat_sum"))
+
+    def residuals(self, models: Any = None, method: str = "diff", **kwargs: Any) -> np.ndarray:
+        """Residual map ``(E, ny, nx)`` of ``counts`` against ``npred(models)``, as Gammapy's
+        ``MapDataset.residuals``: ``method`` "diff", "diff/model" or "diff/sqrt(model)"; both maps
+        masked with ``mask`` (NaN outside). With smoothing options (``width``, default "0.1 deg";
+        ``kernel`` "gauss" or "disk"; ``mode``, default "constant") the masked maps are smoothed
+        and divided by the smoothed mask first."""
+        from ..geom.smooth import smooth_images
+
+        if method not in _RESIDUAL_METHODS:
+            raise ValueError(f"residuals: invalid method {method!r}; choose from {list(_RESIDUAL_METHODS)}")
+        if self.counts is None:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: no counts, no residuals")
+        counts = np.asarray(self.counts, dtype=np.float64)
+        npred = np.asarray(self.npred(models), dtype=np.float64)
+        mask = self.mask
+        if mask is not None:
+            counts, npred = counts * mask, npred * mask
+        if kwargs:
+            unknown = sorted(set(kwargs) - {"width", "kernel", "mode"})
+            if unknown:
+                raise ValueError(f"residuals: unknown smoothing options {unknown} (width, kernel, mode)")
+            width = _width_in_pixels(kwargs.get("width", "0.1 deg"), self.geom)
+            options = {"kernel": kwargs.get("kernel", "gauss"), "mode": kwargs.get("mode", "constant")}
+            with np.errstate(invalid="ignore", divide="ignore"):
+                npred = smooth_images(npred, width, **options)
+                counts = smooth_images(counts, width, **options)
+                if mask is not None:
+                    smoothed_mask = smooth_images(mask.astype(np.float64), width, **options)
+                    npred, counts = npred / smoothed_mask, counts / smoothed_mask
+        residuals = _residuals(counts, npred, method)
+        if mask is not None:
+            residuals[~mask] = np.nan
+        return residuals
 
     # -- summaries ------------------------------------------------------------------------------------
     def summary(self, models: Any = None) -> str:

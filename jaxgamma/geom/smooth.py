@@ -1,0 +1,59 @@
+"""Image smoothing as Gammapy's ``Map.smooth`` (scipy.ndimage's filters), in numpy.
+
+``gauss`` is ``scipy.ndimage.gaussian_filter`` (separable, truncated at 4 sigma) and ``disk`` a
+convolution with astropy's ``Tophat2DKernel`` normalised to unit integral; the border modes are
+scipy's ``reflect`` (the image mirrored about its edge, Gammapy's default) and ``constant`` (0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from astropy.convolution import Tophat2DKernel
+
+__all__ = ["smooth_images"]
+
+_PAD_MODES = {"reflect": "symmetric", "constant": "constant", "nearest": "edge", "mirror": "reflect", "wrap": "wrap"}
+
+
+def _filter1d(images: np.ndarray, weights: np.ndarray, axis: int, mode: str) -> np.ndarray:
+    """``scipy.ndimage.correlate1d`` of the last-two-axes images along ``axis`` (-2 or -1)."""
+    radius = weights.size // 2
+    pad = [(0, 0)] * images.ndim
+    pad[axis] = (radius, radius)
+    padded = np.pad(images, pad, mode=_PAD_MODES[mode])
+    out = np.zeros_like(images)
+    n = images.shape[axis]
+    for k, w in enumerate(weights):
+        out += w * np.take(padded, np.arange(k, k + n), axis=axis)
+    return out
+
+
+def smooth_images(images: Any, width_pix: float, kernel: str = "gauss", mode: str = "reflect") -> np.ndarray:
+    """Smooth each image of ``images`` (``(..., ny, nx)``) with a kernel of ``width_pix`` pixels
+    (the Gaussian sigma, or the disc radius), as Gammapy's ``Map.smooth``."""
+    images = np.asarray(images, dtype=np.float64)
+    if mode not in _PAD_MODES:
+        raise ValueError(f"smooth_images: unknown mode {mode!r}; choose from {sorted(_PAD_MODES)}")
+    if not width_pix > 0:
+        raise ValueError(f"smooth_images: the width must be > 0 pixels, got {width_pix}")
+    if kernel == "gauss":
+        radius = int(4.0 * width_pix + 0.5)
+        x = np.arange(-radius, radius + 1, dtype=np.float64)
+        weights = np.exp(-0.5 / width_pix**2 * x**2)
+        weights /= weights.sum()
+        return _filter1d(_filter1d(images, weights, -2, mode), weights, -1, mode)
+    if kernel == "disk":
+        disk = Tophat2DKernel(width_pix)
+        disk.normalize("integral")
+        array = np.asarray(disk.array, dtype=np.float64)[::-1, ::-1]  # ndimage.convolve flips the kernel
+        ry, rx = array.shape[0] // 2, array.shape[1] // 2
+        pad = [(0, 0)] * (images.ndim - 2) + [(ry, ry), (rx, rx)]
+        padded = np.pad(images, pad, mode=_PAD_MODES[mode])
+        ny, nx = images.shape[-2:]
+        out = np.zeros_like(images)
+        for dy, dx in zip(*np.nonzero(array), strict=True):
+            out += array[dy, dx] * padded[..., dy : dy + ny, dx : dx + nx]
+        return out
+    raise ValueError(f"smooth_images: unknown kernel {kernel!r}; choose 'gauss' or 'disk'")
