@@ -13,7 +13,8 @@ safe mask "aeff-default" and "offset-max"). Then
    to the output folder);
 3. joint: ``datasets.stack = False``, one dataset per observation (cut out around its pointing), each
    with its own FoV background norm, and one joint fit over the whole energy range (the seed config has
-   no fit range), next to Gammapy 2.1's ``Analysis`` on the same configuration.
+   no fit range), next to Gammapy 2.1's ``Analysis`` on the same configuration; the source spectra of
+   both fits compared with their error bands.
 
 Run with ``GAMMAPY_DATA`` pointing at Gammapy's example data:
 
@@ -43,6 +44,7 @@ from jaxgamma.plotting import (
     plot_residuals_spatial,
     plot_residuals_spectral,
     plot_significance_distribution,
+    plot_spectrum,
 )
 
 # the start model, in Gammapy's models YAML (as the seed fit: tests/test_fit_seed.py)
@@ -217,6 +219,16 @@ def main(outdir: Path) -> None:
     compare(
         "joint fit next to Gammapy 2.1's (observations 110380, 111140, 111159)", joint.fit_result, reference
     )
+
+    # the source spectrum of both fits with its error band (linear propagation of the covariance)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for label, analysis, color in (("stacked", stacked, "C0"), ("joint", joint, "C1")):
+        result = analysis.fit_result
+        spectral = result.models["source"].spectral_model
+        plot_spectrum(spectral, [0.3 * u.TeV, 10 * u.TeV], covariance=result.covariance_of("source"), ax=ax, label=label, color=color)
+    ax.legend()
+    fig.savefig(outdir / "spectra.png", dpi=80)
+    print(f"\nsource spectra with error bands written to {outdir / 'spectra.png'}")
 
     joint.config.general.datasets_file = outdir / "joint_datasets.yaml"
     joint.config.general.models_file = outdir / "joint_models.yaml"
