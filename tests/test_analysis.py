@@ -329,6 +329,21 @@ def test_run_command(gammapy_data, tmp_path, capsys):
     assert jaxgamma.read_models(outdir / "models.yaml").names == ["source", "stacked-bkg"]
     assert AnalysisConfig.read(outdir / "config.yaml").observations.obs_ids == [110380]
 
+    # `jaxgamma fit` on what `run` wrote: from the best fit, the same best fit
+    fitdir = tmp_path / "fit"
+    fit_args = ["fit", str(outdir / "datasets.yaml"), "--models", str(outdir / "models.yaml"), "--outdir", str(fitdir)]
+    assert main(fit_args) == 0, capsys.readouterr().err
+    assert "written:" in capsys.readouterr().out
+    first, again = jaxgamma.read_models(outdir / "models.yaml"), jaxgamma.read_models(fitdir / "models.yaml")
+    index = [m.spectral_model.index for m in (first["source"], again["source"])]
+    # the datasets were written and read back (float32 maps): the same optimum within 0.01 sigma
+    assert abs(float(index[1].value) - float(index[0].value)) < 0.01 * float(index[0].error)
+    assert (fitdir / "models_covariance.dat").is_file() and (fitdir / "fit_parameters.ecsv").is_file()
+    assert main(fit_args) == 2  # kept unless --overwrite, before fitting
+    assert "exists" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "none.yaml")]) == 2
+    assert "no such datasets file" in capsys.readouterr().err
+
     # bad input: a clear message and a nonzero exit status
     bad = tmp_path / "bad.yaml"
     bad.write_text("datasets: {geom: {wcs: {binsize: 3 TeV}}}\n")
