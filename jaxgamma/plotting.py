@@ -288,7 +288,8 @@ def spectral_residuals(
         stat: Any = WStatCountsStatistic(counts, counts_off, alpha, spectrum(dataset.npred_signal(models)))
     else:
         stat = CashCountsStatistic(counts, npred)
-    errors = stat.error if method == "diff" else stat.error / np.sqrt(npred)
+    with np.errstate(invalid="ignore", divide="ignore"):  # energy bins outside the mask
+        errors = stat.error if method == "diff" else stat.error / np.sqrt(npred)
     return np.asarray(dataset.geom.axis("energy").center, dtype=np.float64), residuals, errors
 
 

@@ -389,6 +389,16 @@ def test_flux_maps_files(cta_plain, tmp_path, monkeypatch):
         assert np.array_equal(theirs.is_ul.data, ours.is_ul)
     with pytest.raises(FileExistsError):
         ours.write("ours_likelihood.fits")
+    (tmp_path / "ours_dnde.fits_model.yaml").unlink()
+    with pytest.raises(FileNotFoundError, match="reference model file"):
+        FluxMaps.read("ours_dnde.fits")
+    # only ts stored: sqrt_ts = sign(norm) sqrt(ts) and is_ul from it, both written (as Gammapy)
+    partial = FluxMaps({"norm": ours.norm, "ts": ours.ts, "norm_ul": ours.norm_ul}, ours.geom, ours.reference_model)
+    np.testing.assert_allclose(partial.sqrt_ts, ours.sqrt_ts, rtol=1e-12, equal_nan=True)
+    partial.write("partial.fits")
+    theirs = GammapyFluxMaps.read("partial.fits")
+    assert set(theirs.available_quantities) >= {"norm", "ts", "sqrt_ts", "norm_ul", "is_ul"}
+    assert np.array_equal(theirs.is_ul.data, partial.is_ul)
     # Gammapy's file, read here
     reference = GammapyEstimator(**options).run(gammapy_datasets.MapDataset.read(cta_plain).cutout(centre, width))
     reference.write("gammapy.fits", sed_type="e2dnde")

@@ -158,3 +158,49 @@ def test_fermi_map_dataset_matches_gammapy(data_dir: Path):
     # Gammapy's Fermi-LAT prediction goes through float32 steps (PSF convolution, exposure): its
     # statistic of a group differs from ours by up to ~1e-6 relative (1.2e-6 measured, 42.4 at 1-2 TeV)
     _compare(reference, ours, stat_rtol=3e-6)
+
+
+def test_edge_cases_of_the_groups():
+    """A group no dataset reaches (after one whose upper edge snapped down) is a NaN row and no
+    warning; a group narrower than the bins is a clear error; the total prediction, not the part
+    without the source, is clipped at 0 (as Gammapy and the dataset's own statistic)."""
+    edges = np.geomspace(1, 100, 11)
+    rng = np.random.default_rng(5)
+    dataset = SpectrumDataset(
+        counts=rng.poisson(30, 10).astype(float), background=np.full(10, 10.0), exposure=np.full(10, 1e12),
+        energy_edges=edges, name="d",
+    )
+    models = _source(amplitude=1e-12, index=2.0)
+    points = FluxPointsEstimator(source="src", energy_edges=[1, 3, 150, 200] * u.TeV).run(dataset, models)
+    assert np.all(points.success[:2]) and not points.success[2]
+    assert np.isnan(points.norm[2]) and np.isnan(points.get("stat")[2]) and np.isnan(points.get("npred_excess")[2, 0])
+    assert points.energy_min[2] == pytest.approx(150.0)  # the requested edges of the unreached group
+    with pytest.raises(ValueError, match="narrower than the bins"):
+        FluxPointsEstimator(source="src", energy_edges=[1.0, 1.05] * u.TeV).run(dataset, models)
+    # another source with a negative amplitude drives the rest of the prediction below 0
+    negative = SkyModel(spectral_model=PowerLawSpectralModel(index=1.0, amplitude=-3e-12), name="neg")
+    both = Models([models["src"], negative])
+    dataset = dataset.replace(background=np.full(10, 0.5))
+    assert np.any(dataset.npred_signal(Models([negative])) + 0.5 < 0)  # the rest is negative somewhere
+    points = FluxPointsEstimator(source="src", energy_edges=[1, 100] * u.TeV).run(dataset, both)
+    norm = float(points.norm[0])
+
+    def stat(v: float) -> float:  # the dataset's own statistic with the source scaled by v
+        return dataset.stat_sum(Models([_source(amplitude=1e-12 * v)["src"], negative]))
+
+    assert stat(norm) <= min(stat(norm * 0.999), stat(norm * 1.001))  # a minimum of the true statistic
+    assert points.get("stat")[0] == pytest.approx(stat(norm), rel=1e-10)
+
+
+def test_template_source_is_refused():
+    from jaxgamma.datasets import MapDataset
+    from jaxgamma.geom import MapAxis, WcsGeom
+    from jaxgamma.models import TemplateSpatialModel
+
+    axis = MapAxis.from_energy_bounds(1, 10, nbin=2, unit="TeV")
+    geom = WcsGeom.create(skydir=(0, 0), binsz=0.1, npix=(10, 10), frame="galactic", axes=[axis])
+    dataset = MapDataset(geom=geom, counts=np.ones(geom.data_shape), background=np.ones(geom.data_shape), name="m")
+    template = TemplateSpatialModel(np.ones((10, 10)), geom.to_image(), unit="sr-1")
+    source = SkyModel(spectral_model=PowerLawSpectralModel(), spatial_model=template, name="diffuse")
+    with pytest.raises(NotImplementedError, match="template spatial model"):
+        FluxPointsEstimator(source="diffuse").run(dataset, Models([source]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from ..datasets.flux_points import _ReferenceSpectrum
 from ..geom import MapAxis, WcsGeom
 
 __all__ = ["FluxMaps"]
+
+log = logging.getLogger(__name__)
 
 _NORM_QUANTITIES = ("norm", "norm_err", "norm_errn", "norm_errp", "norm_ul", "norm_sensitivity")
 _SED_TYPES = ("dnde", "e2dnde", "flux", "eflux")
@@ -103,6 +106,10 @@ class FluxMaps:
     def __getitem__(self, name: str) -> np.ndarray:
         if name in self._data:
             return self._data[name]
+        if name == "is_ul":
+            return self.is_ul
+        if name == "sqrt_ts" and "ts" in self._data:
+            return self.sqrt_ts
         for sed in _SED_TYPES:
             if name == sed or name.startswith(sed + "_"):
                 norm_name = "norm" + name[len(sed) :]
@@ -128,15 +135,25 @@ class FluxMaps:
         return True
 
     @property
+    def sqrt_ts(self) -> np.ndarray:
+        """The significance map, or ``sign(norm) sqrt(ts)`` when only ``ts`` is stored (Gammapy)."""
+        if "sqrt_ts" in self._data:
+            return self._data["sqrt_ts"]
+        if "ts" in self._data:
+            with np.errstate(invalid="ignore"):
+                return np.sign(self._data["norm"]) * np.sqrt(self._data["ts"])
+        raise AttributeError("FluxMaps: quantity 'sqrt_ts' is not available (no 'ts')")
+
+    @property
     def is_ul(self) -> np.ndarray:
         """Where the point is an upper limit, as Gammapy: ``sqrt_ts < sqrt_ts_threshold_ul`` with
         TS and upper limits, ``isfinite(norm_ul)`` with upper limits only, else ``isnan(norm)``."""
         if "is_ul" in self._data:
             return self._data["is_ul"].astype(bool)
         threshold = float(self.meta.get("sqrt_ts_threshold_ul", 2))
-        if "norm_ul" in self._data and "sqrt_ts" in self._data:
+        if "norm_ul" in self._data and ("sqrt_ts" in self._data or "ts" in self._data):
             with np.errstate(invalid="ignore"):
-                return self._data["sqrt_ts"] < threshold
+                return self.sqrt_ts < threshold
         if "norm_ul" in self._data:
             return np.isfinite(self._data["norm_ul"])
         return np.isnan(self._data["norm"])
@@ -158,10 +175,11 @@ class FluxMaps:
                 name = sed_type + norm_name[len("norm") :]
                 values = u.Quantity(self[name], _CANONICAL[sed_type]).to_value(_FILE_UNIT[sed_type])
                 out.append((name, values, _FILE_UNIT[sed_type]))
-        for name in _COMMON:
+        for name in _COMMON:  # as Gammapy: sqrt_ts wherever ts is, is_ul always
             if name == "is_ul":
-                if "norm_ul" in self._data or "is_ul" in self._data:
-                    out.append((name, self.is_ul.astype(np.int64), ""))
+                out.append((name, self.is_ul.astype(np.int64), ""))
+            elif name == "sqrt_ts" and ("ts" in self._data or "sqrt_ts" in self._data):
+                out.append((name, self.sqrt_ts, ""))
             elif name in self._data:
                 out.append((name, self._data[name], ""))
         return out
@@ -202,8 +220,9 @@ class FluxMaps:
     @classmethod
     def read(cls, filename: Any) -> FluxMaps:
         """Read maps written by :meth:`write` or by Gammapy's ``FluxMaps.write`` (any SED type; the
-        reference model from the ``MODEL`` file, looked up as written and beside the FITS file,
-        else a power law of index 2, Gammapy's default)."""
+        reference model from the ``MODEL`` file, looked up as written and beside the FITS file; a
+        power law of index 2, Gammapy's default, when the file names none). Maps with another
+        axis (likelihood scans) are skipped with a logged warning."""
         from ..io.models import read_models
         from ..irf._core import read_map_hdu
         from ..models import PowerLawSpectralModel
@@ -223,6 +242,11 @@ class FluxMaps:
                     data, map_geom, unit = read_map_hdu(hdulist, hdu.name, hdu.header.get("BANDSHDU"))
                 except ValueError as err:
                     raise ValueError(f"FluxMaps.read {str(path)!r}: {err}") from None
+                if geom is not None and data.shape != geom.data_shape:
+                    log.warning(
+                        f"FluxMaps.read {str(path)!r}: map {hdu.name!r} of shape {data.shape} (another axis, e.g. a likelihood scan) skipped"
+                    )
+                    continue
                 geom = map_geom if geom is None else geom
                 raw[hdu.name.lower()] = (np.asarray(data, dtype=np.float64), unit)
             model_name = header.get("MODEL")
@@ -230,10 +254,14 @@ class FluxMaps:
             raise ValueError(f"FluxMaps.read {str(path)!r}: no map HDU")
         reference = PowerLawSpectralModel(index=2.0)  # type: ignore[arg-type]
         if model_name:
-            for candidate in (Path(model_name), path.parent / Path(model_name).name):
-                if candidate.is_file():
-                    reference = read_models(candidate)[0].spectral_model
-                    break
+            candidates = (Path(model_name), path.parent / Path(model_name).name)
+            found = [c for c in candidates if c.is_file()]
+            if not found:
+                raise FileNotFoundError(
+                    f"FluxMaps.read {str(path)!r}: its reference model file (MODEL = {model_name!r}) is not found "
+                    f"(looked for {[str(c) for c in candidates]}); the fluxes depend on it"
+                )
+            reference = read_models(found[0])[0].spectral_model
         if sed_type == "likelihood":
             data = {name: values for name, (values, _) in raw.items()}
         elif sed_type in _SED_TYPES:

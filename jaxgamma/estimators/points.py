@@ -16,6 +16,7 @@ covariance), ``norm_errn``/``norm_errp`` and ``norm_ul`` are where the statistic
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import astropy.units as u
@@ -75,7 +76,11 @@ class _Terms:
             alpha = np.broadcast_to(np.asarray(dataset.alpha, dtype=np.float64), mask.shape)
             self.alpha = alpha[self.keep]
         else:
-            self.other = np.asarray(dataset.npred(others), dtype=np.float64)[self.keep]
+            # unclipped: Gammapy clips the total prediction at 0, not the part without the source
+            other = np.asarray(dataset.npred_signal(others), dtype=np.float64) + np.asarray(
+                dataset.npred_background(others), dtype=np.float64
+            )
+            self.other = other[self.keep]
             self.counts_off = self.alpha = np.zeros(0)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
@@ -224,6 +229,13 @@ class FluxPointsEstimator:
             ) from exc
         others = Models([m for m in models if m.name != source.name])
         spectral = source.spectral_model
+        from ..models import TemplateSpatialModel
+
+        if isinstance(getattr(source, "spatial_model", None), TemplateSpatialModel):
+            raise NotImplementedError(
+                f"FluxPointsEstimator: source {source.name!r} has a template spatial model; Gammapy's "
+                "reference spectrum is then the template integrated over the map, not available yet in jaxgamma"
+            )
 
         n_groups = self.energy_edges.size - 1
         group_of_bin = []
@@ -235,6 +247,14 @@ class FluxPointsEstimator:
             for g in range(n_groups):
                 bins = _group_bins(axis, self.energy_edges[g], self.energy_edges[g + 1])
                 if bins is None:
+                    inside = self.energy_edges[g + 1] > axis.edges[0] and self.energy_edges[g] < axis.edges[-1]
+                    if inside:
+                        raise ValueError(
+                            f"FluxPointsEstimator: the energy group {self.energy_edges[g]:.6g} - "
+                            f"{self.energy_edges[g + 1]:.6g} TeV is narrower than the bins of dataset {d.name!r} "
+                            f"(both edges snap to its edge near {axis.edges[np.argmin(np.abs(np.log(axis.edges / self.energy_edges[g])))]:.6g} "
+                            f"TeV): use wider groups"
+                        )
                     continue
                 groups[bins[0] : bins[1] + 1] = g
                 e_min[g] = min(e_min[g], axis.edges[bins[0]])
@@ -292,7 +312,9 @@ class FluxPointsEstimator:
             rows["stat_scan"] = scan
         counts, npred, npred_excess = self._sums(terms, norm, n_groups)
         rows["counts"], rows["npred"], rows["npred_excess"] = counts, npred, npred_excess
-        # groups without a bin in any dataset's mask: Gammapy's values (no fit: stat 0, the rest NaN)
+        rows["counts"] = counts.astype(np.int64)
+        # groups whose bins are all masked: Gammapy's values (no fit: stat 0, the rest NaN); groups
+        # no dataset reaches: all NaN (Gammapy's "nan result")
         fill = {"success": False, "stat": 0.0, "stat_null": 0.0, "npred_excess": 0.0}
         for key in rows:
             if key in (
@@ -308,8 +330,9 @@ class FluxPointsEstimator:
             ):
                 continue
             value = np.asarray(rows[key], dtype=bool if key == "success" else float)
-            where = contributes.reshape((-1,) + (1,) * (value.ndim - 1))
-            rows[key] = np.where(where, value, fill.get(key, np.nan))
+            shape = (-1,) + (1,) * (value.ndim - 1)
+            value = np.where(contributes.reshape(shape), value, fill.get(key, np.nan))
+            rows[key] = np.where(covered.reshape(shape) | (key == "success"), value, np.nan)
         table = Table(rows)
         table["e_ref"].unit = table["e_min"].unit = table["e_max"].unit = "TeV"
         table["ref_dnde"].unit = "cm-2 s-1 TeV-1"
@@ -324,17 +347,26 @@ class FluxPointsEstimator:
             }
         )
         table.meta["datasets"] = list(datasets.names)
-        return FluxPoints.from_table(table, sed_type="likelihood", reference_model=spectral)
+        with warnings.catch_warnings():  # edges snapped apart (an unreached group between): as Gammapy
+            warnings.filterwarnings("ignore", message=".*not contiguous.*")
+            return FluxPoints.from_table(table, sed_type="likelihood", reference_model=spectral)
 
     @staticmethod
     def _minimise(
         arrays: Any, kinds: tuple[bool, ...], n_groups: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Safeguarded Newton on each group's (convex) statistic: a bracket on the sign of the
-        derivative, bisection when a Newton step leaves it or the curvature is not positive."""
-        x = np.ones(n_groups)
-        lo = np.full(n_groups, -np.inf)
-        hi = np.full(n_groups, np.inf)
+        """Safeguarded Newton on each group's statistic: started from the best of a coarse grid of
+        norms (0 and +-1e-3 .. 1e3, so that plateaus, e.g. where a prediction is clipped at 0, and
+        kinks do not stop it), kept in a bracket on the sign of the derivative, bisection when a
+        Newton step leaves it or the curvature is not positive."""
+        magnitudes = np.logspace(-3, 3, 25)
+        grid = np.concatenate([-magnitudes[::-1], [0.0], magnitudes])
+        values = np.stack([np.asarray(_stat_jit(jnp.full(n_groups, v), arrays, kinds, n_groups)) for v in grid], axis=1)
+        values = np.where(np.isfinite(values), values, np.inf)
+        best = np.argmin(values, axis=1)
+        x = grid[best]
+        lo = np.where(best > 0, grid[np.maximum(best - 1, 0)], -np.inf)
+        hi = np.where(best < grid.size - 1, grid[np.minimum(best + 1, grid.size - 1)], np.inf)
         converged = np.zeros(n_groups, dtype=bool)
         for _ in range(200):
             _, g, h = (np.asarray(a) for a in _derivatives_jit(jnp.asarray(x), arrays, kinds, n_groups))
