@@ -177,8 +177,8 @@ def _expm1_root(t: np.ndarray, upper: bool) -> np.ndarray:
     return v[inverse].reshape(t.shape)
 
 
-def _bisect(fun: Any, lo: np.ndarray, hi: np.ndarray, iterations: int = 200) -> np.ndarray:
-    """Roots of ``fun`` in ``[lo, hi]``, elementwise; NaN where the signs at the ends do not differ
+def bisect_roots(fun: Any, lo: np.ndarray, hi: np.ndarray, iterations: int = 200) -> np.ndarray:
+    """Roots of ``fun`` between ``lo`` and ``hi`` (either may be the larger), elementwise; NaN where the signs at the ends do not differ
     (Gammapy's ``find_roots`` with one bin: no root found there)."""
     lo, hi = np.broadcast_arrays(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
     lo, hi = lo.copy(), hi.copy()
@@ -193,7 +193,7 @@ def _bisect(fun: Any, lo: np.ndarray, hi: np.ndarray, iterations: int = 200) -> 
         lo = np.where(left, mid, lo)
         f_lo = np.where(left, f_mid, f_lo)
         hi = np.where(left, hi, mid)
-        if np.all((hi - lo) <= 4 * np.finfo(float).eps * np.maximum(np.abs(lo), np.abs(hi))):
+        if np.all(np.abs(hi - lo) <= 4 * np.finfo(float).eps * np.maximum(np.abs(lo), np.abs(hi))):
             break
     root = np.where(bracketed, 0.5 * (lo + hi), np.nan)
     root = np.where(exact_lo, lo, root)  # never moved when f(lo) = 0
@@ -238,14 +238,14 @@ class _CountsStatistic:
         (``n_on`` where there is no such point in the search range, as Gammapy)."""
         target = self.stat_max + n_sigma**2
         lo = self.n_sig - self._search_width(n_sigma)
-        roots = _bisect(lambda mu: self._stat_fcn(mu) - target, lo, self.n_sig)
+        roots = bisect_roots(lambda mu: self._stat_fcn(mu) - target, lo, self.n_sig)
         return np.where(np.isnan(roots), self.n_on, self.n_sig - roots)
 
     def compute_errp(self, n_sigma: float = 1.0) -> np.ndarray:
         """Positive error: the signal above ``n_sig`` where the statistic rises by ``n_sigma^2``."""
         target = self.stat_max + n_sigma**2
         hi = self.n_sig + self._search_width(n_sigma)
-        return _bisect(lambda mu: self._stat_fcn(mu) - target, self.n_sig, hi) - self.n_sig
+        return bisect_roots(lambda mu: self._stat_fcn(mu) - target, self.n_sig, hi) - self.n_sig
 
     def compute_upper_limit(self, n_sigma: float = 3.0) -> np.ndarray:
         """Upper limit on the signal: ``n_sig`` plus the positive error at ``n_sigma``."""
@@ -386,7 +386,7 @@ class WStatCountsStatistic(_CountsStatistic):
             if not np.any(short):
                 break
             hi = np.where(short, 2 * hi, hi)
-        return _bisect(excess_significance, np.zeros_like(hi), hi)
+        return bisect_roots(excess_significance, np.zeros_like(hi), hi)
 
     def info_dict(self) -> dict[str, Any]:
         info = super().info_dict()

@@ -21,6 +21,8 @@ from astropy.convolution import Tophat2DKernel
 
 from ..datasets.map import MapDataset, MapDatasetOnOff
 from ..geom import MapAxis
+from ..geom.axes import snapped_edge_indices
+from ..geom.smooth import convolve_images
 from ..stats import CashCountsStatistic, WStatCountsStatistic
 from .core import FluxMaps
 
@@ -40,21 +42,8 @@ def tophat_kernel(radius_pix: float) -> np.ndarray:
 
 def correlate(images: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Convolve each image of ``images`` (``(..., ny, nx)``) with ``kernel`` (odd shape), zero
-    outside the images: scipy's ``convolve(mode="same")``, summed exactly over the kernel's
-    non-zero offsets."""
-    images = np.asarray(images, dtype=np.float64)
-    ky, kx = kernel.shape
-    if ky % 2 == 0 or kx % 2 == 0:
-        raise ValueError(f"correlate: the kernel shape must be odd, got {kernel.shape}")
-    cy, cx = ky // 2, kx // 2
-    ny, nx = images.shape[-2:]
-    padded = np.zeros((*images.shape[:-2], ny + 2 * cy, nx + 2 * cx))
-    padded[..., cy : cy + ny, cx : cx + nx] = images
-    out = np.zeros_like(images)
-    flipped = kernel[::-1, ::-1]  # convolution, not correlation (the top-hat is symmetric anyway)
-    for dy, dx in zip(*np.nonzero(flipped), strict=True):
-        out += flipped[dy, dx] * padded[..., dy : dy + ny, dx : dx + nx]
-    return out
+    outside the images: scipy's ``convolve(mode="same")`` as Gammapy's ``Map.convolve``."""
+    return convolve_images(images, kernel, mode="constant")
 
 
 def _energy_groups(axis: MapAxis, edges: Any) -> tuple[MapAxis, np.ndarray]:
@@ -63,8 +52,7 @@ def _energy_groups(axis: MapAxis, edges: Any) -> tuple[MapAxis, np.ndarray]:
     indices of the snapped edges, taken as integers: Gammapy's ``Map.resample_axis`` finds them by
     ``digitize`` of the snapped energies)."""
     edges = np.asarray(edges, dtype=np.float64)
-    pix = np.clip(axis.coord_to_pix(edges), -0.5, axis.nbin - 0.5)
-    idx = np.unique(np.round(pix + 0.5).astype(int))  # edge indices 0 .. nbin
+    idx = snapped_edge_indices(axis, edges)
     if idx.size < 2:
         if edges.max() <= axis.edges[0] or edges.min() >= axis.edges[-1]:
             raise ValueError(

@@ -29,7 +29,8 @@ from ..datasets.flux_points import FluxPoints
 from ..datasets.map import MapDataset, MapDatasetOnOff
 from ..datasets.spectrum import SpectrumDataset, SpectrumDatasetOnOff
 from ..geom import MapAxis
-from ..stats import cash, wstat, wstat_npred_background
+from ..geom.axes import snapped_edge_indices
+from ..stats import bisect_roots, cash, wstat, wstat_npred_background
 
 __all__ = ["FluxPointsEstimator"]
 
@@ -49,11 +50,10 @@ def _energy_axis(dataset: Any) -> MapAxis:
 def _group_bins(axis: MapAxis, energy_min: float, energy_max: float) -> tuple[int, int] | None:
     """The reconstructed bins ``[i, j]`` of Gammapy's ``slice_by_energy`` (``group_table`` with two
     edges, rounding in pixel coordinates); None when the range does not overlap the axis."""
-    pix = np.clip(axis.coord_to_pix(np.array([energy_min, energy_max])), -0.5, axis.nbin - 0.5)
-    idx = np.unique(np.round(pix + 0.5) - 0.5)
+    idx = snapped_edge_indices(axis, [energy_min, energy_max])
     if idx.size < 2:
         return None
-    return int(idx[0] + 0.5), int(idx[1] - 0.5)
+    return int(idx[0]), int(idx[1]) - 1
 
 
 class _Terms:
@@ -399,18 +399,8 @@ class FluxPointsEstimator:
         bisection in Gammapy's range (``1e5 x max(error, |norm|)`` away), NaN without a crossing."""
         target = best + n_sigma**2
         reach = 1e5 * np.maximum(np.nan_to_num(error, nan=1.0), np.abs(norm))
-        a = norm.copy()
-        b = norm + reach if upper else norm - reach
-        f_b = stat(b) - target
-        found = f_b > 0
-        for _ in range(200):
-            mid = 0.5 * (a + b)
-            below = stat(mid) - target < 0
-            a = np.where(below, mid, a)
-            b = np.where(below, b, mid)
-            if np.all(np.abs(b - a) <= 4 * np.finfo(float).eps * np.maximum(np.abs(a), np.abs(b))):
-                break
-        return np.where(found, 0.5 * (a + b), np.nan)
+        far = norm + reach if upper else norm - reach
+        return bisect_roots(lambda x: stat(x) - target, norm, far)
 
     @staticmethod
     def _sums(terms: list[_Terms], norm: np.ndarray, n_groups: int) -> tuple[np.ndarray, ...]:

@@ -20,7 +20,7 @@ from astropy.io import fits
 
 from ..units import parse_unit, unit_str
 
-__all__ = ["MapAxis", "axes_from_table_hdu", "axes_to_header", "axes_to_table_hdu"]
+__all__ = ["MapAxis", "axes_from_table_hdu", "axes_to_header", "axes_to_table_hdu", "snapped_edge_indices"]
 
 _INTERPS = ("lin", "log", "sqrt")
 _NODE_TYPES = ("edges", "center")
@@ -455,6 +455,13 @@ def axes_to_header(axes: Sequence[MapAxis]) -> fits.Header:
     for idx, axis in enumerate(axes, start=1):
         header.update(axis.to_header(idx))
     return header
+
+
+def snapped_edge_indices(axis: MapAxis, values: Any) -> np.ndarray:
+    """The indices (0 .. nbin) of the edges of ``axis`` that ``values`` snap to, sorted and unique,
+    as Gammapy's ``MapAxis.group_table``: rounding in pixel coordinates, clipped to the axis."""
+    pix = np.clip(axis.coord_to_pix(np.asarray(values, dtype=np.float64)), -0.5, axis.nbin - 0.5)
+    return np.unique(np.round(pix + 0.5).astype(int))
 
 
 def axes_to_table_hdu(axes: Sequence[MapAxis], hdu_bands: str = "BANDS") -> fits.BinTableHDU:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from astropy.convolution import Tophat2DKernel
 
-__all__ = ["smooth_images"]
+__all__ = ["convolve_images", "smooth_images"]
 
 _PAD_MODES = {"reflect": "symmetric", "constant": "constant", "nearest": "edge", "mirror": "reflect", "wrap": "wrap"}
 
@@ -27,6 +27,27 @@ def _filter1d(images: np.ndarray, weights: np.ndarray, axis: int, mode: str) -> 
     n = images.shape[axis]
     for k, w in enumerate(weights):
         out += w * np.take(padded, np.arange(k, k + n), axis=axis)
+    return out
+
+
+def convolve_images(images: Any, kernel: Any, mode: str = "constant") -> np.ndarray:
+    """Convolve each image of ``images`` (``(..., ny, nx)``) with ``kernel`` (odd shape), summed
+    exactly over the kernel's non-zero entries: ``scipy.ndimage.convolve`` with ``mode`` (for
+    "constant", also scipy.signal's ``convolve(mode="same")``)."""
+    images = np.asarray(images, dtype=np.float64)
+    array = np.asarray(kernel, dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] % 2 == 0 or array.shape[1] % 2 == 0:
+        raise ValueError(f"convolve_images: the kernel must be 2D with odd sides, got shape {array.shape}")
+    if mode not in _PAD_MODES:
+        raise ValueError(f"convolve_images: unknown mode {mode!r}; choose from {sorted(_PAD_MODES)}")
+    array = array[::-1, ::-1]  # a convolution: the kernel flipped
+    ry, rx = array.shape[0] // 2, array.shape[1] // 2
+    pad = [(0, 0)] * (images.ndim - 2) + [(ry, ry), (rx, rx)]
+    padded = np.pad(images, pad, mode=_PAD_MODES[mode])
+    ny, nx = images.shape[-2:]
+    out = np.zeros_like(images)
+    for dy, dx in zip(*np.nonzero(array), strict=True):
+        out += array[dy, dx] * padded[..., dy : dy + ny, dx : dx + nx]
     return out
 
 
@@ -47,13 +68,5 @@ def smooth_images(images: Any, width_pix: float, kernel: str = "gauss", mode: st
     if kernel == "disk":
         disk = Tophat2DKernel(width_pix)
         disk.normalize("integral")
-        array = np.asarray(disk.array, dtype=np.float64)[::-1, ::-1]  # ndimage.convolve flips the kernel
-        ry, rx = array.shape[0] // 2, array.shape[1] // 2
-        pad = [(0, 0)] * (images.ndim - 2) + [(ry, ry), (rx, rx)]
-        padded = np.pad(images, pad, mode=_PAD_MODES[mode])
-        ny, nx = images.shape[-2:]
-        out = np.zeros_like(images)
-        for dy, dx in zip(*np.nonzero(array), strict=True):
-            out += array[dy, dx] * padded[..., dy : dy + ny, dx : dx + nx]
-        return out
+        return convolve_images(images, disk.array, mode=mode)
     raise ValueError(f"smooth_images: unknown kernel {kernel!r}; choose 'gauss' or 'disk'")
