@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import astropy.units as u
 import matplotlib
@@ -26,8 +27,9 @@ from jaxgamma.estimators import FluxPointsEstimator
 from jaxgamma.plotting import plot_flux_points, plot_spectrum
 
 
-def main(outdir: Path) -> None:
-    data = Path(os.environ["GAMMAPY_DATA"])
+def joint_crab_datasets(data: Path) -> tuple[Datasets, Any]:
+    """The three seed datasets (Fermi-LAT map, the two H.E.S.S. runs stacked, HAWC flux points) and
+    the Fermi-LAT models (the Crab log-parabola and the Fermi-LAT background)."""
     fermi, models = read_datasets(
         data / "fermi-3fhl-crab/Fermi-LAT-3FHL_datasets.yaml", models=data / "fermi-3fhl-crab/Fermi-LAT-3FHL_models.yaml"
     )
@@ -35,7 +37,12 @@ def main(outdir: Path) -> None:
         [SpectrumDatasetOnOff.read(data / f"joint-crab/spectra/hess/pha_obs{obs}.fits") for obs in (23523, 23526)]
     ).stack_reduce(name="HESS")
     hawc = FluxPointsDataset.read(data / "hawc/crab_flux/HAWC19_flux_points.fits", name="HAWC")
-    datasets = Datasets([fermi["Fermi-LAT"], hess, hawc])
+    return Datasets([fermi["Fermi-LAT"], hess, hawc]), models
+
+
+def main(outdir: Path) -> None:
+    datasets, models = joint_crab_datasets(Path(os.environ["GAMMAPY_DATA"]))
+    hawc = datasets["HAWC"]
     print(datasets)
 
     t0 = time.perf_counter()

@@ -16,24 +16,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from joint_crab import joint_crab_datasets  # the seed datasets, as in examples/joint_crab.py
 
 import jaxgamma as jg
-from jaxgamma import read_datasets
-from jaxgamma.datasets import Datasets, FluxPointsDataset, SpectrumDatasetOnOff
 from jaxgamma.sampling import sample
 
 
 def main(num_samples: int = 1000) -> None:
-    data = Path(os.environ["GAMMAPY_DATA"])
-    fermi, models = read_datasets(
-        data / "fermi-3fhl-crab/Fermi-LAT-3FHL_datasets.yaml", models=data / "fermi-3fhl-crab/Fermi-LAT-3FHL_models.yaml"
-    )
-    hess = Datasets(
-        [SpectrumDatasetOnOff.read(data / f"joint-crab/spectra/hess/pha_obs{obs}.fits") for obs in (23523, 23526)]
-    ).stack_reduce(name="HESS")
-    hawc = FluxPointsDataset.read(data / "hawc/crab_flux/HAWC19_flux_points.fits", name="HAWC")
-    datasets = Datasets([fermi["Fermi-LAT"], hess, hawc])
-
+    datasets, models = joint_crab_datasets(Path(os.environ["GAMMAPY_DATA"]))
     result = jg.fit(datasets, models)
     t0 = time.perf_counter()
     draws = sample(datasets, result, num_samples=num_samples, num_warmup=500, num_chains=4)
