@@ -263,7 +263,7 @@ class FluxMaps:
                 )
             reference = read_models(found[0])[0].spectral_model
         if sed_type == "likelihood":
-            data = {name: values for name, (values, _) in raw.items()}
+            maps = {name: values for name, (values, _) in raw.items()}
         elif sed_type in _SED_TYPES:
             if sed_type not in raw:
                 raise ValueError(
@@ -271,7 +271,7 @@ class FluxMaps:
                 )
             probe = cls({"norm": np.ones(geom.data_shape)}, geom, reference)
             factor = probe[sed_type]
-            data = {}
+            maps = {}
             for name, (values, unit) in raw.items():
                 if name == sed_type or (
                     name.startswith(sed_type + "_") and "norm" + name[len(sed_type) :] in _NORM_QUANTITIES
@@ -280,12 +280,12 @@ class FluxMaps:
                         _CANONICAL[sed_type]
                     )
                     with np.errstate(invalid="ignore", divide="ignore"):
-                        data["norm" + name[len(sed_type) :]] = canonical / factor
+                        maps["norm" + name[len(sed_type) :]] = canonical / factor
                 else:
-                    data[name] = values
+                    maps[name] = values
         else:
             raise ValueError(f"FluxMaps.read {str(path)!r}: unknown SED_TYPE {sed_type!r}")
-        return cls(data, geom, reference, meta={"sed_type_init": "likelihood"})
+        return cls(maps, geom, reference, meta={"sed_type_init": "likelihood"})
 
     # -- summary ------------------------------------------------------------------------------------
     def __str__(self) -> str:

@@ -7,7 +7,7 @@ scipy's ``reflect`` (the image mirrored about its edge, Gammapy's default) and `
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from astropy.convolution import Tophat2DKernel
@@ -22,7 +22,7 @@ def _filter1d(images: np.ndarray, weights: np.ndarray, axis: int, mode: str) -> 
     radius = weights.size // 2
     pad = [(0, 0)] * images.ndim
     pad[axis] = (radius, radius)
-    padded = np.pad(images, pad, mode=_PAD_MODES[mode])
+    padded = np.pad(images, pad, mode=cast(Any, _PAD_MODES[mode]))
     out = np.zeros_like(images)
     n = images.shape[axis]
     for k, w in enumerate(weights):
@@ -43,7 +43,7 @@ def convolve_images(images: Any, kernel: Any, mode: str = "constant") -> np.ndar
     array = array[::-1, ::-1]  # a convolution: the kernel flipped
     ry, rx = array.shape[0] // 2, array.shape[1] // 2
     pad = [(0, 0)] * (images.ndim - 2) + [(ry, ry), (rx, rx)]
-    padded = np.pad(images, pad, mode=_PAD_MODES[mode])
+    padded = np.pad(images, pad, mode=cast(Any, _PAD_MODES[mode]))
     ny, nx = images.shape[-2:]
     out = np.zeros_like(images)
     for dy, dx in zip(*np.nonzero(array), strict=True):
