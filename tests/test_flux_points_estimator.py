@@ -177,6 +177,15 @@ def test_edge_cases_of_the_groups():
     assert points.energy_min[2] == pytest.approx(150.0)  # the requested edges of the unreached group
     with pytest.raises(ValueError, match="narrower than the bins"):
         FluxPointsEstimator(source="src", energy_edges=[1.0, 1.05] * u.TeV).run(dataset, models)
+    shifted = dataset.replace(energy_edges=edges * 1.2, name="shifted")  # bins not aligned with the first
+    with pytest.raises(ValueError, match="aligned energy axes"):
+        FluxPointsEstimator(source="src", energy_edges=[1, 10] * u.TeV).run([dataset, shifted], models)
+    part = SpectrumDataset(  # a sub-range of the same bins: aligned
+        counts=dataset.counts[2:8], background=np.full(6, 0.5), exposure=np.full(6, 1e12), energy_edges=edges[2:9],
+        name="part",
+    )
+    joint = FluxPointsEstimator(source="src", energy_edges=[1, 10] * u.TeV).run([dataset, part], models)
+    assert joint.success[0] and joint.get("counts").shape == (1, 2)
     # another source with a negative amplitude drives the rest of the prediction below 0
     negative = SkyModel(spectral_model=PowerLawSpectralModel(index=1.0, amplitude=-3e-12), name="neg")
     both = Models([models["src"], negative])

@@ -56,6 +56,13 @@ def _group_bins(axis: MapAxis, energy_min: float, energy_max: float) -> tuple[in
     return int(idx[0]), int(idx[1]) - 1
 
 
+def _aligned(axis: MapAxis, other: MapAxis, atol: float = 2e-2) -> bool:
+    """Gammapy's ``MapAxis.is_aligned``: the centres of each axis fall on (integer) centres of the
+    other, within ``atol`` bins, and the interpolations agree."""
+    pix = np.append(axis.coord_to_pix(other.center), other.coord_to_pix(axis.center))
+    return bool(np.allclose(np.round(pix) - pix, 0, atol=atol)) and axis.interp == other.interp
+
+
 class _Terms:
     """One dataset's statistic as a function of the group norms, over its bins inside ``mask``:
     flat arrays (numpy, moved to JAX when evaluated) and the group of each bin."""
@@ -237,6 +244,12 @@ class FluxPointsEstimator:
                 "reference spectrum is then the template integrated over the map, not available yet in jaxgamma"
             )
 
+        axes = [_energy_axis(d) for d in datasets]
+        if not all(_aligned(axes[0], axis) for axis in axes[1:]):
+            raise ValueError(
+                f"FluxPointsEstimator: all datasets must have aligned energy axes (as Gammapy); "
+                f"{datasets.names} do not: estimate their flux points separately"
+            )
         n_groups = self.energy_edges.size - 1
         group_of_bin = []
         e_min = np.full(n_groups, np.inf)
