@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -31,3 +32,36 @@ def data_dir() -> Path:
     if path is None:
         pytest.skip("GAMMAPY_DATA is not set (or not a folder): these tests read Gammapy's example data")
     return path
+
+
+@pytest.fixture(scope="session")
+def cta_plain(tmp_path_factory) -> Path:
+    """``cta-1dc-gc-reduced/stacked.fits.gz`` uncompressed, once per session (Gammapy decompresses a
+    .gz file once per HDU: 12 s); skipped without $GAMMAPY_DATA."""
+    path = gammapy_data_path()
+    if path is None:
+        pytest.skip("GAMMAPY_DATA is not set (or not a folder): this test reads Gammapy's example data")
+    plain = tmp_path_factory.mktemp("cta") / "stacked.fits"
+    plain.write_bytes(gzip.decompress((path / "cta-1dc-gc-reduced/stacked.fits.gz").read_bytes()))
+    return plain
+
+
+@pytest.fixture(scope="session")
+def cta_gc_models():
+    """Near the best fit of the stacked CTA-1DC dataset: an ECPL point source "gc" and the FoV
+    background norm of the dataset "stacked" (immutable: shared by the session)."""
+    from jaxgamma.models import (
+        ExpCutoffPowerLawSpectralModel,
+        FoVBackgroundModel,
+        Models,
+        PointSpatialModel,
+        PowerLawNormSpectralModel,
+        SkyModel,
+    )
+
+    spectral = ExpCutoffPowerLawSpectralModel(
+        index=2.4, amplitude="2.7e-12 cm-2 s-1 TeV-1", reference="1 TeV", lambda_="0.01 TeV-1"
+    )
+    source = SkyModel(spectral, PointSpatialModel(lon_0=-0.048, lat_0=-0.053, frame="galactic"), name="gc")
+    background = FoVBackgroundModel(dataset_name="stacked", spectral_model=PowerLawNormSpectralModel(norm=1.3))
+    return Models([source, background])

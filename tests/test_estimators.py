@@ -3,7 +3,6 @@ truth, and Gammapy 2.1 on the stacked CTA-1DC dataset (Cash) and an ON/OFF versi
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import astropy.units as u
@@ -16,12 +15,7 @@ from jaxgamma.estimators import ExcessMapEstimator, FluxMaps
 from jaxgamma.estimators.excess import correlate, tophat_kernel
 from jaxgamma.geom import MapAxis, WcsGeom
 from jaxgamma.models import (
-    ExpCutoffPowerLawSpectralModel,
-    FoVBackgroundModel,
     Models,
-    PointSpatialModel,
-    PowerLawNormSpectralModel,
-    SkyModel,
 )
 from jaxgamma.stats import CashCountsStatistic, WStatCountsStatistic, cash, wstat
 
@@ -197,21 +191,6 @@ def test_bad_input():
 
 
 # -- Gammapy 2.1 on the stacked CTA-1DC dataset ---------------------------------------------------------
-@pytest.fixture(scope="module")
-def cta_plain(data_dir: Path, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cta") / "stacked.fits"
-    path.write_bytes(gzip.decompress((data_dir / CTA_FILE).read_bytes()))
-    return path
-
-
-def _models() -> Models:
-    spectral = ExpCutoffPowerLawSpectralModel(
-        index=2.4, amplitude="2.7e-12 cm-2 s-1 TeV-1", reference="1 TeV", lambda_="0.01 TeV-1"
-    )
-    source = SkyModel(spectral, PointSpatialModel(lon_0=-0.048, lat_0=-0.053, frame="galactic"), name="gc")
-    return Models([source, FoVBackgroundModel(dataset_name="stacked", spectral_model=PowerLawNormSpectralModel(norm=1.3))])
-
-
 def _compare(
     reference, ours: FluxMaps, exclude: np.ndarray | None = None, ts_atol: float = 1e-5, rtol: float = 2e-6
 ) -> None:
@@ -266,7 +245,7 @@ OPTIONS = [
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=["default", "edges-all", "radius-ul"])
-def test_excess_map_matches_gammapy(cta_plain, options, tmp_path):
+def test_excess_map_matches_gammapy(cta_plain, cta_gc_models, options, tmp_path):
     gammapy_datasets = pytest.importorskip("gammapy.datasets")
     from gammapy.estimators import ExcessMapEstimator as GammapyEstimator
     from gammapy.modeling.models import Models as GammapyModels
@@ -275,7 +254,7 @@ def test_excess_map_matches_gammapy(cta_plain, options, tmp_path):
     reference_dataset = gammapy_datasets.MapDataset.read(cta_plain, name="stacked")
     models = None
     if options.get("selection_optional") == "all":  # with the source and background models too
-        models = _models()
+        models = cta_gc_models
         write_models(tmp_path / "models.yaml", models)
         reference_dataset.models = GammapyModels.read(tmp_path / "models.yaml")
     reference = GammapyEstimator(**options).run(reference_dataset)
@@ -295,7 +274,7 @@ def test_excess_map_matches_gammapy(cta_plain, options, tmp_path):
 
 
 @pytest.mark.parametrize("correlate_off", [True, False])
-def test_onoff_excess_map_matches_gammapy(cta_plain, correlate_off, tmp_path):
+def test_onoff_excess_map_matches_gammapy(cta_plain, cta_gc_models, correlate_off, tmp_path):
     gammapy_datasets = pytest.importorskip("gammapy.datasets")
     from astropy.coordinates import SkyCoord
     from gammapy.estimators import ExcessMapEstimator as GammapyEstimator
@@ -313,7 +292,7 @@ def test_onoff_excess_map_matches_gammapy(cta_plain, correlate_off, tmp_path):
     onoff.write(tmp_path / "onoff.fits")
     ours_dataset = MapDatasetOnOff.read(tmp_path / "onoff.fits", name="onoff")
     reference_dataset = gammapy_datasets.MapDatasetOnOff.read(tmp_path / "onoff.fits", name="onoff")
-    models = Models([_models()["gc"]])
+    models = Models([cta_gc_models["gc"]])
     write_models(tmp_path / "models.yaml", models)
     reference_dataset.models = GammapyModels.read(tmp_path / "models.yaml")
     # a masked stripe (mask_fit): alpha is infinite or 0 / 0 there, and NaN in the result

@@ -15,7 +15,6 @@ Reference numbers (Gammapy 2.1):
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import astropy.units as u
@@ -86,14 +85,6 @@ def cta_models() -> Models:
 @pytest.fixture(scope="module")
 def gp():
     return pytest.importorskip("gammapy")
-
-
-@pytest.fixture(scope="module")
-def cta_plain(data_dir: Path, tmp_path_factory) -> Path:
-    """The CTA dataset uncompressed (Gammapy decompresses a .gz file once per HDU: 12 s)."""
-    path = tmp_path_factory.mktemp("cta") / "stacked.fits"
-    path.write_bytes(gzip.decompress((data_dir / CTA_FILE).read_bytes()))
-    return path
 
 
 def with_background_norm(models: Models, dataset_name: str, **values: float) -> Models:

@@ -17,7 +17,6 @@ Reference setups (numbers measured live against Gammapy 2.1 in the tests marked 
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import astropy.units as u
@@ -106,15 +105,13 @@ def fermi_onoff(fermi: MapDataset) -> MapDatasetOnOff:
 
 
 @pytest.fixture(scope="module")
-def cta_cutout(gp, data_dir: Path, tmp_path_factory) -> Path:
+def cta_cutout(gp, cta_plain: Path, tmp_path_factory) -> Path:
     """A 2 x 2 deg cutout of the CTA stacked dataset, made and written by Gammapy."""
     from astropy.coordinates import SkyCoord
     from gammapy.datasets import MapDataset as GMapDataset
 
     folder = tmp_path_factory.mktemp("cta")
-    plain = folder / "stacked.fits"
-    plain.write_bytes(gzip.decompress((data_dir / CTA_FILE).read_bytes()))
-    dataset = GMapDataset.read(plain)
+    dataset = GMapDataset.read(cta_plain)
     cutout = dataset.cutout(SkyCoord(0, 0, unit="deg", frame="galactic"), width=2 * u.deg, name="cut")
     path = folder / "cutout.fits"
     cutout.write(path)

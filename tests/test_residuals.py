@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import astropy.units as u
@@ -17,14 +16,6 @@ import matplotlib.pyplot as plt
 from jaxgamma import write_models
 from jaxgamma.datasets import MapDataset
 from jaxgamma.geom.smooth import smooth_images
-from jaxgamma.models import (
-    ExpCutoffPowerLawSpectralModel,
-    FoVBackgroundModel,
-    Models,
-    PointSpatialModel,
-    PowerLawNormSpectralModel,
-    SkyModel,
-)
 from jaxgamma.plotting import (
     plot_residuals_spatial,
     plot_residuals_spectral,
@@ -55,28 +46,17 @@ def test_smoothing_is_scipy_ndimage(kernel, mode):
         smooth_images(images, 2.0, kernel="box")
 
 
-def _models() -> Models:
-    spectral = ExpCutoffPowerLawSpectralModel(
-        index=2.4, amplitude="2.7e-12 cm-2 s-1 TeV-1", reference="1 TeV", lambda_="0.01 TeV-1"
-    )
-    source = SkyModel(spectral, PointSpatialModel(lon_0=-0.048, lat_0=-0.053, frame="galactic"), name="gc")
-    background = FoVBackgroundModel(dataset_name="stacked", spectral_model=PowerLawNormSpectralModel(norm=1.3))
-    return Models([source, background])
-
-
 @pytest.fixture(scope="module")
-def pair(data_dir: Path, tmp_path_factory):
+def pair(cta_plain: Path, cta_gc_models, tmp_path_factory):
     """The CTA-1DC dataset cut out around the Galactic centre, in jaxgamma and in Gammapy (with the
     same models)."""
     gammapy_datasets = pytest.importorskip("gammapy.datasets")
     from gammapy.modeling.models import Models as GammapyModels
 
+    ours = MapDataset.read(cta_plain, name="stacked").cutout(CENTRE, 1.5, name="stacked")
+    theirs = gammapy_datasets.MapDataset.read(cta_plain, name="stacked").cutout(CENTRE, 1.5 * u.deg, name="stacked")
+    models = cta_gc_models
     folder = tmp_path_factory.mktemp("residuals")
-    plain = folder / "stacked.fits"
-    plain.write_bytes(gzip.decompress((data_dir / CTA_FILE).read_bytes()))
-    ours = MapDataset.read(plain, name="stacked").cutout(CENTRE, 1.5, name="stacked")
-    theirs = gammapy_datasets.MapDataset.read(plain, name="stacked").cutout(CENTRE, 1.5 * u.deg, name="stacked")
-    models = _models()
     write_models(folder / "models.yaml", models)
     theirs.models = GammapyModels.read(folder / "models.yaml")
     return ours, theirs, models
