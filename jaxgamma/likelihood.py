@@ -42,8 +42,13 @@ __all__ = [
 
 
 def _to_device(plan: Any) -> Any:
-    # numpy leaves become device arrays once, so that calls do not copy them again
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(x) if isinstance(x, np.ndarray) else x, plan)
+    # numpy leaves become device arrays once, so that calls do not copy them again; device_put
+    # (one call for the tree) compiles nothing, where jnp.asarray compiles a copy program per shape
+    leaves, treedef = jax.tree_util.tree_flatten(plan)
+    host = [i for i, x in enumerate(leaves) if isinstance(x, np.ndarray)]
+    for i, x in zip(host, jax.device_put([leaves[i] for i in host]), strict=True):
+        leaves[i] = x
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _as_datasets(datasets: Any) -> list[Dataset]:
@@ -150,7 +155,7 @@ def make_stat_function(
     # batching above pads and stacks in numpy, and each array crosses to the device once)
     plans = tuple(_to_device(statistic_only(p)) for p in plans)
     fun = jax.tree_util.Partial(_stat_of_vector, plans=plans, models=models, vector=vector)
-    return fun, np.asarray(vector.flatten(models)), vector.names
+    return fun, vector.values(models), vector.names
 
 
 def plans_need_update(plans: Iterable[DatasetPlan], models: Any) -> bool:

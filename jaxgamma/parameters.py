@@ -284,6 +284,19 @@ class ParameterVector(eqx.Module):
             return jnp.zeros((0,))
         return jnp.stack([jnp.asarray(v, dtype=float) for v in leaves])
 
+    def values(self, tree: Any) -> np.ndarray:
+        """The free values of a concrete ``tree`` as a numpy vector (:meth:`flatten` without
+        device dispatch; not for traced trees)."""
+        free, _ = eqx.partition(tree, free_spec(tree))
+        leaves = jax.tree_util.tree_leaves(free)
+        if len(leaves) != len(self.names):
+            raise ValueError(
+                f"model tree has {len(leaves)} free parameters, this vector was built for {len(self.names)}"
+            )
+        return np.array([np.asarray(v, dtype=np.float64) for v in leaves], dtype=np.float64).reshape(
+            len(leaves)
+        )
+
     def unflatten(self, x: jax.Array, tree: Any) -> Any:
         free, frozen = eqx.partition(tree, free_spec(tree))
         leaves, treedef = jax.tree_util.tree_flatten(free)
@@ -363,19 +376,29 @@ class BoundTransform(eqx.Module):
             u_,
         )
 
-    def to_unconstrained(self, value: jax.Array) -> jax.Array:
-        """Physical values -> unconstrained vector (values strictly inside their bounds)."""
-        f = value / self.scale
-        width = jnp.where(self.kind == _INTERVAL, self.hi - self.lo, 1.0)
-        # softplus^-1(y) = y + log(-expm1(-y)); the safe_* avoid NaN in the branches not taken
-        d_lo = jnp.where(self.kind == _LOWER, f - self.lo, 1.0)
-        d_hi = jnp.where(self.kind == _UPPER, self.hi - f, 1.0)
-        p = jnp.where(self.kind == _INTERVAL, (f - self.lo) / width, 0.5)
-        return jnp.select(
-            [self.kind == _LOWER, self.kind == _UPPER, self.kind == _INTERVAL],
-            [_softplus_inv(d_lo), -_softplus_inv(d_hi), jnp.log(p) - jnp.log1p(-p)],
-            f,
+    def to_unconstrained(self, value: Any) -> Any:
+        """Physical values -> unconstrained vector (values strictly inside their bounds).
+
+        A numpy ``value`` on a transform with numpy fields (as :meth:`create` makes) is mapped in
+        numpy and returns numpy: start points then cost no device dispatch (each eager jnp op
+        compiles a small program the first time in a process, ~20 ms apiece).
+        """
+        host = isinstance(value, np.ndarray | float) and all(
+            isinstance(a, np.ndarray) for a in (self.scale, self.lo, self.hi, self.kind)
         )
+        xp: Any = np if host else jnp
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = xp.asarray(value, dtype=np.float64) / self.scale if host else value / self.scale
+            width = xp.where(self.kind == _INTERVAL, self.hi - self.lo, 1.0)
+            # softplus^-1(y) = y + log(-expm1(-y)); the placeholders avoid NaN in branches not taken
+            d_lo = xp.where(self.kind == _LOWER, f - self.lo, 1.0)
+            d_hi = xp.where(self.kind == _UPPER, self.hi - f, 1.0)
+            p = xp.where(self.kind == _INTERVAL, (f - self.lo) / width, 0.5)
+            return xp.select(
+                [self.kind == _LOWER, self.kind == _UPPER, self.kind == _INTERVAL],
+                [_softplus_inv(d_lo, xp), -_softplus_inv(d_hi, xp), xp.log(p) - xp.log1p(-p)],
+                f,
+            )
 
     def log_abs_det_jacobian(self, u_: jax.Array) -> jax.Array:
         """``sum log |d value / d u|``: the log-Jacobian of :meth:`to_value` (for samplers)."""
@@ -392,8 +415,8 @@ class BoundTransform(eqx.Module):
         return jnp.sum(per + jnp.log(jnp.abs(self.scale)))
 
 
-def _softplus_inv(y: jax.Array) -> jax.Array:
-    return y + jnp.log(-jnp.expm1(-y))
+def _softplus_inv(y: Any, xp: Any = jnp) -> Any:
+    return y + xp.log(-xp.expm1(-y))
 
 
 def map_parameters(fn: Callable[[str, Parameter], Parameter], tree: Any) -> Any:

@@ -120,7 +120,7 @@ def log_density(
     start = np.where(np.isfinite(maxs), np.minimum(start, maxs - 0.5 * width), start)
     start = np.where((start > mins) | ~np.isfinite(mins), start, x0)
     u_lo, u_hi = saturation_limits(transform)
-    u0 = np.clip(np.asarray(transform.to_unconstrained(jnp.asarray(start))), u_lo, u_hi)
+    u0 = np.clip(np.asarray(transform.to_unconstrained(np.asarray(start, dtype=np.float64))), u_lo, u_hi)
     density = LogDensity(fun, transform, log_prior, names, vector.units)
     return density, u0
 

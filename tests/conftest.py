@@ -65,3 +65,21 @@ def cta_gc_models():
     source = SkyModel(spectral, PointSpatialModel(lon_0=-0.048, lat_0=-0.053, frame="galactic"), name="gc")
     background = FoVBackgroundModel(dataset_name="stacked", spectral_model=PowerLawNormSpectralModel(norm=1.3))
     return Models([source, background])
+
+
+def count_compiles(fn):
+    """``(fn(), number of XLA backend compilations it triggered)``."""
+    from jax._src import monitoring
+
+    events = []
+
+    def listen(event, duration, **kwargs):
+        if event.endswith("backend_compile_duration"):
+            events.append(event)
+
+    monitoring.register_event_duration_secs_listener(listen)
+    try:
+        out = fn()
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+    return out, len(events)

@@ -73,6 +73,25 @@ def test_plans_are_device_arrays_and_reusable(crab_datasets: Datasets, crab_mode
     assert not plans_need_update(plans, crab_models)
 
 
+def test_to_device_moves_numpy_leaves_without_compiling():
+    from conftest import count_compiles
+
+    from jaxgamma.likelihood import _to_device
+
+    # shapes no other test uses: an eager copy program per shape would compile here
+    tree = {
+        "a": np.arange(7 * 13, dtype=np.float64).reshape(7, 13),
+        "b": (np.ones(11, bool), None, 3.5),
+        "c": "name",
+    }
+    out, n_compiles = count_compiles(lambda: _to_device(tree))
+    assert n_compiles == 0
+    assert isinstance(out["a"], jax.Array) and isinstance(out["b"][0], jax.Array)
+    np.testing.assert_array_equal(np.asarray(out["a"]), tree["a"])
+    assert out["a"].dtype == np.float64 and out["b"][0].dtype == bool
+    assert out["b"][1] is None and out["b"][2] == 3.5 and out["c"] == "name"
+
+
 def test_make_stat_function(crab_datasets: Datasets, crab_models: Models):
     fun, x0, names = make_stat_function(crab_datasets, crab_models)
     assert names == crab_models.parameter_vector().names

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import count_compiles
 
 from jaxgamma import Parameter, ParameterVector
 from jaxgamma.models import (
@@ -174,6 +175,35 @@ def test_bound_transform_vectorised_mixed_kinds():
     f(t, t.to_unconstrained(x))
     t2 = pv.transform(np.asarray(x) * 3)
     f(t2, t2.to_unconstrained(x * 3))
+
+
+def test_bound_transform_host_path_matches_device_path_without_compiling():
+    # one parameter of each kind, one value exactly on its bound (-> -inf, as the jnp path)
+    t = BoundTransform.create(
+        [1e-11, 1.0, 0.1, 10.0, 1.0], [-np.inf, 0.0, -np.inf, -90.0, 0.0], [np.inf, np.inf, 3.0, 90.0, 1.0]
+    )
+    # a length no other test uses, so that any eager jnp op would have to compile here
+    x = np.array([3.7e-11, 1.3, 0.25, -89.5, 0.0])
+    u_host, n_compiles = count_compiles(lambda: t.to_unconstrained(x))
+    assert isinstance(u_host, np.ndarray) and n_compiles == 0
+    np.testing.assert_allclose(u_host, np.asarray(t.to_unconstrained(jnp.asarray(x))), rtol=1e-14)
+    assert u_host[-1] == -np.inf
+    np.testing.assert_allclose(
+        np.asarray(t.to_value(jnp.asarray([*u_host[:-1].tolist(), 0.0])))[:-1], x[:-1], rtol=1e-12
+    )
+    # under jit (traced fields) the jnp path is taken
+    u_jit = jax.jit(lambda t, v: t.to_unconstrained(v))(t, x)
+    np.testing.assert_allclose(np.asarray(u_jit), u_host, rtol=1e-14)
+
+
+def test_values_equals_flatten():
+    models = crab_models()
+    pv = ParameterVector.from_tree(models)
+    values, n_compiles = count_compiles(lambda: pv.values(models))
+    assert isinstance(values, np.ndarray) and values.dtype == np.float64 and n_compiles == 0
+    np.testing.assert_array_equal(values, np.asarray(pv.flatten(models)))
+    with pytest.raises(ValueError, match="free parameters"):
+        ParameterVector.from_tree(models["Crab Nebula"]).values(models)
 
 
 def test_scale10():

@@ -180,7 +180,7 @@ def _rebuild_context(datasets: Any, result: FitResult) -> FitContext:
             f"the result's free parameters {result.parameter_names} differ from the models' {names}"
         )
     transform = vector.transform(x)
-    u = np.asarray(transform.to_unconstrained(jnp.asarray(x)))
+    u = np.asarray(transform.to_unconstrained(np.asarray(x, dtype=np.float64)))
     return FitContext(fun=fun, transform=transform, u=u, datasets=datasets, models=clean, names=tuple(names))
 
 

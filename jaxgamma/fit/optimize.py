@@ -572,16 +572,19 @@ def run_program(
     fixed_mask = np.zeros(n, bool) if fixed_mask is None else np.asarray(fixed_mask, bool)
     fixed_values = np.zeros(n) if fixed_values is None else np.asarray(fixed_values, np.float64)
     u_lo, u_hi = saturation_limits(transform)
-    out = _program(
+    # numpy arguments (traced as arrays by filter_jit): they cross to the device with the call,
+    # without the per-shape copy programs that jnp.asarray compiles
+    program: Any = _program
+    out = program(
         fun,
         transform,
-        jnp.asarray(np.clip(u0, u_lo, u_hi)),
-        jnp.asarray(fixed_mask),
-        jnp.asarray(fixed_values),
-        jnp.asarray(edm_target(tol)),
-        jnp.asarray(max_iter, jnp.int32),
-        jnp.asarray(u_lo),
-        jnp.asarray(u_hi),
+        np.clip(u0, u_lo, u_hi),
+        fixed_mask,
+        fixed_values,
+        np.asarray(edm_target(tol), np.float64),
+        np.asarray(max_iter, np.int32),
+        u_lo,
+        u_hi,
         optimizer,
         optax_optimizer,
         covariance,
@@ -766,7 +769,7 @@ def minimize(
     if scales is None:
         scales = np.array([scale10(v) for v in x0])
     transform = BoundTransform.create(np.asarray(scales, dtype=np.float64), lo, hi)
-    u0 = np.asarray(transform.to_unconstrained(jnp.asarray(x0)))
+    u0 = np.asarray(transform.to_unconstrained(np.asarray(x0, dtype=np.float64)))
     out = run_program(
         fun,
         transform,
@@ -873,7 +876,7 @@ def fit(
     plans = plan_datasets(datasets, clean, device=False)  # make_stat_function moves what it needs
     fun, x0, _ = make_stat_function(datasets, clean, plans=plans, batch=batch_datasets)
     transform = vector.transform(x0)
-    u0 = np.asarray(transform.to_unconstrained(jnp.asarray(x0)))
+    u0 = np.asarray(transform.to_unconstrained(np.asarray(x0, dtype=np.float64)))
     n_replans = 0
     program_options = {
         "tol": tol,
@@ -994,7 +997,7 @@ def _best_of_pixel_cells(
     for _ in range(max_rounds):
         improved = False
         for start in _pixel_cell_starts(datasets, models, vector, np.asarray(best.x)):
-            u_start = np.asarray(transform.to_unconstrained(jnp.asarray(start)))
+            u_start = np.asarray(transform.to_unconstrained(np.asarray(start, dtype=np.float64)))
             if not np.all(np.isfinite(u_start)):
                 continue
             trial = run_program(fun, transform, u_start, **program_options)
@@ -1112,7 +1115,7 @@ def fit_batch(
     batched, shared = batch_functions(funs)
     transform = vector.transform(x0)
     u_lo, u_hi = saturation_limits(transform)
-    u0 = np.clip(np.asarray(transform.to_unconstrained(jnp.asarray(x0))), u_lo, u_hi)
+    u0 = np.clip(np.asarray(transform.to_unconstrained(np.asarray(x0, dtype=np.float64))), u_lo, u_hi)
     out = _batch_program(
         batched,
         shared,
