@@ -12,6 +12,10 @@ Flux points (``FluxPointsEstimator``, errn/errp, UL and profiles):
 - ``fp-hess``: H.E.S.S. run 23523 (ON/OFF), power law, 6 bins from 0.1 to 100 TeV;
 - ``fp-fermi``: the Fermi-LAT 3FHL Crab map dataset and models, 5 bins from 10 GeV to 2 TeV.
 
+Light curve (``LightCurveEstimator``, errn/errp and UL):
+- ``lc-cta``: three CTA-1DC observations reduced per observation (4 x 4 deg, 6 energy bins), the
+  GC source, one interval per observation, two energy groups (0.3-1-10 TeV).
+
 Both libraries read the datasets before the timer; jaxgamma's first run includes the compilation of
 its background prediction (one small JAX program), reported separately from the warm runs. The
 medians of ``--repeats`` warm runs and their ratio are printed.
@@ -125,6 +129,9 @@ def main() -> None:
                 )
             )
 
+    if gd is not None:
+        flux_cases.append(_light_curve_case(Path(data)))
+
     print(f"{'case':14s} {'jaxgamma first':>15s} {'jaxgamma warm':>14s} {'Gammapy':>10s} {'ratio (warm)':>13s}  max |d sqrt_ts|")
     for name, options, dataset, reference in cases:
         first, warm, maps = timed(lambda o=options, d=dataset: ExcessMapEstimator(**o).run(d), args.repeats)
@@ -140,8 +147,45 @@ def main() -> None:
         first, warm, points = timed(ours_fun, args.repeats)
         with np.errstate(all="ignore"):
             _, gp, ref = timed(theirs_fun, max(args.repeats - 1, 1))
-        diff = np.nanmax(np.abs(ref.norm.data.ravel() - points.norm) / ref.norm_err.data.ravel())
+        diff = np.nanmax(np.abs(ref.norm.data.ravel() - np.ravel(points.norm)) / ref.norm_err.data.ravel())
         print(f"{name:14s} {first:14.3f}s {warm:13.3f}s {gp:9.3f}s {gp / warm:12.1f}x  max |d norm| / err {diff:.1e}")
+
+
+def _light_curve_case(data: Path) -> tuple[str, Any, Any]:
+    """``lc-cta``: the three CTA-1DC observations reduced per observation (4 x 4 deg at 0.1 deg, 6
+    energy bins, FoV background) by each library's Analysis (not timed); the light curve of the GC
+    source, one interval per observation, two energy groups, errn/errp and UL."""
+    import yaml
+    from gammapy.analysis import Analysis as GammapyAnalysis
+    from gammapy.analysis import AnalysisConfig as GammapyConfig
+    from gammapy.estimators import LightCurveEstimator as GammapyLCE
+
+    from jaxgamma.analysis import Analysis, AnalysisConfig
+    from jaxgamma.estimators import LightCurveEstimator
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_analysis import MODELS, SEED
+
+    config = AnalysisConfig.read(data / SEED)
+    config.datasets.stack = False
+    config.datasets.geom.wcs.binsize = "0.1 deg"
+    config.datasets.geom.wcs.width = {"width": "4 deg", "height": "4 deg"}
+    config.datasets.geom.axes.energy = {"min": "0.3 TeV", "max": "10 TeV", "nbins": 6}
+    config.datasets.background = {"method": "fov_background"}
+    ours = Analysis(config)
+    ours.get_observations()
+    ours.get_datasets()
+    ours.set_models(MODELS)
+    theirs = GammapyAnalysis(GammapyConfig.from_yaml(yaml.safe_dump(config.to_dict())))
+    theirs.get_observations()
+    theirs.get_datasets()
+    theirs.set_models(MODELS)
+    options = {"source": "source", "energy_edges": [0.3, 1, 10] * u.TeV, "selection_optional": ["errn-errp", "ul"]}
+    return (
+        "lc-cta",
+        lambda: LightCurveEstimator(**options).run(ours.datasets, ours.models),
+        lambda: GammapyLCE(**options).run(theirs.datasets),
+    )
 
 
 if __name__ == "__main__":

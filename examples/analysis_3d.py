@@ -14,7 +14,9 @@ safe mask "aeff-default" and "offset-max"). Then
 3. joint: ``datasets.stack = False``, one dataset per observation (cut out around its pointing), each
    with its own FoV background norm, and one joint fit over the whole energy range (the seed config has
    no fit range), next to Gammapy 2.1's ``Analysis`` on the same configuration; the source spectra of
-   both fits compared with their error bands.
+   both fits compared with their error bands;
+4. the light curve of the source from the joint datasets, one point per observation
+   (``Analysis.get_light_curve``).
 
 Run with ``GAMMAPY_DATA`` pointing at Gammapy's example data:
 
@@ -229,6 +231,26 @@ def main(outdir: Path) -> None:
     ax.legend()
     fig.savefig(outdir / "spectra.png", dpi=80)
     print(f"\nsource spectra with error bands written to {outdir / 'spectra.png'}")
+
+    # the light curve of the source: one point per observation (their GTIs), the joint fit's models
+    joint.config.light_curve.energy_edges = {"min": "0.3 TeV", "max": "10 TeV", "nbins": 1}
+    joint.config.light_curve.parameters = {"selection_optional": ["errn-errp", "ul"]}
+    joint.get_light_curve()
+    lc = joint.light_curve
+    print("\n4. light curve (one interval per observation, 0.3-10 TeV):")
+    table = lc.to_table(sed_type="flux")
+    for row in table:
+        print(
+            f"   MJD {row['time_min']:.4f}-{row['time_max']:.4f}: flux {row['flux'][0]:.3e} "
+            f"-{row['flux_errn'][0]:.1e} +{row['flux_errp'][0]:.1e} cm-2 s-1, sqrt(TS) {row['sqrt_ts'][0]:.1f}"
+        )
+    fig, ax = plt.subplots(figsize=(7, 4))
+    lc.plot(ax=ax, sed_type="flux")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(outdir / "light_curve.png", dpi=80)
+    lc.write(outdir / "light_curve.fits", sed_type="flux", overwrite=True)
+    print(f"   plot and table (Gammapy's lightcurve format) written to {outdir}/")
 
     joint.config.general.datasets_file = outdir / "joint_datasets.yaml"
     joint.config.general.models_file = outdir / "joint_models.yaml"

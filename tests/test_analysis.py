@@ -114,9 +114,7 @@ def test_steps_out_of_order():
         analysis.set_models(MODELS)
     with pytest.raises(RuntimeError, match="Missing datasets_file"):
         analysis.write_datasets()
-    with pytest.raises(NotImplementedError, match="not available yet in jaxgamma"):
-        analysis.get_light_curve()
-    for step in (analysis.get_excess_map, analysis.get_flux_points):
+    for step in (analysis.get_excess_map, analysis.get_flux_points, analysis.get_light_curve):
         with pytest.raises(RuntimeError, match="no datasets yet"):
             step()
     analysis.observations = [object()]

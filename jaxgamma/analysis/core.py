@@ -29,7 +29,6 @@ __all__ = ["Analysis"]
 log = logging.getLogger(__name__)
 
 _NOT_YET = "not available yet in jaxgamma"
-_ESTIMATORS_NOT_YET = f"{_NOT_YET} (the estimators come in a later release)"
 
 
 def _make_path(path: Any) -> Path:
@@ -73,6 +72,7 @@ class Analysis:
         self._skipped_obs_ids: list[int] = []
         self.flux_points: Any = None
         self.excess_map: Any = None
+        self.light_curve: Any = None
 
     # -- configuration ---------------------------------------------------------------------------------
     @property
@@ -514,8 +514,42 @@ class Analysis:
         self.excess_map = estimator.run(dataset, models=self._models)
 
     def get_light_curve(self) -> None:
-        """Light curve (``light_curve`` section): not available yet in jaxgamma."""
-        raise NotImplementedError(f"get_light_curve: light curves are {_ESTIMATORS_NOT_YET}")
+        """Light curve of the ``light_curve.source`` model (:class:`jaxgamma.estimators.LightCurveEstimator`
+        with ``light_curve.parameters``) in the ``light_curve.energy_edges`` bins and the
+        ``light_curve.time_intervals`` (``start`` / ``stop`` lists; without them, one interval per
+        dataset from its GTI), from the datasets and the analysis' models (the fitted ones after
+        :meth:`run_fit`). The result, in ``.light_curve``, is a :class:`jaxgamma.estimators.LightCurve`."""
+        from astropy.time import Time
+
+        from ..estimators import LightCurveEstimator
+
+        if self.datasets is None:
+            raise RuntimeError("get_light_curve: no datasets yet; run get_datasets() first")
+        settings = self.config.light_curve
+        axis = self._make_energy_axis(settings.energy_edges)
+        if axis is None:
+            raise ValueError("get_light_curve: missing or incomplete light_curve.energy_edges (min, max and nbins)")
+        start, stop = settings.time_intervals.start, settings.time_intervals.stop
+        if start is None or stop is None:
+            log.info("Time intervals not defined. Extract light curve on datasets GTIs.")
+            time_intervals = None
+        else:
+            start, stop = Time(start), Time(stop)
+            start, stop = start.reshape(-1), stop.reshape(-1)
+            if len(start) != len(stop):
+                raise ValueError(
+                    f"get_light_curve: light_curve.time_intervals has {len(start)} start and {len(stop)} stop times"
+                )
+            time_intervals = list(zip(start, stop, strict=True))
+        estimator = LightCurveEstimator(
+            time_intervals=time_intervals,
+            source=settings.source,
+            energy_edges=axis.edges_in("TeV") * u.TeV,
+            **dict(settings.parameters),
+        )
+        log.info("Computing light curve.")
+        self.light_curve = estimator.run(self.datasets, self.models)
+        log.info("\n%s", self.light_curve.to_table(format="lightcurve", sed_type="flux"))
 
     def __str__(self) -> str:
         lines = ["Analysis", ""]

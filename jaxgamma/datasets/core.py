@@ -239,6 +239,31 @@ class Datasets:
     def replace(self, name: str, dataset: Dataset) -> Datasets:
         return Datasets([dataset if d.name == name else d for d in self._datasets])
 
+    @property
+    def gti(self) -> Any:
+        """One interval per dataset with a GTI, from its first start to its last stop (Gammapy's
+        ``Datasets.gti``); ``None`` when no dataset has one."""
+        from ..data.gti import GTI
+
+        gtis = [getattr(d, "gti", None) for d in self._datasets]
+        intervals = [(g.time_start[0], g.time_stop[-1]) for g in gtis if g is not None and len(g) > 0]
+        return GTI.from_time_intervals(intervals) if intervals else None
+
+    def select_time(self, time_min: Any, time_max: Any, atol: Any = "1e-6 s") -> Datasets:
+        """The datasets whose GTI lies within ``[time_min, time_max]`` (astropy Time), up to
+        ``atol``, as Gammapy's ``Datasets.select_time``; a dataset without GTI is an error."""
+        from astropy.time import Time
+
+        time_min, time_max, atol = Time(time_min), Time(time_max), u.Quantity(atol)
+        selected = []
+        for d in self._datasets:
+            gti = getattr(d, "gti", None)
+            if gti is None or len(gti) == 0:
+                raise ValueError(f"select_time: dataset {d.name!r} has no GTI (good time intervals)")
+            if gti.time_start[0] >= time_min - atol and gti.time_stop[-1] <= time_max + atol:
+                selected.append(d)
+        return Datasets(selected)
+
     def stat_sum(self, models: Any) -> float:
         return float(sum(d.stat_sum(models) for d in self._datasets))
 

@@ -2,6 +2,7 @@
 
 from .core import FluxMaps
 from .excess import ExcessMapEstimator
+from .lightcurve import LightCurve, LightCurveEstimator
 from .points import FluxPointsEstimator
 
-__all__ = ["ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator"]
+__all__ = ["ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "LightCurve", "LightCurveEstimator"]

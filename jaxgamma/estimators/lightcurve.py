@@ -1,0 +1,314 @@
+"""Light curves: Gammapy 2.1's ``LightCurveEstimator`` (without re-optimisation) and its result.
+
+For each time interval the datasets whose GTI lies inside it (Gammapy's ``select_time``, to
+``atol``) are selected and :class:`~jaxgamma.estimators.FluxPointsEstimator` runs on them: the
+source's ``norm`` in each energy group, the other parameters fixed. Intervals that no dataset falls
+in are dropped, as in Gammapy. Without ``time_intervals`` the intervals are the datasets' own
+(``Datasets.gti``).
+
+The result, :class:`LightCurve`, holds the flux points of each interval and gives every quantity
+as an array of shape ``(n_time, n_energy, ...)``; it writes and reads Gammapy's ``lightcurve``
+table format (one row per interval, ``time_min`` / ``time_max`` in MJD, the ``gadf-sed`` columns
+of that interval's points as arrays), so Gammapy's ``FluxPoints.read(..., format="lightcurve")``
+reads our files and we read Gammapy's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+from astropy.table import Table, vstack
+from astropy.time import Time
+
+from ..datasets.flux_points import _QUANTITY_NAMES, FluxPoints, _read_table, _write_table
+from .points import FluxPointsEstimator
+
+__all__ = ["LightCurve", "LightCurveEstimator"]
+
+_PER_DATASET = ("counts", "npred", "npred_excess")
+_TIME_COLUMNS = ("time_min", "time_max")
+
+
+class LightCurve:
+    """Flux points per time interval (Gammapy's light-curve ``FluxPoints``, axes energy x time).
+
+    Parameters
+    ----------
+    time_min, time_max : astropy Time
+        The intervals, one per entry of ``points``.
+    points : sequence of FluxPoints
+        The flux points of each interval, on one energy binning.
+
+    Every quantity of the flux points (``lc.flux``, ``lc.norm_errn``, ``lc.ts``, ``lc.is_ul``, ...)
+    is an array with the time first: ``(n_time, n_energy)`` (``counts``: ``(n_time, n_energy,
+    n_datasets)``).
+    """
+
+    def __init__(self, time_min: Any, time_max: Any, points: Sequence[FluxPoints], meta: dict | None = None):
+        points = tuple(points)
+        time_min, time_max = Time(time_min), Time(time_max)
+        if time_min.ndim == 0:
+            time_min, time_max = time_min.reshape(1), time_max.reshape(1)
+        if not points:
+            raise ValueError("LightCurve: no flux points given")
+        if not (len(time_min) == len(time_max) == len(points)):
+            raise ValueError(
+                f"LightCurve: {len(time_min)} start and {len(time_max)} stop times for {len(points)} sets of flux points"
+            )
+        if np.any((time_max - time_min).to_value("s") <= 0):
+            raise ValueError("LightCurve: every interval must have time_max > time_min")
+        first = points[0]
+        for p in points[1:]:
+            same = len(p) == len(first) and np.allclose(p.energy_ref, first.energy_ref, rtol=1e-10)
+            if not same:
+                raise ValueError("LightCurve: the flux points of all intervals must share one energy binning")
+        self.time_min, self.time_max = time_min, time_max
+        self.points = points
+        self.meta = dict(first.meta if meta is None else meta)
+
+    # -- axes -----------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.points)
+
+    @property
+    def n_time(self) -> int:
+        return len(self.points)
+
+    @property
+    def time_mid(self) -> Time:
+        return self.time_min + 0.5 * (self.time_max - self.time_min)
+
+    @property
+    def time_delta(self) -> u.Quantity:
+        return (self.time_max - self.time_min).to("d")
+
+    @property
+    def energy_ref(self) -> np.ndarray:
+        return self.points[0].energy_ref
+
+    @property
+    def energy_edges(self) -> np.ndarray | None:
+        return self.points[0].energy_edges
+
+    @property
+    def energy_min(self) -> np.ndarray | None:
+        return self.points[0].energy_min
+
+    @property
+    def energy_max(self) -> np.ndarray | None:
+        return self.points[0].energy_max
+
+    @property
+    def sed_type_init(self) -> str:
+        return self.points[0].sed_type_init
+
+    @property
+    def available_quantities(self) -> list[str]:
+        return self.points[0].available_quantities
+
+    @property
+    def reference_model(self) -> Any:
+        return self.points[0].reference_model
+
+    # -- quantities -----------------------------------------------------------------------------------
+    def get(self, name: str) -> np.ndarray:
+        """A quantity by Gammapy's name, stacked over the intervals (time first)."""
+        return np.stack([p.get(name) for p in self.points])
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _QUANTITY_NAMES or name in ("is_ul", "sqrt_ts"):
+            return self.get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    # -- tables and files -----------------------------------------------------------------------------
+    def to_table(self, sed_type: str | None = None, format: str = "lightcurve") -> Table:
+        """Gammapy's ``lightcurve`` table: per interval ``time_min``, ``time_max`` (MJD, reference
+        MJD 0 in the intervals' time scale) and that interval's ``gadf-sed`` columns as arrays."""
+        if format != "lightcurve":
+            raise ValueError(f"LightCurve.to_table: only format='lightcurve' is supported, got {format!r}")
+        rows = []
+        for i, points in enumerate(self.points):
+            table = points.to_table(sed_type=sed_type)
+            flat = Table()
+            flat["time_min"] = [self.time_min[i].mjd]
+            flat["time_max"] = [self.time_max[i].mjd]
+            for column in table.columns:
+                flat[column] = table[column][np.newaxis]
+            flat.meta.update(table.meta)
+            rows.append(flat)
+        out = vstack(rows, metadata_conflicts="silent")
+        out.meta.update({"MJDREFI": 0, "MJDREFF": 0.0, "TIMESYS": self.time_min.scale, "TIMEUNIT": "d"})
+        return out
+
+    def write(self, path: Any, sed_type: str | None = None, format: str = "lightcurve", overwrite: bool = False) -> None:
+        """Write Gammapy's ``lightcurve`` format: FITS (``.fits``, HDU ``FLUXPOINTS``) or ECSV
+        (``.ecsv``); atomic, refusing to replace a file unless ``overwrite=True``."""
+        _write_table(path, self.to_table(sed_type=sed_type, format=format), overwrite=overwrite, hdu_name="FLUXPOINTS")
+
+    @classmethod
+    def read(cls, path: Any, format: str = "lightcurve", reference_model: Any = None) -> LightCurve:
+        """Read a ``lightcurve`` table (FITS or ECSV) written by Gammapy or by :meth:`write`."""
+        if format != "lightcurve":
+            raise ValueError(f"LightCurve.read: only format='lightcurve' is supported, got {format!r}")
+        table, _ = _read_table(path)
+        return cls.from_table(table, reference_model=reference_model, where=repr(str(path)))
+
+    @classmethod
+    def from_table(cls, table: Table, reference_model: Any = None, where: str = "table") -> LightCurve:
+        for column in _TIME_COLUMNS:
+            if column not in table.colnames:
+                raise ValueError(f"{where}: a lightcurve table needs a {column!r} column (MJD)")
+        unit = str(table.meta.get("TIMEUNIT", "d")).strip()
+        if unit != "d":
+            raise ValueError(f"{where}: TIMEUNIT {unit!r} is not supported (Gammapy writes 'd')")
+        scale = str(table.meta.get("TIMESYS", "tt")).lower()
+        mjdref = float(table.meta.get("MJDREFI", 0)) + float(table.meta.get("MJDREFF", 0.0))
+        start = Time(mjdref + np.asarray(table["time_min"], dtype=np.float64), format="mjd", scale=scale)
+        stop = Time(mjdref + np.asarray(table["time_max"], dtype=np.float64), format="mjd", scale=scale)
+        points = []
+        for i in range(len(table)):
+            sub = Table()
+            for column in table.colnames:
+                if column in _TIME_COLUMNS:
+                    continue
+                sub[column] = u.Quantity(table[column][i], table[column].unit) if table[column].unit else table[column][i]
+            sub.meta.update({k: v for k, v in table.meta.items() if k not in ("MJDREFI", "MJDREFF", "TIMESYS", "TIMEUNIT")})
+            points.append(FluxPoints.from_table(sub, reference_model=reference_model))
+        return cls(start, stop, points)
+
+    # -- plot -----------------------------------------------------------------------------------------
+    def plot(self, ax: Any = None, sed_type: str = "flux", energy_index: int | None = None, **kwargs: Any) -> Any:
+        """The light curve against time (MJD): points with their errors (``errn``/``errp`` when
+        available) and horizontal bars for the intervals; upper limits as arrows. One series per
+        energy bin (or only ``energy_index``)."""
+        import matplotlib.pyplot as plt
+
+        ax = plt.gca() if ax is None else ax
+        x = self.time_mid.mjd
+        xerr = 0.5 * (self.time_max.mjd - self.time_min.mjd)
+        value = self.get(sed_type)
+        try:
+            yerr = np.stack([self.get(f"{sed_type}_errn"), self.get(f"{sed_type}_errp")])
+        except AttributeError:
+            err = self.get(f"{sed_type}_err")
+            yerr = np.stack([err, err])
+        is_ul = self.is_ul if (self.points[0].has_ul) else np.zeros(value.shape, bool)
+        ul = self.get(f"{sed_type}_ul") if self.points[0].has_ul else np.full(value.shape, np.nan)
+        indices = range(value.shape[1]) if energy_index is None else [energy_index]
+        user_label = kwargs.pop("label", None)
+        lo, hi = self.energy_min, self.energy_max
+        for j in indices:
+            label = user_label
+            if label is None and lo is not None and hi is not None:
+                label = f"{lo[j]:.3g} - {hi[j]:.3g} TeV"
+            y = np.where(is_ul[:, j], ul[:, j], value[:, j])
+            err = np.where(is_ul[:, j], 0.0, yerr[:, :, j])
+            err = np.where(is_ul[:, j], 0.5 * y, err)  # the arrow length of an upper limit
+            ax.errorbar(x, y, xerr=xerr, yerr=err, uplims=is_ul[:, j], linestyle="", marker="o", label=label, **kwargs)
+        unit = {"flux": "cm-2 s-1", "eflux": "TeV cm-2 s-1", "dnde": "cm-2 s-1 TeV-1", "e2dnde": "TeV cm-2 s-1"}
+        ax.set_xlabel(f"Time [MJD, {self.time_min.scale.upper()}]")
+        ax.set_ylabel(f"{sed_type} [{unit.get(sed_type, '')}]".replace(" []", ""))
+        ax.set_yscale("log" if sed_type != "likelihood" else "linear")
+        return ax
+
+    def __repr__(self) -> str:
+        return (
+            f"LightCurve(n_time={self.n_time}, {self.time_min[0].isot} .. {self.time_max[-1].isot} "
+            f"({self.time_min.scale}), n_energy={len(self.energy_ref)}, quantities={self.available_quantities})"
+        )
+
+
+class LightCurveEstimator(FluxPointsEstimator):
+    """Flux points of one source per time interval (Gammapy's ``LightCurveEstimator`` with
+    ``reoptimize=False``, its default).
+
+    Parameters
+    ----------
+    time_intervals : list of (Time, Time), optional
+        The intervals (default: one per dataset, from its GTI). They must not overlap.
+    atol : Quantity or str
+        Tolerance of the time comparisons (Gammapy's default 1e-6 s).
+    source, energy_edges, n_sigma, n_sigma_ul, selection_optional, norm
+        As :class:`FluxPointsEstimator`.
+    stack_over_time_interval : bool
+        Only False (each interval is a joint estimate over its datasets) is available.
+    """
+
+    tag = "LightCurveEstimator"
+
+    def __init__(
+        self,
+        time_intervals: Any = None,
+        atol: Any = "1e-6 s",
+        stack_over_time_interval: bool = False,
+        **kwargs: Any,
+    ):
+        if stack_over_time_interval:
+            raise NotImplementedError(
+                "LightCurveEstimator: stack_over_time_interval=True is not available yet in jaxgamma"
+            )
+        super().__init__(**kwargs)
+        self.atol = u.Quantity(atol)
+        if not self.atol.unit.is_equivalent("s") or not self.atol.value >= 0:
+            raise ValueError(f"LightCurveEstimator: atol must be a non-negative time, got {atol!r}")
+        if time_intervals is not None:
+            intervals = [(Time(t0), Time(t1)) for t0, t1 in time_intervals]
+            if not intervals:
+                raise ValueError("LightCurveEstimator: time_intervals is empty")
+            for t0, t1 in intervals:
+                if not t1 > t0:
+                    raise ValueError(f"LightCurveEstimator: time interval {t0.isot} - {t1.isot} does not have stop > start")
+            time_intervals = intervals
+        self.time_intervals = time_intervals
+
+    def run(self, datasets: Any, models: Any) -> LightCurve:  # type: ignore[override]
+        """The light curve of the source in ``models`` from ``datasets`` (each with a GTI)."""
+        from ..data.gti import GTI
+        from ..datasets import Datasets
+
+        datasets = (
+            datasets
+            if isinstance(datasets, Datasets)
+            else Datasets(datasets if isinstance(datasets, (list, tuple)) else [datasets])
+        )
+        if self.time_intervals is None:
+            gti = datasets.gti
+            if gti is None:
+                raise ValueError("LightCurveEstimator: the datasets have no GTI; give time_intervals")
+        else:
+            gti = GTI.from_time_intervals(self.time_intervals)
+        try:
+            gti = gti.union(overlap_ok=False, merge_equal=False)
+        except ValueError as exc:
+            raise ValueError(f"LightCurveEstimator: the time intervals overlap ({exc})") from None
+        names = datasets.names
+        starts, stops, rows = [], [], []
+        for t_min, t_max in gti.time_intervals:
+            selected = datasets.select_time(t_min, t_max, atol=self.atol)
+            if len(selected) == 0:
+                continue  # Gammapy drops intervals without datasets
+            points = super().run(selected, models)
+            rows.append(_expand_datasets(points, selected.names, names))
+            starts.append(t_min)
+            stops.append(t_max)
+        if not rows:
+            raise ValueError("LightCurveEstimator: no dataset lies within any of the time intervals")
+        return LightCurve(Time(starts), Time(stops), rows)
+
+
+def _expand_datasets(points: FluxPoints, selected: list[str], names: list[str]) -> FluxPoints:
+    """The per-dataset columns over all datasets of the light curve, NaN for those not in this
+    interval (Gammapy's ``expand_map``)."""
+    table = points.to_table(sed_type="likelihood")
+    index = [names.index(n) for n in selected]
+    for column in _PER_DATASET:
+        if column in table.colnames:
+            values = np.asarray(table[column], dtype=np.float64)
+            full = np.full((*values.shape[:-1], len(names)), np.nan)
+            full[..., index] = values
+            table[column] = full
+    table.meta["datasets"] = list(names)
+    return FluxPoints.from_table(table, sed_type="likelihood", reference_model=points.reference_model)
