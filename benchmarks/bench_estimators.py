@@ -172,6 +172,7 @@ def _light_curve_case(data: Path) -> tuple[str, Any, Any]:
     config.datasets.geom.wcs.width = {"width": "4 deg", "height": "4 deg"}
     config.datasets.geom.axes.energy = {"min": "0.3 TeV", "max": "10 TeV", "nbins": 6}
     config.datasets.background = {"method": "fov_background"}
+    config.general.log.level = "warning"
     ours = Analysis(config)
     ours.get_observations()
     ours.get_datasets()
