@@ -91,6 +91,14 @@ def test_custom_intervals_select_as_gammapy(four_nights: Datasets):
     # two identical datasets in one interval: norm = (n1 + n2 - 2 b) / (2 s)
     np.testing.assert_allclose(lc.norm[:, 0], [(40 + 25 - 2 * B) / (2 * s), (31 - B) / s], rtol=1e-9)
     np.testing.assert_array_equal(np.isnan(lc.counts[0, 0]), [False, False, True, True])
+    # stacked per interval (Gammapy's stack_over_time_interval): one-bin datasets of one exposure
+    # and background stack into n1 + n2 counts over 2 b, the same norm; one "stacked" dataset column
+    stacked = LightCurveEstimator(
+        time_intervals=intervals, stack_over_time_interval=True, source="src", energy_edges=[1, 10] * u.TeV
+    ).run(four_nights, models)
+    np.testing.assert_allclose(stacked.norm, lc.norm, rtol=1e-9)
+    np.testing.assert_allclose(stacked.counts, [[[65.0]], [[31.0]]])
+    assert stacked.points[0].meta["datasets"] == ["stacked"]
     # the tolerance: a GTI ending 1 ms after the interval counts with atol = 10 ms, not with 1 us
     late = Datasets([_dataset(40.0, 0.0, "late", hours=1.0 + 1e-3 / 3600.0)])
     one_hour = [(_time(0), _time(0) + 1 * u.h)]
@@ -108,8 +116,6 @@ def test_bad_input(four_nights: Datasets):
         )
     with pytest.raises(ValueError, match="stop > start"):
         LightCurveEstimator(time_intervals=[(_time(2), _time(1))])
-    with pytest.raises(NotImplementedError, match="stack_over_time_interval"):
-        LightCurveEstimator(stack_over_time_interval=True)
     no_gti = SpectrumDataset(
         counts=np.array([5.0]), background=np.array([1.0]), exposure=np.array([1e11]), energy_edges=np.array([1.0, 10.0]), name="nogti"
     )
@@ -184,6 +190,7 @@ def test_cta_observations_match_gammapy(gammapy_data: Path, tmp_path: Path):
     from gammapy.analysis import Analysis as GammapyAnalysis
     from gammapy.analysis import AnalysisConfig as GammapyConfig
     from gammapy.estimators import FluxPoints as GammapyFluxPoints
+    from gammapy.estimators import LightCurveEstimator as GammapyEstimator
     from test_analysis import MODELS, SEED
 
     from jaxgamma.analysis import Analysis, AnalysisConfig
@@ -213,9 +220,39 @@ def test_cta_observations_match_gammapy(gammapy_data: Path, tmp_path: Path):
         theirs.get_light_curve()
     reference = theirs.light_curve
 
+    _compare(lc, reference, n_time=3)
+
+    # two intervals, the datasets of each stacked (Gammapy's stack_over_time_interval)
+    gti = [d.gti for d in ours.datasets]
+    intervals = [(gti[0].time_start[0], gti[0].time_stop[-1]), (gti[1].time_start[0], gti[2].time_stop[-1])]
+    options = {
+        "time_intervals": intervals,
+        "stack_over_time_interval": True,
+        "source": "source",
+        "energy_edges": [0.3, 1, 10] * u.TeV,
+        "selection_optional": SELECTION,
+    }
+    stacked = LightCurveEstimator(**options).run(ours.datasets, ours.models)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stacked_reference = GammapyEstimator(**options).run(theirs.datasets)
+    _compare(stacked, stacked_reference, n_time=2)
+
+    # the files: Gammapy reads ours, we read Gammapy's
+    lc.write(tmp_path / "ours.fits", sed_type="flux")
+    read_by_gammapy = GammapyFluxPoints.read(tmp_path / "ours.fits", format="lightcurve")
+    np.testing.assert_allclose(read_by_gammapy.flux.data[:, :, 0, 0], lc.flux, rtol=1e-12)
+    reference.write(tmp_path / "theirs.fits", format="lightcurve", sed_type="flux")
+    read_by_us = LightCurve.read(tmp_path / "theirs.fits")
+    np.testing.assert_allclose(read_by_us.flux, reference.flux.data[:, :, 0, 0], rtol=1e-12)
+    expected = reference.to_table(sed_type="likelihood", format="lightcurve")
+    np.testing.assert_allclose(read_by_us.time_min.mjd, expected["time_min"], rtol=0, atol=1e-9)
+
+
+def _compare(lc, reference, n_time: int) -> None:
     table = lc.to_table(sed_type="likelihood")
     expected = reference.to_table(sed_type="likelihood", format="lightcurve")
-    assert len(table) == len(expected) == 3
+    assert len(table) == len(expected) == n_time
     for name in ("time_min", "time_max", "e_ref", "e_min", "e_max", "ref_dnde", "ref_flux", "ref_eflux"):
         np.testing.assert_allclose(np.asarray(table[name]), np.asarray(expected[name]), rtol=1e-9, err_msg=name)
     np.testing.assert_array_equal(np.asarray(table["counts"]), np.asarray(expected["counts"]))
@@ -231,12 +268,3 @@ def test_cta_observations_match_gammapy(gammapy_data: Path, tmp_path: Path):
     stat, stat_gp = np.asarray(table["stat"]), np.asarray(expected["stat"])
     assert np.all(stat <= stat_gp + 1e-6 * np.abs(stat_gp))
     np.testing.assert_allclose(np.asarray(table["stat_null"]), np.asarray(expected["stat_null"]), rtol=1e-6)
-
-    # the files: Gammapy reads ours, we read Gammapy's
-    lc.write(tmp_path / "ours.fits", sed_type="flux")
-    read_by_gammapy = GammapyFluxPoints.read(tmp_path / "ours.fits", format="lightcurve")
-    np.testing.assert_allclose(read_by_gammapy.flux.data[:, :, 0, 0], lc.flux, rtol=1e-12)
-    reference.write(tmp_path / "theirs.fits", format="lightcurve", sed_type="flux")
-    read_by_us = LightCurve.read(tmp_path / "theirs.fits")
-    np.testing.assert_allclose(read_by_us.flux, reference.flux.data[:, :, 0, 0], rtol=1e-12)
-    np.testing.assert_allclose(read_by_us.time_min.mjd, expected["time_min"], rtol=0, atol=1e-9)

@@ -234,7 +234,9 @@ class LightCurveEstimator(FluxPointsEstimator):
     source, energy_edges, n_sigma, n_sigma_ul, selection_optional, norm
         As :class:`FluxPointsEstimator`.
     stack_over_time_interval : bool
-        Only False (each interval is a joint estimate over its datasets) is available.
+        Stack the datasets of each interval into one (named "stacked"; their FoV background
+        models folded into its background) before the estimate, as Gammapy; default False (a
+        joint estimate over the datasets of the interval).
     """
 
     tag = "LightCurveEstimator"
@@ -246,11 +248,8 @@ class LightCurveEstimator(FluxPointsEstimator):
         stack_over_time_interval: bool = False,
         **kwargs: Any,
     ):
-        if stack_over_time_interval:
-            raise NotImplementedError(
-                "LightCurveEstimator: stack_over_time_interval=True is not available yet in jaxgamma"
-            )
         super().__init__(**kwargs)
+        self.stack_over_time_interval = bool(stack_over_time_interval)
         self.atol = u.Quantity(atol)
         if not self.atol.unit.is_equivalent("s") or not self.atol.value >= 0:
             raise ValueError(f"LightCurveEstimator: atol must be a non-negative time, got {atol!r}")
@@ -290,13 +289,38 @@ class LightCurveEstimator(FluxPointsEstimator):
             selected = datasets.select_time(t_min, t_max, atol=self.atol)
             if len(selected) == 0:
                 continue  # Gammapy drops intervals without datasets
-            points = super().run(selected, models)
+            if self.stack_over_time_interval:
+                selected, interval_models = _stacked(selected, models, datasets.names)
+                names = selected.names
+            else:
+                interval_models = models
+            points = super().run(selected, interval_models)
             rows.append(_expand_datasets(points, selected.names, names))
             starts.append(t_min)
             stops.append(t_max)
         if not rows:
             raise ValueError("LightCurveEstimator: no dataset lies within any of the time intervals")
         return LightCurve(Time(starts), Time(stops), rows)
+
+
+def _stacked(selected: Any, models: Any, all_names: list[str]) -> tuple[Any, Any]:
+    """Gammapy's ``stack_over_time_interval``: the datasets of the interval stacked into one named
+    "stacked" (the FoV background models folded into its background and dropped), the other models
+    reassigned from any dataset of the light curve to it."""
+    from ..datasets import Datasets
+    from ..models import FoVBackgroundModel, Models, SkyModel
+
+    models = models if isinstance(models, Models) else Models(models)
+    stacked = selected.stack_reduce(name="stacked", models=models)
+    kept = []
+    for model in models:
+        if isinstance(model, FoVBackgroundModel):
+            continue
+        names = getattr(model, "datasets_names", None)
+        if isinstance(model, SkyModel) and names is not None and any(n in all_names for n in names):
+            model = model.replace(datasets_names=[*names, "stacked"])
+        kept.append(model)
+    return Datasets([stacked]), Models(kept)
 
 
 def _expand_datasets(points: FluxPoints, selected: list[str], names: list[str]) -> FluxPoints:
