@@ -10,7 +10,9 @@ Excess / significance maps (``ExcessMapEstimator``) on the stacked CTA-1DC Galac
 
 Flux points (``FluxPointsEstimator``, errn/errp, UL and profiles):
 - ``fp-hess``: H.E.S.S. run 23523 (ON/OFF), power law, 6 bins from 0.1 to 100 TeV;
-- ``fp-fermi``: the Fermi-LAT 3FHL Crab map dataset and models, 5 bins from 10 GeV to 2 TeV.
+- ``fp-fermi``: the Fermi-LAT 3FHL Crab map dataset and models, 5 bins from 10 GeV to 2 TeV;
+- ``fp-fermi-reopt``: the same with ``reoptimize=True`` (the diffuse background norm re-fitted in
+  each group), 2 groups (0.03-0.3-2 TeV).
 
 Light curve (``LightCurveEstimator``, errn/errp and UL):
 - ``lc-cta``: three CTA-1DC observations reduced per observation (4 x 4 deg, 6 energy bins), the
@@ -120,12 +122,14 @@ def main() -> None:
         for name, source, edges, ours_d, ours_m, theirs_d in (
             ("fp-hess", "crab", [0.1, 0.3, 1, 3, 10, 30, 100] * u.TeV, SpectrumDatasetOnOff.read(run), hess_models, hess_gp),
             ("fp-fermi", "Crab Nebula", [0.01, 0.03, 0.1, 0.3, 1, 2] * u.TeV, fermi_ours, fermi_models, fermi_gp),
+            ("fp-fermi-reopt", "Crab Nebula", [0.03, 0.3, 2] * u.TeV, fermi_ours, fermi_models, fermi_gp),
         ):
+            reopt = name.endswith("reopt")
             flux_cases.append(
                 (
                     name,
-                    lambda s=source, e=edges, d=ours_d, m=ours_m: FluxPointsEstimator(source=s, energy_edges=e, selection_optional=selection).run(d, m),
-                    lambda s=source, e=edges, d=theirs_d: GammapyFPE(source=s, energy_edges=e, selection_optional=selection).run(d),
+                    lambda s=source, e=edges, d=ours_d, m=ours_m, r=reopt: FluxPointsEstimator(source=s, energy_edges=e, selection_optional=selection, reoptimize=r).run(d, m),
+                    lambda s=source, e=edges, d=theirs_d, r=reopt: GammapyFPE(source=s, energy_edges=e, selection_optional=selection, reoptimize=r).run(d),
                 )
             )
 

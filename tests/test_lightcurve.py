@@ -114,6 +114,8 @@ def test_bad_input(four_nights: Datasets):
         LightCurveEstimator(time_intervals=[(_time(0), _time(2)), (_time(1), _time(3))], source="src").run(
             four_nights, models
         )
+    with pytest.raises(ValueError, match="needs reoptimize=False"):
+        LightCurveEstimator(stack_over_time_interval=True, reoptimize=True)
     with pytest.raises(ValueError, match="stop > start"):
         LightCurveEstimator(time_intervals=[(_time(2), _time(1))])
     no_gti = SpectrumDataset(

@@ -1,4 +1,4 @@
-"""Light curves: Gammapy 2.1's ``LightCurveEstimator`` (without re-optimisation) and its result.
+"""Light curves: Gammapy 2.1's ``LightCurveEstimator`` and its result.
 
 For each time interval the datasets whose GTI lies inside it (Gammapy's ``select_time``, to
 ``atol``) are selected and :class:`~jaxgamma.estimators.FluxPointsEstimator` runs on them: the
@@ -222,8 +222,7 @@ class LightCurve:
 
 
 class LightCurveEstimator(FluxPointsEstimator):
-    """Flux points of one source per time interval (Gammapy's ``LightCurveEstimator`` with
-    ``reoptimize=False``, its default).
+    """Flux points of one source per time interval (Gammapy's ``LightCurveEstimator``).
 
     Parameters
     ----------
@@ -231,7 +230,7 @@ class LightCurveEstimator(FluxPointsEstimator):
         The intervals (default: one per dataset, from its GTI). They must not overlap.
     atol : Quantity or str
         Tolerance of the time comparisons (Gammapy's default 1e-6 s).
-    source, energy_edges, n_sigma, n_sigma_ul, selection_optional, norm
+    source, energy_edges, n_sigma, n_sigma_ul, selection_optional, norm, reoptimize
         As :class:`FluxPointsEstimator`.
     stack_over_time_interval : bool
         Stack the datasets of each interval into one (named "stacked"; their FoV background
@@ -249,6 +248,11 @@ class LightCurveEstimator(FluxPointsEstimator):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        if stack_over_time_interval and self.reoptimize:
+            raise ValueError(
+                "LightCurveEstimator: stack_over_time_interval=True needs reoptimize=False (as Gammapy): the "
+                "stacked background has no free parameters"
+            )
         self.stack_over_time_interval = bool(stack_over_time_interval)
         self.atol = u.Quantity(atol)
         if not self.atol.unit.is_equivalent("s") or not self.atol.value >= 0:

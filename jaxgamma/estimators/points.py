@@ -1,4 +1,4 @@
-"""Flux points: Gammapy 2.1's ``FluxPointsEstimator`` (without re-optimisation).
+"""Flux points: Gammapy 2.1's ``FluxPointsEstimator``.
 
 In each energy group the source's spectrum is scaled by a free ``norm`` (the reference model being
 the source's spectrum) while every other parameter stays at its value. With the other models
@@ -12,6 +12,10 @@ upper limits and profiles are vectorised root searches and evaluations of that f
 ``norm_err`` is ``n_sigma * sqrt(2 / F'')`` from the exact second derivative (Gammapy: Minuit's
 covariance), ``norm_errn``/``norm_errp`` and ``norm_ul`` are where the statistic rises by
 ``n_sigma^2`` / ``n_sigma_ul^2`` (Gammapy: ``brentq`` on the profile), ``ts = F(0) - F(norm)``.
+
+With ``reoptimize=True`` the other models' free parameters are fitted in each group as well: one
+:func:`jaxgamma.fit` per group on the datasets' bins of that group (the same compiled program for
+every group), the profile-likelihood functions for the errors, upper limits and profiles.
 """
 
 from __future__ import annotations
@@ -94,6 +98,12 @@ class _Terms:
         return (self.group, self.counts, self.other, self.source, self.counts_off, self.alpha)
 
 
+def _has_free(models: Any) -> bool:
+    from ..parameters import ParameterVector
+
+    return bool(ParameterVector.from_tree(models).names)
+
+
 def _stat_per_group(
     norms: jax.Array, terms: tuple[tuple[jax.Array, ...], ...], kinds: tuple[bool, ...], n_groups: int
 ) -> jax.Array:
@@ -129,8 +139,7 @@ _derivatives_jit = jax.jit(_derivatives, static_argnames=("kinds", "n_groups"))
 
 
 class FluxPointsEstimator:
-    """Flux points of one source in energy groups (Gammapy's ``FluxPointsEstimator`` with
-    ``reoptimize=False``, its default).
+    """Flux points of one source in energy groups (Gammapy's ``FluxPointsEstimator``).
 
     Parameters
     ----------
@@ -147,7 +156,11 @@ class FluxPointsEstimator:
         Scan settings of the norm: ``scan_min`` (0.2), ``scan_max`` (5), ``scan_n_values`` (11),
         or ``scan_values``.
     reoptimize : bool
-        Only False (the other parameters stay fixed) is available.
+        False (default): every other parameter stays at its value and all groups are fitted at
+        once. True: in each group the free parameters of the other models are fitted together
+        with the norm (the source's own parameters stay frozen), the TS with them re-fitted at norm
+        0, and errn/errp, UL and profiles come from the profile likelihood
+        (:func:`jaxgamma.confidence`, :func:`jaxgamma.stat_profile`), as Gammapy.
     """
 
     tag = "FluxPointsEstimator"
@@ -162,9 +175,8 @@ class FluxPointsEstimator:
         norm: dict[str, Any] | None = None,
         reoptimize: bool = False,
     ):
-        if reoptimize:
-            raise NotImplementedError("FluxPointsEstimator: reoptimize=True is not available yet in jaxgamma")
         self.source = source
+        self.reoptimize = bool(reoptimize)
         edges = np.atleast_1d(np.asarray(u.Quantity(energy_edges, "TeV").to_value("TeV"), dtype=np.float64))
         if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0) or not np.all(edges > 0):
             raise ValueError(
@@ -282,21 +294,6 @@ class FluxPointsEstimator:
         e_min = np.where(covered, e_min, self.energy_edges[:-1])
         e_max = np.where(covered, e_max, self.energy_edges[1:])
 
-        terms = [_Terms(d, Models([source]), others, g) for d, g in zip(datasets, group_of_bin, strict=True)]
-        kinds = tuple(t.wstat for t in terms)
-        arrays = tuple(tuple(jnp.asarray(a) for a in t.arrays()) for t in terms)
-        contributes = np.zeros(n_groups, dtype=bool)
-        for t in terms:
-            contributes[np.unique(t.group)] = True
-
-        def stat(x: np.ndarray) -> np.ndarray:
-            return np.asarray(_stat_jit(jnp.asarray(x, dtype=float), arrays, kinds, n_groups))
-
-        norm, success, curvature = self._minimise(arrays, kinds, n_groups)
-        best = stat(norm)
-        null = stat(np.zeros(n_groups))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            error = np.where(curvature > 0, np.sqrt(2.0 / curvature), np.nan)
         rows: dict[str, Any] = {
             "e_ref": np.sqrt(e_min * e_max),
             "e_min": e_min,
@@ -308,24 +305,10 @@ class FluxPointsEstimator:
         rows["ref_flux"] = np.asarray(spectral.integral_array(e_min, e_max), dtype=np.float64)
         rows["ref_eflux"] = np.asarray(spectral.energy_flux_array(e_min, e_max), dtype=np.float64)
         rows["ref_e2dnde"] = dnde * e_ref**2
-        rows["norm"] = norm
-        rows["stat"] = best
-        rows["success"] = success
-        rows["norm_err"] = error * self.n_sigma
-        rows["ts"] = null - best
-        rows["stat_null"] = null
-        if "errn-errp" in self.selection_optional:
-            rows["norm_errn"] = norm - self._crossing(stat, norm, best, error, self.n_sigma, upper=False)
-            rows["norm_errp"] = self._crossing(stat, norm, best, error, self.n_sigma, upper=True) - norm
-        if "ul" in self.selection_optional:
-            rows["norm_ul"] = self._crossing(stat, norm, best, error, self.n_sigma_ul, upper=True)
-        if "scan" in self.selection_optional:
-            scan = np.stack([stat(np.full(n_groups, v)) for v in self.scan_values], axis=1)
-            rows["norm_scan"] = np.broadcast_to(self.scan_values, scan.shape).copy()
-            rows["stat_scan"] = scan
-        counts, npred, npred_excess = self._sums(terms, norm, n_groups)
-        rows["counts"], rows["npred"], rows["npred_excess"] = counts, npred, npred_excess
-        rows["counts"] = counts.astype(np.int64)
+        estimate = self._estimate_reoptimized if self.reoptimize else self._estimate_fixed
+        values, contributes = estimate(datasets, source, others, group_of_bin, n_groups)
+        rows.update(values)
+        rows["counts"] = np.asarray(rows["counts"]).astype(np.int64)
         # groups whose bins are all masked: Gammapy's values (no fit: stat 0, the rest NaN); groups
         # no dataset reaches: all NaN (Gammapy's "nan result")
         fill = {"success": False, "stat": 0.0, "stat_null": 0.0, "npred_excess": 0.0}
@@ -363,6 +346,127 @@ class FluxPointsEstimator:
         with warnings.catch_warnings():  # edges snapped apart (an unreached group between): as Gammapy
             warnings.filterwarnings("ignore", message=".*not contiguous.*")
             return FluxPoints.from_table(table, sed_type="likelihood", reference_model=spectral)
+
+    def _estimate_fixed(
+        self, datasets: Any, source: Any, others: Any, group_of_bin: list[np.ndarray], n_groups: int
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        """All groups at once with the other parameters fixed: each dataset's prediction is linear
+        in the norm (module docstring). Returns the per-group values and which groups any
+        dataset's unmasked bins reach."""
+        from ..models import Models
+
+        terms = [_Terms(d, Models([source]), others, g) for d, g in zip(datasets, group_of_bin, strict=True)]
+        kinds = tuple(t.wstat for t in terms)
+        arrays = tuple(tuple(jnp.asarray(a) for a in t.arrays()) for t in terms)
+        contributes = np.zeros(n_groups, dtype=bool)
+        for t in terms:
+            contributes[np.unique(t.group)] = True
+
+        def stat(x: np.ndarray) -> np.ndarray:
+            return np.asarray(_stat_jit(jnp.asarray(x, dtype=float), arrays, kinds, n_groups))
+
+        norm, success, curvature = self._minimise(arrays, kinds, n_groups)
+        best = stat(norm)
+        null = stat(np.zeros(n_groups))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            error = np.where(curvature > 0, np.sqrt(2.0 / curvature), np.nan)
+        rows: dict[str, Any] = {"norm": norm, "stat": best, "success": success, "norm_err": error * self.n_sigma}
+        rows["ts"] = null - best
+        rows["stat_null"] = null
+        if "errn-errp" in self.selection_optional:
+            rows["norm_errn"] = norm - self._crossing(stat, norm, best, error, self.n_sigma, upper=False)
+            rows["norm_errp"] = self._crossing(stat, norm, best, error, self.n_sigma, upper=True) - norm
+        if "ul" in self.selection_optional:
+            rows["norm_ul"] = self._crossing(stat, norm, best, error, self.n_sigma_ul, upper=True)
+        if "scan" in self.selection_optional:
+            scan = np.stack([stat(np.full(n_groups, v)) for v in self.scan_values], axis=1)
+            rows["norm_scan"] = np.broadcast_to(self.scan_values, scan.shape).copy()
+            rows["stat_scan"] = scan
+        rows["counts"], rows["npred"], rows["npred_excess"] = self._sums(terms, norm, n_groups)
+        return rows, contributes
+
+    def _estimate_reoptimized(
+        self, datasets: Any, source: Any, others: Any, group_of_bin: list[np.ndarray], n_groups: int
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        """Gammapy's ``reoptimize=True``: in each group a fit of the source's norm (its other
+        parameters frozen) together with every free parameter of the other models, on the datasets'
+        bins of that group; TS with the norm at 0 and the others re-fitted; errors, upper limit and
+        profile from the profile likelihood (the others re-optimised at each norm)."""
+        from ..datasets import Datasets
+        from ..fit import confidence, fit, stat_profile
+        from ..models import Models, ScaleSpectralModel
+        from ..parameters import map_parameters
+
+        frozen = map_parameters(lambda _, p: p.replace(frozen=True), source)
+        scaled = frozen.replace(spectral_model=ScaleSpectralModel(source.spectral_model))
+        name = f"{source.name}.spectral.norm"
+        n_data = len(datasets)
+        nan = np.full(n_groups, np.nan)
+        rows: dict[str, Any] = {
+            "norm": nan.copy(),
+            "stat": nan.copy(),
+            "success": np.zeros(n_groups, dtype=bool),
+            "norm_err": nan.copy(),
+            "ts": nan.copy(),
+            "stat_null": nan.copy(),
+            "counts": np.zeros((n_groups, n_data)),
+            "npred": np.zeros((n_groups, n_data)),
+            "npred_excess": np.zeros((n_groups, n_data)),
+        }
+        if "errn-errp" in self.selection_optional:
+            rows["norm_errn"], rows["norm_errp"] = nan.copy(), nan.copy()
+        if "ul" in self.selection_optional:
+            rows["norm_ul"] = nan.copy()
+        if "scan" in self.selection_optional:
+            rows["norm_scan"] = np.broadcast_to(self.scan_values, (n_groups, self.scan_values.size)).copy()
+            rows["stat_scan"] = np.full((n_groups, self.scan_values.size), np.nan)
+        contributes = np.zeros(n_groups, dtype=bool)
+        for g in range(n_groups):
+            members, masks = [], []
+            for i, (d, groups) in enumerate(zip(datasets, group_of_bin, strict=True)):
+                mask = d.mask
+                mask = np.ones(np.shape(d.counts), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+                in_group = (groups == g).reshape((-1,) + (1,) * (mask.ndim - 1))
+                mask = mask & in_group
+                if mask.any():
+                    base = d.mask_fit
+                    fit_mask = in_group if base is None else np.asarray(base, dtype=bool) & in_group
+                    members.append((i, d.replace(mask_fit=np.broadcast_to(fit_mask, mask.shape).copy())))
+                    masks.append(mask)
+            if not members:
+                continue
+            contributes[g] = True
+            sliced = Datasets([d for _, d in members])
+            start = Models([scaled, *others])
+            result = fit(sliced, start)
+            rows["norm"][g] = result.value(name)
+            rows["stat"][g] = result.total_stat
+            rows["success"][g] = result.success
+            rows["norm_err"][g] = result.error(name) * self.n_sigma
+            best = result.models
+            null_source = best[source.name].replace(
+                spectral_model=best[source.name].spectral_model.with_parameters(norm={"value": 0.0, "frozen": True})
+            )
+            null_models = Models([null_source, *(m for m in best if m.name != source.name)])
+            if _has_free(null_models):
+                rows["stat_null"][g] = fit(sliced, null_models).total_stat
+            else:
+                rows["stat_null"][g] = sliced.stat_sum(null_models)
+            rows["ts"][g] = rows["stat_null"][g] - rows["stat"][g]
+            if "errn-errp" in self.selection_optional:
+                interval = confidence(sliced, result, name, sigma=self.n_sigma)
+                rows["norm_errn"][g], rows["norm_errp"][g] = interval["errn"], interval["errp"]
+            if "ul" in self.selection_optional:
+                rows["norm_ul"][g] = rows["norm"][g] + confidence(sliced, result, name, sigma=self.n_sigma_ul)["errp"]
+            if "scan" in self.selection_optional:
+                profile = stat_profile(sliced, result, name, values=self.scan_values, reoptimize=True)
+                rows["stat_scan"][g] = profile["stat_scan"]
+            source_only = Models([best[source.name]])
+            for (i, d), mask in zip(members, masks, strict=True):
+                rows["counts"][g, i] = np.asarray(d.counts, dtype=np.float64)[mask].sum()
+                rows["npred"][g, i] = np.asarray(d.npred(best), dtype=np.float64)[mask].sum()
+                rows["npred_excess"][g, i] = np.asarray(d.npred_signal(source_only), dtype=np.float64)[mask].sum()
+        return rows, contributes
 
     @staticmethod
     def _minimise(
