@@ -176,6 +176,20 @@ def test_bad_input():
         FluxPointsEstimator(source="src").run(FluxPointsDataset(points, name="fp"), models)
 
 
+def test_mixed_telescopes_are_refused_as_gammapy():
+    from astropy.table import Table
+
+    dataset, models = _one_pixel_dataset(50.0, 20.0, 15.0)
+    hess = dataset.replace(name="hess", meta_table=Table({"TELESCOP": ["HESS"]}))
+    cta = dataset.replace(name="cta", meta_table=Table({"TELESCOP": ["CTA"]}))
+    source = Models([models["src"]])
+    with pytest.raises(ValueError, match=r"TELESCOP.*\['CTA', 'HESS'\]"):
+        FluxPointsEstimator(source="src", energy_edges=[1, 4] * u.TeV).run([hess, cta], source)
+    both = FluxPointsEstimator(source="src", energy_edges=[1, 4] * u.TeV, allow_multiple_telescopes=True).run([hess, cta], source)
+    same = FluxPointsEstimator(source="src", energy_edges=[1, 4] * u.TeV).run([hess, hess.replace(name="hess2")], source)
+    np.testing.assert_allclose(both.norm, same.norm, rtol=1e-12)
+
+
 # -- Gammapy 2.1 ------------------------------------------------------------------------------------------
 def _compare(reference, ours, stat_rtol: float) -> None:
     """Gammapy fits the norm with Minuit (to its tolerance, ~0.01 sigma) and finds the errors and

@@ -155,6 +155,9 @@ class FluxPointsEstimator:
     norm : dict, optional
         Scan settings of the norm: ``scan_min`` (0.2), ``scan_max`` (5), ``scan_n_values`` (11),
         or ``scan_values``.
+    allow_multiple_telescopes : bool
+        Datasets whose ``meta_table`` name different ``TELESCOP`` values are refused unless True
+        (Gammapy's experimental option).
     reoptimize : bool
         False (default): every other parameter stays at its value and all groups are fitted at
         once. True: in each group the free parameters of the other models are fitted together
@@ -174,9 +177,11 @@ class FluxPointsEstimator:
         selection_optional: Any = None,
         norm: dict[str, Any] | None = None,
         reoptimize: bool = False,
+        allow_multiple_telescopes: bool = False,
     ):
         self.source = source
         self.reoptimize = bool(reoptimize)
+        self.allow_multiple_telescopes = bool(allow_multiple_telescopes)
         edges = np.atleast_1d(np.asarray(u.Quantity(energy_edges, "TeV").to_value("TeV"), dtype=np.float64))
         if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0) or not np.all(edges > 0):
             raise ValueError(
@@ -256,6 +261,16 @@ class FluxPointsEstimator:
                 "reference spectrum is then the template integrated over the map, not available yet in jaxgamma"
             )
 
+        telescopes = []
+        for d in datasets:
+            table = getattr(d, "meta_table", None)
+            if table is not None and "TELESCOP" in table.colnames:
+                telescopes.extend(str(t) for t in np.asarray(table["TELESCOP"]).ravel())
+        if len(set(telescopes)) > 1 and not self.allow_multiple_telescopes:
+            raise ValueError(
+                f"FluxPointsEstimator: all datasets must use the same value of the 'TELESCOP' meta keyword, got "
+                f"{sorted(set(telescopes))} (as Gammapy; allow_multiple_telescopes=True to go on)"
+            )
         axes = [_energy_axis(d) for d in datasets]
         if not all(_aligned(axes[0], axis) for axis in axes[1:]):
             raise ValueError(
