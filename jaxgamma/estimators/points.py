@@ -261,7 +261,7 @@ class FluxPointsEstimator:
                 "reference spectrum is then the template integrated over the map, not available yet in jaxgamma"
             )
 
-        telescopes = []
+        telescopes: list[str] = []
         for d in datasets:
             table = getattr(d, "meta_table", None)
             if table is not None and "TELESCOP" in table.colnames:
