@@ -108,6 +108,29 @@ def test_custom_intervals_select_as_gammapy(four_nights: Datasets):
     assert lc.n_time == 1
 
 
+def test_reoptimize_fits_each_interval_with_its_own_background():
+    """Two nights, one-pixel map datasets each with its own free FoV background norm: each
+    interval's fit sees only the background model of its dataset (the other has no data there) and
+    finds the closed-form best fit x = (n_a - n_b) / s of that night."""
+    from test_flux_points_estimator import _one_pixel_dataset
+
+    from jaxgamma.models import FoVBackgroundModel, PowerLawNormSpectralModel
+
+    datasets, backgrounds = [], []
+    for day, (n_a, n_b) in enumerate(((50.0, 20.0), (80.0, 30.0))):
+        dataset, models = _one_pixel_dataset(n_a, n_b, 15.0)
+        name = f"night{day}"
+        gti = GTI.create(start=[day * DAY], stop=[day * DAY + 3600.0])
+        datasets.append(dataset.replace(name=name, gti=gti))
+        backgrounds.append(FoVBackgroundModel(dataset_name=name, spectral_model=PowerLawNormSpectralModel(norm=1.0)))
+    models = Models([models["src"], *backgrounds])
+    s = float(np.asarray(datasets[0].npred_signal(Models([models["src"]]))).ravel()[0])
+    lc = LightCurveEstimator(source="src", energy_edges=[1, 4] * u.TeV, reoptimize=True).run(datasets, models)
+    assert np.all(lc.success)
+    np.testing.assert_allclose(lc.norm[:, 0], [(50 - 20) / s, (80 - 30) / s], rtol=1e-7)
+    np.testing.assert_allclose(lc.norm_err[:, 0], [np.sqrt(70) / s, np.sqrt(110) / s], rtol=1e-6)
+
+
 def test_bad_input(four_nights: Datasets):
     models = _models()
     with pytest.raises(ValueError, match="overlap"):

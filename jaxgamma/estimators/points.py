@@ -404,16 +404,23 @@ class FluxPointsEstimator:
         self, datasets: Any, source: Any, others: Any, group_of_bin: list[np.ndarray], n_groups: int
     ) -> tuple[dict[str, Any], np.ndarray]:
         """Gammapy's ``reoptimize=True``: in each group a fit of the source's norm (its other
-        parameters frozen) together with every free parameter of the other models, on the datasets'
-        bins of that group; TS with the norm at 0 and the others re-fitted; errors, upper limit and
-        profile from the profile likelihood (the others re-optimised at each norm)."""
+        parameters frozen) together with the free parameters of the other models that apply to the
+        datasets reaching the group, on those datasets' bins of the group; TS with the norm at 0 and
+        the others re-fitted; errors, upper limit and profile from the profile likelihood (the
+        others re-optimised at each norm).
+
+        The fit starts from the norm found with the others fixed. Where no other parameter is free
+        the problem is the fixed one and its values are used. Where the fit does not converge the
+        norm is reported with ``success`` False and the quantities derived from it are NaN. When
+        the nuisance parameters are degenerate (no covariance), ``norm_err`` comes from the
+        curvature of the profile likelihood (Gammapy: Minuit's covariance)."""
         from ..datasets import Datasets
         from ..fit import confidence, fit, stat_profile
         from ..models import Models, ScaleSpectralModel
         from ..parameters import map_parameters
 
+        fixed, _ = self._estimate_fixed(datasets, source, others, group_of_bin, n_groups)
         frozen = map_parameters(lambda _, p: p.replace(frozen=True), source)
-        scaled = frozen.replace(spectral_model=ScaleSpectralModel(source.spectral_model))
         name = f"{source.name}.spectral.norm"
         n_data = len(datasets)
         nan = np.full(n_groups, np.nan)
@@ -452,36 +459,80 @@ class FluxPointsEstimator:
                 continue
             contributes[g] = True
             sliced = Datasets([d for _, d in members])
-            start = Models([scaled, *others])
+            # only the models of the datasets in the group: a background norm of a dataset outside
+            # it has no data (Gammapy's datasets carry their own models)
+            nuisance = Models([m for m in others if any(m.applies_to(n) for n in sliced.names)])
+            if not _has_free(nuisance):
+                for key, value in fixed.items():
+                    if key in ("counts", "npred", "npred_excess"):
+                        for i, _ in members:
+                            rows[key][g, i] = value[g, i]
+                    elif key != "norm_scan":
+                        rows[key][g] = value[g]
+                continue
+            norm_start = float(fixed["norm"][g]) if np.isfinite(fixed["norm"][g]) else 1.0
+            scaled = frozen.replace(spectral_model=ScaleSpectralModel(source.spectral_model, norm=norm_start))
+            start = Models([scaled, *nuisance])
             result = fit(sliced, start)
-            rows["norm"][g] = result.value(name)
+            norm = result.value(name)
+            rows["norm"][g] = norm
             rows["stat"][g] = result.total_stat
-            rows["success"][g] = result.success
-            rows["norm_err"][g] = result.error(name) * self.n_sigma
+            rows["success"][g] = result.optimize_success
             best = result.models
-            null_source = best[source.name].replace(
-                spectral_model=best[source.name].spectral_model.with_parameters(norm={"value": 0.0, "frozen": True})
-            )
-            null_models = Models([null_source, *(m for m in best if m.name != source.name)])
-            if _has_free(null_models):
-                rows["stat_null"][g] = fit(sliced, null_models).total_stat
-            else:
-                rows["stat_null"][g] = sliced.stat_sum(null_models)
-            rows["ts"][g] = rows["stat_null"][g] - rows["stat"][g]
-            if "errn-errp" in self.selection_optional:
-                interval = confidence(sliced, result, name, sigma=self.n_sigma)
-                rows["norm_errn"][g], rows["norm_errp"][g] = interval["errn"], interval["errp"]
-            if "ul" in self.selection_optional:
-                rows["norm_ul"][g] = rows["norm"][g] + confidence(sliced, result, name, sigma=self.n_sigma_ul)["errp"]
-            if "scan" in self.selection_optional:
-                profile = stat_profile(sliced, result, name, values=self.scan_values, reoptimize=True)
-                rows["stat_scan"][g] = profile["stat_scan"]
             source_only = Models([best[source.name]])
             for (i, d), mask in zip(members, masks, strict=True):
                 rows["counts"][g, i] = np.asarray(d.counts, dtype=np.float64)[mask].sum()
                 rows["npred"][g, i] = np.asarray(d.npred(best), dtype=np.float64)[mask].sum()
                 rows["npred_excess"][g, i] = np.asarray(d.npred_signal(source_only), dtype=np.float64)[mask].sum()
+            if not result.optimize_success:
+                continue  # no minimum: nothing derived from it
+            if result.covariance_success:
+                rows["norm_err"][g] = result.error(name) * self.n_sigma
+            else:
+                rows["norm_err"][g] = self._profile_error(sliced, result, name, norm) * self.n_sigma
+            # the null hypothesis, from the best fit and from the start (the lower one)
+            null_stats = []
+            for models in (best, start):
+                null_source = models[source.name].replace(
+                    spectral_model=models[source.name].spectral_model.with_parameters(
+                        norm={"value": 0.0, "frozen": True}
+                    )
+                )
+                null_models = Models([null_source, *(m for m in models if m.name != source.name)])
+                null_fit = fit(sliced, null_models)
+                null_stats.append(null_fit.total_stat if null_fit.optimize_success else np.inf)
+            rows["stat_null"][g] = min(null_stats) if np.isfinite(min(null_stats)) else np.nan
+            rows["ts"][g] = rows["stat_null"][g] - rows["stat"][g]
+            if "errn-errp" in self.selection_optional:
+                interval = confidence(sliced, result, name, sigma=self.n_sigma)
+                rows["norm_errn"][g], rows["norm_errp"][g] = interval["errn"], interval["errp"]
+            if "ul" in self.selection_optional:
+                rows["norm_ul"][g] = norm + confidence(sliced, result, name, sigma=self.n_sigma_ul)["errp"]
+            if "scan" in self.selection_optional:
+                profile = stat_profile(sliced, result, name, values=self.scan_values, reoptimize=True)
+                rows["stat_scan"][g] = profile["stat_scan"]
         return rows, contributes
+
+    @staticmethod
+    def _profile_error(datasets: Any, result: Any, name: str, norm: float) -> float:
+        """``sqrt(2 / P'')`` with ``P''`` the curvature of the profile likelihood in the norm at the
+        best fit: the Schur complement ``H_nn - H_no H_oo^+ H_on`` of the exact Hessian, with a
+        pseudo-inverse of the (correlation-scaled) nuisance block, so that degenerate nuisance
+        parameters (no covariance) still give the norm's error."""
+        from ..likelihood import make_stat_function, value_grad_hessian
+
+        fun, x, names = make_stat_function(datasets, result.models)
+        _, _, hessian = value_grad_hessian(fun, jnp.asarray(x))
+        h = np.asarray(hessian, dtype=np.float64)
+        i = list(names).index(name)
+        d = np.sqrt(np.abs(np.diag(h)))
+        d = np.where(d > 0, d, 1.0)
+        scaled = h / np.outer(d, d)
+        rest = [j for j in range(len(names)) if j != i]
+        cross = scaled[i, rest]
+        schur = scaled[i, i] - cross @ np.linalg.pinv(scaled[np.ix_(rest, rest)], rcond=1e-10, hermitian=True) @ cross
+        curvature = schur * d[i] ** 2
+        return float(np.sqrt(2.0 / curvature)) if curvature > 0 else float("nan")
 
     @staticmethod
     def _minimise(
