@@ -192,6 +192,29 @@ def test_file_round_trip_and_plot(four_nights: Datasets, tmp_path: Path):
     plt.close(fig)
 
 
+def test_binned_time_series_table(four_nights: Datasets):
+    from astropy.timeseries import BinnedTimeSeries
+
+    lc = LightCurveEstimator(source="src", energy_edges=[1, 10] * u.TeV, selection_optional=SELECTION).run(
+        four_nights, _models()
+    )
+    table = lc.to_table(sed_type="flux", format="binned-time-series")
+    assert table.colnames[:7] == ["time_bin_start", "time_bin_size", "flux", "flux_err", "flux_errp", "flux_errn", "flux_ul"]
+    assert isinstance(table["time_bin_start"], Time) and table["time_bin_start"].scale == "tt"
+    np.testing.assert_allclose(table["time_bin_start"].mjd, lc.time_min.mjd, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(table["time_bin_size"].to_value("s"), 3600.0, rtol=1e-9)
+    np.testing.assert_allclose(table["flux_errp"].quantity.to_value("cm-2 s-1"), lc.flux_errp[:, 0], rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(table["counts"]), lc.counts[:, 0, :])
+    series = BinnedTimeSeries(table)  # astropy's reader of the format
+    assert len(series) == 4
+    assert lc.to_table(sed_type="likelihood", format="binned-time-series").colnames[2:7] == [
+        "norm", "norm_err", "norm_errn", "norm_errp", "norm_ul"
+    ]
+    two_bins = LightCurve(lc.time_min[:2], lc.time_max[:2], [_other_binning(), _other_binning()])
+    with pytest.raises(ValueError, match="one energy bin"):
+        two_bins.to_table(format="binned-time-series")
+
+
 def _other_binning():
     dataset = SpectrumDataset(
         counts=np.array([5.0, 3.0]),
@@ -262,6 +285,23 @@ def test_cta_observations_match_gammapy(gammapy_data: Path, tmp_path: Path):
         warnings.simplefilter("ignore")
         stacked_reference = GammapyEstimator(**options).run(theirs.datasets)
     _compare(stacked, stacked_reference, n_time=2)
+
+    # one energy group: the binned-time-series table as Gammapy's
+    options = {"source": "source", "energy_edges": [0.3, 10] * u.TeV, "selection_optional": SELECTION}
+    one = LightCurveEstimator(**options).run(ours.datasets, ours.models)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one_reference = GammapyEstimator(**options).run(theirs.datasets)
+    table = one.to_table(sed_type="flux", format="binned-time-series")
+    expected = one_reference.to_table(sed_type="flux", format="binned-time-series")
+    assert table.colnames == expected.colnames
+    np.testing.assert_allclose(table["time_bin_start"].mjd, expected["time_bin_start"].mjd, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(table["time_bin_size"].to_value("s"), expected["time_bin_size"].to_value("s"), rtol=1e-9)
+    error = expected["flux_err"].quantity.to_value("cm-2 s-1")
+    for name in ("flux", "flux_errp", "flux_errn", "flux_ul"):
+        diff = np.abs(table[name].quantity.to_value("cm-2 s-1") - expected[name].quantity.to_value("cm-2 s-1"))
+        assert np.all(diff < 0.02 * error), (name, diff / error)
+    np.testing.assert_array_equal(np.asarray(table["counts"]), np.asarray(expected["counts"]))
 
     # the files: Gammapy reads ours, we read Gammapy's
     lc.write(tmp_path / "ours.fits", sed_type="flux")

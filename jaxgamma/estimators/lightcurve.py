@@ -126,9 +126,16 @@ class LightCurve:
     # -- tables and files -----------------------------------------------------------------------------
     def to_table(self, sed_type: str | None = None, format: str = "lightcurve") -> Table:
         """Gammapy's ``lightcurve`` table: per interval ``time_min``, ``time_max`` (MJD, reference
-        MJD 0 in the intervals' time scale) and that interval's ``gadf-sed`` columns as arrays."""
+        MJD 0 in the intervals' time scale) and that interval's ``gadf-sed`` columns as arrays; or,
+        for one energy bin, ``format="binned-time-series"``: ``time_bin_start`` (Time),
+        ``time_bin_size`` (TimeDelta) and the quantities, as Gammapy (for astropy's
+        ``BinnedTimeSeries``)."""
+        if format == "binned-time-series":
+            return self._binned_time_series(self.sed_type_init if sed_type is None else sed_type)
         if format != "lightcurve":
-            raise ValueError(f"LightCurve.to_table: only format='lightcurve' is supported, got {format!r}")
+            raise ValueError(
+                f"LightCurve.to_table: format must be 'lightcurve' or 'binned-time-series', got {format!r}"
+            )
         rows = []
         for i, points in enumerate(self.points):
             table = points.to_table(sed_type=sed_type)
@@ -142,6 +149,28 @@ class LightCurve:
         out = vstack(rows, metadata_conflicts="silent")
         out.meta.update({"MJDREFI": 0, "MJDREFF": 0.0, "TIMESYS": self.time_min.scale, "TIMEUNIT": "d"})
         return out
+
+    def _binned_time_series(self, sed_type: str) -> Table:
+        if len(self.energy_ref) != 1:
+            raise ValueError(
+                f"LightCurve.to_table: format 'binned-time-series' supports one energy bin only, got {len(self.energy_ref)}"
+            )
+        sed = self.to_table(sed_type=sed_type)
+        prefix = "norm" if sed_type == "likelihood" else sed_type
+        suffixes = ("", "_err", "_errn", "_errp", "_ul") if sed_type == "likelihood" else ("", "_err", "_errp", "_errn", "_ul")
+        order = [prefix + suffix for suffix in suffixes]
+        order += ["ts", "sqrt_ts", "npred", "npred_excess", "stat", "stat_null", "is_ul", "counts", "success"]
+        skip = {"time_min", "time_max", "e_ref", "e_min", "e_max", "ref_dnde", "ref_flux", "ref_eflux", "norm_scan"}
+        names = [n for n in order if n in sed.colnames]
+        names += [n for n in sed.colnames if n not in names and n not in skip]
+        table = Table()
+        table["time_bin_start"] = self.time_min
+        table["time_bin_size"] = self.time_max - self.time_min
+        for name in names:
+            column = sed[name]
+            values = np.asarray(column)[:, 0]  # the one energy bin
+            table[name] = u.Quantity(values, column.unit) if column.unit is not None and values.dtype.kind == "f" else values
+        return table
 
     def write(self, path: Any, sed_type: str | None = None, format: str = "lightcurve", overwrite: bool = False) -> None:
         """Write Gammapy's ``lightcurve`` format: FITS (``.fits``, HDU ``FLUXPOINTS``) or ECSV
