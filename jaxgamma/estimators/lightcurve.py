@@ -24,7 +24,7 @@ from astropy.table import Table, vstack
 from astropy.time import Time
 
 from ..datasets.flux_points import _QUANTITY_NAMES, FluxPoints, _read_table, _write_table
-from .points import FluxPointsEstimator
+from .points import FluxPointsEstimator, _as_datasets
 
 __all__ = ["LightCurve", "LightCurveEstimator"]
 
@@ -299,13 +299,8 @@ class LightCurveEstimator(FluxPointsEstimator):
     def run(self, datasets: Any, models: Any) -> LightCurve:  # type: ignore[override]
         """The light curve of the source in ``models`` from ``datasets`` (each with a GTI)."""
         from ..data.gti import GTI
-        from ..datasets import Datasets
 
-        datasets = (
-            datasets
-            if isinstance(datasets, Datasets)
-            else Datasets(datasets if isinstance(datasets, (list, tuple)) else [datasets])
-        )
+        datasets = _as_datasets(datasets)
         if self.time_intervals is None:
             gti = datasets.gti
             if gti is None:

@@ -98,6 +98,15 @@ class _Terms:
         return (self.group, self.counts, self.other, self.source, self.counts_off, self.alpha)
 
 
+def _as_datasets(datasets: Any) -> Any:
+    """A Datasets from one dataset, a list / tuple of them or a Datasets."""
+    from ..datasets import Datasets
+
+    if isinstance(datasets, Datasets):
+        return datasets
+    return Datasets(list(datasets) if isinstance(datasets, (list, tuple)) else [datasets])
+
+
 def _has_free(models: Any) -> bool:
     from ..parameters import ParameterVector
 
@@ -228,14 +237,9 @@ class FluxPointsEstimator:
     def run(self, datasets: Any, models: Any) -> FluxPoints:
         """Flux points of the source in ``models`` from ``datasets`` (a dataset, a list or a
         Datasets of map and spectrum datasets, Cash or ON/OFF)."""
-        from ..datasets import Datasets
         from ..models import Models
 
-        datasets = (
-            datasets
-            if isinstance(datasets, Datasets)
-            else Datasets(datasets if isinstance(datasets, (list, tuple)) else [datasets])
-        )
+        datasets = _as_datasets(datasets)
         for d in datasets:
             if not isinstance(d, _CASH + _WSTAT):
                 raise TypeError(
