@@ -164,18 +164,13 @@ def _light_curve_case(data: Path) -> tuple[str, Any, Any]:
     from gammapy.analysis import AnalysisConfig as GammapyConfig
     from gammapy.estimators import LightCurveEstimator as GammapyLCE
 
-    from jaxgamma.analysis import Analysis, AnalysisConfig
+    from jaxgamma.analysis import Analysis
     from jaxgamma.estimators import LightCurveEstimator
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_analysis import MODELS, SEED
+    from test_analysis import MODELS, small_joint_config
 
-    config = AnalysisConfig.read(data / SEED)
-    config.datasets.stack = False
-    config.datasets.geom.wcs.binsize = "0.1 deg"
-    config.datasets.geom.wcs.width = {"width": "4 deg", "height": "4 deg"}
-    config.datasets.geom.axes.energy = {"min": "0.3 TeV", "max": "10 TeV", "nbins": 6}
-    config.datasets.background = {"method": "fov_background"}
+    config = small_joint_config(data)
     config.general.log.level = "warning"
     ours = Analysis(config)
     ours.get_observations()

@@ -63,6 +63,18 @@ components:
 """
 
 
+def small_joint_config(data: Path) -> AnalysisConfig:
+    """The seed config reduced per observation on a small geometry (4 x 4 deg at 0.1 deg, 6
+    energy bins from 0.3 to 10 TeV) with a FoV background maker: a few seconds per reduction."""
+    config = AnalysisConfig.read(data / SEED)
+    config.datasets.stack = False
+    config.datasets.geom.wcs.binsize = "0.1 deg"
+    config.datasets.geom.wcs.width = {"width": "4 deg", "height": "4 deg"}
+    config.datasets.geom.axes.energy = {"min": "0.3 TeV", "max": "10 TeV", "nbins": 6}
+    config.datasets.background = {"method": "fov_background"}
+    return config
+
+
 def _makers_available() -> None:
     try:
         import jaxgamma.makers  # noqa: F401

@@ -81,30 +81,43 @@ def test_simulated_spectrum_recovers_the_truth():
     assert abs(pulls.mean()) < 0.25 and abs(pulls.std() - 1) < 0.2
 
 
-def _one_pixel_dataset(n_a: float, n_b: float, b: float):
-    """Two energy bins of one pixel without IRFs: the source (a point source at the pixel centre)
-    reaches only the first bin (no exposure in the second), the background b in both is scaled by
-    a free FoV background norm."""
+def _tiny_dataset(counts: np.ndarray, b: float, exposure: np.ndarray, energy_edges: list[float], tilt_free: bool = False):
+    """A map dataset without IRFs of shape ``counts.shape`` (energy, lat, lon) in 0.1 deg pixels,
+    background ``b`` in every bin scaled by a free FoV background norm (and tilt with
+    ``tilt_free``), exposure ``exposure`` (true energy = reco energy, per pixel), and a point source
+    at the centre of the first pixel."""
     from jaxgamma.datasets import MapDataset
     from jaxgamma.geom import MapAxis, WcsGeom
     from jaxgamma.models import FoVBackgroundModel, PointSpatialModel, PowerLawNormSpectralModel
 
-    energy = MapAxis.from_energy_edges([1.0, 2.0, 4.0] * u.TeV, name="energy")
-    energy_true = MapAxis.from_energy_edges([1.0, 2.0, 4.0] * u.TeV, name="energy_true")
-    geom = WcsGeom.create(npix=(1, 1), binsz=0.1, frame="galactic", skydir=(0.0, 0.0), axes=[energy])
+    energy = MapAxis.from_energy_edges(energy_edges * u.TeV, name="energy")
+    energy_true = MapAxis.from_energy_edges(energy_edges * u.TeV, name="energy_true")
+    n_lat, n_lon = counts.shape[1:]
+    geom = WcsGeom.create(npix=(n_lon, n_lat), binsz=0.1, frame="galactic", skydir=(0.0, 0.0), axes=[energy])
+    lon, lat = geom.pix_to_world(0.0, 0.0)
     dataset = MapDataset(
         geom=geom,
-        counts=np.array([n_a, n_b]).reshape(2, 1, 1),
-        background=np.full((2, 1, 1), b),
-        exposure=np.array([1e11, 0.0]).reshape(2, 1, 1),
+        counts=counts,
+        background=np.full(counts.shape, b),
+        exposure=exposure,
         energy_axis_true=energy_true,
         name="d",
     )
     source = SkyModel(
-        PowerLawSpectralModel(index=2.0, amplitude=1e-11), PointSpatialModel(lon_0=0.0, lat_0=0.0, frame="galactic"), name="src"
+        PowerLawSpectralModel(index=2.0, amplitude=1e-11),
+        PointSpatialModel(lon_0=float(np.ravel(lon)[0]), lat_0=float(np.ravel(lat)[0]), frame="galactic"),
+        name="src",
     )
-    background = FoVBackgroundModel(dataset_name="d", spectral_model=PowerLawNormSpectralModel(norm=1.0))
+    spectral = PowerLawNormSpectralModel(norm=1.0, tilt=0.1 if tilt_free else 0.0)
+    background = FoVBackgroundModel(dataset_name="d", spectral_model=spectral.unfreeze("tilt") if tilt_free else spectral)
     return dataset, Models([source, background])
+
+
+def _one_pixel_dataset(n_a: float, n_b: float, b: float):
+    """Two energy bins of one pixel: the source reaches only the first bin (no exposure in the
+    second), the background b in both is scaled by a free FoV background norm."""
+    counts = np.array([n_a, n_b]).reshape(2, 1, 1)
+    return _tiny_dataset(counts, b, np.array([1e11, 0.0]).reshape(2, 1, 1), [1.0, 2.0, 4.0])
 
 
 def test_reoptimize_is_the_profile_likelihood():
@@ -187,31 +200,10 @@ def test_reoptimize_with_degenerate_nuisance_parameters():
     in one bin (no covariance). The norm is still determined: x = (n1 - n2) / s with error
     sqrt(n1 + n2) / s (from the profile's curvature), and the fit is a success (Gammapy's Minuit
     reports one; before, the missing covariance blanked the norm)."""
-    from jaxgamma.datasets import MapDataset
-    from jaxgamma.geom import MapAxis, WcsGeom
-    from jaxgamma.models import FoVBackgroundModel, PointSpatialModel, PowerLawNormSpectralModel
-
     n1, n2, b = 60.0, 25.0, 20.0
-    energy = MapAxis.from_energy_edges([1.0, 4.0] * u.TeV, name="energy")
-    energy_true = MapAxis.from_energy_edges([1.0, 4.0] * u.TeV, name="energy_true")
-    geom = WcsGeom.create(npix=(2, 1), binsz=0.1, frame="galactic", skydir=(0.0, 0.0), axes=[energy])
-    lon, lat = geom.pix_to_world(0.0, 0.0)
-    dataset = MapDataset(
-        geom=geom,
-        counts=np.array([n1, n2]).reshape(1, 1, 2),
-        background=np.full((1, 1, 2), b),
-        exposure=np.array([1e11, 0.0]).reshape(1, 1, 2),
-        energy_axis_true=energy_true,
-        name="d",
-    )
-    source = SkyModel(
-        PowerLawSpectralModel(index=2.0, amplitude=1e-11),
-        PointSpatialModel(lon_0=float(np.ravel(lon)[0]), lat_0=float(np.ravel(lat)[0]), frame="galactic"),
-        name="src",
-    )
-    background = FoVBackgroundModel(
-        dataset_name="d", spectral_model=PowerLawNormSpectralModel(norm=1.0, tilt=0.1).unfreeze("tilt")
-    )
+    counts = np.array([n1, n2]).reshape(1, 1, 2)
+    dataset, models = _tiny_dataset(counts, b, np.array([1e11, 0.0]).reshape(1, 1, 2), [1.0, 4.0], tilt_free=True)
+    source, background = models["src"], models[1]
     s = float(np.asarray(dataset.npred_signal(Models([source]))).ravel()[0])
     assert s > 0 and float(np.asarray(dataset.npred_signal(Models([source]))).ravel()[1]) == 0
     points = FluxPointsEstimator(source="src", energy_edges=[1, 4] * u.TeV, reoptimize=True).run(

@@ -239,16 +239,11 @@ def test_cta_observations_match_gammapy(gammapy_data: Path, tmp_path: Path):
     from gammapy.analysis import AnalysisConfig as GammapyConfig
     from gammapy.estimators import FluxPoints as GammapyFluxPoints
     from gammapy.estimators import LightCurveEstimator as GammapyEstimator
-    from test_analysis import MODELS, SEED
+    from test_analysis import MODELS, small_joint_config
 
-    from jaxgamma.analysis import Analysis, AnalysisConfig
+    from jaxgamma.analysis import Analysis
 
-    config = AnalysisConfig.read(gammapy_data / SEED)
-    config.datasets.stack = False
-    config.datasets.geom.wcs.binsize = "0.1 deg"
-    config.datasets.geom.wcs.width = {"width": "4 deg", "height": "4 deg"}
-    config.datasets.geom.axes.energy = {"min": "0.3 TeV", "max": "10 TeV", "nbins": 6}
-    config.datasets.background = {"method": "fov_background"}
+    config = small_joint_config(gammapy_data)
     config.light_curve.energy_edges = {"min": "0.3 TeV", "max": "10 TeV", "nbins": 2}
     config.light_curve.parameters = {"selection_optional": SELECTION}
 
