@@ -4,5 +4,6 @@ from .core import FluxMaps
 from .excess import ExcessMapEstimator
 from .lightcurve import LightCurve, LightCurveEstimator
 from .points import FluxPointsEstimator
+from .ts import TSMapEstimator
 
-__all__ = ["ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "LightCurve", "LightCurveEstimator"]
+__all__ = ["ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "LightCurve", "LightCurveEstimator", "TSMapEstimator"]

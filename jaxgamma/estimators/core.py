@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 _NORM_QUANTITIES = ("norm", "norm_err", "norm_errn", "norm_errp", "norm_ul", "norm_sensitivity")
 _SED_TYPES = ("dnde", "e2dnde", "flux", "eflux")
 # Gammapy's order of the maps in a file (OPTIONAL_QUANTITIES_COMMON), after the SED quantities
-_COMMON = ("ts", "sqrt_ts", "npred", "npred_excess", "stat", "stat_null", "is_ul", "counts", "success")
+_COMMON = ("ts", "sqrt_ts", "npred", "npred_excess", "stat", "stat_null", "niter", "is_ul", "counts", "success")
 # the units of the maps of each SED type in a file (Gammapy's DEFAULT_UNIT) and inside jaxgamma
 _FILE_UNIT = {"dnde": "cm-2 s-1 TeV-1", "e2dnde": "erg cm-2 s-1", "flux": "cm-2 s-1", "eflux": "erg cm-2 s-1"}
 _CANONICAL = {"dnde": "cm-2 s-1 TeV-1", "e2dnde": "TeV cm-2 s-1", "flux": "cm-2 s-1", "eflux": "TeV cm-2 s-1"}

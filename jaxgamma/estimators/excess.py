@@ -46,7 +46,7 @@ def correlate(images: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return convolve_images(images, kernel, mode="constant")
 
 
-def _energy_groups(axis: MapAxis, edges: Any) -> tuple[MapAxis, np.ndarray]:
+def _energy_groups(axis: MapAxis, edges: Any, owner: str = "ExcessMapEstimator") -> tuple[MapAxis, np.ndarray]:
     """The requested edges snapped to ``axis``'s edges (Gammapy's ``MapAxis.group_table``: rounding
     in pixel coordinates, normal groups only) and the ``reduceat`` indices of the groups (the
     indices of the snapped edges, taken as integers: Gammapy's ``Map.resample_axis`` finds them by
@@ -56,12 +56,12 @@ def _energy_groups(axis: MapAxis, edges: Any) -> tuple[MapAxis, np.ndarray]:
     if idx.size < 2:
         if edges.max() <= axis.edges[0] or edges.min() >= axis.edges[-1]:
             raise ValueError(
-                f"ExcessMapEstimator: energy_edges {edges.tolist()} TeV do not overlap the dataset's energy "
+                f"{owner}: energy_edges {edges.tolist()} TeV do not overlap the dataset's energy "
                 f"range {axis.bounds} TeV"
             )
         near = axis.edges[idx[0]] if idx.size else None
         raise ValueError(
-            f"ExcessMapEstimator: energy_edges {edges.tolist()} TeV snap to at most one edge of the dataset's "
+            f"{owner}: energy_edges {edges.tolist()} TeV snap to at most one edge of the dataset's "
             f"energy axis (edges {axis.edges.tolist()} TeV; nearest {near} TeV): give edges at least one bin apart"
         )
     new_axis = MapAxis.from_edges(axis.edges[idx], name="energy", unit="TeV", interp="log")
@@ -364,29 +364,31 @@ class ExcessMapEstimator:
         self, dataset: Any, indices: np.ndarray, weights: Any, kernel: np.ndarray, maskf: np.ndarray
     ) -> Any:
         """Predicted counts of the reference spectrum with a spatially constant flux of 1 per pixel
-        (exposure x spectral integral, folded with the energy dispersion at the map centre),
-        resampled, correlated and divided by the correlated mask (Gammapy's
+        (:func:`reco_exposure`), resampled, correlated and divided by the correlated mask (Gammapy's
         ``estimate_exposure_reco_energy`` without normalisation). 1 without exposure."""
         if dataset.exposure is None:
             return 1.0
-        edges_true = dataset.energy_axis_true.edges
-        flux = np.asarray(
-            self.spectral_model.integral_array(edges_true[:-1], edges_true[1:]), dtype=np.float64
-        )
-        npred_true = flux[:, None, None] * np.asarray(dataset.exposure, dtype=np.float64)
-        if dataset.edisp is not None:
-            axis_reco = dataset.geom.axis("energy")
-            matrix = np.asarray(
-                dataset.edisp.get_edisp_kernel(energy_axis=axis_reco).pdf_matrix, dtype=np.float64
-            )
-            npred = np.einsum("tyx,tr->ryx", npred_true, matrix)
-        elif npred_true.shape == dataset.geom.data_shape:
-            npred = npred_true
-        else:
-            raise ValueError(
-                f"ExcessMapEstimator: dataset {dataset.name!r} has no energy dispersion and its true and "
-                "reconstructed energy axes differ: the reco exposure is not defined"
-            )
+        npred = reco_exposure(dataset, self.spectral_model, "ExcessMapEstimator")
         resampled = _resample(npred, indices, weights)
         with np.errstate(invalid="ignore", divide="ignore"):
             return correlate(resampled, kernel) / correlate(maskf, kernel)
+
+
+def reco_exposure(dataset: Any, spectral_model: Any, owner: str) -> np.ndarray:
+    """Predicted counts ``(n_energy_reco, ny, nx)`` of ``spectral_model`` with a spatially constant
+    flux of 1 per pixel: exposure x the spectral integral over each true-energy bin, folded with the
+    energy dispersion at the map centre (Gammapy's ``estimate_exposure_reco_energy`` with
+    ``normalize=False``)."""
+    edges_true = dataset.energy_axis_true.edges
+    flux = np.asarray(spectral_model.integral_array(edges_true[:-1], edges_true[1:]), dtype=np.float64)
+    npred_true = flux[:, None, None] * np.asarray(dataset.exposure, dtype=np.float64)
+    if dataset.edisp is not None:
+        axis_reco = dataset.geom.axis("energy")
+        matrix = np.asarray(dataset.edisp.get_edisp_kernel(energy_axis=axis_reco).pdf_matrix, dtype=np.float64)
+        return np.einsum("tyx,tr->ryx", npred_true, matrix)
+    if npred_true.shape == dataset.geom.data_shape:
+        return npred_true
+    raise ValueError(
+        f"{owner}: dataset {dataset.name!r} has no energy dispersion and its true and reconstructed energy "
+        "axes differ: the reco exposure is not defined"
+    )
