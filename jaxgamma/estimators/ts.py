@@ -203,58 +203,77 @@ def _norm_bounds(bins: _Bins) -> tuple[Any, Any, Any]:
 def _find_root(
     fun: Any, a: Any, b: Any, fa: Any, fb: Any, active: Any, start: Any = None
 ) -> tuple[Any, Any, Any]:
-    """Vectorised safeguarded Newton (Numerical Recipes' ``rtsafe``) for the root of ``fun`` in
-    ``[a, b]`` where ``fa``, ``fb`` have opposite signs (or one is 0), from ``start`` (default the
-    middle; a start outside the bracket is replaced by the middle). Returns the roots, the
-    iterations and whether each converged; NaN where not ``active`` or not bracketed."""
+    """Vectorised bracketed root finder for ``fun`` in ``[a, b]`` where ``fa``, ``fb`` have opposite
+    signs (or one is 0), from ``start`` (default the middle; outside the bracket: the middle).
+
+    Each step is Newton's where it stays strictly inside the bracket, else the Illinois false
+    position (regula falsi halving the value kept twice in a row), else a bisection; the bracket
+    shrinks with every evaluation. Returns the roots, the iterations and whether each converged
+    (to 1e-10 relative, or 1e-12 of the bracket); NaN where not ``active`` or not bracketed."""
     bracketed = active & jnp.isfinite(fa) & jnp.isfinite(fb) & (fa * fb <= 0)
     at_a = bracketed & (fa == 0)
     at_b = bracketed & (fb == 0) & ~at_a
-    lo = jnp.where(fa < 0, a, b)
-    hi = jnp.where(fa < 0, b, a)
+    neg = fa < 0  # orient: fun(lo) < 0 < fun(hi)
+    lo, hi = jnp.where(neg, a, b), jnp.where(neg, b, a)
+    flo, fhi = jnp.where(neg, fa, fb), jnp.where(neg, fb, fa)
     x = 0.5 * (lo + hi)
     if start is not None:
-        inside = (start - a) * (start - b) < 0
-        x = jnp.where(inside, start, x)
-    scale = jnp.abs(b - a)
-    tol = 1e-12 * scale
+        x = jnp.where((start - a) * (start - b) < 0, start, x)
+    tol = 1e-12 * jnp.abs(b - a)
     g, dg = fun(x)
+    lo, flo = jnp.where(g < 0, x, lo), jnp.where(g < 0, g, flo)
+    hi, fhi = jnp.where(g < 0, hi, x), jnp.where(g < 0, fhi, g)
     done = ~bracketed | at_a | at_b | (g == 0)
-    dx = jnp.abs(b - a)
-    dxold = dx
+    side = jnp.zeros(x.shape, dtype=jnp.int32)  # which end moved last: -1 lo, +1 hi
+
+    def inside(y: Any, lo: Any, hi: Any) -> Any:
+        return jnp.isfinite(y) & ((y - lo) * (y - hi) < 0)
 
     def cond(state):
-        it, done = state[0], state[1]
-        return (it < _ITERATIONS) & ~jnp.all(done)
+        return (state[0] < _ITERATIONS) & ~jnp.all(state[1])
 
     def body(state):
-        it, done, x, g, dg, lo, hi, dx, dxold, niter = state
-        bad = (((x - hi) * dg - g) * ((x - lo) * dg - g) > 0) | (jnp.abs(2.0 * g) > jnp.abs(dxold * dg))
-        bad = bad | ~jnp.isfinite(dg) | (dg == 0)
-        step = jnp.where(bad, 0.5 * (hi - lo), g / jnp.where(dg == 0, 1.0, dg))
-        x_new = jnp.where(bad, lo + step, x - step)
+        it, done, x, g, dg, lo, hi, flo, fhi, side, niter = state
+        newton = x - g / jnp.where(dg == 0, jnp.nan, dg)
+        falsi = lo - flo * (hi - lo) / (fhi - flo)
+        x_new = jnp.where(
+            inside(newton, lo, hi), newton, jnp.where(inside(falsi, lo, hi), falsi, 0.5 * (lo + hi))
+        )
         g_new, dg_new = fun(x_new)
-        lo_new = jnp.where(g_new < 0, x_new, lo)
-        hi_new = jnp.where(g_new < 0, hi, x_new)
-        converged = (jnp.abs(step) <= tol + 1e-10 * jnp.abs(x_new)) | (g_new == 0)
+        moves_lo = g_new < 0
+        # Illinois: the end kept twice in a row has its value halved
+        fhi_kept = jnp.where(moves_lo & (side == -1), 0.5 * fhi, fhi)
+        flo_kept = jnp.where(~moves_lo & (side == 1), 0.5 * flo, flo)
+        lo_new = jnp.where(moves_lo, x_new, lo)
+        hi_new = jnp.where(moves_lo, hi, x_new)
+        flo_new = jnp.where(moves_lo, g_new, flo_kept)
+        fhi_new = jnp.where(moves_lo, fhi_kept, g_new)
+        step = jnp.abs(x_new - x)
+        width = jnp.abs(hi_new - lo_new)
+        scale = tol + 1e-10 * jnp.abs(x_new)
+        converged = (g_new == 0) | (jnp.minimum(step, width) <= scale)
         keep = done
-        out = (
+
+        def pick(old: Any, new: Any) -> Any:
+            return jnp.where(keep, old, new)
+
+        return (
             it + 1,
             done | converged,
-            jnp.where(keep, x, x_new),
-            jnp.where(keep, g, g_new),
-            jnp.where(keep, dg, dg_new),
-            jnp.where(keep, lo, lo_new),
-            jnp.where(keep, hi, hi_new),
-            jnp.where(keep, dx, step),
-            jnp.where(keep, dxold, dx),
+            pick(x, x_new),
+            pick(g, g_new),
+            pick(dg, dg_new),
+            pick(lo, lo_new),
+            pick(hi, hi_new),
+            pick(flo, flo_new),
+            pick(fhi, fhi_new),
+            pick(side, jnp.where(moves_lo, -1, 1)),
             niter + jnp.where(keep, 0, 1),
         )
-        return out
 
-    niter0 = jnp.zeros(x.shape, dtype=jnp.int32)
-    state = (0, done, x, g, dg, lo, hi, dx, dxold, niter0)
-    _, done, x, g, dg, lo, hi, _, _, niter = jax.lax.while_loop(cond, body, state)
+    niter0 = jnp.ones(x.shape, dtype=jnp.int32)
+    state = (0, done, x, g, dg, lo, hi, flo, fhi, side, niter0)
+    _, done, x, *_, niter = jax.lax.while_loop(cond, body, state)
     root = jnp.where(at_a, a, jnp.where(at_b, b, x))
     root = jnp.where(bracketed, root, jnp.nan)
     return root, niter, bracketed & done

@@ -1,0 +1,306 @@
+"""TS maps (TSMapEstimator): closed-form one-pixel fits, simulated fields with known truth, and
+Gammapy 2.1's TSMapEstimator on the CTA-1DC and Fermi-LAT datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+from conftest import count_compiles
+from scipy.optimize import brentq
+
+from jaxgamma import write_models
+from jaxgamma.datasets import MapDataset, MapDatasetOnOff
+from jaxgamma.estimators import FluxMaps, TSMapEstimator
+from jaxgamma.geom import MapAxis, WcsGeom
+from jaxgamma.models import PowerLawSpectralModel
+
+
+def _field(source: float, seed: int, nbin: int = 1, npix: int = 21, background: float = 50.0) -> MapDataset:
+    """A field without PSF or energy dispersion (the kernel is one pixel): flat background,
+    exposure 1e12 cm2 s, a source of ``source`` expected counts (summed over energy) at the centre."""
+    axis = MapAxis.from_energy_bounds(1, 10, nbin=nbin, unit="TeV")
+    geom = WcsGeom.create(skydir=(0, 0), binsz=0.1, npix=(npix, npix), frame="galactic", axes=[axis])
+    bkg = np.full(geom.data_shape, background / nbin)
+    expected = bkg.copy()
+    expected[:, npix // 2, npix // 2] += source / nbin
+    counts = np.random.default_rng(seed).poisson(expected).astype(float)
+    exposure = np.full(geom.data_shape, 1e12)
+    return MapDataset(geom=geom, counts=counts, background=bkg, exposure=exposure, name="field")
+
+
+def _cash(n: float, mu: float) -> float:
+    """Gammapy's Cash term, the prediction truncated at 1e-25."""
+    mu = mu if mu > 1e-25 else 1e-25
+    return 2 * (mu - n * np.log(mu)) if n > 0 else 2 * mu
+
+
+def test_one_pixel_kernel_is_the_closed_form_cash_fit():
+    """A one-pixel kernel: norm = (n - b) / m, TS = 2 (n ln(n / b) - (n - b)), norm_err = sqrt(n) / m,
+    errn / errp / UL where the one-bin Cash statistic rises by 1 and 4."""
+    dataset = _field(120.0, seed=3)
+    estimator = TSMapEstimator(selection_optional=["errn-errp", "ul"])
+    kernel = estimator.estimate_kernel(dataset)
+    assert kernel.shape == (1, 3, 3)  # 0.2 deg cutout (no PSF), odd
+    np.testing.assert_allclose(kernel[0], np.pad([[1.0]], 1), atol=1e-12)  # bilinear weights, round-off
+    maps = estimator.run(dataset)
+    assert isinstance(maps, FluxMaps) and maps.geom.data_shape == dataset.geom.data_shape
+    m = 1e12 * float(PowerLawSpectralModel().integral_array(1.0, 10.0))  # reco exposure of the kernel spectrum
+    n, b = dataset.counts[0], dataset.background[0]
+    norm = (n - b) / m
+    ts = 2 * (n * np.log(n / b) - (n - b))
+    np.testing.assert_allclose(maps.norm[0], norm, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(maps.ts[0], ts, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(maps.norm_err[0], np.sqrt(n) / m, rtol=1e-9)
+    np.testing.assert_allclose(maps.npred_excess[0], n - b, rtol=1e-9, atol=1e-9)
+    assert np.all(maps.success) and np.all(maps.niter[0] <= 10)
+    for iy, ix in [(10, 10), (3, 17), (0, 0)]:
+        nn, bb, x = n[iy, ix], b[iy, ix], norm[iy, ix]
+        best = _cash(nn, bb + x * m)
+        err = np.sqrt(nn) / m
+
+        def rise(y, level, nn=nn, bb=bb, best=best):
+            return _cash(nn, bb + y * m) - best - level
+
+        errp = brentq(rise, x, x + 100 * err, args=(1,), xtol=1e-14, rtol=1e-13) - x
+        errn = x - brentq(rise, x - 100 * err, x, args=(1,), xtol=1e-14, rtol=1e-13)
+        ul = brentq(rise, x, x + 100 * err, args=(4,), xtol=1e-14, rtol=1e-13)
+        assert maps.norm_errp[0, iy, ix] == pytest.approx(errp, rel=1e-8)
+        assert maps.norm_errn[0, iy, ix] == pytest.approx(errn, rel=1e-8)
+        assert maps.norm_ul[0, iy, ix] == pytest.approx(ul, rel=1e-8)
+    # flux maps: the norm scales the kernel spectrum's integral over the group
+    np.testing.assert_allclose(maps.flux[0], norm * m / 1e12, rtol=1e-9, atol=1e-21)  # flux in cm-2 s-1
+
+
+def test_energy_groups_summed_or_not():
+    """Three energy bins: summed, the fit is the one-bin fit of the summed maps; not summed, the
+    norm is the joint root over the three bins (checked by brentq on the explicit derivative)."""
+    dataset = _field(150.0, seed=5, nbin=3)
+    summed = TSMapEstimator().run(dataset)
+    total = dataset.counts.sum(axis=0)
+    bkg = dataset.background.sum(axis=0)
+    edges = dataset.geom.axis("energy").edges
+    m_bins = 1e12 * np.asarray(PowerLawSpectralModel().integral_array(edges[:-1], edges[1:]))
+    np.testing.assert_allclose(summed.norm[0], (total - bkg) / m_bins.sum(), rtol=1e-9, atol=1e-9)
+    single = TSMapEstimator(sum_over_energy_groups=False).run(dataset)
+    iy = ix = 10
+    n, b = dataset.counts[:, iy, ix], dataset.background[:, iy, ix]
+
+    def derivative(x):
+        return np.sum(m_bins * (1 - n / (b + x * m_bins)))
+
+    root = brentq(derivative, -min(b / m_bins) * 0.999, 10 * total[iy, ix] / m_bins.sum(), xtol=1e-16, rtol=1e-13)
+    assert single.norm[0, iy, ix] == pytest.approx(root, rel=1e-8)
+    stat = sum(_cash(nn, bb) - _cash(nn, bb + root * mm) for nn, bb, mm in zip(n, b, m_bins, strict=True))
+    assert single.ts[0, iy, ix] == pytest.approx(stat, rel=1e-8)
+    # two groups: one map per group, the edges snapped to the dataset's
+    grouped = TSMapEstimator(energy_edges=[1, 2.2, 10] * u.TeV).run(dataset)
+    np.testing.assert_allclose(grouped.energy_axis.edges, edges[[0, 1, 3]], rtol=1e-12)
+    assert grouped.ts.shape == (2, 21, 21)
+    np.testing.assert_allclose(grouped.norm[0], (dataset.counts[0] - dataset.background[0]) / m_bins[0], rtol=1e-9, atol=1e-9)
+
+
+def test_significance_of_background_only_and_injected_source():
+    """Known truth: background only, sqrt(TS) at each pixel is N(0, 1) (one-pixel kernel: the pixels
+    are independent); an injected source is found at its pixel with the expected TS."""
+    dataset = _field(0.0, seed=11, npix=81)
+    sig = TSMapEstimator().run(dataset).sqrt_ts.ravel()
+    assert sig.size == 6561 and np.all(np.isfinite(sig))
+    assert abs(sig.mean()) < 0.06 and abs(sig.std() - 1) < 0.04
+    bright = _field(200.0, seed=12, npix=81)
+    maps = TSMapEstimator().run(bright)
+    peak = np.unravel_index(np.nanargmax(maps.ts[0]), maps.ts[0].shape)
+    assert peak == (40, 40)
+    assert maps.sqrt_ts[0, 40, 40] > 10
+
+
+def test_threshold_keeps_the_initial_estimate_below_it():
+    dataset = _field(200.0, seed=7)
+    full = TSMapEstimator().run(dataset)
+    fast = TSMapEstimator(threshold=9).run(dataset)
+    low = full.ts[0] <= 6  # well below the threshold with either norm (one-pixel kernel: the guess is exact)
+    assert np.any(low) and np.all(fast.niter[0][low] == 0)
+    # here the default estimate is the excess over the exposure: the fit's own answer
+    np.testing.assert_allclose(fast.norm[0], full.norm[0], rtol=1e-9, atol=1e-9)
+    assert fast.niter[0, 10, 10] > 0
+
+
+def test_compiled_once_per_structure():
+    dataset = _field(100.0, seed=1)
+    estimator = TSMapEstimator(selection_optional=["ul"])
+    first = estimator.run(dataset)
+    other = MapDataset(
+        geom=dataset.geom,
+        counts=np.random.default_rng(2).poisson(dataset.background).astype(float),
+        background=dataset.background,
+        exposure=dataset.exposure,
+        name="other",
+    )
+    other.npred()  # the dataset's own prediction compiles once per dataset
+    second, compiles = count_compiles(lambda: estimator.run(other))
+    assert compiles == 0
+    assert not np.allclose(first.ts, second.ts)
+
+
+def test_bad_input():
+    dataset = _field(10.0, seed=2)
+    with pytest.raises(NotImplementedError, match="stat_scan"):
+        TSMapEstimator(selection_optional=["stat_scan"])
+    with pytest.raises(ValueError, match="unknown selection_optional"):
+        TSMapEstimator(selection_optional=["errors"])
+    with pytest.raises(NotImplementedError, match="downsampling_factor"):
+        TSMapEstimator(downsampling_factor=2)
+    with pytest.raises(ValueError, match="kernel_width must be > 0"):
+        TSMapEstimator(kernel_width="0 deg")
+    with pytest.raises(ValueError, match="kernel_width must be an angle"):
+        TSMapEstimator(kernel_width="wide")
+    with pytest.raises(TypeError, match="n_jobs"):
+        TSMapEstimator(n_jobs=4)
+    with pytest.raises(ValueError, match="n_sigma must be > 0"):
+        TSMapEstimator(n_sigma=0)
+    onoff = MapDatasetOnOff(
+        geom=dataset.geom,
+        counts=dataset.counts,
+        counts_off=dataset.counts,
+        acceptance=1.0,
+        acceptance_off=2.0,
+        exposure=dataset.exposure,
+        name="onoff",
+    )
+    with pytest.raises(TypeError, match="MapDatasetOnOff"):
+        TSMapEstimator().run(onoff)
+    other_geom = WcsGeom.create(skydir=(1, 0), binsz=0.1, npix=(21, 21), frame="galactic", axes=dataset.geom.axes)
+    shifted = MapDataset(geom=other_geom, counts=dataset.counts, background=dataset.background, exposure=dataset.exposure, name="x")
+    with pytest.raises(TypeError, match="geometries must match"):
+        TSMapEstimator().run([dataset, shifted])
+    masked = MapDataset(
+        geom=dataset.geom,
+        counts=dataset.counts,
+        background=dataset.background,
+        exposure=dataset.exposure,
+        mask_safe=np.zeros(dataset.geom.data_shape, bool),
+        name="masked",
+    )
+    with pytest.raises(ValueError, match="no valid positions"):
+        TSMapEstimator().run(masked)
+    no_exposure = MapDataset(geom=dataset.geom, counts=dataset.counts, background=dataset.background, exposure=np.zeros(dataset.geom.data_shape), name="dark")
+    with pytest.raises(ValueError, match="no valid exposure"):
+        TSMapEstimator().run(no_exposure)
+    with pytest.raises(ValueError, match="energy_edges"):
+        TSMapEstimator(energy_edges=[20, 30] * u.TeV).run(dataset)
+
+
+# -- Gammapy 2.1 ----------------------------------------------------------------------------------------
+_NORMS = ("norm", "norm_errn", "norm_errp", "norm_ul")
+
+
+def _compare(reference, ours, names):
+    """Gammapy stops its root finders at rtol = 1 % of the root: the norms (and the roots norm +- err,
+    UL) agree within that; the TS within the statistic's rise over that distance (1e-4 TS) plus the
+    effect of Gammapy's float32 kernel (FFT noise ~1e-7 of its peak: in a footprint holding a bright
+    source, up to ~1e-5 of the statistic); the rest from the same bins (Gammapy's float32 npred)."""
+    norm = ours["norm"]
+    kernel_noise = 1e-5 * np.abs(ours["stat_null"])
+    for name in names:
+        expected = np.asarray(reference[name].data, dtype=np.float64)
+        got = ours[name]
+        if name == "success":
+            np.testing.assert_array_equal(got.astype(bool), expected.astype(bool))
+            continue
+        assert np.array_equal(np.isnan(got), np.isnan(expected)), name
+        ok = np.isfinite(expected)
+        if name == "norm":
+            tol = 0.01 * np.abs(norm) + 1e-3 * ours["norm_err"]
+        elif name in ("norm_errn", "norm_errp"):
+            tol = 0.01 * (np.abs(norm) + np.abs(got)) * 1.5 + 1e-3 * ours["norm_err"]
+        elif name == "norm_ul":
+            tol = 0.01 * np.abs(got) * 1.5 + 1e-3 * ours["norm_err"]
+        elif name in ("ts", "stat"):
+            tol = 2e-4 * np.abs(ours["ts"]) + kernel_noise + 5e-3
+        elif name == "stat_null":  # Gammapy's npred of models is float32 (1e-5 of the smallest values)
+            tol = 1e-7 * np.abs(got) + 1e-4
+        elif name == "norm_err":
+            tol = 1e-2 * np.abs(got)
+        elif name in ("npred", "npred_excess"):
+            tol = 0.01 * np.abs(ours["npred_excess"]) + 1e-3 * np.abs(got)
+        else:  # niter: ours counts Newton steps to 1e-10, Gammapy's brentq steps to 1 %
+            continue
+        diff = np.abs(got - expected)[ok]
+        assert np.all(diff <= tol[ok]), f"{name}: worst {np.max(diff / tol[ok]):.3g} of the tolerance"
+    # our roots are exact: the TS is never below Gammapy's (beyond its float32 kernel noise)
+    reference_ts = np.asarray(reference["ts"].data)
+    assert np.all((ours["ts"] >= reference_ts - kernel_noise - 1e-3)[np.isfinite(reference_ts)])
+
+
+CTA_OPTIONS = [
+    {"selection_optional": ["errn-errp", "ul"]},
+    {"sum_over_energy_groups": False, "energy_edges": [0.3, 1, 10] * u.TeV, "selection_optional": ["ul"]},
+    {"kernel_width": "0.4 deg", "threshold": 4, "n_sigma": 2, "n_sigma_ul": 3, "selection_optional": "all"},
+]
+
+
+@pytest.mark.parametrize("options", CTA_OPTIONS, ids=["default", "per-energy", "width-threshold"])
+def test_ts_map_matches_gammapy_on_cta(cta_plain, cta_gc_models, options, tmp_path):
+    gammapy_datasets = pytest.importorskip("gammapy.datasets")
+    from gammapy.estimators import TSMapEstimator as GammapyEstimator
+    from gammapy.modeling.models import Models as GammapyModels
+
+    position = SkyCoord(0, 0, unit="deg", frame="galactic")
+    dataset = MapDataset.read(cta_plain, name="stacked").cutout(position, 1.0, name="stacked")
+    reference_dataset = gammapy_datasets.MapDataset.read(cta_plain, name="stacked").cutout(position, 1 * u.deg, name="stacked")
+    models = None
+    if "threshold" in options:  # the TS of a second source: the GC source and the background are the models
+        models = cta_gc_models
+        write_models(tmp_path / "models.yaml", models)
+        reference_dataset.models = GammapyModels.read(tmp_path / "models.yaml")
+    gammapy_options = dict(options)
+    if gammapy_options.get("selection_optional") == "all":
+        gammapy_options["selection_optional"] = ["errn-errp", "ul"]
+    reference = GammapyEstimator(**gammapy_options).run(reference_dataset)
+    estimator = TSMapEstimator(**options)
+    ours = estimator.run(dataset, models=models)
+    np.testing.assert_allclose(ours.energy_axis.edges, reference.geom.axes["energy"].edges.to_value("TeV"), rtol=1e-12)
+    assert ours.available_quantities == reference.available_quantities
+    kernel = GammapyEstimator(**gammapy_options).estimate_kernel(reference_dataset).data
+    np.testing.assert_allclose(estimator.estimate_kernel(dataset), kernel, atol=3e-7)
+    _compare(reference, ours, estimator.selection_all)
+    if "threshold" in options:
+        skipped = np.asarray(reference["niter"].data) == 0
+        assert np.any(skipped) and np.array_equal(ours["niter"] == 0, skipped)
+
+
+@pytest.mark.filterwarnings("ignore:Checksum verification failed:UserWarning")
+def test_ts_map_matches_gammapy_on_fermi(data_dir: Path, tmp_path):
+    """The Crab in the Fermi-LAT 3FHL map: TS up to ~10^4; Gammapy's default kernel is cut by this small
+    map and its run fails (a cutout wider than its padding), so both use a 2 deg kernel. Two
+    datasets (the map twice, one with a scaled background model) are fitted jointly."""
+    gammapy_datasets = pytest.importorskip("gammapy.datasets")
+    from gammapy.estimators import TSMapEstimator as GammapyEstimator
+
+    path = data_dir / "fermi-3fhl-crab" / "Fermi-LAT-3FHL_data_Fermi-LAT.fits"
+    dataset = MapDataset.read(path, name="Fermi-LAT")
+    reference_dataset = gammapy_datasets.MapDataset.read(path, name="Fermi-LAT")
+    options = {"kernel_width": "2 deg", "selection_optional": ["errn-errp", "ul"]}
+    reference = GammapyEstimator(**options).run(reference_dataset)
+    ours = TSMapEstimator(**options).run(dataset)
+    _compare(reference, ours, TSMapEstimator(**options).selection_all)
+    assert np.nanmax(ours.ts) > 1e4
+
+    # joint: the same map twice (the second with a different name) doubles every sum
+    second = reference_dataset.copy(name="second")
+    joint_reference = GammapyEstimator(kernel_width="2 deg").run(gammapy_datasets.Datasets([reference_dataset, second]))
+    twice = MapDataset.read(path, name="second")
+    joint = TSMapEstimator(kernel_width="2 deg").run([dataset, twice])
+    _compare(joint_reference, joint, TSMapEstimator().selection_all)
+    np.testing.assert_allclose(joint.ts, 2 * ours.ts, rtol=1e-9, atol=1e-8)  # roots to 1e-10
+
+    # our file is read by Gammapy
+    ours.write(tmp_path / "ts.fits")
+    from gammapy.estimators import FluxMaps as GammapyFluxMaps
+
+    back = GammapyFluxMaps.read(tmp_path / "ts.fits")
+    np.testing.assert_allclose(back.ts.data, ours.ts, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(back.niter.data, ours.niter, equal_nan=True)
