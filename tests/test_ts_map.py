@@ -42,7 +42,7 @@ def test_one_pixel_kernel_is_the_closed_form_cash_fit():
     """A one-pixel kernel: norm = (n - b) / m, TS = 2 (n ln(n / b) - (n - b)), norm_err = sqrt(n) / m,
     errn / errp / UL where the one-bin Cash statistic rises by 1 and 4."""
     dataset = _field(120.0, seed=3)
-    estimator = TSMapEstimator(selection_optional=["errn-errp", "ul"])
+    estimator = TSMapEstimator(selection_optional="all")
     kernel = estimator.estimate_kernel(dataset)
     assert kernel.shape == (1, 3, 3)  # 0.2 deg cutout (no PSF), odd
     np.testing.assert_allclose(kernel[0], np.pad([[1.0]], 1), atol=1e-12)  # bilinear weights, round-off
@@ -57,7 +57,8 @@ def test_one_pixel_kernel_is_the_closed_form_cash_fit():
     np.testing.assert_allclose(maps.norm_err[0], np.sqrt(n) / m, rtol=1e-9)
     np.testing.assert_allclose(maps.npred_excess[0], n - b, rtol=1e-9, atol=1e-9)
     assert np.all(maps.success) and np.all(maps.niter[0] <= 10)
-    for iy, ix in [(10, 10), (3, 17), (0, 0)]:
+    assert np.sum(norm > 0) > 50 and np.sum(norm < 0) > 50
+    for iy, ix in [(10, 10), (3, 17), (0, 0), *zip(*np.nonzero(norm < 0), strict=True)][:5]:
         nn, bb, x = n[iy, ix], b[iy, ix], norm[iy, ix]
         best = _cash(nn, bb + x * m)
         err = np.sqrt(nn) / m
@@ -71,6 +72,15 @@ def test_one_pixel_kernel_is_the_closed_form_cash_fit():
         assert maps.norm_errp[0, iy, ix] == pytest.approx(errp, rel=1e-8)
         assert maps.norm_errn[0, iy, ix] == pytest.approx(errn, rel=1e-8)
         assert maps.norm_ul[0, iy, ix] == pytest.approx(ul, rel=1e-8)
+        # sensitivity: where the Asimov significance sqrt(cash(mu, b) - cash(mu, mu)) (mu = b + y m, as
+        # counts) reaches 5, searched between norm / 1000 and norm x 1000 (Gammapy's bracket)
+
+        def asimov(y, bb=bb):
+            mu = bb + y * m
+            return np.sqrt(max(_cash(mu, bb) - _cash(mu, mu), 0.0)) - 5
+
+        sensitivity = brentq(asimov, x / 1000, x * 1000, xtol=1e-14, rtol=1e-13)
+        assert maps.norm_sensitivity[0, iy, ix] == pytest.approx(sensitivity, rel=1e-8)
     # flux maps: the norm scales the kernel spectrum's integral over the group
     np.testing.assert_allclose(maps.flux[0], norm * m / 1e12, rtol=1e-9, atol=1e-21)  # flux in cm-2 s-1
 
@@ -216,7 +226,7 @@ def _compare(reference, ours, names):
             tol = 0.01 * np.abs(norm) + 1e-3 * ours["norm_err"]
         elif name in ("norm_errn", "norm_errp"):
             tol = 0.01 * (np.abs(norm) + np.abs(got)) * 1.5 + 1e-3 * ours["norm_err"]
-        elif name == "norm_ul":
+        elif name in ("norm_ul", "norm_sensitivity"):
             tol = 0.01 * np.abs(got) * 1.5 + 1e-3 * ours["norm_err"]
         elif name in ("ts", "stat"):
             tol = 2e-4 * np.abs(ours["ts"]) + kernel_noise + 5e-3
@@ -257,8 +267,8 @@ def test_ts_map_matches_gammapy_on_cta(cta_plain, cta_gc_models, options, tmp_pa
         write_models(tmp_path / "models.yaml", models)
         reference_dataset.models = GammapyModels.read(tmp_path / "models.yaml")
     gammapy_options = dict(options)
-    if gammapy_options.get("selection_optional") == "all":
-        gammapy_options["selection_optional"] = ["errn-errp", "ul"]
+    if gammapy_options.get("selection_optional") == "all":  # Gammapy's "all" adds its stat_scan
+        gammapy_options["selection_optional"] = ["errn-errp", "ul", "sensitivity"]
     reference = GammapyEstimator(**gammapy_options).run(reference_dataset)
     estimator = TSMapEstimator(**options)
     ours = estimator.run(dataset, models=models)

@@ -51,8 +51,8 @@ __all__ = ["TSMapEstimator"]
 
 log = logging.getLogger(__name__)
 
-_SELECTION_OPTIONAL = ("errn-errp", "ul")
-_GAMMAPY_ONLY = ("stat_scan", "sensitivity")
+_SELECTION_OPTIONAL = ("errn-errp", "ul", "sensitivity")
+_GAMMAPY_ONLY = ("stat_scan",)
 TRUNCATION_VALUE = 1e-25  # Gammapy's Cash truncation of the predicted counts
 _CUTOUT_MARGIN = 0.1  # deg, Gammapy's MapEvaluator CUTOUT_MARGIN
 _CHUNK_ELEMENTS = 2**18  # positions x footprint bins gathered at once (small chunks stay in cache)
@@ -285,6 +285,7 @@ class _Options(NamedTuple):
     threshold: float | None
     errn_errp: bool
     ul: bool
+    n_sigma_sensitivity: float | None = None
 
 
 def _fit_positions(bins: _Bins, norm_guess: Any, options: _Options) -> dict[str, Any]:
@@ -351,10 +352,32 @@ def _fit_positions(bins: _Bins, norm_guess: Any, options: _Options) -> dict[str,
         out["norm_errp"] = confidence(n_sigma, positive=True)
     if options.ul:
         out["norm_ul"] = norm + confidence(options.n_sigma_ul, positive=True)
+    if options.n_sigma_sensitivity is not None:
+        out["norm_sensitivity"] = _sensitivity(bins, norm, options.n_sigma_sensitivity)
     npred = jnp.sum(jnp.where(bins.valid, bins.b + norm[:, None] * bins.m, 0.0), axis=-1)
     out["npred"] = npred
     out["npred_excess"] = npred - jnp.sum(jnp.where(bins.valid, bins.b, 0.0), axis=-1)
     return out
+
+
+def _sensitivity(bins: _Bins, norm: Any, n_sigma: float) -> Any:
+    """Gammapy's ``estimate_sensitivity``: the norm whose Asimov dataset (counts = prediction)
+    has a significance of ``n_sigma`` (Wald: sqrt of the Asimov TS, which is what Gammapy's
+    ``ts_to_sigma(ts, ts_asimov=ts)`` returns), searched between norm / 1000 and norm x 1000."""
+
+    def sigma_minus(x: Any) -> Any:
+        mu = bins.b + x[:, None] * bins.m
+        ts = _cash_sum(mu, bins.b, bins.valid) - _cash_sum(mu, mu, bins.valid)
+        return jnp.sqrt(jnp.maximum(ts, 0.0)) - n_sigma
+
+    def fun(x: Any) -> tuple[Any, Any]:
+        return jax.jvp(sigma_minus, (x,), (jnp.ones_like(x),))
+
+    a, b = norm / 1000.0, norm * 1000.0
+    ok = jnp.isfinite(a) & jnp.isfinite(b)
+    a, b = jnp.where(ok, a, 0.0), jnp.where(ok, b, 0.0)
+    root, _, _ = _find_root(fun, a, b, sigma_minus(a), sigma_minus(b), ok)
+    return root
 
 
 class _Inputs(NamedTuple):
@@ -454,14 +477,14 @@ class TSMapEstimator:
     n_sigma, n_sigma_ul : float
         Confidence levels of the errors and of the upper limits.
     n_sigma_sensitivity : float
-        Accepted for Gammapy's signature; the "sensitivity" option is not available yet.
+        Significance of the "sensitivity" map: the norm whose Asimov dataset reaches it.
     threshold : float, optional
         Where the TS of the initial flux estimate (Gammapy's correlated-excess guess) is not above
         it, the fit is skipped and the estimate kept (``niter`` 0).
     rtol : float
         Gammapy's root-finding tolerance; jaxgamma solves to ~1e-10 relative (kept for the summary).
     selection_optional : list of str or "all", optional
-        "errn-errp" and/or "ul".
+        Any of "errn-errp", "ul", "sensitivity" (Gammapy's "stat_scan" is not available yet).
     energy_edges : Quantity or array (TeV), optional
         Energy groups (snapped to the dataset's edges); default one group over the whole range.
     sum_over_energy_groups : bool
@@ -603,6 +626,8 @@ class TSMapEstimator:
             names += ["norm_errp", "norm_errn"]
         if "ul" in self.selection_optional:
             names += ["norm_ul"]
+        if "sensitivity" in self.selection_optional:
+            names += ["norm_sensitivity"]
         return names
 
     def __str__(self) -> str:
@@ -613,6 +638,7 @@ class TSMapEstimator:
             "downsampling_factor": self.downsampling_factor,
             "n_sigma": self.n_sigma,
             "n_sigma_ul": self.n_sigma_ul,
+            "n_sigma_sensitivity": self.n_sigma_sensitivity,
             "threshold": self.threshold,
             "rtol": self.rtol,
             "selection_optional": self.selection_optional,
@@ -723,7 +749,12 @@ class TSMapEstimator:
         ny, nx = image_ref.data_shape_image
         results: dict[str, list[np.ndarray]] = {name: [] for name in self.selection_all}
         options = _Options(
-            self.n_sigma, self.n_sigma_ul, self.threshold, "errn-errp" in self.selection_optional, "ul" in self.selection_optional
+            self.n_sigma,
+            self.n_sigma_ul,
+            self.threshold,
+            "errn-errp" in self.selection_optional,
+            "ul" in self.selection_optional,
+            self.n_sigma_sensitivity if "sensitivity" in self.selection_optional else None,
         )
         for group in groups:
             inputs = []
