@@ -46,10 +46,18 @@ class FluxMaps:
         With one ``energy`` axis (the estimator's bins).
     reference_model : SpectralModel or SkyModel
     meta : dict, optional
+    filter_success_nan : bool
+        As Gammapy: ``norm`` and ``norm_err`` (and the SED quantities made from them) are NaN where
+        a ``success`` map says the fit failed; the stored values stay in :meth:`raw`.
     """
 
     def __init__(
-        self, data: dict[str, Any], geom: WcsGeom, reference_model: Any, meta: dict[str, Any] | None = None
+        self,
+        data: dict[str, Any],
+        geom: WcsGeom,
+        reference_model: Any,
+        meta: dict[str, Any] | None = None,
+        filter_success_nan: bool = True,
     ):
         names = [a.name for a in geom.axes]
         if names != ["energy"]:
@@ -68,6 +76,7 @@ class FluxMaps:
         self.reference_model = spectral
         self._reference = _ReferenceSpectrum.from_model(spectral)
         self.meta = dict(meta or {})
+        self.filter_success_nan = bool(filter_success_nan)
 
     # -- quantities ---------------------------------------------------------------------------------
     @property
@@ -103,9 +112,20 @@ class FluxMaps:
             value = self._reference.energy_flux(e_min, e_max)
         return np.asarray(value, dtype=np.float64)[:, None, None]
 
+    def raw(self, name: str) -> np.ndarray:
+        """A stored quantity as estimated (``norm`` and ``norm_err`` without the success filter)."""
+        return self._data[name]
+
+    def _filtered(self, name: str) -> np.ndarray:
+        """Gammapy's ``_filter_convergence_failure``: norm and norm_err NaN where the fit failed."""
+        values = self._data[name]
+        if name in ("norm", "norm_err") and self.filter_success_nan and "success" in self._data:
+            values = np.where(self._data["success"].astype(bool), values, np.nan)
+        return values
+
     def __getitem__(self, name: str) -> np.ndarray:
         if name in self._data:
-            return self._data[name]
+            return self._filtered(name)
         if name == "is_ul":
             return self.is_ul
         if name == "sqrt_ts" and "ts" in self._data:
@@ -114,7 +134,7 @@ class FluxMaps:
             if name == sed or name.startswith(sed + "_"):
                 norm_name = "norm" + name[len(sed) :]
                 if norm_name in _NORM_QUANTITIES and norm_name in self._data:
-                    return self._data[norm_name] * self._ref(sed)
+                    return self._filtered(norm_name) * self._ref(sed)
         raise KeyError(
             f"FluxMaps: quantity {name!r} is not available; available: {self.available_quantities}"
         )
@@ -136,12 +156,13 @@ class FluxMaps:
 
     @property
     def sqrt_ts(self) -> np.ndarray:
-        """The significance map, or ``sign(norm) sqrt(ts)`` when only ``ts`` is stored (Gammapy)."""
+        """The significance map, or ``+-sqrt(max(ts, 0))`` (the sign of norm) when only ``ts`` is stored."""
         if "sqrt_ts" in self._data:
             return self._data["sqrt_ts"]
-        if "ts" in self._data:
+        if "ts" in self._data:  # Gammapy: -sqrt(TS) unless norm > 0 (the filtered norm), TS clipped at 0
+            root = np.sqrt(np.clip(self._data["ts"], 0, None))
             with np.errstate(invalid="ignore"):
-                return np.sign(self._data["norm"]) * np.sqrt(self._data["ts"])
+                return np.where(self["norm"] > 0, root, -root)
         raise AttributeError("FluxMaps: quantity 'sqrt_ts' is not available (no 'ts')")
 
     @property
@@ -156,7 +177,7 @@ class FluxMaps:
                 return self.sqrt_ts < threshold
         if "norm_ul" in self._data:
             return np.isfinite(self._data["norm_ul"])
-        return np.isnan(self._data["norm"])
+        return np.isnan(self["norm"])
 
     # -- files --------------------------------------------------------------------------------------
     def _file_maps(self, sed_type: str) -> list[tuple[str, np.ndarray, str]]:
@@ -169,8 +190,8 @@ class FluxMaps:
         for norm_name in _NORM_QUANTITIES:
             if norm_name not in self._data:
                 continue
-            if sed_type == "likelihood":
-                out.append((norm_name, self._data[norm_name], ""))
+            if sed_type == "likelihood":  # as Gammapy, after the success filter
+                out.append((norm_name, self[norm_name], ""))
             else:
                 name = sed_type + norm_name[len("norm") :]
                 values = u.Quantity(self[name], _CANONICAL[sed_type]).to_value(_FILE_UNIT[sed_type])

@@ -44,6 +44,7 @@ from astropy.coordinates import Angle, SkyCoord
 
 from ..datasets.map import MapDataset, MapDatasetOnOff
 from ..geom import WcsGeom
+from ..geom.axes import snapped_edge_indices
 from .core import FluxMaps
 from .excess import _energy_groups, reco_exposure
 
@@ -119,12 +120,20 @@ def estimate_kernel(dataset: MapDataset, kernel_model: Any, kernel_width: float 
     spatial = model.spatial_model
     radius = spatial.evaluation_radius
     if radius is not None:
-        # the evaluator's cutout (local evaluation of the model), trimmed to the kernel geometry
+        # the evaluator's cutout (local evaluation of the model), trimmed to the kernel geometry; as
+        # Gammapy, only where the model "contributes" through the dataset's mask (else: the whole geometry)
         psf_width = kernel_dataset._psf_width(kernel_dataset._psf_kernel(spatial.position, {})) if dataset.psf is not None else 0.0
-        width = psf_width + 2 * (float(u.Quantity(radius, "deg").to_value("deg")) + _CUTOUT_MARGIN)
-        cutout, parent, _ = image.cutout_info(spatial.position, width, mode="trim", odd_npix=True)
-        npred = npred[(Ellipsis, *parent)]
-        image = cutout
+        radius_deg = float(u.Quantity(radius, "deg").to_value("deg"))
+        try:
+            _, inside, _ = dataset.geom.to_image().cutout_info(spatial.position, 2 * radius_deg + _CUTOUT_MARGIN + psf_width)
+            contributes = bool(np.any(np.asarray(dataset.mask_image, dtype=bool)[inside]))
+        except ValueError:  # no overlap
+            contributes = False
+        if contributes:
+            width = psf_width + 2 * (radius_deg + _CUTOUT_MARGIN)
+            cutout, parent, _ = image.cutout_info(spatial.position, width, mode="trim", odd_npix=True)
+            npred = npred[(Ellipsis, *parent)]
+            image = cutout
     with np.errstate(invalid="ignore", divide="ignore"):
         kernel = npred / npred.sum(axis=(1, 2))[:, None, None]
     kernel[~np.isfinite(kernel)] = 0.0
@@ -733,8 +742,22 @@ class TSMapEstimator:
             edges = np.array([axis_in.edges[0], axis_in.edges[-1]])
         else:
             edges = self.energy_edges
-        axis, indices = _energy_groups(axis_in, edges, owner="TSMapEstimator")
-        groups = [slice(int(i0), int(i1)) for i0, i1 in itertools.pairwise(indices)]
+        axis, _ = _energy_groups(axis_in, edges, owner="TSMapEstimator")
+        # as Gammapy's slice_by_energy: each requested (min, max) pair snaps to each dataset's own axis
+        # (the first dataset's groups name the result's bins; a dataset without bins there is left out)
+        groups: list[list[slice | None]] = []
+        for pair in itertools.pairwise(edges):
+            slices: list[slice | None] = []
+            for d in datasets:
+                idx = snapped_edge_indices(d.geom.axis("energy"), np.asarray(pair))
+                slices.append(slice(int(idx[0]), int(idx[-1])) if idx[-1] > idx[0] else None)
+            if slices[0] is not None:
+                groups.append(slices)
+        if len(groups) != axis.nbin:
+            raise ValueError(
+                f"TSMapEstimator: energy_edges {np.asarray(edges).tolist()} TeV give {len(groups)} groups on the "
+                f"first dataset's axis but snap to {axis.nbin} bins (edges {axis.edges.tolist()} TeV)"
+            )
 
         prepared = []
         for d in datasets:
@@ -756,11 +779,13 @@ class TSMapEstimator:
             "ul" in self.selection_optional,
             self.n_sigma_sensitivity if "sensitivity" in self.selection_optional else None,
         )
-        for group in groups:
+        for group_slices in groups:
             inputs = []
             mask_2d = np.zeros((ny, nx), dtype=bool)
             guesses = []
-            for d, npred, mask, exposure_npred, ref_flux, kernel in prepared:
+            for group, (d, npred, mask, exposure_npred, ref_flux, kernel) in zip(group_slices, prepared, strict=True):
+                if group is None:
+                    continue
                 m = mask[group]
                 counts = np.asarray(d.counts, dtype=np.float64)[group] * m
                 background = np.where(m, npred[group], 0.0)
