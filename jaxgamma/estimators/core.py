@@ -27,6 +27,40 @@ _FILE_UNIT = {"dnde": "cm-2 s-1 TeV-1", "e2dnde": "erg cm-2 s-1", "flux": "cm-2 
 _CANONICAL = {"dnde": "cm-2 s-1 TeV-1", "e2dnde": "TeV cm-2 s-1", "flux": "cm-2 s-1", "eflux": "TeV cm-2 s-1"}
 
 
+def parse_selection_optional(
+    value: Any, available: tuple[str, ...], owner: str, not_yet: tuple[str, ...] = ()
+) -> list[str]:
+    """An estimator's ``selection_optional``: None, "all" (every available option), one name or a
+    list; names of ``not_yet`` (Gammapy options jaxgamma lacks) and unknown names are refused."""
+    if value is None:
+        value = []
+    elif value == "all":
+        value = list(available)
+    elif isinstance(value, str):
+        value = [value]
+    later = sorted(set(value) & set(not_yet))
+    if later:
+        raise NotImplementedError(
+            f"{owner}: selection_optional {later} is not available yet in jaxgamma (available: {list(available)})"
+        )
+    unknown = sorted(set(value) - set(available))
+    if unknown:
+        raise ValueError(
+            f"{owner}: unknown selection_optional {unknown}; choose from {list(available)} or 'all'"
+        )
+    return list(value)
+
+
+def parse_energy_edges(value: Any, owner: str) -> np.ndarray | None:
+    """An estimator's ``energy_edges`` in TeV (None stays None): >= 2 increasing positive energies."""
+    if value is None:
+        return None
+    edges = np.atleast_1d(np.asarray(u.Quantity(value, "TeV").to_value("TeV"), dtype=np.float64))
+    if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0) or not np.all(edges > 0):
+        raise ValueError(f"{owner}: energy_edges must be >= 2 increasing positive energies, got {value!r}")
+    return edges
+
+
 class FluxMaps:
     """Maps of estimated quantities per energy bin, as Gammapy's ``FluxMaps`` (``sed_type_init =
     "likelihood"``): the quantities ``counts``, ``npred``, ``npred_excess``, ``ts``, ``sqrt_ts``,

@@ -24,7 +24,7 @@ from ..geom import MapAxis
 from ..geom.axes import snapped_edge_indices
 from ..geom.smooth import convolve_images
 from ..stats import CashCountsStatistic, WStatCountsStatistic
-from .core import FluxMaps
+from .core import FluxMaps, parse_energy_edges, parse_selection_optional
 
 __all__ = ["ExcessMapEstimator", "correlate", "tophat_kernel"]
 
@@ -178,18 +178,7 @@ class ExcessMapEstimator:
 
     @selection_optional.setter
     def selection_optional(self, value: Any) -> None:
-        if value is None:
-            value = []
-        elif value == "all":
-            value = list(_SELECTION_OPTIONAL)
-        elif isinstance(value, str):
-            value = [value]
-        unknown = sorted(set(value) - set(_SELECTION_OPTIONAL))
-        if unknown:
-            raise ValueError(
-                f"ExcessMapEstimator: unknown selection_optional {unknown}; choose from {list(_SELECTION_OPTIONAL)} or 'all'"
-            )
-        self._selection_optional = list(value)
+        self._selection_optional = parse_selection_optional(value, _SELECTION_OPTIONAL, self.tag)
 
     @property
     def energy_edges(self) -> np.ndarray | None:
@@ -197,15 +186,7 @@ class ExcessMapEstimator:
 
     @energy_edges.setter
     def energy_edges(self, value: Any) -> None:
-        if value is None:
-            self._energy_edges = None
-            return
-        edges = np.atleast_1d(np.asarray(u.Quantity(value, "TeV").to_value("TeV"), dtype=np.float64))
-        if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0) or not np.all(edges > 0):
-            raise ValueError(
-                f"ExcessMapEstimator: energy_edges must be >= 2 increasing positive energies, got {value!r}"
-            )
-        self._energy_edges = edges
+        self._energy_edges = parse_energy_edges(value, self.tag)
 
     def __str__(self) -> str:
         lines = [self.tag, "-" * len(self.tag), ""]

@@ -45,7 +45,7 @@ from astropy.coordinates import Angle, SkyCoord
 from ..datasets.map import MapDataset, MapDatasetOnOff
 from ..geom import WcsGeom
 from ..geom.axes import snapped_edge_indices
-from .core import FluxMaps
+from .core import FluxMaps, parse_energy_edges, parse_selection_optional
 from .excess import _energy_groups, reco_exposure
 
 __all__ = ["TSMapEstimator"]
@@ -592,24 +592,7 @@ class TSMapEstimator:
 
     @selection_optional.setter
     def selection_optional(self, value: Any) -> None:
-        if value is None:
-            value = []
-        elif value == "all":
-            value = list(_SELECTION_OPTIONAL)
-        elif isinstance(value, str):
-            value = [value]
-        later = sorted(set(value) & set(_GAMMAPY_ONLY))
-        if later:
-            raise NotImplementedError(
-                f"TSMapEstimator: selection_optional {later} is not available yet in jaxgamma "
-                f"(available: {list(_SELECTION_OPTIONAL)})"
-            )
-        unknown = sorted(set(value) - set(_SELECTION_OPTIONAL))
-        if unknown:
-            raise ValueError(
-                f"TSMapEstimator: unknown selection_optional {unknown}; choose from {list(_SELECTION_OPTIONAL)} or 'all'"
-            )
-        self._selection_optional = list(value)
+        self._selection_optional = parse_selection_optional(value, _SELECTION_OPTIONAL, self.tag, _GAMMAPY_ONLY)
 
     @property
     def energy_edges(self) -> np.ndarray | None:
@@ -617,15 +600,7 @@ class TSMapEstimator:
 
     @energy_edges.setter
     def energy_edges(self, value: Any) -> None:
-        if value is None:
-            self._energy_edges = None
-            return
-        edges = np.atleast_1d(np.asarray(u.Quantity(value, "TeV").to_value("TeV"), dtype=np.float64))
-        if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0) or not np.all(edges > 0):
-            raise ValueError(
-                f"TSMapEstimator: energy_edges must be >= 2 increasing positive energies, got {value!r}"
-            )
-        self._energy_edges = edges
+        self._energy_edges = parse_energy_edges(value, self.tag)
 
     @property
     def selection_all(self) -> list[str]:
