@@ -51,6 +51,17 @@ def parse_selection_optional(
     return list(value)
 
 
+def parse_positive_angle(value: Any, owner: str, label: str) -> float:
+    """An estimator's angle option (a number in deg, a string, a Quantity or an Angle) in deg, > 0."""
+    try:
+        angle = float(u.Quantity(value, "deg").to_value("deg"))
+    except (TypeError, ValueError, u.UnitsError) as exc:
+        raise ValueError(f"{owner}: {label} must be an angle, got {value!r}") from exc
+    if not angle > 0:
+        raise ValueError(f"{owner}: {label} must be > 0, got {value!r}")
+    return angle
+
+
 def parse_energy_edges(value: Any, owner: str) -> np.ndarray | None:
     """An estimator's ``energy_edges`` in TeV (None stays None): >= 2 increasing positive energies."""
     if value is None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import astropy.units as u
 import numpy as np
 from astropy.convolution import Tophat2DKernel
 
@@ -24,7 +23,7 @@ from ..geom import MapAxis
 from ..geom.axes import snapped_edge_indices
 from ..geom.smooth import convolve_images
 from ..stats import CashCountsStatistic, WStatCountsStatistic
-from .core import FluxMaps, parse_energy_edges, parse_selection_optional
+from .core import FluxMaps, parse_energy_edges, parse_positive_angle, parse_selection_optional
 
 __all__ = ["ExcessMapEstimator", "correlate", "tophat_kernel"]
 
@@ -162,15 +161,7 @@ class ExcessMapEstimator:
 
     @correlation_radius.setter
     def correlation_radius(self, value: Any) -> None:
-        try:
-            radius = float(u.Quantity(value, "deg").to_value("deg"))
-        except (TypeError, ValueError, u.UnitsError) as exc:
-            raise ValueError(
-                f"ExcessMapEstimator: correlation_radius must be an angle, got {value!r}"
-            ) from exc
-        if not radius > 0:
-            raise ValueError(f"ExcessMapEstimator: correlation_radius must be > 0, got {value!r}")
-        self._correlation_radius = radius
+        self._correlation_radius = parse_positive_angle(value, self.tag, "correlation_radius")
 
     @property
     def selection_optional(self) -> list[str]:

@@ -40,12 +40,12 @@ import astropy.units as u
 import jax
 import jax.numpy as jnp
 import numpy as np
-from astropy.coordinates import Angle, SkyCoord
+from astropy.coordinates import SkyCoord
 
 from ..datasets.map import MapDataset, MapDatasetOnOff
 from ..geom import WcsGeom
 from ..geom.axes import snapped_edge_indices
-from .core import FluxMaps, parse_energy_edges, parse_selection_optional
+from .core import FluxMaps, parse_energy_edges, parse_positive_angle, parse_selection_optional
 from .excess import _energy_groups, reco_exposure
 
 __all__ = ["TSMapEstimator"]
@@ -578,13 +578,7 @@ class TSMapEstimator:
         if value is None:
             self._kernel_width = None
             return
-        try:
-            width = float(Angle(value, "deg").deg)
-        except (TypeError, ValueError, u.UnitsError) as exc:
-            raise ValueError(f"TSMapEstimator: kernel_width must be an angle, got {value!r}") from exc
-        if not width > 0:
-            raise ValueError(f"TSMapEstimator: kernel_width must be > 0, got {value!r}")
-        self._kernel_width = width
+        self._kernel_width = parse_positive_angle(value, self.tag, "kernel_width")
 
     @property
     def selection_optional(self) -> list[str]:
