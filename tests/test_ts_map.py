@@ -138,6 +138,15 @@ def test_threshold_keeps_the_initial_estimate_below_it():
     assert fast.niter[0, 10, 10] > 0
 
 
+def test_max_niter_limits_the_root_search():
+    """Joint per-energy fits need several steps: with max_niter=1 they stop unconverged."""
+    dataset = _field(150.0, seed=5, nbin=3)
+    full = TSMapEstimator(sum_over_energy_groups=False).run(dataset)
+    short = TSMapEstimator(sum_over_energy_groups=False, max_niter=1).run(dataset)
+    assert np.all(full.success) and np.max(full.niter) > 1
+    assert not np.all(short.success) and np.max(short.niter) <= 1
+
+
 def test_compiled_once_per_structure():
     dataset = _field(100.0, seed=1)
     estimator = TSMapEstimator(selection_optional=["ul"])
@@ -169,6 +178,8 @@ def test_bad_input():
         TSMapEstimator(kernel_width="wide")
     with pytest.raises(TypeError, match="n_jobs"):
         TSMapEstimator(n_jobs=4)
+    with pytest.raises(ValueError, match="max_niter must be >= 1"):
+        TSMapEstimator(max_niter=0)
     with pytest.raises(ValueError, match="n_sigma must be > 0"):
         TSMapEstimator(n_sigma=0)
     onoff = MapDatasetOnOff(

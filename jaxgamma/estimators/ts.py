@@ -57,7 +57,6 @@ _GAMMAPY_ONLY = ("stat_scan",)
 TRUNCATION_VALUE = 1e-25  # Gammapy's Cash truncation of the predicted counts
 _CUTOUT_MARGIN = 0.1  # deg, Gammapy's MapEvaluator CUTOUT_MARGIN
 _CHUNK_ELEMENTS = 2**18  # positions x footprint bins gathered at once (small chunks stay in cache)
-_ITERATIONS = 100  # the root finder's limit (Gammapy's max_niter default)
 
 
 def _round_up_to_odd(x: float) -> int:
@@ -210,7 +209,7 @@ def _norm_bounds(bins: _Bins) -> tuple[Any, Any, Any]:
 
 
 def _find_root(
-    fun: Any, a: Any, b: Any, fa: Any, fb: Any, active: Any, start: Any = None
+    fun: Any, a: Any, b: Any, fa: Any, fb: Any, active: Any, max_iter: int, start: Any = None
 ) -> tuple[Any, Any, Any]:
     """Vectorised bracketed root finder for ``fun`` in ``[a, b]`` where ``fa``, ``fb`` have opposite
     signs (or one is 0), from ``start`` (default the middle; outside the bracket: the middle).
@@ -239,7 +238,7 @@ def _find_root(
         return jnp.isfinite(y) & ((y - lo) * (y - hi) < 0)
 
     def cond(state):
-        return (state[0] < _ITERATIONS) & ~jnp.all(state[1])
+        return (state[0] < max_iter) & ~jnp.all(state[1])
 
     def body(state):
         it, done, x, g, dg, lo, hi, flo, fhi, side, niter = state
@@ -280,7 +279,7 @@ def _find_root(
             niter + jnp.where(keep, 0, 1),
         )
 
-    niter0 = jnp.ones(x.shape, dtype=jnp.int32)
+    niter0 = jnp.zeros(x.shape, dtype=jnp.int32)  # steps after the first evaluation (at most max_iter)
     state = (0, done, x, g, dg, lo, hi, flo, fhi, side, niter0)
     _, done, x, *_, niter = jax.lax.while_loop(cond, body, state)
     root = jnp.where(at_a, a, jnp.where(at_b, b, x))
@@ -295,6 +294,7 @@ class _Options(NamedTuple):
     errn_errp: bool
     ul: bool
     n_sigma_sensitivity: float | None = None
+    max_niter: int = 100
 
 
 def _fit_positions(bins: _Bins, norm_guess: Any, options: _Options) -> dict[str, Any]:
@@ -311,10 +311,10 @@ def _fit_positions(bins: _Bins, norm_guess: Any, options: _Options) -> dict[str,
 
     f_min, _ = root_fun(jnp.where(fit, b_min, 0.0))
     f_max, _ = root_fun(jnp.where(fit, b_max, 0.0))
-    root, niter, converged = _find_root(root_fun, b_min, b_max, f_min, f_max, fit)
+    root, niter, converged = _find_root(root_fun, b_min, b_max, f_min, f_max, fit, options.max_niter)
     bracket_failed = fit & jnp.isnan(root)
     norm = jnp.where(fit & ~bracket_failed, jnp.maximum(root, norm_min_total), norm_min_total)
-    niter = jnp.where(trivial, 0, jnp.where(bracket_failed, _ITERATIONS, niter))
+    niter = jnp.where(trivial, 0, jnp.where(bracket_failed, options.max_niter, niter))
     success = trivial | (fit & ~bracket_failed & converged)
 
     stat_null = _stat(bins, jnp.zeros_like(norm))
@@ -353,7 +353,7 @@ def _fit_positions(bins: _Bins, norm_guess: Any, options: _Options) -> dict[str,
         fa, fb = (f_near, f_far) if positive else (f_far, f_near)
         # from the parabolic estimate: a few Newton steps instead of bisections of 100 errors
         start = norm + (sigma if positive else -sigma) * norm_err / n_sigma
-        root, _, _ = _find_root(fun, a, bb, fa, fb, ok, start)
+        root, _, _ = _find_root(fun, a, bb, fa, fb, ok, options.max_niter, start)
         return (root - norm) * (1.0 if positive else -1.0)
 
     if options.errn_errp:
@@ -362,14 +362,14 @@ def _fit_positions(bins: _Bins, norm_guess: Any, options: _Options) -> dict[str,
     if options.ul:
         out["norm_ul"] = norm + confidence(options.n_sigma_ul, positive=True)
     if options.n_sigma_sensitivity is not None:
-        out["norm_sensitivity"] = _sensitivity(bins, norm, options.n_sigma_sensitivity)
+        out["norm_sensitivity"] = _sensitivity(bins, norm, options.n_sigma_sensitivity, options.max_niter)
     npred = jnp.sum(jnp.where(bins.valid, bins.b + norm[:, None] * bins.m, 0.0), axis=-1)
     out["npred"] = npred
     out["npred_excess"] = npred - jnp.sum(jnp.where(bins.valid, bins.b, 0.0), axis=-1)
     return out
 
 
-def _sensitivity(bins: _Bins, norm: Any, n_sigma: float) -> Any:
+def _sensitivity(bins: _Bins, norm: Any, n_sigma: float, max_iter: int) -> Any:
     """Gammapy's ``estimate_sensitivity``: the norm whose Asimov dataset (counts = prediction)
     has a significance of ``n_sigma`` (Wald: sqrt of the Asimov TS, which is what Gammapy's
     ``ts_to_sigma(ts, ts_asimov=ts)`` returns), searched between norm / 1000 and norm x 1000."""
@@ -385,7 +385,7 @@ def _sensitivity(bins: _Bins, norm: Any, n_sigma: float) -> Any:
     a, b = norm / 1000.0, norm * 1000.0
     ok = jnp.isfinite(a) & jnp.isfinite(b)
     a, b = jnp.where(ok, a, 0.0), jnp.where(ok, b, 0.0)
-    root, _, _ = _find_root(fun, a, b, sigma_minus(a), sigma_minus(b), ok)
+    root, _, _ = _find_root(fun, a, b, sigma_minus(a), sigma_minus(b), ok, max_iter)
     return root
 
 
@@ -501,7 +501,7 @@ class TSMapEstimator:
     norm : optional
         Gammapy's scan parameter; accepted only as None (no "stat_scan" yet).
     max_niter : int
-        Accepted for Gammapy's signature (jaxgamma's root finder stops at 100 iterations).
+        Iteration limit of each root search (a fit whose bracket fails reports it as ``niter``).
     """
 
     tag = "TSMapEstimator"
@@ -565,6 +565,8 @@ class TSMapEstimator:
             )
         if norm is not None:
             raise NotImplementedError("TSMapEstimator: norm (the stat_scan parameter) is not supported yet")
+        if int(max_niter) < 1:
+            raise ValueError(f"TSMapEstimator: max_niter must be >= 1, got {max_niter}")
         self.max_niter = int(max_niter)
 
     # -- options ------------------------------------------------------------------------------------
@@ -747,6 +749,7 @@ class TSMapEstimator:
             "errn-errp" in self.selection_optional,
             "ul" in self.selection_optional,
             self.n_sigma_sensitivity if "sensitivity" in self.selection_optional else None,
+            self.max_niter,
         )
         for group_slices in groups:
             inputs = []
