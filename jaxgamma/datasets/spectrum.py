@@ -94,6 +94,17 @@ def _edges(value: Any, what: str) -> np.ndarray:
     return edges
 
 
+def _region_geom(geom: Any, what: str) -> Any:
+    """The ON region geometry of a spectrum (spatial part only), or None."""
+    if geom is None:
+        return None
+    from ..geom.region import RegionGeom
+
+    if not isinstance(geom, RegionGeom):
+        raise TypeError(f"{what}: geom must be a RegionGeom (the ON region) or None, got {type(geom).__name__}")
+    return geom.to_image() if geom.axes else geom
+
+
 def _gammapy_log_axis_edges(edges: np.ndarray) -> np.ndarray:
     """The edges of Gammapy's log-interpolated ``MapAxis`` built from ``edges``: ``exp`` of scipy's
     order-1 ``interp1d`` of ``log(edges)`` at the integer pixel positions (ulp-level noise that
@@ -204,6 +215,8 @@ class _AbstractSpectrumDataset(Dataset):
     energy_unit: str = eqx.field(static=True, default=ENERGY)
     name: str = eqx.field(static=True, default="")
     meta: tuple[tuple[str, Any], ...] = eqx.field(static=True, default=())
+    # The ON region of a spectrum reduced from events (a RegionGeom without axes), or None.
+    geom: Any = eqx.field(static=True, default=None)
 
     def _init_common(
         self,
@@ -220,9 +233,11 @@ class _AbstractSpectrumDataset(Dataset):
         meta,
         energy_edges_native=None,
         energy_unit=None,
+        geom=None,
     ) -> None:
         self.name = _make_name() if name is None else str(name)
         what = f"{type(self).__name__} {self.name!r}"
+        self.geom = _region_geom(geom, what)
         self.energy_edges = _edges(energy_edges, f"{what}: energy_edges")
         if (
             energy_edges_native is None
@@ -496,6 +511,7 @@ class SpectrumDataset(_AbstractSpectrumDataset):
         meta: Any = None,
         energy_edges_native: Any = None,
         energy_unit: str | None = None,
+        geom: Any = None,
     ):
         self._init_common(
             name,
@@ -511,9 +527,39 @@ class SpectrumDataset(_AbstractSpectrumDataset):
             meta,
             energy_edges_native,
             energy_unit,
+            geom,
         )
         self.background = _as_array(
             background, "", f"SpectrumDataset {self.name!r}: background", (self.n_bins,)
+        )
+
+    @classmethod
+    def create(
+        cls, geom: Any, energy_axis_true: Any = None, name: str | None = None, **kwargs: Any
+    ) -> SpectrumDataset:
+        """An empty spectrum on ``geom`` (a :class:`~jaxgamma.geom.RegionGeom` with an ``energy``
+        axis), the reference a :class:`~jaxgamma.makers.SpectrumDatasetMaker` fills, as Gammapy's
+        ``SpectrumDataset.create``: zero counts, background and exposure, the true-energy axis
+        ``energy_axis_true`` (default: the reconstructed one). Gammapy's IRF-map options
+        (``binsz_irf``, ``reco_psf``, ...) have no meaning for a spectrum and are refused."""
+        from ..geom.region import RegionGeom
+
+        if kwargs:
+            raise TypeError(f"SpectrumDataset.create: unexpected arguments {sorted(kwargs)}")
+        if not isinstance(geom, RegionGeom):
+            raise TypeError(f"SpectrumDataset.create: geom must be a RegionGeom, got {type(geom).__name__}")
+        energy_axis = geom.axis("energy")
+        edges = energy_axis.edges_in("TeV")
+        true_edges = edges if energy_axis_true is None else energy_axis_true.edges_in("TeV")
+        n, n_true = edges.size - 1, true_edges.size - 1
+        return cls(
+            counts=np.zeros(n),
+            background=np.zeros(n),
+            exposure=np.zeros(n_true),
+            energy_edges=edges,
+            energy_true_edges=true_edges,
+            name=name,
+            geom=geom,
         )
 
     def plan(self, models: Any) -> SpectrumPlan:
@@ -593,6 +639,7 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
         meta: Any = None,
         energy_edges_native: Any = None,
         energy_unit: str | None = None,
+        geom: Any = None,
     ):
         self._init_common(
             name,
@@ -608,12 +655,55 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
             meta,
             energy_edges_native,
             energy_unit,
+            geom,
         )
         what = f"SpectrumDatasetOnOff {self.name!r}"
         shape = (self.n_bins,)
         self.counts_off = _as_array(counts_off, "", f"{what}: counts_off", shape)
         self.acceptance = _as_array(acceptance, "", f"{what}: acceptance", shape)
         self.acceptance_off = _as_array(acceptance_off, "", f"{what}: acceptance_off", shape)
+
+    @classmethod
+    def from_spectrum_dataset(
+        cls,
+        dataset: SpectrumDataset,
+        acceptance: Any = None,
+        acceptance_off: Any = None,
+        counts_off: Any = None,
+        name: str | None = None,
+    ) -> SpectrumDatasetOnOff:
+        """An ON/OFF spectrum from a spectrum and OFF counts and acceptances (Gammapy's
+        ``SpectrumDatasetOnOff.from_spectrum_dataset``); scalars are broadcast over the bins."""
+        if not isinstance(dataset, SpectrumDataset):
+            raise TypeError(
+                f"SpectrumDatasetOnOff.from_spectrum_dataset: expected a SpectrumDataset, got {type(dataset).__name__}"
+            )
+        n = dataset.n_bins
+
+        def per_bin(value: Any) -> Any:
+            if value is None:
+                return None
+            return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
+
+        return cls(
+            counts=dataset.counts,
+            counts_off=per_bin(counts_off),
+            acceptance=per_bin(acceptance),
+            acceptance_off=per_bin(acceptance_off),
+            exposure=dataset.exposure,
+            edisp=dataset.edisp,
+            energy_edges=dataset.energy_edges,
+            energy_edges_native=dataset.energy_edges_native,
+            energy_unit=dataset.energy_unit,
+            energy_true_edges=dataset.energy_true_edges,
+            mask_safe=dataset.mask_safe,
+            mask_fit=dataset.mask_fit,
+            livetime=dataset.livetime,
+            gti=dataset.gti,
+            name=dataset.name if name is None else name,
+            meta=dataset.meta,
+            geom=dataset.geom,
+        )
 
     # -- derived quantities ----------------------------------------------------------------------
     @property
@@ -704,6 +794,7 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
             gti=self.gti,
             name=name,
             meta=self.meta,
+            geom=self.geom,
         )
 
     # -- summaries -------------------------------------------------------------------------------
@@ -875,6 +966,7 @@ def _stack_common(datasets: list[Any], name: str | None) -> dict[str, Any]:
         "gti": gti,
         "name": _make_name() if name is None else name,
         "meta": {"OBS_IDS": tuple(str(o) for o in obs_ids)},
+        "geom": ref.geom,
     }
 
 

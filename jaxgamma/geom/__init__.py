@@ -11,6 +11,7 @@ from .projection import (
     frame_rotation,
     transform_frame,
 )
+from .region import RegionGeom
 from .wcs import WcsGeom, find_map_hdus, solid_angle_from_corners
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "SUPPORTED_PROJECTIONS",
     "ArrayProjection",
     "MapAxis",
+    "RegionGeom",
     "WcsGeom",
     "WcsProjection",
     "axes_from_table_hdu",

@@ -30,14 +30,20 @@ from .map import (
     pixel_offsets,
 )
 from .reduce import DatasetsMaker, ProgressBar
+from .reflected import ReflectedRegionsBackgroundMaker, ReflectedRegionsFinder, WobbleRegionsFinder
 from .safe import SafeMaskMaker
+from .spectrum import SpectrumDatasetMaker, make_region_counts
 
 __all__ = [
     "DatasetsMaker",
     "FoVBackgroundMaker",
     "MapDatasetMaker",
     "ProgressBar",
+    "ReflectedRegionsBackgroundMaker",
+    "ReflectedRegionsFinder",
     "SafeMaskMaker",
+    "SpectrumDatasetMaker",
+    "WobbleRegionsFinder",
     "fov_coordinates",
     "make_counts",
     "make_edisp_kernel_map",
@@ -45,5 +51,6 @@ __all__ = [
     "make_map_background_irf",
     "make_map_exposure_true_energy",
     "make_psf_map",
+    "make_region_counts",
     "pixel_offsets",
 ]

@@ -79,11 +79,11 @@ def read_mask(path: Any, hdu: str | None = None) -> tuple[Any, np.ndarray]:
     return geom, data.astype(bool)
 
 
-def _exclusion_on(mask: Any, geom: Any) -> np.ndarray:
+def _exclusion_on(mask: Any, geom: Any, fill: bool = False) -> np.ndarray:
     """An exclusion mask (True = usable) on ``geom``'s image: a boolean array of that image shape
     (or of the full data shape), or a map with ``geom`` and ``data`` (jaxgamma's ``(geom,
     data)`` pair, or any object with those attributes, e.g. a Gammapy ``WcsNDMap``) taken at the
-    nearest pixel of each pixel centre, False outside it (Gammapy's ``interp_to_geom``)."""
+    nearest pixel of each pixel centre, ``fill`` outside it (Gammapy's ``interp_to_geom``)."""
     from ..geom import WcsGeom
 
     if isinstance(mask, tuple) and len(mask) == 2:
@@ -118,7 +118,7 @@ def _exclusion_on(mask: Any, geom: Any) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         ix, iy = np.floor(x + 0.5), np.floor(y + 0.5)
     inside = np.isfinite(ix) & np.isfinite(iy) & (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
-    out = np.zeros(image.data_shape_image, dtype=bool)
+    out = np.full(image.data_shape_image, bool(fill))
     out[inside] = data[iy[inside].astype(int), ix[inside].astype(int)]
     return out[None]
 

@@ -1,0 +1,258 @@
+"""Region geometry of a spectrum (Gammapy's ``RegionGeom``) for circular sky regions.
+
+A spectrum is the events and IRFs of one sky region. As Gammapy does, containment is decided in
+the pixel space of a tangent-plane WCS centred on the region (0.1 deg pixels): an event is in a
+circle when its pixel distance from the circle's centre is below the radius in pixels (the
+``regions`` package's ``CircleSkyRegion.contains(skycoord, wcs)``, which this module uses so that
+counts agree event for event). A geometry built from several regions (the OFF regions of a
+reflected-regions background) is their union, projected with the WCS it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import Angle, SkyCoord
+from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_area
+
+from .axes import MapAxis
+
+__all__ = ["RegionGeom", "parse_circle_regions"]
+
+
+def _regions_module() -> Any:
+    try:
+        import regions
+    except ImportError as err:  # pragma: no cover - a dependency
+        raise ImportError("jaxgamma's region geometry needs the 'regions' package (pip install regions)") from err
+    return regions
+
+
+def parse_circle_regions(value: Any, what: str = "region") -> tuple[Any, ...]:
+    """Circle sky regions from a ``regions.CircleSkyRegion``, a union of them
+    (``CompoundSkyRegion`` with ``|``), a DS9 string (``"galactic;circle(0, 0, 0.11)"``) or a list
+    of these. Other shapes are refused with a clear error (Gammapy's point-like ``PointSkyRegion``
+    analyses need RAD_MAX IRFs, which jaxgamma does not support yet)."""
+    regions = _regions_module()
+    if isinstance(value, str):
+        try:
+            value = list(regions.Regions.parse(value, format="ds9"))
+        except Exception as err:
+            raise ValueError(f"{what}: cannot parse the DS9 region string {value!r}: {err}") from None
+    items = list(value) if isinstance(value, (list, tuple, regions.Regions)) else [value]
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, regions.CompoundSkyRegion):
+            if item.operator is not np.logical_or and getattr(item.operator, "__name__", "") != "or_":
+                raise ValueError(f"{what}: only unions of circles are supported, got operator {item.operator}")
+            out.extend(parse_circle_regions([item.region1, item.region2], what))
+        elif isinstance(item, regions.CircleSkyRegion):
+            out.append(item)
+        else:
+            raise TypeError(
+                f"{what}: expected a CircleSkyRegion (or a union of them), got {type(item).__name__}; "
+                "point-like (RAD_MAX) and other region shapes are not supported yet"
+            )
+    if not out:
+        raise ValueError(f"{what}: no region given")
+    return tuple(out)
+
+
+def _region_key(region: Any) -> tuple[Any, ...]:
+    center = region.center
+    return (
+        center.frame.name,
+        float(center.spherical.lon.deg),
+        float(center.spherical.lat.deg),
+        float(region.radius.to_value(u.deg)),
+    )
+
+
+def _tan_wcs(center: SkyCoord, binsz: float, npix: int) -> WCS:
+    """Gammapy's ``WcsGeom.create(skydir=center, binsz, width, proj="TAN")`` WCS (``npix`` square)."""
+    from .wcs import WcsGeom
+
+    geom = WcsGeom.create(skydir=center, binsz=binsz, npix=npix, proj="TAN", frame=center.frame.name)
+    return geom.wcs
+
+
+class RegionGeom:
+    """Geometry of a spectrum: a sky region (one "pixel") and non-spatial axes, as Gammapy's.
+
+    Parameters
+    ----------
+    region : CircleSkyRegion, union of them, DS9 string or list
+        The region(s); several are combined with a union.
+    axes : sequence of MapAxis, optional
+        Non-spatial axes (the reconstructed ``energy`` axis of a spectrum).
+    wcs : astropy.wcs.WCS, optional
+        The projection used for containment; by default a TAN projection centred on the region
+        with ``binsz_wcs`` pixels, as Gammapy builds it.
+    binsz_wcs : str or Quantity
+        Default "0.1 deg".
+    """
+
+    is_region = True
+
+    def __init__(
+        self,
+        region: Any,
+        axes: Sequence[MapAxis] | None = None,
+        wcs: WCS | None = None,
+        binsz_wcs: Any = "0.1 deg",
+    ):
+        self._regions = parse_circle_regions(region, "RegionGeom")
+        self._axes = tuple(axes or ())
+        for axis in self._axes:
+            if not isinstance(axis, MapAxis):
+                raise TypeError(f"RegionGeom: axes must be MapAxis objects, got {type(axis).__name__}")
+        self._binsz_wcs = float(Angle(binsz_wcs, "deg").deg)
+        if wcs is None:
+            center = self.center_skydir
+            radius_pix = max(r.radius.to_value(u.deg) for r in self._regions) / self._binsz_wcs
+            extent = max(
+                float(center.separation(r.center).deg) / self._binsz_wcs for r in self._regions
+            )
+            npix = 2 * (int(np.floor(radius_pix + extent)) + 1)
+            wcs = _tan_wcs(center, self._binsz_wcs, npix)
+        self._wcs = wcs
+
+    @classmethod
+    def create(cls, region: Any, **kwargs: Any) -> RegionGeom:
+        """As Gammapy's ``RegionGeom.create(region, axes=..., binsz_wcs=...)``."""
+        return cls(region, **kwargs)
+
+    @classmethod
+    def from_regions(cls, regions: Any, **kwargs: Any) -> RegionGeom:
+        """The union of several regions (Gammapy's ``RegionGeom.from_regions``)."""
+        return cls(regions, **kwargs)
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def regions(self) -> tuple[Any, ...]:
+        """The circles, as ``regions.CircleSkyRegion`` objects."""
+        return self._regions
+
+    @property
+    def region(self) -> Any:
+        """The region: one circle, or the union of the circles (``CompoundSkyRegion``)."""
+        region = self._regions[0]
+        for other in self._regions[1:]:
+            region = region | other
+        return region
+
+    @property
+    def axes(self) -> tuple[MapAxis, ...]:
+        return self._axes
+
+    @property
+    def axes_names(self) -> list[str]:
+        return ["lon", "lat", *[a.name for a in self._axes]]
+
+    def axis(self, name: str) -> MapAxis:
+        for a in self._axes:
+            if a.name == name:
+                return a
+        raise KeyError(f"RegionGeom: no axis {name!r} (axes: {[a.name for a in self._axes]})")
+
+    @property
+    def wcs(self) -> WCS:
+        return self._wcs
+
+    @property
+    def binsz_wcs(self) -> Angle:
+        return Angle(self._binsz_wcs, "deg")
+
+    @property
+    def frame(self) -> str:
+        return str(self._regions[0].center.frame.name)
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """``(n_axis..., 1, 1)``, as Gammapy's."""
+        return (*[a.nbin for a in reversed(self._axes)], 1, 1)
+
+    @property
+    def center_skydir(self) -> SkyCoord:
+        """The centre: the circle's centre, or for several circles the normalised mean of their
+        centres' unit vectors (Gammapy takes the centre of their bounding box; it only names the
+        union here, no number depends on it)."""
+        if len(self._regions) == 1:
+            return self._regions[0].center
+        centers = SkyCoord([r.center for r in self._regions])
+        vec = centers.cartesian.xyz.value.mean(axis=1)
+        lon = np.degrees(np.arctan2(vec[1], vec[0]))
+        lat = np.degrees(np.arctan2(vec[2], np.hypot(vec[0], vec[1])))
+        return SkyCoord(lon % 360, lat, unit="deg", frame=centers.frame.name)
+
+    @property
+    def is_all_point_sky_regions(self) -> bool:
+        return False
+
+    # -- geometry --------------------------------------------------------------------------------
+    def separation(self, position: SkyCoord) -> Angle:
+        """Angular distance between the region centre and ``position``."""
+        return self.center_skydir.separation(position)
+
+    def contains(self, skycoord: SkyCoord) -> np.ndarray:
+        """Whether each coordinate is inside the region (Gammapy's ``RegionGeom.contains``: in the
+        pixel space of :attr:`wcs`)."""
+        regions = _regions_module()
+        pix = regions.PixCoord.from_sky(skycoord, self._wcs)
+        return self.contains_pix(pix)
+
+    def contains_pix(self, pix: Any) -> np.ndarray:
+        """Whether each pixel coordinate (a ``regions.PixCoord`` in :attr:`wcs`) is inside."""
+        inside = np.zeros(np.shape(pix.x), dtype=bool)
+        for region in self._regions:
+            inside |= np.asarray(region.to_pixel(self._wcs).contains(pix), dtype=bool)
+        return inside
+
+    def solid_angle(self) -> u.Quantity:
+        """Solid angle of the region (sr): the pixel-space area of the circle times the pixel area
+        (Gammapy's ``RegionGeom.solid_angle``; a union needs Gammapy's pixel counting and is refused)."""
+        if len(self._regions) != 1:
+            raise NotImplementedError("RegionGeom.solid_angle: the solid angle of a union of regions")
+        area = self._regions[0].to_pixel(self._wcs).area
+        return (area * proj_plane_pixel_area(self._wcs) * u.deg**2).to(u.sr)
+
+    def to_image(self) -> RegionGeom:
+        return RegionGeom(list(self._regions), wcs=self._wcs, binsz_wcs=self.binsz_wcs)
+
+    def to_cube(self, axes: Sequence[MapAxis]) -> RegionGeom:
+        return RegionGeom(list(self._regions), axes=[*self._axes, *axes], wcs=self._wcs, binsz_wcs=self.binsz_wcs)
+
+    # -- identity and printing -------------------------------------------------------------------
+    def _key(self) -> tuple[Any, ...]:
+        axes = tuple((a.name, tuple(np.asarray(a.edges, dtype=float).tolist())) for a in self._axes)
+        wcs = (
+            tuple(self._wcs.wcs.ctype),
+            tuple(float(v) for v in self._wcs.wcs.crval),
+            tuple(float(v) for v in self._wcs.wcs.cdelt),
+            tuple(float(v) for v in self._wcs.wcs.crpix),
+        )
+        return (tuple(_region_key(r) for r in self._regions), axes, wcs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RegionGeom) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        kind = "CircleSkyRegion" if len(self._regions) == 1 else "CompoundSkyRegion"
+        center = self.center_skydir.spherical
+        shape = (1, 1, *[a.nbin for a in self._axes])
+        return (
+            "RegionGeom\n\n"
+            f"\tregion     : {kind}\n"
+            f"\taxes       : {self.axes_names}\n"
+            f"\tshape      : {shape}\n"
+            f"\tndim       : {len(shape)}\n"
+            f"\tframe      : {self.frame}\n"
+            f"\tcenter     : {center.lon.deg:.1f} deg, {center.lat.deg:.1f} deg\n"
+        )
