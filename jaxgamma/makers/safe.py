@@ -92,10 +92,42 @@ def bias_energy(kernel: np.ndarray, energy_axis_true: Any, energy_axis: Any, bia
     return root * (1 + bias)
 
 
+def _is_spectrum(dataset: Any) -> bool:
+    from ..datasets.spectrum import _AbstractSpectrumDataset
+
+    return isinstance(dataset, _AbstractSpectrumDataset)
+
+
+def _spectrum_axes(dataset: Any) -> tuple[Any, Any]:
+    """The reconstructed and true energy axes of a spectrum (TeV)."""
+    from ..geom import MapAxis
+
+    return (
+        MapAxis.from_edges(dataset.energy_edges, name="energy", unit="TeV", interp="log"),
+        MapAxis.from_edges(dataset.energy_true_edges, name="energy_true", unit="TeV", interp="log"),
+    )
+
+
+def _spectrum_background(dataset: Any) -> np.ndarray | None:
+    """A spectrum's background counts: its own, or for an ON/OFF spectrum the WStat background
+    without signal, ``alpha (n_on + n_off) / (1 + alpha)`` (Gammapy's ``npred_background()``)."""
+    if getattr(dataset, "stat_type", "cash") == "wstat":
+        if dataset.counts is None or dataset.counts_off is None:
+            return None
+        alpha = np.asarray(dataset.alpha)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return alpha * (np.asarray(dataset.counts) + np.asarray(dataset.counts_off)) / (1 + alpha)
+    return None if dataset.background is None else np.asarray(dataset.background)
+
+
 def _pointing(observation: Any) -> SkyCoord:
     from .map import _pointing_icrs
 
     return _pointing_icrs(observation)
+
+
+def _data_shape(dataset: Any) -> tuple[int, ...]:
+    return (dataset.n_bins,) if _is_spectrum(dataset) else tuple(dataset.data_shape)
 
 
 class SafeMaskMaker:
@@ -168,6 +200,13 @@ class SafeMaskMaker:
 
         if observation is None:
             raise ValueError("SafeMaskMaker: method 'offset-max' requires an observation object")
+        if _is_spectrum(dataset):
+            if dataset.geom is None:
+                raise ValueError(
+                    f"SafeMaskMaker: method 'offset-max' needs the ON region of spectrum {dataset.name!r} (geom)"
+                )
+            inside = bool(dataset.geom.separation(_pointing(observation)).deg < self.offset_max.deg)
+            return np.full(dataset.n_bins, inside)
         separation = pixel_offsets(dataset.geom, _pointing(observation))
         return (separation < self.offset_max.deg)[None]
 
@@ -219,18 +258,25 @@ class SafeMaskMaker:
             return dataset.energy_mask(energy_min=energy_min * u.TeV)
         if dataset.exposure is None:
             raise ValueError(f"SafeMaskMaker: dataset {dataset.name!r} has no exposure for method 'aeff-max'")
-        position = self._position(observation, dataset.geom)
-        x, y = position_pix(dataset.geom, position)
-        nx, ny = dataset.geom.npix
-        aeff = np.asarray(dataset.exposure)[:, nearest_index(ny, y), nearest_index(nx, x)]
+        if _is_spectrum(dataset):
+            # one region: the exposure is the spectrum (Gammapy's get_spectrum of a region map)
+            aeff = np.asarray(dataset.exposure)
+            where = f"the region of {dataset.name!r}"
+            energy_true = axis_center(_spectrum_axes(dataset)[1])
+        else:
+            position = self._position(observation, dataset.geom)
+            x, y = position_pix(dataset.geom, position)
+            nx, ny = dataset.geom.npix
+            aeff = np.asarray(dataset.exposure)[:, nearest_index(ny, y), nearest_index(nx, x)]
+            where = f"[{position.to_string('dms')}]"
+            energy_true = axis_center(dataset.energy_axis_true)
         if not np.any(aeff > 0.0):
             log.warning(
-                f"Effective area is all zero at [{position.to_string('dms')}]. No safe energy band can be "
+                f"Effective area is all zero at {where}. No safe energy band can be "
                 f"defined for the dataset '{dataset.name}': setting `mask_safe` to all False."
             )
-            return np.zeros(dataset.data_shape, dtype=bool)
+            return np.zeros(_data_shape(dataset), dtype=bool)
         # the exposure is the effective area times the live time: the threshold energy is the same
-        energy_true = axis_center(dataset.energy_axis_true)
         energy_min = float(energy_true[np.nonzero(aeff > 0)[0][0]])
         threshold = (self.aeff_percent / 100) * float(np.max(aeff))
         inversion = template_inverse(energy_true, aeff, threshold, energy_min, float(energy_true[-1]))
@@ -242,7 +288,8 @@ class SafeMaskMaker:
         """Bins above the reconstructed energy where the energy bias falls to ``bias_percent`` %."""
         if self.fixed_offset is not None and observation is None:
             raise ValueError("SafeMaskMaker: an observation is needed with fixed_offset")
-        axis = dataset.geom.axes[0]
+        spectrum = _is_spectrum(dataset)
+        axis = _spectrum_axes(dataset)[0] if spectrum else dataset.geom.axes[0]
         if self.irfs == "DL3":
             edisp = observation.edisp
             to_kernel = getattr(edisp, "to_edisp_kernel", None)
@@ -252,6 +299,13 @@ class SafeMaskMaker:
                 )
             kernel = to_kernel(self._offset(observation))
             matrix, true_axis, reco_axis = kernel.pdf_matrix, kernel.energy_axis_true, kernel.energy_axis
+        elif spectrum:
+            if dataset.edisp is None:
+                raise ValueError(
+                    f"SafeMaskMaker: dataset {dataset.name!r} has no edisp for method 'edisp-bias'"
+                )
+            reco_axis, true_axis = _spectrum_axes(dataset)
+            matrix = np.asarray(dataset.edisp)
         else:
             edisp = dataset.edisp
             if edisp is None:
@@ -275,6 +329,13 @@ class SafeMaskMaker:
             offset_axis = bkg2d.axes["offset"]
             spectrum = np.ravel(bkg2d.integral(axis_name="offset", offset=axis_edges(offset_axis)[-1]))
             edges = axis_edges(bkg2d.axes["energy"])
+        elif _is_spectrum(dataset):
+            spectrum = _spectrum_background(dataset)
+            if spectrum is None:
+                raise ValueError(
+                    f"SafeMaskMaker: dataset {dataset.name!r} has no background for method 'bkg-peak'"
+                )
+            edges = np.asarray(dataset.energy_edges)
         else:
             if dataset.background is None:
                 raise ValueError(
@@ -301,7 +362,7 @@ class SafeMaskMaker:
         with a background map, with the finite and positive background bins."""
         if self.irfs == "DL3" and observation is None:
             raise ValueError("SafeMaskMaker: observation argument is mandatory with DL3 irfs")
-        shape = dataset.data_shape
+        shape = _data_shape(dataset)
         mask = (
             np.ones(shape, dtype=bool)
             if dataset.mask_safe is None
