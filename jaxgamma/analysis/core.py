@@ -189,10 +189,9 @@ class Analysis:
             )
             raise RuntimeError(f"No observations have been selected{why}.")
         if self.config.datasets.type == "1d":
-            raise NotImplementedError(
-                f"datasets.type '1d': the spectrum (1D) reduction is {_NOT_YET}; use datasets.type: 3d"
-            )
-        self._map_making()
+            self._spectrum_extraction()
+        else:
+            self._map_making()
 
     @staticmethod
     def _make_energy_axis(axis: Any, name: str = "energy") -> Any:
@@ -237,18 +236,44 @@ class Analysis:
         )
         return WcsGeom.create(**params)
 
+    @staticmethod
+    def _create_region_geometry(on_region: Any, axes: list[Any]) -> Any:
+        from astropy.coordinates import SkyCoord
+        from regions import CircleSkyRegion
+
+        from ..geom import RegionGeom
+
+        missing = [k for k in ("frame", "lon", "lat", "radius") if getattr(on_region, k) is None]
+        if missing:
+            raise ConfigError(
+                f"AnalysisConfig: datasets.on_region: {missing} must be set for datasets.type '1d'"
+            )
+        if on_region.frame not in ("icrs", "galactic"):
+            raise ConfigError(
+                f"AnalysisConfig: datasets.on_region.frame: expected 'icrs' or 'galactic', got {on_region.frame!r}"
+            )
+        center = SkyCoord(on_region.lon, on_region.lat, frame=on_region.frame)
+        return RegionGeom.create(region=CircleSkyRegion(center, on_region.radius), axes=axes)
+
     def _create_geometry(self) -> Any:
         settings = self.config.datasets
         energy = self._make_energy_axis(settings.geom.axes.energy)
         if energy is None:
             raise ValueError("datasets.geom.axes.energy: min, max and nbins are all needed")
+        if settings.type == "1d":
+            return self._create_region_geometry(settings.on_region, [energy])
         return self._create_wcs_geometry(settings.geom.wcs, [energy])
 
     def _create_reference_dataset(self, name: str | None = None) -> Any:
-        from ..datasets import MapDataset
+        from ..datasets import MapDataset, SpectrumDataset
 
         geom = self._create_geometry()
         geom_settings = self.config.datasets.geom
+        if self.config.datasets.type == "1d":
+            energy_axis_true = None
+            if geom_settings.axes.energy_true.min is not None:
+                energy_axis_true = self._make_energy_axis(geom_settings.axes.energy_true, name="energy_true")
+            return SpectrumDataset.create(geom, energy_axis_true=energy_axis_true, name=name)
         geom_irf: dict[str, Any] = {"energy_axis_true": None, "binsz_irf": None}
         if geom_settings.axes.energy_true.min is not None:
             geom_irf["energy_axis_true"] = self._make_energy_axis(
@@ -259,9 +284,16 @@ class Analysis:
         return MapDataset.create(geom, name=name, **geom_irf)
 
     def _create_dataset_maker(self) -> Any:
-        from ..makers import MapDatasetMaker
+        from ..makers import MapDatasetMaker, SpectrumDatasetMaker
 
-        return MapDatasetMaker(selection=list(self.config.datasets.map_selection))
+        settings = self.config.datasets
+        if settings.type == "1d":
+            # as Gammapy: counts, exposure and edisp (the background comes from the OFF regions)
+            return SpectrumDatasetMaker(
+                selection=["counts", "exposure", "edisp"],
+                containment_correction=bool(settings.containment_correction),
+            )
+        return MapDatasetMaker(selection=list(settings.map_selection))
 
     def _create_safe_mask_maker(self) -> Any:
         from ..makers import SafeMaskMaker
@@ -278,18 +310,30 @@ class Analysis:
         if method is None:
             log.warning("No background maker set. Check configuration.")
             return None
-        if method != "fov_background":
+        dataset_type = self.config.datasets.type
+        if method == "ring":
             raise NotImplementedError(f"datasets.background.method {method!r}: {_NOT_YET}")
-        from ..makers import FoVBackgroundMaker
+        if method == "reflected" and dataset_type != "1d":
+            raise ConfigError(
+                "AnalysisConfig: datasets.background.method 'reflected' needs datasets.type '1d' "
+                "(use 'fov_background' for a 3d analysis)"
+            )
+        if method == "fov_background" and dataset_type == "1d":
+            raise ConfigError(
+                "AnalysisConfig: datasets.background.method 'fov_background' needs datasets.type '3d' "
+                "(use 'reflected' for a 1d analysis)"
+            )
+        from ..makers import FoVBackgroundMaker, ReflectedRegionsBackgroundMaker
 
         log.info("Creating the background Maker.")
         kwargs: dict[str, Any] = {}
         if settings.exclusion is not None:
             kwargs["exclusion_mask"] = _read_exclusion_mask(_make_path(settings.exclusion))
         kwargs.update(settings.parameters)
-        log.debug(f"Creating FoVBackgroundMaker with arguments {kwargs}")
+        maker_class = FoVBackgroundMaker if method == "fov_background" else ReflectedRegionsBackgroundMaker
+        log.debug(f"Creating {maker_class.__name__} with arguments {kwargs}")
         try:
-            return FoVBackgroundMaker(**kwargs)
+            return maker_class(**kwargs)
         except TypeError as err:
             raise ConfigError(f"AnalysisConfig: datasets.background.parameters: {err}") from None
 
@@ -330,6 +374,45 @@ class Analysis:
             datasets = Datasets(reduced)
         self.datasets = datasets
         self._models = Models(models)
+
+    def _spectrum_extraction(self) -> None:
+        """The 1D reduction (Gammapy's ``_spectrum_extraction``): per observation, the spectrum in
+        the ON region, the reflected-regions OFF counts (observations without an OFF region are
+        discarded) and the safe mask; then stacked when ``datasets.stack``. The datasets are
+        named by observation id (Gammapy gives them random names) and ``stacked``."""
+        from ..datasets import Datasets
+        from ..makers import ProgressBar
+        from ..models import Models
+
+        log.info("Reducing spectrum datasets.")
+        settings = self.config.datasets
+        dataset_maker = self._create_dataset_maker()
+        safe_mask_maker = self._create_safe_mask_maker()
+        background_maker = self._create_background_maker()
+        reference = self._create_reference_dataset()
+        datasets = []
+        with ProgressBar(len(self.observations), desc="Observations") as bar:
+            for observation in self.observations:
+                log.debug(f"Processing observation {observation.obs_id}")
+                dataset = dataset_maker.run(reference.replace(name=str(observation.obs_id)), observation)
+                if background_maker is not None:
+                    dataset = background_maker.run(dataset, observation)
+                    if dataset.counts_off is None:
+                        log.debug(f"No OFF region found for observation {observation.obs_id}. Discarding.")
+                        bar.update(1, label=str(observation.obs_id))
+                        continue
+                dataset = safe_mask_maker.run(dataset, observation)
+                log.debug(dataset)
+                datasets.append(dataset)
+                bar.update(1, label=str(observation.obs_id))
+        if not datasets:
+            raise RuntimeError(
+                "No spectrum dataset: no observation has an OFF region outside the exclusion mask"
+            )
+        self.datasets = Datasets(datasets)
+        if settings.stack:
+            self.datasets = Datasets([self.datasets.stack_reduce(name="stacked")])
+        self._models = Models([])
 
     # -- models ----------------------------------------------------------------------------------------
     @property

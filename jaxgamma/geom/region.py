@@ -72,6 +72,41 @@ def _region_key(region: Any) -> tuple[Any, ...]:
     )
 
 
+_SCALE_OFFSET = 1.0  # arcsec: the step of the ``regions`` package's pixel-scale estimate
+
+
+def _pixel_scale(skycoord: SkyCoord, wcs: WCS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel position and scale (arcsec per pixel) at each coordinate, vectorised: the
+    ``regions`` package's ``pixel_scale_angle_at_skycoord`` (a 1 arcsec step to the north)."""
+    x, y = wcs.world_to_pixel(skycoord)
+    north = skycoord.directional_offset_by(0.0, _SCALE_OFFSET * u.arcsec)
+    x_north, y_north = wcs.world_to_pixel(north)
+    scale = _SCALE_OFFSET / np.hypot(x_north - x, y_north - y)
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(scale, dtype=float)
+
+
+def circles_to_pixel(circles: Sequence[Any], wcs: WCS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres ``x, y`` and radii (pixels) of sky circles in ``wcs``, as each circle's
+    ``to_pixel(wcs)`` computes them, for all circles at once."""
+    centers = SkyCoord([c.center for c in circles]) if len(circles) > 1 else circles[0].center.reshape((1,))
+    x, y, scale = _pixel_scale(centers, wcs)
+    radii = np.array([c.radius.to_value(u.arcsec) for c in circles]) / scale
+    return x, y, radii
+
+
+def pixel_circles_to_sky(x: Any, y: Any, radius: Any, wcs: WCS) -> list[Any]:
+    """Sky circles of pixel circles (centres ``x, y``, radii in pixels) in ``wcs``, as each
+    ``CirclePixelRegion.to_sky(wcs)`` computes them, for all circles at once."""
+    regions = _regions_module()
+    x, y, radius = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (x, y, radius))
+    if x.size == 0:
+        return []
+    centers = wcs.pixel_to_world(x, y)
+    _, _, scale = _pixel_scale(centers, wcs)
+    radii = radius * scale
+    return [regions.CircleSkyRegion(centers[i], Angle(radii[i], "arcsec")) for i in range(x.size)]
+
+
 def _tan_wcs(center: SkyCoord, binsz: float, npix: int) -> WCS:
     """Gammapy's ``WcsGeom.create(skydir=center, binsz, width, proj="TAN")`` WCS (``npix`` square)."""
     from .wcs import WcsGeom
@@ -120,6 +155,7 @@ class RegionGeom:
             npix = 2 * (int(np.floor(radius_pix + extent)) + 1)
             wcs = _tan_wcs(center, self._binsz_wcs, npix)
         self._wcs = wcs
+        self._pixel_circles: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def create(cls, region: Any, **kwargs: Any) -> RegionGeom:
@@ -206,11 +242,26 @@ class RegionGeom:
         return self.contains_pix(pix)
 
     def contains_pix(self, pix: Any) -> np.ndarray:
-        """Whether each pixel coordinate (a ``regions.PixCoord`` in :attr:`wcs`) is inside."""
-        inside = np.zeros(np.shape(pix.x), dtype=bool)
-        for region in self._regions:
-            inside |= np.asarray(region.to_pixel(self._wcs).contains(pix), dtype=bool)
-        return inside
+        """Whether each pixel coordinate (a ``regions.PixCoord`` in :attr:`wcs`) is inside: its
+        pixel distance from a circle's centre below that circle's radius (``CirclePixelRegion.contains``)."""
+        if self._pixel_circles is None:
+            self._pixel_circles = circles_to_pixel(self._regions, self._wcs)
+        cx, cy, radius = self._pixel_circles
+        px, py = np.asarray(pix.x, dtype=float), np.asarray(pix.y, dtype=float)
+        shape = px.shape
+        px, py = px.ravel(), py.ravel()
+        inside = np.zeros(px.size, dtype=bool)
+        if cx.size == 1:
+            inside = np.hypot(px - cx[0], py - cy[0]) < radius[0]
+            return inside.reshape(shape)
+        # many circles (OFF regions): test only the points in each circle's x slab
+        order = np.argsort(px, kind="stable")
+        xs = px[order]
+        for i in range(cx.size):
+            lo, hi = np.searchsorted(xs, [cx[i] - radius[i] - 1.0, cx[i] + radius[i] + 1.0])
+            idx = order[lo:hi]
+            inside[idx] |= np.hypot(px[idx] - cx[i], py[idx] - cy[i]) < radius[i]
+        return inside.reshape(shape)
 
     def solid_angle(self) -> u.Quantity:
         """Solid angle of the region (sr): the pixel-space area of the circle times the pixel area

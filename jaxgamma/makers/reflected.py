@@ -23,7 +23,7 @@ from astropy.coordinates import Angle, SkyCoord
 
 from ..datasets.spectrum import SpectrumDataset, SpectrumDatasetOnOff
 from ..geom import MapAxis, WcsGeom
-from ..geom.region import RegionGeom, _regions_module, parse_circle_regions
+from ..geom.region import RegionGeom, _regions_module, parse_circle_regions, pixel_circles_to_sky
 from .background import _exclusion_on
 from .map import _pointing_icrs
 from .spectrum import make_region_counts
@@ -47,6 +47,16 @@ def _one_circle(region: Any, what: str) -> Any:
     if len(circles) != 1:
         raise ValueError(f"{what}: expected one circular region, got a union of {len(circles)}")
     return circles[0]
+
+
+def _to_sky(pixel_circles: list[Any], wcs: Any) -> list[Any]:
+    """``[c.to_sky(wcs) for c in pixel_circles]``, computed for all circles at once."""
+    return pixel_circles_to_sky(
+        [c.center.x for c in pixel_circles],
+        [c.center.y for c in pixel_circles],
+        [c.radius for c in pixel_circles],
+        wcs,
+    )
 
 
 class _RegionsFinder:
@@ -156,18 +166,18 @@ class ReflectedRegionsFinder(_RegionsFinder):
         angle_min = self._region_angular_size(region_pix, self._pixel_grid(reference), center_pix)
         angle_min += self.min_distance
         angle_max = FULL_CIRCLE - angle_min - self.min_distance_input
-        out: list[Any] = []
+        found: list[Any] = []
         angle = angle_min + self.min_distance_input
         while angle < angle_max:
             test = region_pix.rotate(center_pix, Angle(angle, "rad"))
             if not np.any(test.contains(excluded)):
-                out.append(test.to_sky(wcs))
-                if len(out) >= self.max_region_number:
+                found.append(test)
+                if len(found) >= self.max_region_number:
                     break
                 angle += angle_min
             else:
                 angle += self.angle_increment
-        return out, wcs
+        return _to_sky(found, wcs), wcs
 
 
 class WobbleRegionsFinder(_RegionsFinder):
@@ -205,7 +215,7 @@ class WobbleRegionsFinder(_RegionsFinder):
                 if np.any(masks[a] & masks[b]):
                     log.warning("Found overlapping off regions, returning no regions")
                     return [], wcs
-        return [r.to_sky(wcs) for r in kept], wcs
+        return _to_sky(kept, wcs), wcs
 
 
 class ReflectedRegionsBackgroundMaker:
