@@ -130,7 +130,8 @@ def test_steps_out_of_order():
         with pytest.raises(RuntimeError, match="no datasets yet"):
             step()
     analysis.observations = [object()]
-    with pytest.raises(NotImplementedError, match=r"datasets\.type '1d'.*not available yet"):
+    # the default analysis is 1d: its ON region must be configured
+    with pytest.raises(ConfigError, match=r"datasets\.on_region: \['frame', 'lon', 'lat', 'radius'\] must be set"):
         analysis.get_datasets()
 
 
