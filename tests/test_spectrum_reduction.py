@@ -429,3 +429,22 @@ def test_analysis_1d_config_errors(data_dir, tmp_path):
     analysis.get_observations()
     with pytest.raises(jaxgamma.analysis.ConfigError, match=r"'reflected' needs datasets\.type '1d'"):
         analysis.get_datasets()
+
+
+@pytest.mark.gammapy
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"skydir": (0.0, 0.0), "frame": "galactic", "binsz": 0.02, "width": 6},
+        {"skydir": (266.4, -28.9), "frame": "icrs", "binsz": 0.05, "width": (4, 3), "proj": "TAN"},
+    ],
+)
+def test_region_mask_matches_gammapy(gp, kwargs):
+    circles = [CircleSkyRegion(SkyCoord(lon, lat, unit="deg", frame="galactic"), r * u.deg) for (lon, lat), r in EXCLUDED]
+    circles.append(CircleSkyRegion(SkyCoord(266.5, -29.1, unit="deg"), 0.2 * u.deg))  # mixed frames
+    geom = WcsGeom.create(**kwargs)
+    gkwargs = dict(kwargs, skydir=SkyCoord(*kwargs["skydir"], unit="deg", frame=kwargs["frame"]))
+    expected = gp.maps.WcsGeom.create(**gkwargs).region_mask(circles).data
+    mask = geom.region_mask(circles)
+    assert np.array_equal(mask, expected) and mask.sum() > 100
+    assert np.array_equal(geom.region_mask(circles, inside=False), ~expected)

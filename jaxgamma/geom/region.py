@@ -88,8 +88,13 @@ def _pixel_scale(skycoord: SkyCoord, wcs: WCS) -> tuple[np.ndarray, np.ndarray, 
 def circles_to_pixel(circles: Sequence[Any], wcs: WCS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centres ``x, y`` and radii (pixels) of sky circles in ``wcs``, as each circle's
     ``to_pixel(wcs)`` computes them, for all circles at once."""
-    centers = SkyCoord([c.center for c in circles]) if len(circles) > 1 else circles[0].center.reshape((1,))
-    x, y, scale = _pixel_scale(centers, wcs)
+    x, y, scale = (np.zeros(len(circles)) for _ in range(3))
+    frames = [c.center.frame.name for c in circles]
+    for frame in dict.fromkeys(frames):
+        # "north" is the circle's own frame's: circles are grouped by frame
+        idx = [i for i, f in enumerate(frames) if f == frame]
+        centers = SkyCoord([circles[i].center for i in idx]) if len(idx) > 1 else circles[idx[0]].center.reshape((1,))
+        x[idx], y[idx], scale[idx] = _pixel_scale(centers, wcs)
     radii = np.array([c.radius.to_value(u.arcsec) for c in circles]) / scale
     return x, y, radii
 

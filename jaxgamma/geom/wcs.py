@@ -403,6 +403,19 @@ class WcsGeom:
             lon, lat = c.data.lon.deg, c.data.lat.deg
         return lon, lat
 
+    def region_mask(self, regions: Any, inside: bool = True) -> np.ndarray:
+        """Image mask of the pixels whose centres lie in any of the circular sky ``regions``
+        (``regions.CircleSkyRegion`` objects or DS9 strings), decided in this geometry's pixel
+        space as Gammapy's ``WcsGeom.region_mask``; ``inside=False`` inverts it. An exclusion
+        mask (True = usable) is ``geom.region_mask(excluded, inside=False)``."""
+        from regions import PixCoord
+
+        from .region import RegionGeom
+
+        x, y = self.get_pix()
+        mask = RegionGeom.from_regions(regions, wcs=self.wcs).contains_pix(PixCoord(x, y))
+        return mask if inside else ~mask
+
     def solid_angle(self) -> np.ndarray:
         """Per-pixel solid angle (sr), shape ``(ny, nx)``, computed as Gammapy's (see
         :func:`solid_angle_from_corners`). Read-only and cached."""
