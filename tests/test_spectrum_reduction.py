@@ -232,6 +232,7 @@ SAFE = {"methods": ["aeff-max", "edisp-bias", "offset-max"], "aeff_percent": 10,
 @pytest.fixture(scope="module")
 def reduced(observations, gp, data_dir):
     """jaxgamma's and Gammapy's reductions of the three observations, for each option set."""
+    import gammapy.data as gp_data
     import gammapy.makers as gmk
 
     out = {}
@@ -242,7 +243,7 @@ def reduced(observations, gp, data_dir):
         gkwargs = {"exclusion_mask": gammapy_mask(gp)} if excluded else {}
         bkg, gbkg = ReflectedRegionsBackgroundMaker(**kwargs), gmk.ReflectedRegionsBackgroundMaker(**gkwargs)
         safe, gsafe = SafeMaskMaker(**SAFE), gmk.SafeMaskMaker(**SAFE)
-        gobservations = gp.data.DataStore.from_dir(data_dir / STORE).get_observations(OBS_IDS)
+        gobservations = gp_data.DataStore.from_dir(data_dir / STORE).get_observations(OBS_IDS)
         rows = []
         for obs, gobs in zip(observations, gobservations, strict=True):
             spectrum = maker.run(reference(str(obs.obs_id)), obs)
@@ -297,7 +298,9 @@ def test_containment_correction_is_the_psf_fraction(reduced, observations):
 def test_stacked_spectrum_matches_gammapy(reduced, gp, options):
     rows = reduced[options]
     stacked = Datasets([row[4] for row in rows]).stack_reduce(name="stacked")
-    gstacked = gp.datasets.Datasets([row[5] for row in rows]).stack_reduce(name="stacked")
+    from gammapy.datasets import Datasets as GDatasets
+
+    gstacked = GDatasets([row[5] for row in rows]).stack_reduce(name="stacked")
     assert np.array_equal(stacked.counts, gstacked.counts.data.ravel())
     assert np.array_equal(stacked.counts_off, gstacked.counts_off.data.ravel())
     assert np.array_equal(stacked.mask_safe, gstacked.mask_safe.data.ravel())
@@ -322,7 +325,9 @@ def test_reduced_spectrum_written_and_read(reduced, gp, tmp_path):
     for key in ("counts", "counts_off", "acceptance_off", "mask_safe"):
         np.testing.assert_array_equal(getattr(back, key), getattr(spectrum, key))
     np.testing.assert_allclose(back.exposure, spectrum.exposure, rtol=1e-6)
-    gback = gp.datasets.SpectrumDatasetOnOff.read(path)
+    from gammapy.datasets import SpectrumDatasetOnOff as GSpectrumDatasetOnOff
+
+    gback = GSpectrumDatasetOnOff.read(path)
     assert np.array_equal(gback.counts.data.ravel(), spectrum.counts)
     assert np.array_equal(gback.counts_off.data.ravel(), spectrum.counts_off)
 
@@ -440,11 +445,13 @@ def test_analysis_1d_config_errors(data_dir, tmp_path):
     ],
 )
 def test_region_mask_matches_gammapy(gp, kwargs):
+    from gammapy.maps import WcsGeom as GWcsGeom
+
     circles = [CircleSkyRegion(SkyCoord(lon, lat, unit="deg", frame="galactic"), r * u.deg) for (lon, lat), r in EXCLUDED]
     circles.append(CircleSkyRegion(SkyCoord(266.5, -29.1, unit="deg"), 0.2 * u.deg))  # mixed frames
     geom = WcsGeom.create(**kwargs)
     gkwargs = dict(kwargs, skydir=SkyCoord(*kwargs["skydir"], unit="deg", frame=kwargs["frame"]))
-    expected = gp.maps.WcsGeom.create(**gkwargs).region_mask(circles).data
+    expected = GWcsGeom.create(**gkwargs).region_mask(circles).data
     mask = geom.region_mask(circles)
     assert np.array_equal(mask, expected) and mask.sum() > 100
     assert np.array_equal(geom.region_mask(circles, inside=False), ~expected)
