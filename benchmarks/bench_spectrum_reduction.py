@@ -12,8 +12,7 @@ libraries; medians and minima over ``--repeats`` runs are printed with their rat
 the agreement of the datasets.
 
 Run: ``GAMMAPY_DATA=... python benchmarks/bench_spectrum_reduction.py [--repeats 3] [--stack]
-[--no-gammapy]``. Without Gammapy installed only the jaxgamma side is measured (the exclusion mask
-is then written with jaxgamma's own writer).
+[--no-gammapy]``. Without Gammapy installed only the jaxgamma side is measured.
 """
 
 from __future__ import annotations
@@ -36,19 +35,13 @@ EXCLUDED = [((0.0, 0.0), 0.3), ((0.7, -0.3), 0.25)]
 
 
 def write_exclusion(path: Path) -> None:
-    """A 6 deg galactic boolean mask (True = usable) at 0.02 deg, as a WCS image FITS file."""
-    from astropy.coordinates import SkyCoord
-    from astropy.io import fits
-
+    """A 6 deg galactic mask (True = usable) at 0.02 deg without the EXCLUDED circles."""
     from jaxgamma.geom import WcsGeom
+    from jaxgamma.makers.background import write_mask
 
     geom = WcsGeom.create(skydir=(0.0, 0.0), frame="galactic", binsz=0.02, width=6)
-    lon, lat = geom.get_coord()
-    coords = SkyCoord(lon, lat, unit="deg", frame="galactic")
-    usable = np.ones(geom.data_shape, dtype=bool)
-    for (l0, b0), radius in EXCLUDED:
-        usable &= coords.separation(SkyCoord(l0, b0, unit="deg", frame="galactic")).deg >= radius
-    fits.PrimaryHDU(usable.astype(np.int16), header=geom.to_header()).writeto(path, overwrite=True)
+    circles = [f"galactic;circle({lon}, {lat}, {radius})" for (lon, lat), radius in EXCLUDED]
+    write_mask(path, geom, geom.region_mask("\n".join(circles), inside=False))
 
 
 def settings(data: Path, exclusion: Path, stack: bool) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import numpy as np
 from ..models import FoVBackgroundModel, Models, SkyModel, get_model_class
 from ..units import ENERGY
 
-__all__ = ["FoVBackgroundMaker", "read_mask"]
+__all__ = ["FoVBackgroundMaker", "read_mask", "write_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,25 @@ def read_mask(path: Any, hdu: str | None = None) -> tuple[Any, np.ndarray]:
             f"its geometry {geom.data_shape}"
         )
     return geom, data.astype(bool)
+
+
+def write_mask(path: Any, geom: Any, data: Any, overwrite: bool = False) -> None:
+    """Write a boolean image mask on ``geom`` (e.g. an exclusion mask, True = usable) as a WCS
+    image FITS file that :func:`read_mask`, ``datasets.background.exclusion`` and Gammapy's
+    ``Map.read`` read; written atomically (no partial file), refused if it exists unless
+    ``overwrite``."""
+    from astropy.io import fits
+
+    from ..io._atomic import atomic_paths
+
+    data = np.asarray(data)
+    if data.dtype != bool or data.shape != geom.data_shape_image:
+        raise ValueError(
+            f"write_mask {os.fspath(path)!r}: expected a boolean array of the image shape "
+            f"{geom.data_shape_image}, got {data.dtype} {data.shape}"
+        )
+    with atomic_paths(os.path.expandvars(os.fspath(path)), overwrite=overwrite) as (tmp,):
+        fits.PrimaryHDU(data.astype(np.uint8), header=geom.to_image().to_header()).writeto(tmp, overwrite=True)
 
 
 def _exclusion_on(mask: Any, geom: Any, fill: bool = False) -> np.ndarray:
