@@ -455,3 +455,28 @@ def test_region_mask_matches_gammapy(gp, kwargs):
     mask = geom.region_mask(circles)
     assert np.array_equal(mask, expected) and mask.sum() > 100
     assert np.array_equal(geom.region_mask(circles, inside=False), ~expected)
+
+
+def test_write_mask_round_trip(tmp_path):
+    from jaxgamma.makers.background import read_mask, write_mask
+
+    geom = WcsGeom.create(skydir=(0.0, 0.0), frame="galactic", binsz=0.05, width=(3, 2))
+    mask = geom.region_mask("galactic;circle(0.5, 0.2, 0.3)", inside=False)
+    assert 0 < (~mask).sum() < mask.size
+    path = tmp_path / "exclusion.fits"
+    write_mask(path, geom, mask)
+    back_geom, back = read_mask(path)
+    assert back_geom == geom and np.array_equal(back, mask)
+    with pytest.raises(FileExistsError):
+        write_mask(path, geom, mask)
+    with pytest.raises(ValueError, match="boolean array of the image shape"):
+        write_mask(tmp_path / "bad.fits", geom, mask.astype(int))
+    assert not (tmp_path / "bad.fits").exists()
+    # the mask drives the reflected regions as the same mask in memory
+    pointing = SkyCoord(1.0, 0.0, unit="deg", frame="galactic")
+    on = CircleSkyRegion(SkyCoord(0.5, 0.0, unit="deg", frame="galactic"), 0.1 * u.deg)
+    from_file, _ = ReflectedRegionsFinder().run(on, pointing, exclusion_mask=read_mask(path))
+    in_memory, _ = ReflectedRegionsFinder().run(on, pointing, exclusion_mask=(geom, mask))
+    free, _ = ReflectedRegionsFinder().run(on, pointing)
+    assert [r.center.l.deg for r in from_file] == [r.center.l.deg for r in in_memory]
+    assert len(from_file) < len(free)
