@@ -480,3 +480,18 @@ def test_write_mask_round_trip(tmp_path):
     free, _ = ReflectedRegionsFinder().run(on, pointing)
     assert [r.center.l.deg for r in from_file] == [r.center.l.deg for r in in_memory]
     assert len(from_file) < len(free)
+
+
+@pytest.mark.gammapy
+def test_info_dict_matches_gammapy(reduced):
+    keys = ("counts", "counts_off", "background", "excess", "sqrt_ts", "alpha", "acceptance_off", "npred", "stat_sum")
+    for row in reduced[(False, True)]:
+        for ours, theirs in ((row[4], row[5]), (row[0], row[1])):
+            info, ginfo = ours.info_dict(), theirs.info_dict()
+            for key in keys:
+                if key not in ginfo:
+                    continue
+                expected = float(np.asarray(getattr(ginfo[key], "value", ginfo[key])))
+                assert float(info[key]) == pytest.approx(expected, rel=1e-6, nan_ok=True), key
+            # no models: the ON/OFF statistic of the background alone; none for a Cash spectrum
+            assert np.isfinite(info["stat_sum"]) == (ours.stat_type == "wstat")

@@ -424,7 +424,12 @@ class _AbstractSpectrumDataset(Dataset):
         info["n_bins"] = self.n_bins
         info["n_fit_bins"] = int(np.sum(self.mask)) if self.mask is not None else 0
         info["stat_type"] = self.stat_type
-        info["stat_sum"] = np.nan if (models is None or self.counts is None) else self.stat_sum(models)
+        # Without models Gammapy prints the ON/OFF statistic of the background alone (its ON/OFF
+        # datasets always hold a, possibly empty, model list) and no statistic for a Cash spectrum.
+        if self.counts is None or (models is None and self.stat_type != "wstat"):
+            info["stat_sum"] = np.nan
+        else:
+            info["stat_sum"] = self.stat_sum([] if models is None else models)
         return info
 
     def _summary_lines(self, info: dict[str, Any], models: Any) -> list[str]:
