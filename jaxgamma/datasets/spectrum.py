@@ -203,6 +203,9 @@ class _AbstractSpectrumDataset(Dataset):
     counts: np.ndarray | None
     exposure: np.ndarray | None
     edisp: np.ndarray | None
+    # The exposure the edisp matrix is weighted with when stacking (Gammapy's edisp exposure map):
+    # the exposure without containment correction of a reduced spectrum; None = ``exposure``.
+    edisp_exposure: np.ndarray | None
     energy_edges: np.ndarray
     energy_true_edges: np.ndarray
     mask_safe: np.ndarray | None
@@ -234,6 +237,7 @@ class _AbstractSpectrumDataset(Dataset):
         energy_edges_native=None,
         energy_unit=None,
         geom=None,
+        edisp_exposure=None,
     ) -> None:
         self.name = _make_name() if name is None else str(name)
         what = f"{type(self).__name__} {self.name!r}"
@@ -264,6 +268,7 @@ class _AbstractSpectrumDataset(Dataset):
         self.counts = _as_array(counts, "", f"{what}: counts", (n_reco,))
         self.exposure = _as_array(exposure, EXPOSURE_UNIT, f"{what}: exposure", (n_true,))
         self.edisp = _as_array(edisp, "", f"{what}: edisp", (n_true, n_reco))
+        self.edisp_exposure = _as_array(edisp_exposure, EXPOSURE_UNIT, f"{what}: edisp_exposure", (n_true,))
         self.mask_safe = _as_array(mask_safe, None, f"{what}: mask_safe", (n_reco,), dtype=bool)
         self.mask_fit = _as_array(mask_fit, None, f"{what}: mask_fit", (n_reco,), dtype=bool)
         self.livetime = _livetime_seconds(livetime, what)
@@ -517,6 +522,7 @@ class SpectrumDataset(_AbstractSpectrumDataset):
         energy_edges_native: Any = None,
         energy_unit: str | None = None,
         geom: Any = None,
+        edisp_exposure: Any = None,
     ):
         self._init_common(
             name,
@@ -533,6 +539,7 @@ class SpectrumDataset(_AbstractSpectrumDataset):
             energy_edges_native,
             energy_unit,
             geom,
+            edisp_exposure,
         )
         self.background = _as_array(
             background, "", f"SpectrumDataset {self.name!r}: background", (self.n_bins,)
@@ -645,6 +652,7 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
         energy_edges_native: Any = None,
         energy_unit: str | None = None,
         geom: Any = None,
+        edisp_exposure: Any = None,
     ):
         self._init_common(
             name,
@@ -661,6 +669,7 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
             energy_edges_native,
             energy_unit,
             geom,
+            edisp_exposure,
         )
         what = f"SpectrumDatasetOnOff {self.name!r}"
         shape = (self.n_bins,)
@@ -708,6 +717,7 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
             name=dataset.name if name is None else name,
             meta=dataset.meta,
             geom=dataset.geom,
+            edisp_exposure=dataset.edisp_exposure,
         )
 
     # -- derived quantities ----------------------------------------------------------------------
@@ -800,6 +810,7 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
             name=name,
             meta=self.meta,
             geom=self.geom,
+            edisp_exposure=self.edisp_exposure,
         )
 
     # -- summaries -------------------------------------------------------------------------------
@@ -927,18 +938,22 @@ def _stack_common(datasets: list[Any], name: str | None) -> dict[str, Any]:
                 exposure += np.nan_to_num(d.exposure) * float(d.mask_safe_image)
 
     # edisp: exposure-weighted mean, each dataset's kernel weighted by its safe reco bins
-    edisp = None
+    # (weights: the edisp exposure where a dataset has one, as Gammapy's edisp exposure maps)
+    edisp = edisp_exposure = None
     if ref.edisp is not None:
         numerator = np.zeros((n_true, ref.n_bins))
         weight = np.zeros((n_true, 1))
         for d in datasets:
             if d.edisp is None:
                 continue
-            x = np.zeros(n_true) if d.exposure is None else np.nan_to_num(d.exposure)
+            x = d.edisp_exposure if d.edisp_exposure is not None else d.exposure
+            x = np.zeros(n_true) if x is None else np.nan_to_num(x)
             numerator += np.nan_to_num(d.edisp * x[:, None]) * _safe(d)[None, :]
             weight += x[:, None] * float(d.mask_safe_image)
         with np.errstate(invalid="ignore", divide="ignore"):
             edisp = np.nan_to_num(numerator / weight)
+        if any(d.edisp_exposure is not None for d in datasets):
+            edisp_exposure = weight[:, 0]
 
     mask_safe = np.zeros(ref.n_bins, dtype=bool)
     for d in datasets:
@@ -972,6 +987,7 @@ def _stack_common(datasets: list[Any], name: str | None) -> dict[str, Any]:
         "name": _make_name() if name is None else name,
         "meta": {"OBS_IDS": tuple(str(o) for o in obs_ids)},
         "geom": ref.geom,
+        "edisp_exposure": edisp_exposure,
     }
 
 

@@ -193,7 +193,8 @@ def spectrum_dataset_to_hdulist(dataset: SpectrumDataset | SpectrumDatasetOnOff)
         squashed = MapAxis.from_edges(
             [reco.edges[0], reco.edges[-1]], interp="log", name="energy", unit=reco.unit
         )
-        edisp_exposure = np.zeros(true.nbin) if dataset.exposure is None else dataset.exposure
+        edisp_exposure = dataset.edisp_exposure if dataset.edisp_exposure is not None else dataset.exposure
+        edisp_exposure = np.zeros(true.nbin) if edisp_exposure is None else edisp_exposure
         hdus += _region_map_hdus(
             "EDISP_EXPOSURE", _compact(edisp_exposure)[:, None], [squashed, true], _EXPOSURE_UNIT
         )

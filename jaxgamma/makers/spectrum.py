@@ -204,6 +204,13 @@ class SpectrumDatasetMaker:
             parts["background"] = self.make_background(geom, observation, energy_axis)
         if "edisp" in self.selection:
             parts["edisp"] = self.make_edisp(geom, observation, energy_axis, energy_axis_true)
+            # Gammapy's edisp exposure map: the exposure without containment correction
+            plain = parts.get("exposure")
+            if plain is None or self.containment_correction:
+                plain = 1e4 * SpectrumDatasetMaker(selection=["exposure"]).make_exposure(
+                    geom, observation, energy_axis_true
+                )
+            parts["edisp_exposure"] = plain
         return SpectrumDataset(
             energy_edges=dataset.energy_edges,
             energy_true_edges=dataset.energy_true_edges,
