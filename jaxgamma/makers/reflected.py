@@ -15,7 +15,7 @@ number of OFF regions.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from astropy import units as u
@@ -295,5 +295,5 @@ class ReflectedRegionsBackgroundMaker:
         )
         if counts_off is None:
             log.warning(f"ReflectedRegionsBackgroundMaker failed. Setting {onoff.name} mask to False.")
-            onoff = onoff.replace(mask_safe=np.zeros(onoff.n_bins, dtype=bool))
+            onoff = cast(SpectrumDatasetOnOff, onoff.replace(mask_safe=np.zeros(onoff.n_bins, dtype=bool)))
         return onoff

@@ -330,12 +330,12 @@ class SafeMaskMaker:
             spectrum = np.ravel(bkg2d.integral(axis_name="offset", offset=axis_edges(offset_axis)[-1]))
             edges = axis_edges(bkg2d.axes["energy"])
         elif _is_spectrum(dataset):
-            spectrum = _spectrum_background(dataset)
-            if spectrum is None:
+            background = _spectrum_background(dataset)
+            if background is None:
                 raise ValueError(
                     f"SafeMaskMaker: dataset {dataset.name!r} has no background for method 'bkg-peak'"
                 )
-            edges = np.asarray(dataset.energy_edges)
+            spectrum, edges = background, np.asarray(dataset.energy_edges)
         else:
             if dataset.background is None:
                 raise ValueError(
