@@ -494,3 +494,25 @@ def test_info_dict_matches_gammapy(reduced):
                 assert float(info[key]) == pytest.approx(expected, rel=1e-6, nan_ok=True), key
             # no models: the ON/OFF statistic of the background alone; none for a Cash spectrum
             assert np.isfinite(info["stat_sum"]) == (ours.stat_type == "wstat")
+
+
+@pytest.mark.gammapy
+def test_region_and_edisp_exposure_written_and_read(reduced, tmp_path):
+    """The gadf dataset file keeps the ON region (COUNTS_REGION, as Gammapy writes it) and the edisp
+    exposure; Gammapy reads our region, we read Gammapy's."""
+    from gammapy.datasets import SpectrumDatasetOnOff as GSpectrumDatasetOnOff
+
+    from jaxgamma.io.datasets import read_datasets, write_datasets
+
+    row = reduced[(True, True)][0]
+    ours, theirs = row[4], row[5]
+    write_datasets(tmp_path / "datasets.yaml", [ours])
+    back = read_datasets(tmp_path / "datasets.yaml")[0][0]
+    assert back.geom == ours.geom == RegionGeom.create(on_region())
+    np.testing.assert_allclose(back.edisp_exposure, ours.edisp_exposure, rtol=1e-12)
+    assert np.all(back.edisp_exposure > back.exposure)  # containment-corrected exposure is smaller
+    path = next(tmp_path.glob("*.fits"))
+    gregion = GSpectrumDatasetOnOff.read(path).counts.geom.region
+    assert gregion.center.separation(GC).deg < 1e-9 and gregion.radius.deg == pytest.approx(ON_RADIUS, rel=1e-9)
+    theirs.write(tmp_path / "gammapy.fits")
+    assert SpectrumDatasetOnOff.read(tmp_path / "gammapy.fits").geom == ours.geom

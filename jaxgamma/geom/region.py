@@ -62,13 +62,18 @@ def parse_circle_regions(value: Any, what: str = "region") -> tuple[Any, ...]:
     return tuple(out)
 
 
+def _rounded(value: float) -> float:
+    """Angles compared to 1e-9 deg: a region read back from a file (pixel -> sky) is the same."""
+    return round(float(value), 9) + 0.0
+
+
 def _region_key(region: Any) -> tuple[Any, ...]:
     center = region.center
     return (
         center.frame.name,
-        float(center.spherical.lon.deg),
-        float(center.spherical.lat.deg),
-        float(region.radius.to_value(u.deg)),
+        _rounded(center.spherical.lon.wrap_at("360d").deg % 360.0),
+        _rounded(center.spherical.lat.deg),
+        _rounded(region.radius.to_value(u.deg)),
     )
 
 
@@ -287,9 +292,9 @@ class RegionGeom:
         axes = tuple((a.name, tuple(np.asarray(a.edges, dtype=float).tolist())) for a in self._axes)
         wcs = (
             tuple(self._wcs.wcs.ctype),
-            tuple(float(v) for v in self._wcs.wcs.crval),
-            tuple(float(v) for v in self._wcs.wcs.cdelt),
-            tuple(float(v) for v in self._wcs.wcs.crpix),
+            tuple(_rounded(v) for v in self._wcs.wcs.crval),
+            tuple(_rounded(v) for v in self._wcs.wcs.cdelt),
+            tuple(_rounded(v) for v in self._wcs.wcs.crpix),
         )
         return (tuple(_region_key(r) for r in self._regions), axes, wcs)
 

@@ -421,6 +421,9 @@ def read_gadf_spectrum(path: Any, name: str | None = None) -> dict[str, Any]:
         edisp_exposure = _region_map(hdulist, "EDISP_EXPOSURE", path, AREA + " s") if edisp is not None else None
         out["edisp_exposure"] = None if edisp_exposure is None else edisp_exposure.reshape(-1)
         out["gti"] = _read_gti(hdulist["GTI"], path) if "GTI" in hdulist else None
+        from .datasets import read_region_hdu
+
+        out["geom"] = read_region_hdu(hdulist, "COUNTS_REGION")
     return out
 
 
