@@ -170,8 +170,6 @@ def test_wobble_regions(caplog):
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="not a valid selection"):
         SpectrumDatasetMaker(selection=["psf"])
-    with pytest.raises(NotImplementedError, match="use_region_center"):
-        SpectrumDatasetMaker(use_region_center=False)
     with pytest.raises(ValueError, match="angle_increment"):
         ReflectedRegionsFinder(angle_increment="0 rad")
     with pytest.raises(ValueError, match="no kwargs"):
@@ -516,3 +514,36 @@ def test_region_and_edisp_exposure_written_and_read(reduced, tmp_path):
     assert gregion.center.separation(GC).deg < 1e-9 and gregion.radius.deg == pytest.approx(ON_RADIUS, rel=1e-9)
     theirs.write(tmp_path / "gammapy.fits")
     assert SpectrumDatasetOnOff.read(tmp_path / "gammapy.fits").geom == ours.geom
+
+
+@pytest.mark.gammapy
+@pytest.mark.parametrize("radius", [0.11, 0.5])
+def test_irfs_averaged_over_the_region_match_gammapy(observations, gp, data_dir, radius):
+    """``use_region_center=False``: exposure and background averaged over the region's pixels
+    (weights: the fraction of each 0.1 deg pixel inside), edisp and its exposure at the centre."""
+    import gammapy.makers as gmk
+    from gammapy.data import DataStore as GDataStore
+    from gammapy.datasets import SpectrumDataset as GSpectrumDataset
+    from gammapy.maps import RegionGeom as GRegionGeom
+
+    region = CircleSkyRegion(SkyCoord(0.3, -0.2, unit="deg", frame="galactic"), radius * u.deg)
+    energy, energy_true = energy_axes()
+    geom = RegionGeom.create(region, axes=[energy])
+    image, mask, weights = geom.get_wcs_coord_and_weights()
+    # the weights cover the circle: their sum is its area in pixels (to the 10 x 10 sampling)
+    pixel_area = float(np.mean(image.solid_angle()[mask]))
+    assert np.sum(weights) * pixel_area == pytest.approx(geom.solid_angle().to_value("sr"), rel=0.02)
+    reference_1d = SpectrumDataset.create(geom, energy_axis_true=energy_true)
+    axes = gammapy_reference(gp).counts.geom.axes["energy"], gammapy_reference(gp).exposure.geom.axes[0]
+    greference = GSpectrumDataset.create(GRegionGeom.create(region, axes=[axes[0]]), energy_axis_true=axes[1])
+    obs = observations[1]
+    gobs = GDataStore.from_dir(data_dir / STORE).obs(obs.obs_id)
+    ours = SpectrumDatasetMaker(use_region_center=False, containment_correction=True).run(reference_1d, obs)
+    theirs = gmk.SpectrumDatasetMaker(use_region_center=False, containment_correction=True).run(greference, gobs)
+    centre = SpectrumDatasetMaker(containment_correction=True).run(reference_1d, obs)
+    assert rel_dev(ours.exposure, theirs.exposure.quantity.to_value("cm2 s").ravel()) < 1e-12
+    assert rel_dev(ours.background, theirs.background.data.ravel()) < 1e-12
+    np.testing.assert_allclose(ours.edisp, theirs.edisp.get_edisp_kernel().pdf_matrix, rtol=0, atol=1e-12)
+    assert rel_dev(ours.edisp_exposure, theirs.edisp.exposure_map.quantity.to_value("cm2 s").ravel()) < 1e-12
+    assert np.array_equal(ours.counts, centre.counts)
+    assert rel_dev(ours.background, centre.background) > 1e-3  # the average is not the centre value

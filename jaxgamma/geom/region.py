@@ -117,8 +117,9 @@ def pixel_circles_to_sky(x: Any, y: Any, radius: Any, wcs: WCS) -> list[Any]:
     return [regions.CircleSkyRegion(centers[i], Angle(radii[i], "arcsec")) for i in range(x.size)]
 
 
-def _tan_wcs(center: SkyCoord, binsz: float, npix: int) -> WCS:
-    """Gammapy's ``WcsGeom.create(skydir=center, binsz, width, proj="TAN")`` WCS (``npix`` square)."""
+def _tan_wcs(center: SkyCoord, binsz: float, npix: Any) -> WCS:
+    """Gammapy's ``WcsGeom.create(skydir=center, binsz, proj="TAN")`` WCS with ``npix`` pixels
+    (None: all-sky, Gammapy's default)."""
     from .wcs import WcsGeom
 
     geom = WcsGeom.create(skydir=center, binsz=binsz, npix=npix, proj="TAN", frame=center.frame.name)
@@ -157,13 +158,13 @@ class RegionGeom:
                 raise TypeError(f"RegionGeom: axes must be MapAxis objects, got {type(axis).__name__}")
         self._binsz_wcs = float(Angle(binsz_wcs, "deg").deg)
         if wcs is None:
+            # as Gammapy: the bounding box of the region's pixels in an all-sky TAN projection at
+            # the centre gives the size of the final WCS
             center = self.center_skydir
-            radius_pix = max(r.radius.to_value(u.deg) for r in self._regions) / self._binsz_wcs
-            extent = max(
-                float(center.separation(r.center).deg) / self._binsz_wcs for r in self._regions
-            )
-            npix = 2 * (int(np.floor(radius_pix + extent)) + 1)
-            wcs = _tan_wcs(center, self._binsz_wcs, npix)
+            x, y, r = circles_to_pixel(self._regions, _tan_wcs(center, self._binsz_wcs, None))
+            nx = int(np.max(np.ceil(x + r + 0.5)) - np.min(np.floor(x - r + 0.5)))
+            ny = int(np.max(np.ceil(y + r + 0.5)) - np.min(np.floor(y - r + 0.5)))
+            wcs = _tan_wcs(center, self._binsz_wcs, (nx, ny))
         self._wcs = wcs
         self._pixel_circles: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
@@ -280,6 +281,25 @@ class RegionGeom:
             raise NotImplementedError("RegionGeom.solid_angle: the solid angle of a union of regions")
         area = self._regions[0].to_pixel(self._wcs).area
         return (area * proj_plane_pixel_area(self._wcs) * u.deg**2).to(u.sr)
+
+    def to_wcs_geom(self) -> Any:
+        """The pixels of :attr:`wcs` that hold the region (Gammapy's ``to_wcs_geom``), with the axes."""
+        from .wcs import WcsGeom
+
+        ny, nx = self._wcs.array_shape
+        return WcsGeom(self._wcs, (int(nx), int(ny)), axes=self._axes)
+
+    def get_wcs_coord_and_weights(self, factor: int = 10) -> tuple[Any, np.ndarray, np.ndarray]:
+        """The image of :meth:`to_wcs_geom`, the mask of its pixels that overlap the region and
+        their weights: the fraction of each pixel inside, counted on ``factor x factor``
+        sub-pixel centres (Gammapy's ``get_wcs_coord_and_weights`` / ``region_weights``)."""
+        image = self.to_wcs_geom().to_image()
+        fine = image.upsample(int(factor))
+        inside = fine.region_mask(list(self._regions)).astype(float)
+        ny, nx = image.data_shape_image
+        weights = inside.reshape(ny, factor, nx, factor).mean(axis=(1, 3))
+        mask = weights > 0
+        return image, mask, weights[mask]
 
     def to_image(self) -> RegionGeom:
         return RegionGeom(list(self._regions), wcs=self._wcs, binsz_wcs=self.binsz_wcs)

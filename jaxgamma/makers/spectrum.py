@@ -6,7 +6,8 @@ the region centre (Gammapy's ``use_region_center=True``): the exposure is the ef
 the centre's offset times the live time (times the PSF containment within the circle's radius
 with ``containment_correction``), the energy dispersion the kernel at that offset, the
 background (optional) the background IRF at the centre integrated over the energy bins and the
-region's solid angle. Each quantity reuses the map makers' functions on a one-pixel geometry at
+region's solid angle. With ``use_region_center=False`` the exposure and background are averaged
+over the region's pixels, as Gammapy does. Each quantity reuses the map makers' functions on a one-pixel geometry at
 the region centre, so the 1D and 3D reductions share one implementation of the IRF evaluation.
 """
 
@@ -27,6 +28,7 @@ from .map import (
     _pointing_icrs,
     make_edisp_kernel_map,
     make_map_exposure_true_energy,
+    pixel_offsets,
 )
 
 __all__ = ["SpectrumDatasetMaker", "make_region_counts"]
@@ -76,8 +78,11 @@ class SpectrumDatasetMaker:
     background_oversampling : int, optional
         Oversampling of the energy bins when integrating the background IRF.
     use_region_center : bool
-        Only True (IRFs at the region centre) is supported; Gammapy's region averaging
-        (``False``) is refused with a clear error.
+        True: the IRFs at the region centre. False: the exposure and background averaged over the
+        region, as Gammapy: evaluated at the centres of the region WCS's pixels (0.1 deg) that
+        overlap it, weighted by the fraction of each pixel inside (10 x 10 sub-pixels); Gammapy
+        keeps the energy dispersion and the containment correction at the centre, and so does
+        this maker.
     """
 
     tag = "SpectrumDatasetMaker"
@@ -97,11 +102,6 @@ class SpectrumDatasetMaker:
                 f"SpectrumDatasetMaker: {sorted(unknown)} is not a valid selection; choose from "
                 f"{list(self.available_selection)}"
             )
-        if not use_region_center:
-            raise NotImplementedError(
-                "SpectrumDatasetMaker: use_region_center=False (IRFs averaged over the region) is not "
-                "supported yet; the IRFs are taken at the region centre"
-            )
         if background_oversampling is not None and int(background_oversampling) < 1:
             raise ValueError(
                 f"SpectrumDatasetMaker: background_oversampling must be >= 1, got {background_oversampling}"
@@ -109,7 +109,7 @@ class SpectrumDatasetMaker:
         self.selection = set(selection)
         self.containment_correction = bool(containment_correction)
         self.background_oversampling = None if background_oversampling is None else int(background_oversampling)
-        self.use_region_center = True
+        self.use_region_center = bool(use_region_center)
 
     def __repr__(self) -> str:
         return (
@@ -131,14 +131,18 @@ class SpectrumDatasetMaker:
         with ``containment_correction``)."""
         pointing = _pointing_icrs(observation)
         offset = float(geom.separation(pointing).deg)
-        grid = _center_geom(geom.center_skydir, [energy_axis_true])
+        if self.use_region_center:
+            grid = _center_geom(geom.center_skydir, [energy_axis_true])
+            offsets = np.array([[offset]])
+            weights = None
+        else:
+            image, mask, weights = geom.get_wcs_coord_and_weights()
+            grid = image.to_cube([energy_axis_true])
+            offsets = pixel_offsets(image, pointing)[mask][None, :]
         exposure = make_map_exposure_true_energy(
-            pointing,
-            observation.observation_live_time_duration,
-            observation.aeff,
-            grid,
-            offsets=np.array([[offset]]),
-        )[:, 0, 0]
+            pointing, observation.observation_live_time_duration, observation.aeff, grid, offsets=offsets
+        )[:, 0, :]
+        exposure = exposure[:, 0] if weights is None else np.average(exposure, axis=-1, weights=weights)
         if self.containment_correction:
             if len(geom.regions) != 1:
                 raise TypeError("SpectrumDatasetMaker: containment correction needs one circular region")
@@ -172,6 +176,11 @@ class SpectrumDatasetMaker:
         from .map import MapDatasetMaker
 
         helper = MapDatasetMaker(background_oversampling=self.background_oversampling)
+        if not self.use_region_center:
+            # the background counts of the overlapping pixels, weighted by their fraction inside
+            image, mask, weights = geom.get_wcs_coord_and_weights()
+            counts = helper.make_background(image.to_cube([energy_axis]), observation)
+            return np.sum(counts[:, mask] * weights, axis=-1)
         grid = _center_geom(geom.center_skydir, [energy_axis])
         offsets = np.array([[float(geom.separation(_pointing_icrs(observation)).deg)]])
         pixel = helper.make_background(grid, observation, offsets=offsets)[:, 0, 0]
@@ -204,9 +213,10 @@ class SpectrumDatasetMaker:
             parts["background"] = self.make_background(geom, observation, energy_axis)
         if "edisp" in self.selection:
             parts["edisp"] = self.make_edisp(geom, observation, energy_axis, energy_axis_true)
-            # Gammapy's edisp exposure map: the exposure without containment correction
+            # Gammapy's edisp exposure map: the exposure at the region centre without containment
+            # correction (its make_exposure_irf does not take the maker's options)
             plain = parts.get("exposure")
-            if plain is None or self.containment_correction:
+            if plain is None or self.containment_correction or not self.use_region_center:
                 plain = 1e4 * SpectrumDatasetMaker(selection=["exposure"]).make_exposure(
                     geom, observation, energy_axis_true
                 )
