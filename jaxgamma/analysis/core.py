@@ -28,7 +28,6 @@ __all__ = ["Analysis"]
 
 log = logging.getLogger(__name__)
 
-_NOT_YET = "not available yet in jaxgamma"
 
 
 def _make_path(path: Any) -> Path:
@@ -311,8 +310,16 @@ class Analysis:
             log.warning("No background maker set. Check configuration.")
             return None
         dataset_type = self.config.datasets.type
-        if method == "ring":
-            raise NotImplementedError(f"datasets.background.method {method!r}: {_NOT_YET}")
+        if method == "ring" and dataset_type == "1d":
+            raise ConfigError(
+                "AnalysisConfig: datasets.background.method 'ring' needs datasets.type '3d' "
+                "(use 'reflected' for a 1d analysis)"
+            )
+        if method == "ring" and self.config.datasets.geom.axes.energy.nbins != 1:
+            raise ConfigError(
+                "AnalysisConfig: datasets.background.method 'ring': you need to define a single-bin "
+                "energy geometry for your dataset (datasets.geom.axes.energy.nbins: 1), as Gammapy"
+            )
         if method == "reflected" and dataset_type != "1d":
             raise ConfigError(
                 "AnalysisConfig: datasets.background.method 'reflected' needs datasets.type '1d' "
@@ -323,14 +330,18 @@ class Analysis:
                 "AnalysisConfig: datasets.background.method 'fov_background' needs datasets.type '3d' "
                 "(use 'reflected' for a 1d analysis)"
             )
-        from ..makers import FoVBackgroundMaker, ReflectedRegionsBackgroundMaker
+        from ..makers import FoVBackgroundMaker, ReflectedRegionsBackgroundMaker, RingBackgroundMaker
 
         log.info("Creating the background Maker.")
         kwargs: dict[str, Any] = {}
         if settings.exclusion is not None:
             kwargs["exclusion_mask"] = _read_exclusion_mask(_make_path(settings.exclusion))
         kwargs.update(settings.parameters)
-        maker_class = FoVBackgroundMaker if method == "fov_background" else ReflectedRegionsBackgroundMaker
+        maker_class = {
+            "fov_background": FoVBackgroundMaker,
+            "reflected": ReflectedRegionsBackgroundMaker,
+            "ring": RingBackgroundMaker,
+        }[method]
         log.debug(f"Creating {maker_class.__name__} with arguments {kwargs}")
         try:
             return maker_class(**kwargs)
@@ -350,8 +361,11 @@ class Analysis:
         background_maker = self._create_background_maker()
         # Stacking folds the FoV background normalisation into the stacked background (Gammapy
         # stacks npred_background); joint datasets keep their unscaled background and carry the
-        # fitted FoVBackgroundModel, as Gammapy's: the background maker is then run here.
-        if background_maker is not None and settings.stack:
+        # fitted FoVBackgroundModel, as Gammapy's: the background maker is then run here. A ring
+        # background is made per observation either way (Gammapy's DatasetsMaker): ON/OFF datasets,
+        # or stacked, a Cash dataset with their WStat backgrounds.
+        fov = background_maker is not None and background_maker.tag == "FoVBackgroundMaker"
+        if background_maker is not None and (settings.stack or not fov):
             makers.append(background_maker)
         log.info("Start the data reduction loop.")
         datasets_maker = DatasetsMaker(
@@ -363,7 +377,7 @@ class Analysis:
         )
         datasets = datasets_maker.run(stacked, self.observations)
         models = []
-        if background_maker is not None and not settings.stack:
+        if fov and not settings.stack:
             reduced = []
             for dataset in datasets:
                 scaled, model = background_maker.run_with_model(dataset)

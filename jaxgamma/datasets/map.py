@@ -1699,7 +1699,9 @@ class MapDataset(_AbstractMapDataset):
         ORed, GTIs merged and meta tables concatenated. The name is kept.
         """
         others: list[Any] = [other] if isinstance(other, Dataset) else list(other)
-        _check_map_stackable([self, *others], MapDataset)
+        # ON/OFF datasets (e.g. ring backgrounds per observation) stack their WStat background
+        # without signal, as Gammapy's MapDataset.stack (npred_background of the other)
+        _check_map_stackable([self, *[o for o in others if not isinstance(o, MapDatasetOnOff)]], MapDataset)
         return _stack_cash(self, others, self.name, models, masked_reference=False)
 
     @classmethod
@@ -2382,7 +2384,12 @@ def _stack_maps_common(
 
 
 def _npred_background(dataset: MapDataset, models: Any) -> np.ndarray | None:
-    """``dataset``'s background with its FoV background model in ``models`` folded in."""
+    """``dataset``'s background with its FoV background model in ``models`` folded in (for an
+    ON/OFF dataset: its WStat background without signal)."""
+    if isinstance(dataset, MapDatasetOnOff):
+        from ..models import Models
+
+        return None if dataset.counts_off is None else dataset.npred_background(Models([]))
     if dataset.background is None:
         return None
     background_models = _background_only(models, dataset)

@@ -31,6 +31,7 @@ from .map import (
 )
 from .reduce import DatasetsMaker, ProgressBar
 from .reflected import ReflectedRegionsBackgroundMaker, ReflectedRegionsFinder, WobbleRegionsFinder
+from .ring import RingBackgroundMaker
 from .safe import SafeMaskMaker
 from .spectrum import SpectrumDatasetMaker, make_region_counts
 
@@ -41,6 +42,7 @@ __all__ = [
     "ProgressBar",
     "ReflectedRegionsBackgroundMaker",
     "ReflectedRegionsFinder",
+    "RingBackgroundMaker",
     "SafeMaskMaker",
     "SpectrumDatasetMaker",
     "WobbleRegionsFinder",

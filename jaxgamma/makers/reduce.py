@@ -19,7 +19,7 @@ from astropy.coordinates import Angle
 from astropy.nddata.utils import NoOverlapError
 
 from ..datasets import Datasets
-from ..datasets.map import MapDataset
+from ..datasets.map import MapDataset, MapDatasetOnOff
 from .background import FoVBackgroundMaker
 from .map import MapDatasetMaker
 from .safe import SafeMaskMaker
@@ -219,6 +219,9 @@ class DatasetsMaker:
                 result = self.make_dataset(base, observation, apply_cutout=apply_cutout)
                 if result is not None:
                     if self.stack_datasets:
+                        if isinstance(result, MapDatasetOnOff) and type(stacked) is MapDataset:
+                            # as Gammapy's DatasetsMaker: background alpha * counts_off
+                            result = result.to_map_dataset(name=result.name)
                         pending.append(result)
                         if len(pending) >= _STACK_CHUNK:
                             stacked, pending = stacked.stack(pending), []
