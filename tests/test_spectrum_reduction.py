@@ -547,3 +547,32 @@ def test_irfs_averaged_over_the_region_match_gammapy(observations, gp, data_dir,
     assert rel_dev(ours.edisp_exposure, theirs.edisp.exposure_map.quantity.to_value("cm2 s").ravel()) < 1e-12
     assert np.array_equal(ours.counts, centre.counts)
     assert rel_dev(ours.background, centre.background) > 1e-3  # the average is not the centre value
+
+
+@pytest.mark.gammapy
+@pytest.mark.parametrize("obs_index", [0, 1])
+def test_bkg_peak_on_spectra_matches_gammapy(observations, gp, data_dir, obs_index):
+    """The safe range starts at the peak bin of the background (also when that bin is the first
+    and its edge is one of Gammapy's log-interpolated edges, 0.029999999999999995 for 0.03)."""
+    import gammapy.makers as gmk
+    from gammapy.data import DataStore as GDataStore
+    from gammapy.datasets import SpectrumDataset as GSpectrumDataset
+    from gammapy.maps import MapAxis as GMapAxis
+    from gammapy.maps import RegionGeom as GRegionGeom
+
+    energy = MapAxis.from_energy_bounds("0.03 TeV", "100 TeV", 40)
+    genergy = GMapAxis.from_energy_bounds("0.03 TeV", "100 TeV", 40)
+    obs = observations[obs_index]
+    gobs = GDataStore.from_dir(data_dir / STORE).obs(obs.obs_id)
+    ours = SpectrumDatasetMaker().run(SpectrumDataset.create(RegionGeom.create(on_region(), axes=[energy])), obs)
+    theirs = gmk.SpectrumDatasetMaker().run(GSpectrumDataset.create(GRegionGeom.create(on_region(), axes=[genergy])), gobs)
+    for dataset, gdataset in ((ours, theirs), (ReflectedRegionsBackgroundMaker().run(ours, obs), None)):
+        mask = SafeMaskMaker(methods=["bkg-peak"]).run(dataset, obs).mask_safe
+        if gdataset is not None:
+            expected = gmk.SafeMaskMaker(methods=["bkg-peak"]).run(gdataset, gobs).mask_safe.data.ravel()
+            assert np.array_equal(mask, expected)
+        if gdataset is None:  # ON/OFF: the WStat background without signal
+            background = dataset.alpha * (dataset.counts + dataset.counts_off) / (1 + dataset.alpha)
+        else:
+            background = dataset.background
+        assert np.array_equal(mask, np.arange(dataset.n_bins) >= np.argmax(background))

@@ -335,7 +335,10 @@ class SafeMaskMaker:
                 raise ValueError(
                     f"SafeMaskMaker: dataset {dataset.name!r} has no background for method 'bkg-peak'"
                 )
-            spectrum, edges = background, np.asarray(dataset.energy_edges)
+            # the bins from the peak on: Gammapy compares its axis' own lower edges with the peak
+            # bin's, so exactly those bins (taking the edge value through energy_mask could lose
+            # the peak bin to the ulp of Gammapy's log-interpolated edges)
+            return np.arange(dataset.n_bins) >= int(np.argmax(background))
         else:
             if dataset.background is None:
                 raise ValueError(
