@@ -576,3 +576,17 @@ def test_bkg_peak_on_spectra_matches_gammapy(observations, gp, data_dir, obs_ind
         else:
             background = dataset.background
         assert np.array_equal(mask, np.arange(dataset.n_bins) >= np.argmax(background))
+
+
+@pytest.mark.gammapy
+def test_on_off_from_a_spectrum_without_off_counts(reduced, gp):
+    """Without OFF counts they are the background / alpha, as Gammapy's from_spectrum_dataset."""
+    from gammapy.datasets import SpectrumDatasetOnOff as GSpectrumDatasetOnOff
+
+    spectrum, gspectrum = reduced[(False, True)][0][:2]
+    assert spectrum.background is not None
+    onoff = SpectrumDatasetOnOff.from_spectrum_dataset(spectrum, acceptance=1, acceptance_off=5)
+    gonoff = GSpectrumDatasetOnOff.from_spectrum_dataset(dataset=gspectrum.copy(), acceptance=1, acceptance_off=5)
+    np.testing.assert_allclose(onoff.counts_off, 5 * spectrum.background, rtol=1e-12)
+    assert rel_dev(onoff.counts_off, gonoff.counts_off.data.ravel()) < 1e-12
+    np.testing.assert_allclose(onoff.background, spectrum.background, rtol=1e-12)

@@ -687,7 +687,9 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
         name: str | None = None,
     ) -> SpectrumDatasetOnOff:
         """An ON/OFF spectrum from a spectrum and OFF counts and acceptances (Gammapy's
-        ``SpectrumDatasetOnOff.from_spectrum_dataset``); scalars are broadcast over the bins."""
+        ``SpectrumDatasetOnOff.from_spectrum_dataset``); scalars are broadcast over the bins.
+        Without ``counts_off``, they are the spectrum's background divided by
+        ``alpha = acceptance / acceptance_off`` (when it has one), as Gammapy."""
         if not isinstance(dataset, SpectrumDataset):
             raise TypeError(
                 f"SpectrumDatasetOnOff.from_spectrum_dataset: expected a SpectrumDataset, got {type(dataset).__name__}"
@@ -699,6 +701,10 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
                 return None
             return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
 
+        if counts_off is None and dataset.background is not None and acceptance is not None and acceptance_off is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                alpha = per_bin(acceptance) / per_bin(acceptance_off)
+                counts_off = np.asarray(dataset.background) / alpha
         return cls(
             counts=dataset.counts,
             counts_off=per_bin(counts_off),

@@ -280,12 +280,19 @@ class ReflectedRegionsBackgroundMaker:
 
     def run(self, dataset: SpectrumDataset, observation: Any) -> SpectrumDatasetOnOff:
         """The ON/OFF spectrum of ``dataset`` with this observation's reflected-region OFF counts;
-        without OFF region, no OFF counts and an all-False safe mask (with a warning), as Gammapy."""
+        without OFF region, no OFF counts and an all-False safe mask (with a warning), as Gammapy
+        does for a spectrum without background. (For one with a background Gammapy derives OFF
+        counts 0 with ``acceptance_off = 0`` and keeps its safe mask, so that the dataset, with an
+        infinite alpha, enters a stack; it is masked out here.)"""
         if not isinstance(dataset, SpectrumDataset):
             raise TypeError(
                 f"ReflectedRegionsBackgroundMaker.run: expected a SpectrumDataset, got {type(dataset).__name__}"
             )
         counts_off, n_off = self.make_counts_off(dataset, observation)
+        if counts_off is None and dataset.background is not None:
+            # no OFF region: no OFF counts (Gammapy derives zeros from the background with
+            # alpha = 1/0 and keeps the dataset; here it is masked out, see run's docstring)
+            dataset = cast(SpectrumDataset, dataset.replace(background=None))
         onoff = SpectrumDatasetOnOff.from_spectrum_dataset(
             dataset,
             acceptance=1.0,
