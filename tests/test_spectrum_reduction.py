@@ -325,9 +325,17 @@ def test_reduced_spectrum_written_and_read(reduced, gp, tmp_path):
     np.testing.assert_allclose(back.exposure, spectrum.exposure, rtol=1e-6)
     from gammapy.datasets import SpectrumDatasetOnOff as GSpectrumDatasetOnOff
 
-    gback = GSpectrumDatasetOnOff.read(path)
+    gback = GSpectrumDatasetOnOff.read(path, format="ogip")
     assert np.array_equal(gback.counts.data.ravel(), spectrum.counts)
     assert np.array_equal(gback.counts_off.data.ravel(), spectrum.counts_off)
+    # the ON region in the PHA file's REGION extension, both ways
+    assert back.geom == spectrum.geom == RegionGeom.create(on_region())
+    gregion = gback.counts.geom.region
+    assert gregion.center.separation(GC).deg < 1e-9 and gregion.radius.deg == pytest.approx(ON_RADIUS, rel=1e-9)
+    gammapy_path = tmp_path / "gammapy" / "pha_obs110380.fits"
+    gammapy_path.parent.mkdir()
+    reduced[(False, True)][0][5].write(gammapy_path, format="ogip")
+    assert SpectrumDatasetOnOff.read(gammapy_path).geom == spectrum.geom
 
 
 @pytest.mark.gammapy

@@ -187,6 +187,9 @@ def read_pha(path: Any, what: str = "PHA") -> dict[str, Any]:
             )
         gti = _read_gti(hdulist["GTI"], path) if "GTI" in hdulist else None
         header = dict(spectrum.header)
+        from .datasets import read_region_hdu
+
+        region = read_region_hdu(hdulist, "REGION")
     return {
         "counts": counts,
         "acceptance": backscal,
@@ -194,6 +197,7 @@ def read_pha(path: Any, what: str = "PHA") -> dict[str, Any]:
         "energy_edges": edges,  # Quantity in the file unit
         "header": header,
         "gti": gti,
+        "region": region,
     }
 
 
@@ -294,6 +298,7 @@ def read_ogip(path: Any, name: str | None = None) -> dict[str, Any]:
         "exposure": arf["aeff"] * livetime,
         "livetime": livetime,
         "gti": pha["gti"],
+        "geom": pha["region"],
         "counts_off": None,
         "acceptance_off": None,
         "edisp": None,
@@ -656,6 +661,10 @@ def write_ogip(dataset: Any, path: Any, overwrite: bool = False) -> list[Path]:
     else:
         edges = (np.asarray(dataset.energy_edges, dtype=np.float64), ENERGY)
     pha = _spectrum_hdulist(dataset.counts, acceptance, dataset.mask_safe, edges, meta, False)
+    if getattr(dataset, "geom", None) is not None:
+        from .datasets import region_hdu
+
+        pha.append(region_hdu(dataset.geom, "REGION"))  # the ON region, as Gammapy's PHA file
     if getattr(dataset, "gti", None) is not None:
         pha.append(_gti_hdu(dataset.gti))
     outputs: list[tuple[Path, fits.HDUList]] = [(path, pha)]
