@@ -480,7 +480,7 @@ def _assert_same(a: SpectrumDatasetOnOff, b: SpectrumDatasetOnOff):
 def test_write_read_roundtrip(runs, crab, tmp_path: Path):
     d = runs[23523]
     path = tmp_path / "out" / "pha_obs23523.fits"
-    d.write(path)
+    d.write(path, format="ogip")
     assert sorted(p.name for p in path.parent.iterdir()) == [
         "pha_obs23523.fits",
         "pha_obs23523_arf.fits",
@@ -501,7 +501,7 @@ def test_write_read_roundtrip(runs, crab, tmp_path: Path):
 def test_write_read_roundtrip_stacked_with_gti(stacked, crab, tmp_path: Path):
     d = stacked.replace(gti=GTI([0.0, 100.0], [50.0, 250.0], mjdrefi=51910, mjdreff=0.5))
     path = tmp_path / "stacked.fits"
-    d.write(path)
+    d.write(path, format="ogip")
     back = SpectrumDatasetOnOff.read(path)
     for key in ("counts", "counts_off", "acceptance", "acceptance_off", "edisp", "mask_safe", "energy_edges"):
         np.testing.assert_array_equal(getattr(d, key), getattr(back, key), err_msg=key)
@@ -520,7 +520,7 @@ def test_gammapy_reads_what_we_write(runs, stacked, crab, gp_crab, tmp_path: Pat
 
     for d, rel in ((runs[23592], 1e-12), (stacked, 1e-7)):  # Gammapy stores edisp as float32
         path = tmp_path / f"pha_{d.name}.fits"
-        d.write(path)
+        d.write(path, format="ogip")
         g = GOnOff.read(path)
         g.models = gp_crab
         assert g.name == d.name
@@ -533,17 +533,17 @@ def test_gammapy_reads_what_we_write(runs, stacked, crab, gp_crab, tmp_path: Pat
 def test_write_refuses_to_overwrite(runs, tmp_path: Path):
     d = runs[23523]
     path = tmp_path / "pha.fits"
-    d.write(path)
+    d.write(path, format="ogip")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(FileExistsError, match="pha"):
-        d.replace(counts=np.zeros(d.n_bins)).write(path)
+        d.replace(counts=np.zeros(d.n_bins)).write(path, format="ogip")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     # a companion file alone is enough to refuse, before anything is written
     (tmp_path / "x_rmf.fits").write_bytes(b"")
     with pytest.raises(FileExistsError):
-        d.write(tmp_path / "x.fits")
+        d.write(tmp_path / "x.fits", format="ogip")
     assert not (tmp_path / "x.fits").exists() and not (tmp_path / "x_arf.fits").exists()
-    d.replace(counts=np.zeros(d.n_bins)).write(path, overwrite=True)
+    d.replace(counts=np.zeros(d.n_bins)).write(path, overwrite=True, format="ogip")
     assert SpectrumDatasetOnOff.read(path).counts.sum() == 0
 
 
@@ -560,14 +560,14 @@ def test_no_half_written_files_when_writing_fails(runs, tmp_path: Path, monkeypa
     monkeypatch.setattr(fits.HDUList, "writeto", failing_writeto)
     target = tmp_path / "new" / "pha.fits"
     with pytest.raises(OSError, match="simulated"):
-        runs[23523].write(target)
+        runs[23523].write(target, format="ogip")
     assert calls["n"] == 3
     assert not target.parent.exists() or list(target.parent.iterdir()) == []
 
 
 def test_write_needs_livetime(runs, tmp_path: Path):
     with pytest.raises(ValueError, match="livetime"):
-        runs[23523].replace(livetime=None).write(tmp_path / "x.fits")
+        runs[23523].replace(livetime=None).write(tmp_path / "x.fits", format="ogip")
 
 
 # -- bad input -------------------------------------------------------------------------------------------------------

@@ -318,7 +318,7 @@ def test_stacked_spectrum_matches_gammapy(reduced, gp, options):
 def test_reduced_spectrum_written_and_read(reduced, gp, tmp_path):
     spectrum = reduced[(False, True)][0][4]
     path = tmp_path / "pha_obs110380.fits"
-    spectrum.write(path)
+    spectrum.write(path, format="ogip")
     back = SpectrumDatasetOnOff.read(path)
     for key in ("counts", "counts_off", "acceptance_off", "mask_safe"):
         np.testing.assert_array_equal(getattr(back, key), getattr(spectrum, key))
@@ -598,3 +598,31 @@ def test_on_off_from_a_spectrum_without_off_counts(reduced, gp):
     np.testing.assert_allclose(onoff.counts_off, 5 * spectrum.background, rtol=1e-12)
     assert rel_dev(onoff.counts_off, gonoff.counts_off.data.ravel()) < 1e-12
     np.testing.assert_allclose(onoff.background, spectrum.background, rtol=1e-12)
+
+
+@pytest.mark.gammapy
+def test_gadf_is_the_default_file_format(reduced, gp, tmp_path):
+    """``write(path)`` writes Gammapy 2.1's default (gadf) file for ON/OFF and Cash spectra; both
+    read back whole (livetime included), and Gammapy reads them."""
+    from gammapy.datasets import SpectrumDataset as GSpectrumDataset
+    from gammapy.datasets import SpectrumDatasetOnOff as GSpectrumDatasetOnOff
+
+    row = reduced[(True, True)][0]
+    for dataset, cls, gcls in ((row[4], SpectrumDatasetOnOff, GSpectrumDatasetOnOff), (row[0], SpectrumDataset, GSpectrumDataset)):
+        folder = tmp_path / cls.__name__
+        folder.mkdir()
+        path = folder / "dataset.fits"
+        dataset.write(path)
+        assert [p.name for p in folder.iterdir()] == ["dataset.fits"]  # one file
+        back = cls.read(path)
+        keys = ["counts", "exposure", "edisp", "edisp_exposure", "mask_safe", "livetime"]
+        keys += ["counts_off", "acceptance", "acceptance_off"] if cls is SpectrumDatasetOnOff else ["background"]
+        for key in keys:
+            np.testing.assert_allclose(np.asarray(getattr(back, key), dtype=float), np.asarray(getattr(dataset, key), dtype=float), rtol=1e-7, err_msg=key)
+        assert back.geom == dataset.geom and back.name == dataset.name
+        g = gcls.read(path)
+        assert np.array_equal(g.counts.data.ravel(), dataset.counts)
+        with pytest.raises(FileExistsError):
+            dataset.write(path)
+    with pytest.raises(ValueError, match="unsupported format 'ogip'"):
+        row[0].write(tmp_path / "x.fits", format="ogip")

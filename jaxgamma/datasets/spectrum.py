@@ -607,10 +607,25 @@ class SpectrumDataset(_AbstractSpectrumDataset):
         info["background"] = background
         return self._info_tail(info, models, mask)
 
-    def write(self, path: Any, overwrite: bool = False) -> None:  # pragma: no cover - not supported
-        raise NotImplementedError(
-            "SpectrumDataset has no OGIP serialisation (Gammapy writes only ON/OFF spectra)"
-        )
+    def write(self, path: Any, overwrite: bool = False, format: str = "gadf") -> None:
+        """Write Gammapy's dataset file (``format="gadf"``, its default: one FITS file of region
+        maps, read by :meth:`read` and Gammapy's ``SpectrumDataset.read``); written atomically,
+        refused if it exists unless ``overwrite``. OGIP files hold only ON/OFF spectra."""
+        if format != "gadf":
+            raise ValueError(
+                f"SpectrumDataset.write: unsupported format {format!r} (supported: 'gadf'; OGIP files hold "
+                "ON/OFF spectra, see SpectrumDatasetOnOff)"
+            )
+        _write_gadf(self, path, overwrite)
+
+    @classmethod
+    def read(cls, path: Any, name: str | None = None, format: str = "gadf") -> SpectrumDataset:
+        """Read Gammapy's dataset file of a spectrum (``format="gadf"``), as Gammapy's ``read``."""
+        if format != "gadf":
+            raise ValueError(f"SpectrumDataset.read: unsupported format {format!r} (supported: 'gadf')")
+        from ..io.datasets import read_spectrum_dataset
+
+        return cast(SpectrumDataset, read_spectrum_dataset(path, name=name, tag="SpectrumDataset"))
 
 
 class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
@@ -876,8 +891,9 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
 
         ``format="ogip"``: a PHA file and the BKG, ARF and RMF its header names (relative to the
         PHA's folder), as Gammapy's ``OGIPDatasetReader``; ``name`` defaults to ``OBS_ID``.
-        ``format="gadf"``: Gammapy's own dataset file (``dataset.write(path)``); it holds no
-        livetime. ``None`` decides from the file's HDUs, as Gammapy does.
+        ``format="gadf"``: Gammapy's own dataset file (``dataset.write(path)``); Gammapy stores
+        no livetime in it (jaxgamma's files carry it as a keyword, read back here). ``None``
+        decides from the file's HDUs, as Gammapy does.
         """
         from ..io.ogip import detect_format, read_gadf_spectrum, read_ogip
 
@@ -886,20 +902,40 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
         if format == "ogip":
             return cls(**read_ogip(path, name=name))
         if format == "gadf":
-            return cls(**read_gadf_spectrum(path, name=name))
+            from ..io.datasets import _livetime_keyword, _path
+
+            kwargs = read_gadf_spectrum(path, name=name)
+            kwargs["livetime"] = _livetime_keyword(_path(path))
+            return cls(**kwargs)
         raise ValueError(
             f"SpectrumDatasetOnOff.read: unsupported format {format!r} (supported: 'ogip', 'gadf')"
         )
 
-    def write(self, path: Any, overwrite: bool = False, format: str = "ogip") -> None:
-        """Write OGIP files as Gammapy's ``OGIPDatasetWriter``: ``path`` (PHA) and ``<stem>_bkg``,
-        ``<stem>_arf``, ``<stem>_rmf`` beside it, all or none; refuses to replace existing files unless
-        ``overwrite``."""
+    def write(self, path: Any, overwrite: bool = False, format: str = "gadf") -> None:
+        """Write the dataset as Gammapy 2.1 does: ``format="gadf"`` (its default) one FITS file of
+        region maps (with the livetime as a keyword, which Gammapy ignores); ``format="ogip"``
+        OGIP files as Gammapy's ``OGIPDatasetWriter``: ``path`` (PHA) and ``<stem>_bkg``,
+        ``<stem>_arf``, ``<stem>_rmf`` beside it. All files or none are written; existing files
+        are refused unless ``overwrite``."""
+        if format == "gadf":
+            _write_gadf(self, path, overwrite)
+            return
         if format != "ogip":
-            raise ValueError(f"SpectrumDatasetOnOff.write: unsupported format {format!r} (supported: 'ogip')")
+            raise ValueError(
+                f"SpectrumDatasetOnOff.write: unsupported format {format!r} (supported: 'gadf', 'ogip')"
+            )
         from ..io.ogip import write_ogip
 
         write_ogip(self, os.fspath(path), overwrite=overwrite)
+
+
+def _write_gadf(dataset: Any, path: Any, overwrite: bool) -> None:
+    from ..io._atomic import atomic_paths
+    from ..io.datasets import spectrum_dataset_to_hdulist
+
+    hdulist = spectrum_dataset_to_hdulist(dataset)
+    with atomic_paths(os.path.expandvars(os.fspath(path)), overwrite=overwrite) as (tmp,):
+        hdulist.writeto(tmp, overwrite=True)
 
 
 # -- stacking --------------------------------------------------------------------------------------
