@@ -157,6 +157,22 @@ def _energy_pixel_index(axis: MapAxis, energy: np.ndarray) -> np.ndarray:
     return np.where(bad, -1, np.nan_to_num(idx, nan=-1)).astype(np.int64)
 
 
+def event_skycoord(events: Any) -> SkyCoord:
+    """The events' ICRS positions in the precision Gammapy computes with (float32 columns)."""
+    ra = _event_precision(events, "RA", events.ra)
+    dec = _event_precision(events, "DEC", events.dec)
+    return SkyCoord(ra, dec, unit="deg", frame="icrs")
+
+
+def event_energy_index(events: Any, axis: MapAxis) -> np.ndarray:
+    """Each event's bin on the energy ``axis`` (-1 outside), as Gammapy's ``coord_to_idx``."""
+    axis_unit = axis.unit or "TeV"
+    energy = np.asarray(events.energy, dtype=np.float64)
+    if parse_unit(axis_unit) != u.TeV:
+        energy = (energy * u.TeV).to_value(parse_unit(axis_unit))
+    return _energy_pixel_index(axis, _event_precision(events, "ENERGY", energy, unit=axis_unit))
+
+
 def make_counts(geom: WcsGeom, events: Any) -> np.ndarray:
     """Counts cube ``(energy, lat, lon)`` of an event list on ``geom`` (Gammapy's
     ``Map.fill_events``): events outside the geometry are dropped."""
@@ -164,9 +180,7 @@ def make_counts(geom: WcsGeom, events: Any) -> np.ndarray:
         raise ValueError(
             f"make_counts: the geometry must have exactly one energy axis, got {geom.axes_names}"
         )
-    ra = _event_precision(events, "RA", events.ra)
-    dec = _event_precision(events, "DEC", events.dec)
-    sky = SkyCoord(ra, dec, unit="deg", frame="icrs")
+    sky = event_skycoord(events)
     if geom.frame != "icrs":
         sky = sky.transform_to(geom.frame)
     x, y = geom.wcs.wcs_world2pix(sky.data.lon.deg, sky.data.lat.deg, 0)
@@ -174,12 +188,7 @@ def make_counts(geom: WcsGeom, events: Any) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         ix, iy = np.floor(x + 0.5), np.floor(y + 0.5)
         valid = np.isfinite(ix) & np.isfinite(iy) & (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
-    axis = geom.axes[0]
-    axis_unit = axis.unit or "TeV"
-    energy = np.asarray(events.energy, dtype=np.float64)
-    if parse_unit(axis_unit) != u.TeV:
-        energy = (energy * u.TeV).to_value(parse_unit(axis_unit))
-    ie = _energy_pixel_index(axis, _event_precision(events, "ENERGY", energy, unit=axis_unit))
+    ie = event_energy_index(events, geom.axes[0])
     valid &= ie >= 0
     flat = np.ravel_multi_index(
         (ie[valid], iy[valid].astype(np.int64), ix[valid].astype(np.int64)), geom.data_shape

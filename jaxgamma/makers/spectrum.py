@@ -7,8 +7,9 @@ the centre's offset times the live time (times the PSF containment within the ci
 with ``containment_correction``), the energy dispersion the kernel at that offset, the
 background (optional) the background IRF at the centre integrated over the energy bins and the
 region's solid angle. With ``use_region_center=False`` the exposure and background are averaged
-over the region's pixels, as Gammapy does. Each quantity reuses the map makers' functions on a one-pixel geometry at
-the region centre, so the 1D and 3D reductions share one implementation of the IRF evaluation.
+over the region's pixels, as Gammapy does. Each quantity reuses the map makers' functions (on a
+one-pixel geometry at the region centre, or on the region's pixels), so the 1D and 3D reductions
+share one implementation of the event binning and the IRF evaluation.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from ..datasets.spectrum import SpectrumDataset
 from ..geom import MapAxis, WcsGeom
 from ..geom.region import RegionGeom
 from .map import (
-    _energy_pixel_index,
-    _event_precision,
     _pointing_icrs,
+    event_energy_index,
+    event_skycoord,
     make_edisp_kernel_map,
     make_map_exposure_true_energy,
     pixel_offsets,
@@ -34,28 +35,11 @@ from .map import (
 __all__ = ["SpectrumDatasetMaker", "make_region_counts"]
 
 
-def _event_skycoord(events: Any) -> SkyCoord:
-    """The events' ICRS positions in the precision Gammapy computes with (float32 columns)."""
-    ra = _event_precision(events, "RA", events.ra)
-    dec = _event_precision(events, "DEC", events.dec)
-    return SkyCoord(ra * u.deg, dec * u.deg, frame="icrs")
-
-
-def _energy_index(events: Any, axis: MapAxis) -> np.ndarray:
-    axis_unit = axis.unit or "TeV"
-    energy = np.asarray(events.energy, dtype=np.float64)
-    if u.Unit(axis_unit) != u.TeV:
-        energy = (energy * u.TeV).to_value(axis_unit)
-    return _energy_pixel_index(axis, _event_precision(events, "ENERGY", energy, unit=axis_unit))
-
-
-def make_region_counts(geom: RegionGeom, events: Any, energy_axis: MapAxis, skycoord: Any = None) -> np.ndarray:
+def make_region_counts(geom: RegionGeom, events: Any, energy_axis: MapAxis) -> np.ndarray:
     """Counts per reconstructed-energy bin of the events inside ``geom``'s region(s) (Gammapy's
-    ``RegionNDMap.fill_events``); ``skycoord``: the events' positions, if already built."""
-    if skycoord is None:
-        skycoord = _event_skycoord(events)
-    inside = geom.contains(skycoord)
-    index = _energy_index(events, energy_axis)
+    ``RegionNDMap.fill_events``)."""
+    inside = geom.contains(event_skycoord(events))
+    index = event_energy_index(events, energy_axis)
     index = index[inside & (index >= 0)]
     return np.bincount(index, minlength=energy_axis.nbin).astype(np.float64)
 
