@@ -286,6 +286,20 @@ class _AbstractSpectrumDataset(Dataset):
         return np.sqrt(self.energy_edges[:-1] * self.energy_edges[1:])
 
     @property
+    def energy_axis(self) -> Any:
+        """The reconstructed-energy axis (TeV, log), as a :class:`~jaxgamma.geom.MapAxis`."""
+        from ..geom import MapAxis
+
+        return MapAxis.from_edges(self.energy_edges, name="energy", unit="TeV", interp="log")
+
+    @property
+    def energy_axis_true(self) -> Any:
+        """The true-energy axis (TeV, log), as a :class:`~jaxgamma.geom.MapAxis`."""
+        from ..geom import MapAxis
+
+        return MapAxis.from_edges(self.energy_true_edges, name="energy_true", unit="TeV", interp="log")
+
+    @property
     def energy_true_center(self) -> np.ndarray:
         return np.sqrt(self.energy_true_edges[:-1] * self.energy_true_edges[1:])
 

@@ -22,7 +22,7 @@ from astropy import units as u
 from astropy.coordinates import Angle, SkyCoord
 
 from ..datasets.spectrum import SpectrumDataset, SpectrumDatasetOnOff
-from ..geom import MapAxis, WcsGeom
+from ..geom import WcsGeom
 from ..geom.region import RegionGeom, _regions_module, parse_circle_regions, pixel_circles_to_sky
 from .background import _exclusion_on
 from .map import _pointing_icrs
@@ -273,9 +273,8 @@ class ReflectedRegionsBackgroundMaker:
                 f"for dataset '{dataset.name}'."
             )
             return None, 0.0
-        energy_axis = MapAxis.from_edges(dataset.energy_edges, name="energy", unit="TeV", interp="log")
         geom_off = RegionGeom.from_regions(regions_off, wcs=wcs)
-        counts_off = make_region_counts(geom_off, observation.events, energy_axis)
+        counts_off = make_region_counts(geom_off, observation.events, dataset.energy_axis)
         return counts_off, float(len(regions_off))
 
     def run(self, dataset: SpectrumDataset, observation: Any) -> SpectrumDatasetOnOff:

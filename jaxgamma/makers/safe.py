@@ -98,16 +98,6 @@ def _is_spectrum(dataset: Any) -> bool:
     return isinstance(dataset, _AbstractSpectrumDataset)
 
 
-def _spectrum_axes(dataset: Any) -> tuple[Any, Any]:
-    """The reconstructed and true energy axes of a spectrum (TeV)."""
-    from ..geom import MapAxis
-
-    return (
-        MapAxis.from_edges(dataset.energy_edges, name="energy", unit="TeV", interp="log"),
-        MapAxis.from_edges(dataset.energy_true_edges, name="energy_true", unit="TeV", interp="log"),
-    )
-
-
 def _spectrum_background(dataset: Any) -> np.ndarray | None:
     """A spectrum's background counts: its own, or for an ON/OFF spectrum the WStat background
     without signal, ``alpha (n_on + n_off) / (1 + alpha)`` (Gammapy's ``npred_background()``)."""
@@ -262,7 +252,7 @@ class SafeMaskMaker:
             # one region: the exposure is the spectrum (Gammapy's get_spectrum of a region map)
             aeff = np.asarray(dataset.exposure)
             where = f"the region of {dataset.name!r}"
-            energy_true = axis_center(_spectrum_axes(dataset)[1])
+            energy_true = axis_center(dataset.energy_axis_true)
         else:
             position = self._position(observation, dataset.geom)
             x, y = position_pix(dataset.geom, position)
@@ -289,7 +279,7 @@ class SafeMaskMaker:
         if self.fixed_offset is not None and observation is None:
             raise ValueError("SafeMaskMaker: an observation is needed with fixed_offset")
         spectrum = _is_spectrum(dataset)
-        axis = _spectrum_axes(dataset)[0] if spectrum else dataset.geom.axes[0]
+        axis = dataset.energy_axis if spectrum else dataset.geom.axes[0]
         if self.irfs == "DL3":
             edisp = observation.edisp
             to_kernel = getattr(edisp, "to_edisp_kernel", None)
@@ -304,7 +294,7 @@ class SafeMaskMaker:
                 raise ValueError(
                     f"SafeMaskMaker: dataset {dataset.name!r} has no edisp for method 'edisp-bias'"
                 )
-            reco_axis, true_axis = _spectrum_axes(dataset)
+            reco_axis, true_axis = dataset.energy_axis, dataset.energy_axis_true
             matrix = np.asarray(dataset.edisp)
         else:
             edisp = dataset.edisp

@@ -184,10 +184,7 @@ class SpectrumDatasetMaker:
                 "SpectrumDataset.create(RegionGeom.create(region, axes=[energy_axis]))"
             )
         geom = dataset.geom
-        energy_axis = MapAxis.from_edges(dataset.energy_edges, name="energy", unit="TeV", interp="log")
-        energy_axis_true = MapAxis.from_edges(
-            dataset.energy_true_edges, name="energy_true", unit="TeV", interp="log"
-        )
+        energy_axis, energy_axis_true = dataset.energy_axis, dataset.energy_axis_true
         parts: dict[str, Any] = {}
         if "counts" in self.selection:
             parts["counts"] = self.make_counts(geom, observation, energy_axis)
