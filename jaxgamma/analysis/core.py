@@ -310,25 +310,17 @@ class Analysis:
             log.warning("No background maker set. Check configuration.")
             return None
         dataset_type = self.config.datasets.type
-        if method == "ring" and dataset_type == "1d":
+        needs = {"reflected": "1d", "fov_background": "3d", "ring": "3d"}[method]
+        if dataset_type != needs:
+            other = "reflected" if dataset_type == "1d" else "fov_background' or 'ring"
             raise ConfigError(
-                "AnalysisConfig: datasets.background.method 'ring' needs datasets.type '3d' "
-                "(use 'reflected' for a 1d analysis)"
+                f"AnalysisConfig: datasets.background.method {method!r} needs datasets.type {needs!r} "
+                f"(use '{other}' for a {dataset_type} analysis)"
             )
         if method == "ring" and self.config.datasets.geom.axes.energy.nbins != 1:
             raise ConfigError(
                 "AnalysisConfig: datasets.background.method 'ring': you need to define a single-bin "
                 "energy geometry for your dataset (datasets.geom.axes.energy.nbins: 1), as Gammapy"
-            )
-        if method == "reflected" and dataset_type != "1d":
-            raise ConfigError(
-                "AnalysisConfig: datasets.background.method 'reflected' needs datasets.type '1d' "
-                "(use 'fov_background' for a 3d analysis)"
-            )
-        if method == "fov_background" and dataset_type == "1d":
-            raise ConfigError(
-                "AnalysisConfig: datasets.background.method 'fov_background' needs datasets.type '3d' "
-                "(use 'reflected' for a 1d analysis)"
             )
         from ..makers import FoVBackgroundMaker, ReflectedRegionsBackgroundMaker, RingBackgroundMaker
 
