@@ -40,7 +40,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import io
-import logging
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -69,9 +68,7 @@ from .models import (
     models_to_yaml,
     read_models,
 )
-from .ogip import _open, _region_map, detect_format, read_gadf_spectrum
-
-log = logging.getLogger(__name__)
+from .ogip import _open, _region_map, detect_format, read_gadf_spectrum, region_hdu
 
 __all__ = [
     "DATASET_TYPES",
@@ -141,48 +138,6 @@ def _region_map_hdus(name: str, data: np.ndarray, axes: list[MapAxis], unit: str
     hdu = fits.BinTableHDU(table, name=name)
     hdu.header.update(axes_to_header(axes))
     return [hdu, axes_to_table_hdu(axes, hdu_bands=f"{name}_BANDS")]
-
-
-def region_hdu(geom: Any, name: str) -> fits.BinTableHDU:
-    """The ON region of a spectrum as Gammapy writes it next to each map (``<MAP>_REGION``): one
-    row per circle (SHAPE, X, Y, R in pixels of the region's WCS, ROTANG) with that WCS in the
-    header."""
-    from ..geom.region import circles_to_pixel
-
-    x, y, r = circles_to_pixel(geom.regions, geom.wcs)
-    table = Table()
-    table["SHAPE"] = np.array(["circle"] * x.size)
-    table["X"] = u.Quantity(x, "pix")
-    table["Y"] = u.Quantity(y, "pix")
-    table["R"] = u.Quantity(r, "pix")
-    table["ROTANG"] = u.Quantity(np.zeros(x.size), "deg")
-    hdu = fits.BinTableHDU(table, name=name)
-    hdu.header.update(geom.wcs.to_header())
-    shape = getattr(geom.wcs, "array_shape", None)
-    if shape is not None:
-        hdu.header["WCSSHAPE"] = f"({shape[1]},{shape[0]})"
-    return hdu
-
-
-def read_region_hdu(hdulist: fits.HDUList, name: str) -> Any:
-    """The RegionGeom of a ``<MAP>_REGION`` table written by Gammapy or :func:`region_hdu`, or None
-    (no such HDU, or shapes other than circles)."""
-    from astropy.wcs import WCS, FITSFixedWarning
-
-    from ..geom.region import RegionGeom, pixel_circles_to_sky
-
-    if name not in hdulist:
-        return None
-    hdu = hdulist[name]
-    shapes = [str(s).strip().lower() for s in hdu.data["SHAPE"]]
-    if not shapes or any(s != "circle" for s in shapes):
-        log.debug(f"HDU {name!r}: region shapes {shapes} are not all circles; the region is not kept")
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs = WCS(hdu.header)
-    circles = pixel_circles_to_sky(hdu.data["X"], hdu.data["Y"], hdu.data["R"], wcs)
-    return RegionGeom(circles, wcs=wcs)
 
 
 def _compact(data: Any) -> np.ndarray:

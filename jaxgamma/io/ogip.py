@@ -26,6 +26,7 @@ file and the HDU, column or header keyword.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import warnings
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ from astropy.io import fits
 
 from ..data.gti import _gti_hdu, _read_gti
 from ._atomic import atomic_paths
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "detect_format",
@@ -166,6 +169,51 @@ def _resolve(name: str, pha_path: Path) -> Path:
 
 
 # -- readers ---------------------------------------------------------------------------------------
+def region_hdu(geom: Any, name: str) -> fits.BinTableHDU:
+    """The ON region of a spectrum as Gammapy writes it (``<MAP>_REGION`` of its dataset files,
+    ``REGION`` of an OGIP PHA file): one
+    row per circle (SHAPE, X, Y, R in pixels of the region's WCS, ROTANG) with that WCS in the
+    header."""
+    from ..geom.region import circles_to_pixel
+
+    x, y, r = circles_to_pixel(geom.regions, geom.wcs)
+    from astropy.table import Table
+
+    table = Table()
+    table["SHAPE"] = np.array(["circle"] * x.size)
+    table["X"] = u.Quantity(x, "pix")
+    table["Y"] = u.Quantity(y, "pix")
+    table["R"] = u.Quantity(r, "pix")
+    table["ROTANG"] = u.Quantity(np.zeros(x.size), "deg")
+    hdu = fits.BinTableHDU(table, name=name)
+    hdu.header.update(geom.wcs.to_header())
+    shape = getattr(geom.wcs, "array_shape", None)
+    if shape is not None:
+        hdu.header["WCSSHAPE"] = f"({shape[1]},{shape[0]})"
+    return hdu
+
+
+def read_region_hdu(hdulist: fits.HDUList, name: str) -> Any:
+    """The RegionGeom of a ``<MAP>_REGION`` table written by Gammapy or :func:`region_hdu`, or None
+    (no such HDU, or shapes other than circles)."""
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    from ..geom.region import RegionGeom, pixel_circles_to_sky
+
+    if name not in hdulist:
+        return None
+    hdu = hdulist[name]
+    shapes = [str(s).strip().lower() for s in hdu.data["SHAPE"]]
+    if not shapes or any(s != "circle" for s in shapes):
+        log.debug(f"HDU {name!r}: region shapes {shapes} are not all circles; the region is not kept")
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(hdu.header)
+    circles = pixel_circles_to_sky(hdu.data["X"], hdu.data["Y"], hdu.data["R"], wcs)
+    return RegionGeom(circles, wcs=wcs)
+
+
 def read_pha(path: Any, what: str = "PHA") -> dict[str, Any]:
     """Read a PHA (or BKG) file: counts, acceptance (BACKSCAL), mask_safe, energy edges, header, GTI."""
     path = _path(path)
@@ -187,8 +235,6 @@ def read_pha(path: Any, what: str = "PHA") -> dict[str, Any]:
             )
         gti = _read_gti(hdulist["GTI"], path) if "GTI" in hdulist else None
         header = dict(spectrum.header)
-        from .datasets import read_region_hdu
-
         region = read_region_hdu(hdulist, "REGION")
     return {
         "counts": counts,
@@ -426,8 +472,6 @@ def read_gadf_spectrum(path: Any, name: str | None = None) -> dict[str, Any]:
         edisp_exposure = _region_map(hdulist, "EDISP_EXPOSURE", path, AREA + " s") if edisp is not None else None
         out["edisp_exposure"] = None if edisp_exposure is None else edisp_exposure.reshape(-1)
         out["gti"] = _read_gti(hdulist["GTI"], path) if "GTI" in hdulist else None
-        from .datasets import read_region_hdu
-
         out["geom"] = read_region_hdu(hdulist, "COUNTS_REGION")
     return out
 
@@ -662,8 +706,6 @@ def write_ogip(dataset: Any, path: Any, overwrite: bool = False) -> list[Path]:
         edges = (np.asarray(dataset.energy_edges, dtype=np.float64), ENERGY)
     pha = _spectrum_hdulist(dataset.counts, acceptance, dataset.mask_safe, edges, meta, False)
     if getattr(dataset, "geom", None) is not None:
-        from .datasets import region_hdu
-
         pha.append(region_hdu(dataset.geom, "REGION"))  # the ON region, as Gammapy's PHA file
     if getattr(dataset, "gti", None) is not None:
         pha.append(_gti_hdu(dataset.gti))
