@@ -181,6 +181,9 @@ def test_analysis_ring_matches_gammapy(gp, data_dir, tmp_path, stack):
         assert type(d).__name__ == type(g).__name__ == ("MapDataset" if stack else "MapDatasetOnOff")
         assert np.array_equal(d.counts, g.counts.data) and d.counts.sum() > 4000
         assert np.array_equal(d.mask_safe, g.mask_safe.data)
+        # the livetime travels through the ON/OFF conversions (Gammapy keeps it on the exposure)
+        assert d.livetime == pytest.approx(g.exposure.meta["livetime"].to_value("s"), rel=1e-9)
+        assert d.info_dict()["counts_rate"] == pytest.approx(g.info_dict()["counts_rate"].to_value("s-1"), rel=1e-9)
         if stack:
             # each observation's alpha * counts_off, stacked (Gammapy's DatasetsMaker)
             assert rel_to_max(d.background, g.background.data) < 1e-6

@@ -2001,6 +2001,7 @@ class MapDatasetOnOff(_AbstractMapDataset):
             mask_fit=dataset.mask_fit,
             gti=dataset.gti,
             meta_table=dataset.meta_table,
+            livetime=dataset.livetime,
             name=name,
         )
 
@@ -2018,6 +2019,7 @@ class MapDatasetOnOff(_AbstractMapDataset):
             mask_fit=self.mask_fit,
             gti=self.gti,
             meta_table=self.meta_table,
+            livetime=self.livetime,
             name=name,
         )
 
