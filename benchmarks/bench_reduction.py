@@ -85,6 +85,33 @@ def compare(ours: Any, theirs: Any) -> None:
         print(f"  {kind:<12} max deviation / max value {dev:.2e}")
 
 
+def alternate(ours: Any, theirs: Any, repeats: int) -> tuple[dict[str, list[float]], Any, Any]:
+    """Run ``ours()`` and (when given) ``theirs()`` alternately ``repeats`` times; each returns
+    ``(seconds, result)``. The timings per library and the last results."""
+    times: dict[str, list[float]] = {"jaxgamma": [], "gammapy": []}
+    ours_result = theirs_result = None
+    for _ in range(repeats):
+        t, ours_result = ours()
+        times["jaxgamma"].append(t)
+        if theirs is not None:
+            t, theirs_result = theirs()
+            times["gammapy"].append(t)
+    return times, ours_result, theirs_result
+
+
+def report_times(title: str, times: dict[str, list[float]]) -> bool:
+    """Print ``title``, the median and minimum of each library and their ratio; whether Gammapy ran."""
+    print(title)
+    for name, values in times.items():
+        if values:
+            print(f"  {name:<9} median {statistics.median(values):6.2f} s  min {min(values):6.2f} s")
+    if not times["gammapy"]:
+        return False
+    ratio = statistics.median(times["gammapy"]) / statistics.median(times["jaxgamma"])
+    print(f"  speed-up (Gammapy / jaxgamma, medians): {ratio:.1f}x")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -109,22 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             have_gammapy = False
 
-    times: dict[str, list[float]] = {"jaxgamma": [], "gammapy": []}
-    ours = theirs = None
-    for _ in range(args.repeats):
-        t, ours = run_jaxgamma(path)
-        times["jaxgamma"].append(t)
-        if have_gammapy:
-            t, theirs = run_gammapy(path)
-            times["gammapy"].append(t)
-
-    print(f"stacked reduction of {path.name} ({args.repeats} runs each)")
-    for name, values in times.items():
-        if values:
-            print(f"  {name:<9} median {statistics.median(values):6.2f} s  min {min(values):6.2f} s")
-    if times["gammapy"]:
-        ratio = statistics.median(times["gammapy"]) / statistics.median(times["jaxgamma"])
-        print(f"  speed-up (Gammapy / jaxgamma, medians): {ratio:.1f}x")
+    times, ours, theirs = alternate(
+        lambda: run_jaxgamma(path), (lambda: run_gammapy(path)) if have_gammapy else None, args.repeats
+    )
+    if report_times(f"stacked reduction of {path.name} ({args.repeats} runs each)", times):
         compare(ours, theirs)
     return 0
 

@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -69,14 +67,6 @@ def settings(data: Path, exclusion: Path, stack: bool) -> dict[str, Any]:
     }
 
 
-def timed(make: Any, config: dict[str, Any]) -> tuple[float, Any]:
-    analysis = make(config)
-    analysis.get_observations()
-    start = time.perf_counter()
-    analysis.get_datasets()
-    return time.perf_counter() - start, analysis.datasets
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -90,40 +80,31 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_reduction import alternate, report_times
+    from bench_spectrum_reduction import gammapy_analysis, timed_analysis
+
     from jaxgamma import Analysis
 
-    gammapy_analysis = None
-    if not args.no_gammapy:
+    have_gammapy = not args.no_gammapy
+    if have_gammapy:
         try:
-            from gammapy.analysis import Analysis as GAnalysis
-            from gammapy.analysis import AnalysisConfig as GAnalysisConfig
-
-            def gammapy_analysis(config: dict[str, Any]) -> Any:
-                return GAnalysis(GAnalysisConfig(**config))
+            import gammapy.analysis  # noqa: F401
         except ImportError:
-            pass
+            have_gammapy = False
 
     with tempfile.TemporaryDirectory() as tmp:
         exclusion = Path(tmp) / "exclusion.fits"
         write_exclusion(exclusion)
         config = settings(Path(data), exclusion, args.stack)
-        times: dict[str, list[float]] = {"jaxgamma": [], "gammapy": []}
-        ours = theirs = None
-        for _ in range(args.repeats):
-            t, ours = timed(Analysis, config)
-            times["jaxgamma"].append(t)
-            if gammapy_analysis is not None:
-                t, theirs = timed(gammapy_analysis, config)
-                times["gammapy"].append(t)
+        times, ours, theirs = alternate(
+            lambda: timed_analysis(Analysis, config),
+            (lambda: timed_analysis(gammapy_analysis, config)) if have_gammapy else None,
+            args.repeats,
+        )
 
     kind = "stacked" if args.stack else "joint"
-    print(f"ring-background reduction, {len(OBS_IDS)} observations, {kind} ({args.repeats} runs each)")
-    for name, values in times.items():
-        if values:
-            print(f"  {name:<9} median {statistics.median(values):6.2f} s  min {min(values):6.2f} s")
-    if times["gammapy"]:
-        ratio = statistics.median(times["gammapy"]) / statistics.median(times["jaxgamma"])
-        print(f"  speed-up (Gammapy / jaxgamma, medians): {ratio:.1f}x")
+    if report_times(f"ring-background reduction, {len(OBS_IDS)} observations, {kind} ({args.repeats} runs each)", times):
         keys = ("background",) if args.stack else ("counts_off", "acceptance_off", "acceptance")
         for d, g in zip(ours, theirs, strict=True):
             devs = ", ".join(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -64,25 +63,20 @@ def settings(data: Path, exclusion: Path, stack: bool) -> dict[str, Any]:
     }
 
 
-def run_jaxgamma(config: dict[str, Any]) -> tuple[float, Any]:
-    from jaxgamma import Analysis
-
-    analysis = Analysis(config)
+def timed_analysis(make: Any, config: dict[str, Any]) -> tuple[float, Any]:
+    """``make(config).get_datasets()`` timed (observations selected outside the timer, read
+    inside it), with the datasets."""
+    analysis = make(config)
     analysis.get_observations()
     start = time.perf_counter()
     analysis.get_datasets()
     return time.perf_counter() - start, analysis.datasets
 
 
-def run_gammapy(config: dict[str, Any]) -> tuple[float, Any]:
+def gammapy_analysis(config: dict[str, Any]) -> Any:
     from gammapy.analysis import Analysis, AnalysisConfig
 
-    analysis = Analysis(AnalysisConfig(**config))
-    logging.getLogger().setLevel(logging.WARNING)
-    analysis.get_observations()
-    start = time.perf_counter()
-    analysis.get_datasets()
-    return time.perf_counter() - start, analysis.datasets
+    return Analysis(AnalysisConfig(**config))
 
 
 def compare(ours: Any, theirs: Any) -> None:
@@ -116,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
 
-    import jaxgamma.analysis
-    import jaxgamma.makers  # noqa: F401
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_reduction import alternate, report_times
+
+    from jaxgamma import Analysis
 
     have_gammapy = not args.no_gammapy
     if have_gammapy:
@@ -130,23 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         exclusion = Path(tmp) / "exclusion.fits"
         write_exclusion(exclusion)
         config = settings(Path(data), exclusion, args.stack)
-        times: dict[str, list[float]] = {"jaxgamma": [], "gammapy": []}
-        ours = theirs = None
-        for _ in range(args.repeats):
-            t, ours = run_jaxgamma(config)
-            times["jaxgamma"].append(t)
-            if have_gammapy:
-                t, theirs = run_gammapy(config)
-                times["gammapy"].append(t)
+        times, ours, theirs = alternate(
+            lambda: timed_analysis(Analysis, config),
+            (lambda: timed_analysis(gammapy_analysis, config)) if have_gammapy else None,
+            args.repeats,
+        )
 
     kind = "stacked" if args.stack else "joint"
-    print(f"spectrum (1D) reduction, {len(OBS_IDS)} observations, {kind} ({args.repeats} runs each)")
-    for name, values in times.items():
-        if values:
-            print(f"  {name:<9} median {statistics.median(values):6.2f} s  min {min(values):6.2f} s")
-    if times["gammapy"]:
-        ratio = statistics.median(times["gammapy"]) / statistics.median(times["jaxgamma"])
-        print(f"  speed-up (Gammapy / jaxgamma, medians): {ratio:.1f}x")
+    if report_times(f"spectrum (1D) reduction, {len(OBS_IDS)} observations, {kind} ({args.repeats} runs each)", times):
         compare(ours, theirs)
     return 0
 
