@@ -235,7 +235,9 @@ def test_registry_has_the_core_models():
 def test_unknown_tag_lists_known_ones():
     with pytest.raises(ValueError, match=r"unknown spectral model type 'Nope'.*PowerLawSpectralModel"):
         get_model_class("Nope", "spectral")
-    with pytest.raises(ValueError, match="unknown model kind 'temporal'"):
+    with pytest.raises(ValueError, match="unknown model kind 'sky'"):
+        get_model_class("pl", "sky")
+    with pytest.raises(ValueError, match=r"unknown temporal model type 'pl'.*ExpDecayTemporalModel"):
         get_model_class("pl", "temporal")
     # a spatial tag is not a spectral one
     with pytest.raises(ValueError, match="PointSpatialModel"):
@@ -560,8 +562,9 @@ def test_string_numbers_and_null_bounds(tmp_path):
 
 def test_sky_model_options_round_trip(tmp_path):
     temporal = {
-        "type": "ConstantTemporalModel",
-        "parameters": [{"name": "const", "value": 1.5, "unit": ""}],
+        "type": "LinearTemporalModel",
+        "parameters": [{"name": "alpha", "value": 1.5}],
+        "scale": "tt",
     }
     sky = SkyModel(
         spectral_model=PowerLawSpectralModel(index=2.2),
@@ -584,11 +587,22 @@ def test_sky_model_options_round_trip(tmp_path):
         "temporal",
     ]
     assert component["apply_irf"] == {"exposure": True, "psf": False, "edisp": True}
-    assert component["temporal"] == temporal
+    # every parameter by name, value and unit, then the scale (as Gammapy)
+    assert component["temporal"] == {
+        "type": "LinearTemporalModel",
+        "parameters": [
+            {"name": "alpha", "value": 1.5},
+            {"name": "beta", "value": 0.0, "unit": "d-1"},
+            {"name": "t_ref", "value": 51544.0, "unit": "d"},
+        ],
+        "scale": "tt",
+    }
     write_models(tmp_path / "m.yaml", models)
     again = read_models(tmp_path / "m.yaml")
     assert_models_identical(models, again)
-    assert again["src"].temporal_model == temporal
+    assert again["src"].temporal_model == sky.temporal_model
+    assert float(again["src"].temporal_model.alpha.value) == 1.5
+    assert again["src"].temporal_model.scale == "tt"
     # default apply_irf and no datasets_names: not written
     plain = models_to_dict(Models([sky.replace(apply_irf=None, datasets_names=None, temporal_model=None)]))
     assert list(plain["components"][0]) == ["name", "type", "spectral", "spatial"]
@@ -1065,10 +1079,15 @@ def test_failing_overwrite_keeps_the_old_files(tmp_path, monkeypatch):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
-def test_temporal_model_must_be_a_mapping():
-    # temporal models are carried as their (static, hashable) YAML mapping; anything else is refused
-    with pytest.raises(TypeError, match=r"SkyModel 's': temporal models"):
+def test_temporal_model_type_is_checked():
+    with pytest.raises(TypeError, match=r"SkyModel 's': temporal_model must be a TemporalModel"):
         SkyModel(spectral_model=PowerLawSpectralModel(), temporal_model=object(), name="s")
+    # a mapping is read as its YAML entry, with the reader's errors
+    with pytest.raises(ValueError, match=r"temporal model ConstantTemporalModel: unknown parameter 'const'"):
+        SkyModel(
+            spectral_model=PowerLawSpectralModel(),
+            temporal_model={"type": "ConstantTemporalModel", "parameters": [{"name": "const", "value": 1}]},
+        )
 
 
 def test_traced_values_cannot_be_written(tmp_path):

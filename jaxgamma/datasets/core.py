@@ -182,6 +182,18 @@ def summary_count_rows(info: dict[str, Any], exposure_unit: str) -> list[str]:
     ]
 
 
+def time_intervals(model: Any, gti: Any) -> np.ndarray | None:
+    """What a plan needs for Gammapy's temporal norm of ``model`` on a dataset with ``gti``: the
+    ``(2, n)`` MJD start / stop times in the temporal model's scale, or None (no temporal model or
+    no GTI: no factor, as Gammapy)."""
+    temporal = getattr(model, "temporal_model", None)
+    if temporal is None or gti is None:
+        return None
+    from ..models.temporal import gti_mjd
+
+    return gti_mjd(gti, temporal.scale)
+
+
 def add_time_info(info: dict[str, Any], livetime: float | None, gti: Any) -> None:
     """``livetime``, ``ontime`` (the GTI sum) and the counts / background / excess rates of
     :meth:`info_dict` (NaN when unknown)."""

@@ -75,6 +75,7 @@ from .core import (
     add_time_info,
     summary_count_rows,
     summary_row,
+    time_intervals,
 )
 
 __all__ = [
@@ -248,6 +249,9 @@ class MapEvaluatorPlan(eqx.Module):
     # the cutout's pixels are the first ny * nx of the active list, in order (active_index is
     # arange): the signal is then added with a slice instead of a scatter (cheaper, mostly batched)
     active_leading: bool = eqx.field(static=True, default=False)
+    # (2, n_gti) MJD start / stop in the temporal model's scale, when the model has a temporal
+    # model and the dataset a GTI (Gammapy's temporal norm); None otherwise
+    time_intervals: np.ndarray | None = None
 
     # -- spatial integral ----------------------------------------------------------------------------
     def _point_pixel(self, spatial: Any, projection: Any = None) -> tuple[Any, Any]:
@@ -333,6 +337,8 @@ class MapEvaluatorPlan(eqx.Module):
         """Predicted counts of this model on its cutout, ``(n_energy, ny, nx)``."""
         model = models[self.model_name]
         flux = model.spectral_model.integral_on_grid(self.energy_grid)[:, None, None]
+        if self.time_intervals is not None:
+            flux = flux * model.temporal_model.time_average(self.time_intervals[0], self.time_intervals[1])
         if self.kind != "none":
             flux = flux * self.spatial_integral(models, projection)
         if self.exposure is not None:
@@ -997,11 +1003,6 @@ class _AbstractMapDataset(Dataset):
         out = []
         for m in _as_models(models):
             if isinstance(m, SkyModel) and m.applies_to(self.name):
-                if m.temporal_model is not None:
-                    raise NotImplementedError(
-                        f"MapDataset {self.name!r}: model {m.name!r} has a temporal model; temporal "
-                        "normalisation over the GTI is not supported yet"
-                    )
                 out.append(m)
         return out
 
@@ -1091,6 +1092,7 @@ class _AbstractMapDataset(Dataset):
             "evaluation_radius": radius,
             "spatial_values": _spatial_values(model),
             "psf_width": psf_width,
+            "time_intervals": time_intervals(model, self.gti),
         }
         if spatial is None:
             fields["kind"] = "none"

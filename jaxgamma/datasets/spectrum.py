@@ -42,6 +42,7 @@ from .core import (
     add_time_info,
     summary_count_rows,
     summary_row,
+    time_intervals,
 )
 
 __all__ = [
@@ -128,6 +129,8 @@ class _SpectralPlan(DatasetPlan):
     edisp_diagonal: np.ndarray  # (Et, Er) bin-overlap kernel, for models with apply_irf edisp=False
     counts: np.ndarray  # (Er,)
     mask: np.ndarray  # (Er,) bool: the bins summed in the statistic
+    # per model: (2, n_gti) MJD start / stop for its temporal norm, or None (see MapEvaluatorPlan)
+    time_intervals: tuple[np.ndarray | None, ...]
     model_names: tuple[str, ...] = eqx.field(static=True)
     apply_exposure: tuple[bool, ...] = eqx.field(static=True)
     apply_edisp: tuple[bool, ...] = eqx.field(static=True)
@@ -135,10 +138,12 @@ class _SpectralPlan(DatasetPlan):
     def npred_signal(self, models: Any) -> Any:
         """Predicted signal counts per reconstructed-energy bin (pure JAX)."""
         total = jnp.zeros(self.edisp.shape[1])
-        for name, use_exposure, use_edisp in zip(
-            self.model_names, self.apply_exposure, self.apply_edisp, strict=True
+        for name, use_exposure, use_edisp, times in zip(
+            self.model_names, self.apply_exposure, self.apply_edisp, self.time_intervals, strict=True
         ):
             flux = models[name].spectral_model.integral_on_grid(self.energy_grid)
+            if times is not None:
+                flux = flux * models[name].temporal_model.time_average(times[0], times[1])
             npred_true = flux * self.exposure if use_exposure else flux
             kernel = self.edisp if use_edisp else self.edisp_diagonal
             total = total + jnp.matmul(npred_true, kernel)
@@ -351,11 +356,6 @@ class _AbstractSpectrumDataset(Dataset):
         out = []
         for m in _as_models(models):
             if isinstance(m, SkyModel) and m.applies_to(self.name):
-                if m.temporal_model is not None:
-                    raise NotImplementedError(
-                        f"{type(self).__name__} {self.name!r}: model {m.name!r} has a temporal model; "
-                        "temporal normalisation over the GTI is not supported yet"
-                    )
                 out.append(m)
         return out
 
@@ -379,6 +379,7 @@ class _AbstractSpectrumDataset(Dataset):
             "counts": np.asarray(self.counts),
             "mask": np.ones(n_reco, dtype=bool) if mask is None else np.asarray(mask),
             "model_names": tuple(m.name for m in sky),
+            "time_intervals": tuple(time_intervals(m, self.gti) for m in sky),
             "apply_exposure": apply_exposure,
             "apply_edisp": tuple(bool(dict(m.apply_irf)["edisp"]) for m in sky),
         }

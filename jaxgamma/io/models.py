@@ -16,7 +16,7 @@ The format is Gammapy 2.1's (``DatasetModels.write``)::
                 error: 1.0e-12               # name, value, unit, error, min, max, frozen, interp,
                                              # scale_method, scale_transform
         spatial: {type: PointSpatialModel, frame: icrs, parameters: [...]}
-        temporal: {...}                      # kept as a raw dict and written back
+        temporal: {type: ExpDecayTemporalModel, parameters: [...], scale: utc}
     -   type: FoVBackgroundModel
         datasets_names: [Fermi-LAT]
         spectral: {type: PowerLawNormSpectralModel, parameters: [...]}
@@ -61,6 +61,7 @@ from ..models.core import ModelBase
 from ..models.registry import get_model_class
 from ..models.sky import Covariance, FoVBackgroundModel, Models, SkyModel
 from ..models.spatial import SpatialModel
+from ..models.temporal import TemporalModel
 from ..parameters import Parameter, iter_parameters
 from ..units import parse_unit
 from ._atomic import atomic_paths, check_writable
@@ -383,7 +384,9 @@ def _kind_of(model: Any) -> str:
         return "spectral"
     if isinstance(model, SpatialModel):
         return "spatial"
-    raise TypeError(f"not a spectral or spatial model: {type(model).__name__}")
+    if isinstance(model, TemporalModel):
+        return "temporal"
+    raise TypeError(f"not a spectral, spatial or temporal model: {type(model).__name__}")
 
 
 def _replace_static(model: Any, **fields: Any) -> Any:
@@ -412,7 +415,7 @@ def _construct(cls: type, context: YamlContext, *args: Any, **kwargs: Any) -> An
 
 
 def _generic_to_dict(model: ModelBase, context: YamlContext) -> dict[str, Any]:
-    allowed = {"frame"} if isinstance(model, SpatialModel) else set()
+    allowed = {"frame"} if isinstance(model, SpatialModel) else {"scale"} if isinstance(model, TemporalModel) else set()
     extra = [
         f.name
         for f in dataclasses.fields(model)
@@ -427,6 +430,8 @@ def _generic_to_dict(model: ModelBase, context: YamlContext) -> dict[str, Any]:
     if isinstance(model, SpatialModel):
         data["frame"] = model.frame
     data["parameters"] = context.parameters_to_list(model)
+    if isinstance(model, TemporalModel):
+        data["scale"] = model.scale
     return data
 
 
@@ -435,6 +440,8 @@ def _generic_from_dict(cls: type, data: Mapping[str, Any], context: YamlContext)
     kwargs: dict[str, Any] = dict(parameters)
     if issubclass(cls, SpatialModel) and "frame" in data:
         kwargs["frame"] = data["frame"]
+    if issubclass(cls, TemporalModel) and "scale" in data:
+        kwargs["scale"] = data["scale"]
     return _construct(cls, context, **kwargs)
 
 
@@ -574,7 +581,49 @@ def _template_spectral_from_dict(cls: type, data: Mapping[str, Any], context: Ya
 
 _Writer = Callable[[Any, YamlContext], dict]
 _Reader = Callable[[type, Mapping[str, Any], YamlContext], Any]
+def _light_curve_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
+    # Gammapy: type, parameters, scale, filename, format, unit
+    if model.filename is None:
+        raise context.error(
+            "LightCurveTemplateTemporalModel has no filename to write (write its table first: "
+            "model = model.write('lightcurve.fits'))"
+        )
+    return {
+        "type": model.type_name,
+        "parameters": context.parameters_to_list(model),
+        "scale": model.scale,
+        "filename": os.fspath(model.filename),
+        "format": "table",
+        "unit": "",
+    }
+
+
+def _light_curve_from_dict(cls: Any, data: Mapping[str, Any], context: YamlContext) -> Any:
+    if "filename" not in data:
+        raise context.error(f"{cls.__name__} needs a 'filename'")
+    filename = data["filename"]
+    fmt = data.get("format", "table")
+    if fmt != "table":
+        raise context.error(
+            f"format {fmt!r} (an energy-dependent light-curve template) is not supported; only 'table'"
+        )
+    path = context.resolve(filename)
+    if not path.exists():
+        raise ModelsFileNotFoundError(
+            2, f"{context.where()}: light-curve template {str(filename)!r} not found (looked in "
+            f"{str(context.base)!r} and the current folder)", os.fspath(path),
+        )  # fmt: skip
+    try:
+        model = cls.read(os.fspath(path))
+    except (ValueError, TypeError, OSError) as err:
+        raise context.error(f"cannot read light-curve template {str(path)!r}: {err}") from None
+    # as Gammapy: only the file is read (t_ref from its header, UTC); the YAML's parameters and
+    # scale are not used
+    return model._replace(filename=os.fspath(filename))
+
+
 _HANDLERS: dict[str, tuple[_Writer, _Reader]] = {
+    "LightCurveTemplateTemporalModel": (_light_curve_to_dict, _light_curve_from_dict),
     "CompoundSpectralModel": (_compound_to_dict, _compound_from_dict),
     "ScaleSpectralModel": (_scale_to_dict, _scale_from_dict),
     "TemplateSpatialModel": (_template_to_dict, _template_from_dict),
@@ -586,7 +635,7 @@ _HANDLERS: dict[str, tuple[_Writer, _Reader]] = {
 
 def _model_body_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
     if not isinstance(model, ModelBase):
-        raise context.error(f"expected a spectral or spatial model, got {type(model).__name__}")
+        raise context.error(f"expected a spectral, spatial or temporal model, got {type(model).__name__}")
     context = context.at(f"{_kind_of(model)} model {model.type_name}")
     hook = getattr(type(model), "_to_yaml_dict", None)
     if hook is not None:
@@ -613,15 +662,16 @@ def _model_from_body(data: Any, kind: str, context: YamlContext) -> ModelBase:
 
 
 def model_to_dict(model: ModelBase, full_output: bool = False) -> dict[str, Any]:
-    """A spectral or spatial model as Gammapy's ``model.to_dict()``: ``{"spectral": {...}}``."""
+    """A spectral, spatial or temporal model as Gammapy's ``model.to_dict()``: ``{"spectral": {...}}``."""
     return {_kind_of(model): _model_body_to_dict(model, YamlContext(full_output=full_output))}
 
 
 def model_from_dict(data: Mapping[str, Any], kind: str | None = None, path: Any = None) -> ModelBase:
-    """A spectral or spatial model from ``{"spectral": {...}}`` (or the inner dict and ``kind``)."""
+    """A spectral, spatial or temporal model from ``{"spectral": {...}}`` (or the inner dict and
+    ``kind``)."""
     if kind is None:
-        if not isinstance(data, Mapping) or len(data) != 1 or next(iter(data)) not in ("spectral", "spatial"):
-            raise ValueError(f"expected {{'spectral': ...}} or {{'spatial': ...}}, got {data!r}")
+        if not isinstance(data, Mapping) or len(data) != 1 or next(iter(data)) not in ("spectral", "spatial", "temporal"):
+            raise ValueError(f"expected {{'spectral': ...}}, {{'spatial': ...}} or {{'temporal': ...}}, got {data!r}")
         kind, data = next(iter(data.items()))
     return _model_from_body(data, kind, YamlContext(base=_base(path)))
 
@@ -639,12 +689,7 @@ def _component_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
         if model.spatial_model is not None:
             data["spatial"] = _model_body_to_dict(model.spatial_model, context)
         if model.temporal_model is not None:
-            temporal = model.temporal_model
-            if not isinstance(temporal, Mapping):
-                raise context.error(
-                    f"temporal models are kept as the raw dict read from a file; cannot write a {type(temporal).__name__}"
-                )
-            data["temporal"] = _plain(temporal)
+            data["temporal"] = _model_body_to_dict(model.temporal_model, context)
         return data
     if isinstance(model, FoVBackgroundModel):
         context = context.at(f"model {model.name!r}")
@@ -699,9 +744,7 @@ def _sky_model_from_dict(data: Mapping[str, Any], index: int, context: YamlConte
         raise context.error("a SkyModel needs a 'spectral' model")
     spectral = _model_from_body(data["spectral"], "spectral", context)
     spatial = _optional_model(data, "spatial", context)
-    temporal = data.get("temporal")
-    if temporal is not None and not isinstance(temporal, Mapping):
-        raise context.error(f"'temporal' must be a mapping, got {temporal!r}")
+    temporal = _optional_model(data, "temporal", context)
     apply_irf = data.get("apply_irf")
     if apply_irf is not None and not isinstance(apply_irf, Mapping):
         raise context.error(f"'apply_irf' must be a mapping, got {apply_irf!r}")
@@ -710,7 +753,7 @@ def _sky_model_from_dict(data: Mapping[str, Any], index: int, context: YamlConte
         context,
         spectral_model=spectral,
         spatial_model=spatial,
-        temporal_model=None if temporal is None else _plain(temporal),
+        temporal_model=temporal,
         name=name,
         datasets_names=_datasets_names(data, context),
         apply_irf=apply_irf,

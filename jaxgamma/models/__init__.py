@@ -1,4 +1,4 @@
-"""Spectral, spatial and sky models, with Gammapy's names."""
+"""Spectral, spatial, temporal and sky models, with Gammapy's names."""
 
 from .core import ModelBase
 from .registry import get_model_class
@@ -36,6 +36,17 @@ from .spectral import (
     TemplateSpectralModel,
 )
 from .spectral_compound import CompoundSpectralModel, ScaleSpectralModel
+from .temporal import (
+    ConstantTemporalModel,
+    ExpDecayTemporalModel,
+    GaussianTemporalModel,
+    GeneralizedGaussianTemporalModel,
+    LightCurveTemplateTemporalModel,
+    LinearTemporalModel,
+    PowerLawTemporalModel,
+    SineTemporalModel,
+    TemporalModel,
+)
 
 __all__ = [
     "BrokenPowerLawSpectralModel",
@@ -43,15 +54,21 @@ __all__ = [
     "ConstantFluxSpatialModel",
     "ConstantSpatialModel",
     "ConstantSpectralModel",
+    "ConstantTemporalModel",
     "Covariance",
     "DiskSpatialModel",
     "ExpCutoffPowerLaw3FGLSpectralModel",
     "ExpCutoffPowerLawNormSpectralModel",
     "ExpCutoffPowerLawSpectralModel",
+    "ExpDecayTemporalModel",
     "FoVBackgroundModel",
     "GaussianSpatialModel",
     "GaussianSpectralModel",
+    "GaussianTemporalModel",
     "GeneralizedGaussianSpatialModel",
+    "GeneralizedGaussianTemporalModel",
+    "LightCurveTemplateTemporalModel",
+    "LinearTemporalModel",
     "LogParabola2SpectralModel",
     "LogParabolaNormSpectralModel",
     "LogParabolaSpectralModel",
@@ -61,9 +78,11 @@ __all__ = [
     "PowerLaw2SpectralModel",
     "PowerLawNormSpectralModel",
     "PowerLawSpectralModel",
+    "PowerLawTemporalModel",
     "ScaleSpectralModel",
     "Shell2SpatialModel",
     "ShellSpatialModel",
+    "SineTemporalModel",
     "SkyModel",
     "SmoothBrokenPowerLawSpectralModel",
     "SpatialModel",
@@ -73,5 +92,6 @@ __all__ = [
     "SuperExpCutoffPowerLaw4FGLSpectralModel",
     "TemplateSpatialModel",
     "TemplateSpectralModel",
+    "TemporalModel",
     "get_model_class",
 ]

@@ -1,7 +1,7 @@
 """Model registries: every Gammapy type tag and alias mapped to its jaxgamma class.
 
 The registries are not hand-maintained lists: they are found by walking the subclasses of
-:class:`SpectralModel` and :class:`SpatialModel` after importing the model modules, so a new model
+:class:`SpectralModel`, :class:`SpatialModel` and :class:`TemporalModel` after importing the model modules, so a new model
 class is registered by being defined. A class is registered when it declares its own non-empty
 ``tag`` (Gammapy's type name first, then aliases, e.g. ``("PowerLawSpectralModel", "pl")``), unless
 it sets ``_unregistered = True`` (test doubles and private helpers).
@@ -17,16 +17,21 @@ import importlib
 from .core import ModelBase
 from .spatial import SpatialModel
 from .spectral import SpectralModel
+from .temporal import TemporalModel
 
 __all__ = ["KINDS", "get_model_class", "model_classes", "registry"]
 
-KINDS = ("spectral", "spatial")
+KINDS = ("spectral", "spatial", "temporal")
 
-_BASES: dict[str, type[ModelBase]] = {"spectral": SpectralModel, "spatial": SpatialModel}
+_BASES: dict[str, type[ModelBase]] = {
+    "spectral": SpectralModel,
+    "spatial": SpatialModel,
+    "temporal": TemporalModel,
+}
 
 # Modules that define models. The optional ones may not exist yet (or ever, in a trimmed install);
 # a module that exists but fails to import is a bug and is not hidden.
-_MODEL_MODULES = ("spectral", "spatial")
+_MODEL_MODULES = ("spectral", "spatial", "temporal")
 _OPTIONAL_MODEL_MODULES = ("spectral_compound", "spatial_template")
 
 
@@ -56,7 +61,8 @@ def _check_kind(kind: str) -> None:
 
 
 def model_classes(kind: str) -> tuple[type[ModelBase], ...]:
-    """The registered classes of one kind (``"spectral"`` or ``"spatial"``), in definition order."""
+    """The registered classes of one kind (``"spectral"``, ``"spatial"`` or ``"temporal"``), in
+    definition order."""
     _check_kind(kind)
     _import_model_modules()
     seen: dict[type, None] = {}
@@ -96,7 +102,7 @@ def get_model_class(tag: str, kind: str) -> type[ModelBase]:
     ----------
     tag : str
         ``"PowerLawSpectralModel"``, ``"pl"``, ``"PointSpatialModel"``, ...
-    kind : {"spectral", "spatial"}
+    kind : {"spectral", "spatial", "temporal"}
 
     Raises
     ------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -15,6 +14,7 @@ from astropy.table import Table
 from ..parameters import Parameter, ParameterVector, iter_parameters
 from .spatial import SpatialModel
 from .spectral import PowerLawNormSpectralModel, SpectralModel
+from .temporal import TemporalModel
 
 __all__ = ["Covariance", "FoVBackgroundModel", "Models", "SkyModel"]
 
@@ -34,63 +34,17 @@ def _names_tuple(names: Any) -> tuple[str, ...] | None:
     return tuple(str(n) for n in names)
 
 
-class RawModelDict(Mapping):
-    """An immutable, hashable copy of a model's YAML mapping (temporal models are carried this way
-    until jaxgamma evaluates them): static metadata, never a pytree leaf."""
-
-    __slots__ = ("_data", "_key")
-
-    def __init__(self, data: Mapping[str, Any]):
-        self._data = json.loads(json.dumps(_plain_data(data)))
-        self._key = json.dumps(self._data, sort_keys=True)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, RawModelDict):
-            return self._key == other._key
-        if isinstance(other, Mapping):
-            return self._data == json.loads(json.dumps(_plain_data(other)))
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._key)
-
-    def __repr__(self) -> str:
-        return f"RawModelDict({self._data!r})"
-
-    @property
-    def type_name(self) -> str:
-        return str(self._data.get("type", ""))
-
-
-def _plain_data(data: Any) -> Any:
-    if isinstance(data, Mapping):
-        return {str(k): _plain_data(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_plain_data(v) for v in data]
-    if isinstance(data, np.generic):
-        return data.item()
-    return data
-
-
 class SkyModel(eqx.Module):
-    """A source: ``spectral_model(E) x spatial_model(lon, lat)`` (spatial optional).
+    """A source: ``spectral_model(E) x spatial_model(lon, lat) x temporal_model(t)`` (spatial and
+    temporal optional).
 
     Parameters
     ----------
     spectral_model : SpectralModel
     spatial_model : SpatialModel, optional
-    temporal_model : mapping, optional
-        The temporal model's YAML mapping: carried and serialised (static metadata); not used by
-        the likelihood yet.
+    temporal_model : TemporalModel or mapping, optional
+        The time profile (a mapping is read as its models-YAML entry). Datasets with a GTI
+        multiply the model's predicted counts by its average over the GTI, as Gammapy.
     name : str, optional
         A random name when not given, as in Gammapy.
     datasets_names : list of str, optional
@@ -101,7 +55,7 @@ class SkyModel(eqx.Module):
 
     spectral_model: SpectralModel
     spatial_model: SpatialModel | None
-    temporal_model: RawModelDict | None = eqx.field(static=True)
+    temporal_model: TemporalModel | None
     name: str = eqx.field(static=True)
     datasets_names: tuple[str, ...] | None = eqx.field(static=True)
     apply_irf: tuple[tuple[str, bool], ...] = eqx.field(static=True)
@@ -123,11 +77,16 @@ class SkyModel(eqx.Module):
             raise TypeError(f"SkyModel {name!r}: spatial_model must be a SpatialModel, got {type(spatial_model).__name__}")
         self.spectral_model = spectral_model
         self.spatial_model = spatial_model
-        if temporal_model is not None and not isinstance(temporal_model, Mapping):
+        if isinstance(temporal_model, Mapping):
+            from ..io.models import model_from_dict
+
+            temporal_model = model_from_dict(temporal_model, kind="temporal")
+        if temporal_model is not None and not isinstance(temporal_model, TemporalModel):
             raise TypeError(
-                f"SkyModel {name!r}: temporal models are carried as their YAML mapping, got {type(temporal_model).__name__}"
+                f"SkyModel {name!r}: temporal_model must be a TemporalModel (or its YAML mapping), "
+                f"got {type(temporal_model).__name__}"
             )
-        self.temporal_model = None if temporal_model is None else RawModelDict(temporal_model)
+        self.temporal_model = temporal_model
         self.name = make_name() if name is None else str(name)
         self.datasets_names = _names_tuple(datasets_names)
         flags = dict(self._DEFAULT_APPLY_IRF)
@@ -157,14 +116,19 @@ class SkyModel(eqx.Module):
     def applies_to(self, dataset_name: str) -> bool:
         return self.datasets_names is None or dataset_name in self.datasets_names
 
-    def evaluate(self, lon: Any, lat: Any, energy: Any) -> Any:
-        """dN/dE/dOmega at (lon, lat, energy) in cm-2 s-1 TeV-1 sr-1 (arrays: deg, deg, TeV)."""
-        spectral = self.spectral_model.dnde(energy)
-        if self.spatial_model is None:
-            return spectral
-        if self.spatial_model.is_energy_dependent:
-            return spectral * self.spatial_model.evaluate_lonlat(lon, lat, energy)
-        return spectral * self.spatial_model.evaluate_lonlat(lon, lat)
+    def evaluate(self, lon: Any, lat: Any, energy: Any, time: Any = None) -> Any:
+        """dN/dE/dOmega at (lon, lat, energy) in cm-2 s-1 TeV-1 sr-1 (arrays: deg, deg, TeV), times
+        the temporal model at ``time`` (MJD in the temporal model's scale, or an astropy ``Time``)
+        when both are given (Gammapy's ``SkyModel.evaluate``)."""
+        value = self.spectral_model.dnde(energy)
+        if self.spatial_model is not None:
+            if self.spatial_model.is_energy_dependent:
+                value = value * self.spatial_model.evaluate_lonlat(lon, lat, energy)
+            else:
+                value = value * self.spatial_model.evaluate_lonlat(lon, lat)
+        if self.temporal_model is not None and time is not None:
+            value = value * self.temporal_model(time)
+        return value
 
     def replace(self, **changes: Any) -> SkyModel:
         """A copy with some fields changed (``spectral_model=...``, ``name=...``, ...)."""
@@ -187,7 +151,7 @@ class SkyModel(eqx.Module):
             f"  Datasets names            : {None if self.datasets_names is None else list(self.datasets_names)}",
             f"  Spectral model type       : {type(self.spectral_model).__name__}",
             f"  Spatial  model type       : {type(self.spatial_model).__name__ if self.spatial_model else ''}",
-            f"  Temporal model type       : {self.temporal_model.type_name if self.temporal_model else ''}",
+            f"  Temporal model type       : {type(self.temporal_model).__name__ if self.temporal_model else ''}",
             "  Parameters:",
         ]
         lines += [_parameter_line(p) for p in self.parameters]
