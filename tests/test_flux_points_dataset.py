@@ -14,9 +14,11 @@ import pytest
 from astropy import units as u
 from astropy.io import fits
 from astropy.table import Table
+from astropy.time import Time
 
 from jaxgamma.datasets.flux_points import FluxPoints, FluxPointsDataset, FluxPointsFileNotFoundError
 from jaxgamma.models import (
+    ExpDecayTemporalModel,
     FoVBackgroundModel,
     LogParabolaSpectralModel,
     Models,
@@ -422,24 +424,57 @@ def test_bad_input(tmp_path):
         FluxPointsDataset(data=good)
 
 
+def _with_gti(gammapy_data, path, header: dict | None = None) -> None:
+    table = FluxPoints.read(gammapy_data / HAWC).to_table()
+    gti = fits.BinTableHDU(Table({"START": [0.0, 86400.0], "STOP": [43200.0, 2 * 86400.0]}), name="GTI")
+    gti.header.update(header or {})
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(table, name="FLUXPOINTS"), gti]).writeto(path)
+
+
 def test_gti_and_temporal_model(gammapy_data, tmp_path):
-    fp = FluxPoints.read(gammapy_data / HAWC)
-    path = tmp_path / "with_gti.fits"
-    table = fp.to_table()
-    gti = Table({"START": [0.0, 100.0] * u.s, "STOP": [50.0, 200.0] * u.s})
-    fits.HDUList(
-        [fits.PrimaryHDU(), fits.BinTableHDU(table, name="FLUXPOINTS"), fits.BinTableHDU(gti, name="GTI")]
-    ).writeto(path)
-    with_gti = FluxPoints.read(path)
-    np.testing.assert_array_equal(with_gti.gti["STOP"], [50.0, 200.0])
+    _with_gti(gammapy_data, tmp_path / "with_gti.fits", {"MJDREFI": 59000, "MJDREFF": 0.0, "TIMESYS": "tt"})
+    with_gti = FluxPoints.read(tmp_path / "with_gti.fits")
+    np.testing.assert_array_equal(with_gti.gti["STOP"], [43200.0, 2 * 86400.0])
     with_gti.write(tmp_path / "again.fits")
     with fits.open(tmp_path / "again.fits") as hdulist:
-        assert "GTI" in hdulist
-    model = _lp_model().replace(temporal_model={"type": "ConstantTemporalModel", "parameters": []})
-    with pytest.raises(NotImplementedError, match="temporal model"):
-        FluxPointsDataset(with_gti).plan(model)
-    # without a GTI (no time axis) Gammapy ignores the temporal model, and so do we
+        assert hdulist["GTI"].header["MJDREFI"] == 59000
+    # the predicted dN/dE is scaled by the temporal model's average over the GTI
+    decay = ExpDecayTemporalModel(t0=0.5, t_ref=59000.0)
+    model = _lp_model().replace(temporal_model=decay)
+    factor = float(np.sum(decay.integral(Time([59000.0, 59001.0], format="mjd", scale="tt"), Time([59000.5, 59002.0], format="mjd", scale="tt"))))
+    assert 0.2 < factor < 0.6
+    dataset = FluxPointsDataset(with_gti)
+    np.testing.assert_allclose(dataset.flux_pred(model), factor * dataset.flux_pred(_lp_model()), rtol=1e-13)
+    # without a GTI Gammapy ignores the temporal model, and so do we
+    fp = FluxPoints.read(gammapy_data / HAWC)
     np.testing.assert_allclose(FluxPointsDataset(fp).stat_sum(model), LP_CHI2, rtol=1e-9)
+    # a GTI without its reference time cannot be placed in time
+    _with_gti(gammapy_data, tmp_path / "no_ref.fits")
+    with pytest.raises(ValueError, match=r"GTI.*MJDREF"):
+        FluxPointsDataset(FluxPoints.read(tmp_path / "no_ref.fits")).plan(model)
+
+
+@pytest.mark.gammapy
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # Gammapy's unit check at 2000-01-01
+def test_gti_and_temporal_model_vs_gammapy(gammapy_data, tmp_path):
+    pytest.importorskip("gammapy")
+    from gammapy.datasets import FluxPointsDataset as GDataset
+    from gammapy.estimators import FluxPoints as GFluxPoints
+    from gammapy.modeling import models as gm
+
+    path = tmp_path / "with_gti.fits"
+    _with_gti(gammapy_data, path, {"MJDREFI": 59000, "MJDREFF": 0.0, "TIMESYS": "tt"})
+    theirs = gm.SkyModel(
+        gm.LogParabolaSpectralModel(amplitude="2.5e-13 cm-2 s-1 TeV-1", reference="7 TeV", alpha=2.8, beta=0.1),
+        temporal_model=gm.ExpDecayTemporalModel(t0="0.5 d", t_ref=59000.0 * u.d),
+        name="lp",
+    )
+    g_dataset = GDataset(data=GFluxPoints.read(path), models=[theirs])
+    ours = FluxPointsDataset(FluxPoints.read(path))
+    model = _lp_model().replace(temporal_model=ExpDecayTemporalModel(t0=0.5, t_ref=59000.0))
+    # Gammapy subtracts astropy Times, we MJD floats (1e-11 d apart): 1e-11 relative on exp(-t / 0.5 d)
+    np.testing.assert_allclose(ours.flux_pred(model), g_dataset.flux_pred().to_value("cm-2 s-1 TeV-1").ravel(), rtol=1e-10)
+    assert ours.stat_sum(model) == pytest.approx(float(g_dataset.stat_sum()), rel=1e-10)
 
 
 def test_non_contiguous_bins_warn(tmp_path):

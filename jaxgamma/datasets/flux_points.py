@@ -36,7 +36,7 @@ from astropy.table import Table
 from .. import stats
 from ..irf._irf_base import trapz_loglog
 from ..units import DNDE, ENERGY, FLUX
-from .core import Dataset, DatasetPlan, _as_models
+from .core import Dataset, DatasetPlan, _as_models, time_intervals
 
 __all__ = [
     "SED_TYPES",
@@ -818,7 +818,8 @@ class FluxPointsPlan(DatasetPlan):
     """The arrays a flux-point statistic needs (leaves) and the names of the sky models it sums.
 
     ``npred(models)`` is Gammapy's ``flux_pred``: the sum of ``spectral_model.dnde(energy)`` of the
-    planned models (cm-2 s-1 TeV-1). Arrays where ``mask`` is False are replaced by harmless values,
+    planned models (cm-2 s-1 TeV-1), each times its temporal model averaged over the flux points'
+    GTI when both exist. Arrays where ``mask`` is False are replaced by harmless values,
     so that neither the statistic nor its gradient ever sees a NaN from a masked point.
     """
 
@@ -830,13 +831,18 @@ class FluxPointsPlan(DatasetPlan):
     dnde_ul: np.ndarray | None
     is_ul: np.ndarray | None
     mask: np.ndarray
+    # per model: (2, n_gti) MJD start / stop of the flux points' GTI for its temporal norm, or None
+    time_intervals: tuple[np.ndarray | None, ...]
     model_names: tuple[str, ...] = eqx.field(static=True)
     stat_type: str = eqx.field(static=True)
 
     def npred(self, models: Any) -> Any:
         flux = jnp.zeros(self.energy.shape)
-        for name in self.model_names:
-            flux = flux + models[name].spectral_model.dnde(jnp.asarray(self.energy))
+        for name, times in zip(self.model_names, self.time_intervals, strict=True):
+            dnde = models[name].spectral_model.dnde(jnp.asarray(self.energy))
+            if times is not None:
+                dnde = dnde * models[name].temporal_model.time_average(times[0], times[1])
+            flux = flux + dnde
         return flux
 
     flux_pred = npred
@@ -944,11 +950,6 @@ class FluxPointsDataset(Dataset):
                     f"({type(model.spatial_model).__name__}); Gammapy converts it to a template spectral "
                     "model, which is not implemented here"
                 )
-            if model.temporal_model is not None and self.data.gti is not None:
-                raise NotImplementedError(
-                    f"FluxPointsDataset {self.name!r}: model {model.name!r} has a temporal model and the "
-                    "flux points a GTI table; the time integral is not implemented"
-                )
             spectral_unit = unit_str(getattr(model.spectral_model, "dnde_unit", DNDE))
             if spectral_unit != unit_str(DNDE):
                 raise ValueError(
@@ -998,6 +999,7 @@ class FluxPointsDataset(Dataset):
             errp_s = np.where(keep, errp_s, 1.0)
             ul_s = np.where(keep, ul_s, np.nan)
             is_ul_s = keep & np.asarray(self.data.is_ul, bool)
+        names = self._model_names(models)
         return FluxPointsPlan(
             energy=np.asarray(self.data.energy_ref, dtype=np.float64),
             dnde=data,
@@ -1007,8 +1009,21 @@ class FluxPointsDataset(Dataset):
             dnde_ul=ul_s,
             is_ul=is_ul_s,
             mask=mask,
-            model_names=self._model_names(models),
+            time_intervals=tuple(time_intervals(models[name], self._gti()) for name in names),
+            model_names=names,
             stat_type=self.stat_type,
+        )
+
+    def _gti(self) -> Any:
+        """The flux points' GTI table as a :class:`~jaxgamma.data.GTI` (its header gives the
+        reference time), or None."""
+        table = self.data.gti
+        if table is None:
+            return None
+        from ..data.gti import GTI
+
+        return GTI.from_table_hdu(
+            fits.table_to_hdu(Table(table, copy=False)), where=f"FluxPointsDataset {self.name!r}: GTI"
         )
 
     def flux_pred(self, models: Any) -> np.ndarray:
