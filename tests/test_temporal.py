@@ -396,3 +396,32 @@ def test_flare_fit_recovers_the_truth():
         if row["name"] in expected:
             assert row["error"] > 0
             assert abs(row["value"] - expected[row["name"]]) < 3 * row["error"], (row["name"], row["value"], row["error"])
+
+
+def test_light_curve_norms_carry_the_temporal_model():
+    """One-bin Cash spectra with a known background: each interval's norm is the closed form
+    ``(N - B) / s_i`` with the reference counts ``s_i`` including the temporal model's average over
+    that interval (as Gammapy: a light curve with the right temporal model is flat at 1)."""
+    from jaxgamma.estimators import LightCurveEstimator
+
+    hours = 1.0 / 24.0
+    temporal = GaussianTemporalModel(t_ref=T0 + 2.2 * hours, sigma=1.3 * hours)
+    models = Models([SkyModel(PowerLawSpectralModel(index=2.3, amplitude=4e-12), temporal_model=temporal, name="flare")])
+    counts = [61.0, 140.0, 230.0, 180.0, 77.0]
+    datasets = []
+    for i, n in enumerate(counts):
+        gti = _gti(T0 + i * hours, T0 + (i + 0.8) * hours)
+        datasets.append(
+            SpectrumDataset(
+                counts=[n], background=[20.0], exposure=[3e12], energy_edges=[0.3, 30.0], gti=gti, name=f"h{i}"
+            )
+        )
+    lc = LightCurveEstimator(energy_edges=[0.3, 30.0] * u.TeV, source="flare", selection_optional=[]).run(
+        Datasets(datasets), models
+    )
+    signal = np.array([d.npred_signal(models)[0] for d in datasets])
+    factors = np.array([float(np.sum(temporal.integral(d.gti.time_start, d.gti.time_stop))) for d in datasets])
+    steady = datasets[0].npred_signal(Models([models["flare"].replace(temporal_model=None)]))[0]
+    np.testing.assert_allclose(signal, factors * steady, rtol=1e-13)
+    np.testing.assert_allclose(lc.norm[:, 0], (np.array(counts) - 20.0) / signal, rtol=1e-6)
+    assert np.ptp(factors) > 0.5  # the flare's shape is in the reference, not in the norms
