@@ -425,3 +425,68 @@ def test_light_curve_norms_carry_the_temporal_model():
     np.testing.assert_allclose(signal, factors * steady, rtol=1e-13)
     np.testing.assert_allclose(lc.norm[:, 0], (np.array(counts) - 20.0) / signal, rtol=1e-6)
     assert np.ptp(factors) > 0.5  # the flare's shape is in the reference, not in the norms
+
+
+# -- phase curves ------------------------------------------------------------------------------------
+PHASE = np.array([0.05, 0.2, 0.5, 0.8, 0.95])
+PHASE_NORM = np.array([0.5, 2.0, 0.3, 1.5, 0.6])
+
+
+def _phase_curve(**kwargs):
+    from jaxgamma.models import TemplatePhaseCurveTemporalModel
+
+    return TemplatePhaseCurveTemporalModel(PHASE, PHASE_NORM, t_ref=59000.0, f0=1e-3, f1=-2e-12, **kwargs)
+
+
+def test_phase_curve_profile_and_integral():
+    model = _phase_curve()
+    # normalised over a period, the end segments extended to phases 0 and 1 (Gammapy's spline)
+    x = np.concatenate([[0.0], PHASE, [1.0]])
+    y = np.concatenate([
+        [PHASE_NORM[0] - PHASE[0] * (PHASE_NORM[1] - PHASE_NORM[0]) / (PHASE[1] - PHASE[0])],
+        PHASE_NORM,
+        [PHASE_NORM[-1] + (1 - PHASE[-1]) * (PHASE_NORM[-1] - PHASE_NORM[-2]) / (PHASE[-1] - PHASE[-2])],
+    ])
+    np.testing.assert_allclose(model.norms, PHASE_NORM / np.trapezoid(y, x), rtol=1e-13)
+    # at a constant frequency, periodic
+    steady = _phase_curve().with_values(f1=0.0)
+    t = 59000.0 + np.array([0.3, 0.41, 0.77]) * 1000 / 86400
+    np.testing.assert_allclose(steady.value(t + 1000 / 86400), steady.value(t), rtol=1e-8)
+    assert abs(float(model.value(t[0] + 1000 / 86400) / model.value(t[0])) - 1) > 1e-6  # f1 shifts it
+    # the profile is then linear in time between the kinks (the nodes, and the period edges where
+    # it jumps), so the midpoint rule between kinks is exact
+    lo, hi = 59000.01, 59000.01 + 3456.0 / 86400
+    periods = np.arange(np.floor(lo * 86.4 - 59000 * 86.4) - 1, np.ceil(hi * 86.4 - 59000 * 86.4) + 1)
+    kinks = 59000.0 + (periods[:, None] + x[None, :]).ravel() / 86.4
+    grid = np.unique(np.concatenate([[lo, hi], kinks[(kinks > lo) & (kinks < hi)]]))
+    exact = np.sum(np.diff(grid) * np.asarray(steady.value(0.5 * (grid[1:] + grid[:-1])))) / (hi - lo)
+    assert float(steady.integral_array([lo], [hi])[0]) == pytest.approx(exact, rel=1e-9)
+
+
+@pytest.mark.gammapy
+def test_phase_curve_vs_gammapy(tmp_path):
+    gm = pytest.importorskip("gammapy.modeling.models")
+    from astropy.table import Table
+
+    model = _phase_curve().write(tmp_path / "phase.fits")
+    write_models(tmp_path / "m.yaml", Models([_sky(model)]))
+    theirs = gm.Models.read(tmp_path / "m.yaml")["flare"].temporal_model
+    assert theirs.f1.value == -2e-12 and theirs.t_ref.value == 59000.0
+    np.testing.assert_allclose(theirs.table["NORM"], model.norms, rtol=1e-12)  # renormalising is idempotent
+    times = Time(59000.0 + np.linspace(0.001, 0.9, 23), format="mjd")
+    np.testing.assert_allclose(model(times), u.Quantity(theirs(times)).to_value(""), rtol=1e-7)
+    # Gammapy's integral takes one interval at a time (arrays fail in its broadcasting)
+    for lo, hi in [(59000.01, 59000.2), (59000.3, 59001.1), (59000.0101, 59000.0104)]:
+        t_min, t_max = Time(lo, format="mjd"), Time(hi, format="mjd")
+        reference = float(u.Quantity(theirs.integral(t_min, t_max)).to_value(""))
+        assert float(model.integral(t_min, t_max)[0]) == pytest.approx(reference, rel=1e-7)
+    again = read_models(tmp_path / "m.yaml")["flare"].temporal_model
+    np.testing.assert_allclose(again(times), model(times), rtol=1e-14)
+    # and a table Gammapy writes, not normalised
+    timing = {"t_ref": 59000.0 * u.d, "f0": 1e-3 / u.s}
+    theirs = gm.TemplatePhaseCurveTemporalModel(
+        Table({"PHASE": PHASE, "NORM": PHASE_NORM}), normalize=False, filename="x", **timing
+    )
+    theirs.write(tmp_path / "theirs.fits")
+    ours = type(model).read(tmp_path / "theirs.fits", normalize=False, **timing)
+    np.testing.assert_allclose(ours(times), u.Quantity(theirs(times)).to_value(""), rtol=1e-7)

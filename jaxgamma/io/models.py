@@ -619,11 +619,50 @@ def _light_curve_from_dict(cls: Any, data: Mapping[str, Any], context: YamlConte
         raise context.error(f"cannot read light-curve template {str(path)!r}: {err}") from None
     # as Gammapy: only the file is read (t_ref from its header, UTC); the YAML's parameters and
     # scale are not used
-    return model._replace(filename=os.fspath(filename))
+    return _replace_static(model, filename=os.fspath(filename))
+
+
+def _phase_curve_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
+    # Gammapy: type, parameters, scale, filename, normalize
+    if model.filename is None:
+        raise context.error(
+            "TemplatePhaseCurveTemporalModel has no filename to write (write its table first: "
+            "model = model.write('phase.fits'))"
+        )
+    return {
+        "type": model.type_name,
+        "parameters": context.parameters_to_list(model),
+        "scale": model.scale,
+        "filename": os.fspath(model.filename),
+        "normalize": bool(model.normalize),
+    }
+
+
+def _phase_curve_from_dict(cls: Any, data: Mapping[str, Any], context: YamlContext) -> Any:
+    if "filename" not in data:
+        raise context.error(f"{cls.__name__} needs a 'filename'")
+    filename = data["filename"]
+    normalize = data.get("normalize", True)
+    if not isinstance(normalize, bool):
+        raise context.error(f"normalize must be true or false, got {normalize!r}")
+    path = context.resolve(filename)
+    if not path.exists():
+        raise ModelsFileNotFoundError(
+            2, f"{context.where()}: phase curve {str(filename)!r} not found (looked in "
+            f"{str(context.base)!r} and the current folder)", os.fspath(path),
+        )  # fmt: skip
+    parameters = context.parameters_from_list(data.get("parameters"), _default_parameters(cls))
+    try:
+        model = cls.read(os.fspath(path), normalize=normalize, **parameters)
+    except (ValueError, TypeError, OSError) as err:
+        raise context.error(f"cannot read phase curve {str(path)!r}: {err}") from None
+    # as Gammapy, the scale is not read back (UTC)
+    return _replace_static(model, filename=filename)
 
 
 _HANDLERS: dict[str, tuple[_Writer, _Reader]] = {
     "LightCurveTemplateTemporalModel": (_light_curve_to_dict, _light_curve_from_dict),
+    "TemplatePhaseCurveTemporalModel": (_phase_curve_to_dict, _phase_curve_from_dict),
     "CompoundSpectralModel": (_compound_to_dict, _compound_from_dict),
     "ScaleSpectralModel": (_scale_to_dict, _scale_from_dict),
     "TemplateSpatialModel": (_template_to_dict, _template_from_dict),

@@ -45,6 +45,7 @@ from .temporal import (
     LinearTemporalModel,
     PowerLawTemporalModel,
     SineTemporalModel,
+    TemplatePhaseCurveTemporalModel,
     TemporalModel,
 )
 
@@ -90,6 +91,7 @@ __all__ = [
     "SuperExpCutoffPowerLaw3FGLSpectralModel",
     "SuperExpCutoffPowerLaw4FGLDR3SpectralModel",
     "SuperExpCutoffPowerLaw4FGLSpectralModel",
+    "TemplatePhaseCurveTemporalModel",
     "TemplateSpatialModel",
     "TemplateSpectralModel",
     "TemporalModel",

@@ -28,6 +28,7 @@ Where Gammapy's differs:
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -53,6 +54,7 @@ __all__ = [
     "LinearTemporalModel",
     "PowerLawTemporalModel",
     "SineTemporalModel",
+    "TemplatePhaseCurveTemporalModel",
     "TemporalModel",
     "gti_mjd",
 ]
@@ -345,16 +347,18 @@ def _clipped_mean(y0, y1):
     return jnp.where(lo >= 0, 0.5 * (y0 + y1), jnp.where(crossing, triangle, 0.0))
 
 
-def _template_antiderivative(x, nodes, values):
-    """``integral_{nodes[0]}^x max(0, f)`` of the linearly interpolated (and extrapolated) template."""
+def _template_antiderivative(x, nodes, values, clip: bool = True):
+    """``integral_{nodes[0]}^x f`` of the linearly interpolated (and extrapolated) template, with
+    ``f`` clipped at 0 (``clip``) or not."""
+    mean = _clipped_mean if clip else (lambda y0, y1: 0.5 * (y0 + y1))
     if nodes.shape[0] == 1:
-        return x * jnp.maximum(values[0], 0.0)
+        return (x - nodes[0]) * (jnp.maximum(values[0], 0.0) if clip else values[0])
     dx = jnp.diff(nodes)
-    segments = dx * _clipped_mean(values[:-1], values[1:])
+    segments = dx * mean(values[:-1], values[1:])
     cumulative = jnp.concatenate([jnp.zeros(1), jnp.cumsum(segments)])
     y, k = _interp_linear(x, nodes, values)
     start = nodes[k]
-    return cumulative[k] + (x - start) * _clipped_mean(values[k], y)
+    return cumulative[k] + (x - start) * mean(values[k], y)
 
 
 class LightCurveTemplateTemporalModel(TemporalModel):
@@ -446,17 +450,6 @@ class LightCurveTemplateTemporalModel(TemporalModel):
     def _arguments(self) -> dict[str, Any]:
         return {**self.values(), "nodes": self.nodes, "norms": self.norms}
 
-    def _replace(self, **changes: Any) -> LightCurveTemplateTemporalModel:
-        fields = {
-            "time": u.Quantity(np.asarray(self.nodes), u.d).to(u.Unit(self.time_unit)),
-            "norm": self.norms,
-            "t_ref": self.t_ref,
-            "filename": self.filename,
-            "scale": self.scale,
-        }
-        fields.update(changes)
-        return type(self)(**fields)
-
     # -- files -------------------------------------------------------------------------------------------
     @classmethod
     def from_table(cls, table: Table, filename: str | os.PathLike | None = None) -> LightCurveTemplateTemporalModel:
@@ -531,7 +524,7 @@ class LightCurveTemplateTemporalModel(TemporalModel):
         check_writable([path], overwrite)
         with atomic_paths(path, overwrite=overwrite) as (tmp,):
             self.to_table().write(tmp, format="fits", overwrite=True)
-        return self._replace(filename=os.fspath(target))
+        return _replace_static(self, filename=os.fspath(target))
 
     def __str__(self) -> str:
         t_ref = float(np.asarray(self.t_ref.value))
@@ -545,3 +538,163 @@ class LightCurveTemplateTemporalModel(TemporalModel):
             f" Norm min: {norms.min()}\n"
             f" Norm max: {norms.max()}"
         )
+
+
+# -- phase curve ------------------------------------------------------------------------------------
+_SECONDS_PER_DAY = 86400.0
+
+
+def _read_phase_table(path: str) -> tuple[np.ndarray, np.ndarray]:
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, f"phase curve {path!r} not found", path)
+    try:
+        table = Table.read(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"phase curve {path!r}: cannot read a table: {err}") from None
+    names = {c.upper(): c for c in table.colnames}
+    for column in ("PHASE", "NORM"):
+        if column not in names:
+            raise ValueError(f"phase curve {path!r}: no {column} column (columns: {table.colnames})")
+    return (
+        np.asarray(table[names["PHASE"]], dtype=np.float64),
+        np.asarray(table[names["NORM"]], dtype=np.float64),
+    )
+
+
+class TemplatePhaseCurveTemporalModel(TemporalModel):
+    """A periodic source: a phase curve (norm vs phase in [0, 1]) and a timing solution, as
+    Gammapy's ``TemplatePhaseCurveTemporalModel``.
+
+    The phase at ``t`` is ``phi_ref + dt (f0 + dt / 2 (f1 + dt / 3 f2))`` modulo 1, ``dt = t - t_ref``
+    in seconds; the norm is the phase curve interpolated linearly (Gammapy's order-1 spline on
+    [0, 1]: the end segments extended to 0 and 1). With ``normalize`` (default) the curve is scaled
+    to integrate to 1 over a period. The time integral counts whole periods plus the partial ones at
+    the ends at the frequency of ``t_min`` (Gammapy's formula; the frequency change within an
+    interval is neglected).
+
+    Parameters
+    ----------
+    phase, norm : array
+        The phase curve's nodes (increasing, in [0, 1]) and norms.
+    normalize : bool
+    filename : str, optional
+        The table file (written into the models YAML).
+    t_ref, phi_ref, f0, f1, f2 : optional
+        The timing solution (MJD; phase; s-1, s-2, s-3), all frozen by default.
+    """
+
+    tag = ("TemplatePhaseCurveTemporalModel", "template-phase")
+    t_ref: Parameter = par("t_ref", 48442.5, "d", frozen=True)
+    phi_ref: Parameter = par("phi_ref", 0.0, frozen=True)
+    f0: Parameter = par("f0", 29.946923, "s-1", frozen=True)
+    f1: Parameter = par("f1", 0.0, "s-2", frozen=True)
+    f2: Parameter = par("f2", 0.0, "s-3", frozen=True)
+    phases: Any = None  # (n,) float64
+    norms: Any = None  # (n,) float64, normalised when ``normalize``
+    normalize: bool = eqx.field(static=True, default=True)
+    filename: str | None = eqx.field(static=True, default=None)
+
+    def __init__(
+        self,
+        phase: Any,
+        norm: Any,
+        normalize: bool = True,
+        filename: str | os.PathLike | None = None,
+        scale: str = "utc",
+        **parameters: Any,
+    ):
+        what = "TemplatePhaseCurveTemporalModel"
+        if not isinstance(normalize, bool):
+            raise ValueError(f"{what}: normalize must be a bool, got {type(normalize).__name__}")
+        phases = np.asarray(phase, dtype=np.float64)
+        norms = np.asarray(norm, dtype=np.float64)
+        if phases.ndim != 1 or phases.size < 2 or norms.shape != phases.shape:
+            raise ValueError(
+                f"{what}: phase and norm must be 1D of one length (at least 2), got {phases.shape} and {norms.shape}"
+            )
+        if np.any(np.diff(phases) <= 0) or phases[0] < 0 or phases[-1] > 1:
+            raise ValueError(f"{what}: the phases must increase strictly within [0, 1]")
+        if not np.all(np.isfinite(norms)):
+            raise ValueError(f"{what}: the norms must be finite")
+        if normalize:
+            total = float(_template_antiderivative(jnp.asarray(1.0), phases, norms, clip=False)
+                          - _template_antiderivative(jnp.asarray(0.0), phases, norms, clip=False))
+            if not total > 0:
+                raise ValueError(f"{what}: the phase curve integrates to {total} over a period, cannot normalise")
+            norms = norms / total
+        if scale not in Time.SCALES:
+            raise ValueError(f"{what}: {scale!r} is not a valid time scale; choose from {list(Time.SCALES)}")
+        if isinstance(parameters.get("t_ref"), Time):
+            parameters["t_ref"] = float(_mjd(parameters["t_ref"], scale, f"{what} t_ref"))
+        self._init_fields(
+            {
+                **parameters,
+                "phases": phases,
+                "norms": norms,
+                "normalize": normalize,
+                "filename": None if filename is None else os.fspath(filename),
+                "scale": scale,
+            }
+        )
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, normalize: bool = True, **parameters: Any) -> TemplatePhaseCurveTemporalModel:
+        """Read a phase curve table (``PHASE``, ``NORM`` columns); the timing solution is given as
+        keyword arguments (the file holds none, as in Gammapy)."""
+        filename = os.fspath(path)
+        phases, norms = _read_phase_table(os.path.expandvars(filename))
+        return cls(phases, norms, normalize=normalize, filename=filename, **parameters)
+
+    def write(self, path: str | os.PathLike | None = None, overwrite: bool = False) -> TemplatePhaseCurveTemporalModel:
+        """Write the (normalised) phase curve table atomically; returns the model with ``filename``
+        set."""
+        from ..io._atomic import atomic_paths, check_writable
+
+        target = path if path is not None else self.filename
+        if target is None:
+            raise ValueError("TemplatePhaseCurveTemporalModel.write: no filename given and none stored")
+        full = os.path.expandvars(os.fspath(target))
+        check_writable([full], overwrite)
+        with atomic_paths(full, overwrite=overwrite) as (tmp,):
+            Table({"PHASE": np.asarray(self.phases), "NORM": np.asarray(self.norms)}).write(tmp, format="fits", overwrite=True)
+        return _replace_static(self, filename=os.fspath(target))
+
+    def _arguments(self) -> dict[str, Any]:
+        return {**self.values(), "phases": self.phases, "norms": self.norms}
+
+    @staticmethod
+    def _phase(time, t_ref, phi_ref, f0, f1, f2):
+        dt = (time - t_ref) * _SECONDS_PER_DAY
+        phase = phi_ref + dt * (f0 + dt / 2.0 * (f1 + dt / 3.0 * f2))
+        period = jnp.floor(phase)
+        return phase - period, period
+
+    @staticmethod
+    def evaluate(time, t_ref, phi_ref, f0, f1, f2, phases, norms):
+        phase, _ = TemplatePhaseCurveTemporalModel._phase(time, t_ref, phi_ref, f0, f1, f2)
+        return _interp_linear(phase, phases, norms)[0]
+
+    @staticmethod
+    def evaluate_integral(t_min, t_max, t_ref, phi_ref, f0, f1, f2, phases, norms):
+        def antiderivative(x):
+            return _template_antiderivative(x, phases, norms, clip=False)
+
+        ph_min, n_min = TemplatePhaseCurveTemporalModel._phase(t_min, t_ref, phi_ref, f0, f1, f2)
+        ph_max, n_max = TemplatePhaseCurveTemporalModel._phase(t_max, t_ref, phi_ref, f0, f1, f2)
+        dt = (t_min - t_ref) * _SECONDS_PER_DAY
+        frequency = f0 + dt * (f1 + dt * f2 / 2.0)
+        one = antiderivative(jnp.asarray(1.0))
+        zero = antiderivative(jnp.asarray(0.0))
+        whole = (one - zero) * (n_max - n_min - 1)
+        end = antiderivative(ph_max) - zero
+        start = one - antiderivative(ph_min)
+        # seconds -> days: the base class divides by the duration in days
+        return (whole + start + end) / frequency / _SECONDS_PER_DAY
+
+
+def _replace_static(model: Any, **fields: Any) -> Any:
+    """A copy with static fields (file names) changed, bypassing the constructor."""
+    new = copy.copy(model)
+    for name, value in fields.items():
+        object.__setattr__(new, name, value)
+    return new
