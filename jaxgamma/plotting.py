@@ -26,6 +26,7 @@ __all__ = [
     "plot_residuals_spectral",
     "plot_significance_distribution",
     "plot_spectrum",
+    "plot_temporal",
     "spatial_residuals",
     "spectral_residuals",
     "spectrum_error_band",
@@ -166,6 +167,29 @@ def plot_flux_points(
         ax.errorbar(energy[is_ul], ul, yerr=0.3 * ul, uplims=True, **opts_ul)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    return ax
+
+
+def plot_temporal(model: Any, time_range: Any, ax: Any = None, n_points: int = 100, **kwargs: Any) -> Any:
+    """Plot a temporal model's norm against time (MJD in the model's scale) between the two times
+    of ``time_range`` (astropy ``Time`` or MJD), as Gammapy's ``TemporalModel.plot``: the model at
+    the centres of ``n_points`` equal bins."""
+    import matplotlib.pyplot as plt
+    from astropy.time import Time
+
+    if len(time_range) != 2:
+        raise ValueError(f"time_range must be two times, got {time_range!r}")
+    start, stop = (
+        float(getattr(t, model.scale).mjd) if isinstance(t, Time) else float(t) for t in time_range
+    )
+    if not stop > start:
+        raise ValueError(f"time_range must increase, got {start} to {stop} MJD")
+    edges = np.linspace(start, stop, n_points + 1)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    ax = plt.gca() if ax is None else ax
+    ax.plot(centers, np.asarray(model.value(centers)), **{"linestyle": "-", **kwargs})
+    ax.set_xlabel(f"Time [MJD, {model.scale.upper()}]")
+    ax.set_ylabel("Norm / A.U.")
     return ax
 
 

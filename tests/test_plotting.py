@@ -103,3 +103,23 @@ def test_significance_map_and_distribution(tmp_path):
         plot_map(values[:, :5], geom)
     with pytest.raises(ValueError, match="fewer than two"):
         plot_significance_distribution(values, mask=np.zeros_like(mask))
+
+
+def test_plot_temporal_draws_the_profile():
+    import matplotlib.pyplot as plt
+    from astropy.time import Time
+
+    from jaxgamma.models import ExpDecayTemporalModel
+    from jaxgamma.plotting import plot_temporal
+
+    model = ExpDecayTemporalModel(t0=2.0, t_ref=59000.0)
+    fig, ax = plt.subplots()
+    plot_temporal(model, Time([59000.0, 59010.0], format="mjd", scale="tt"), ax=ax, n_points=10)
+    (line,) = ax.get_lines()
+    x, y = line.get_data()
+    # bin centres of the range converted to UTC, and the profile there
+    np.testing.assert_allclose(x, np.linspace(59000.5, 59009.5, 10) - 69.184 / 86400, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(y, np.exp(-(x - 59000.0) / 2.0), rtol=1e-12)
+    with pytest.raises(ValueError, match="must increase"):
+        plot_temporal(model, [59001.0, 59000.0], ax=ax)
+    plt.close(fig)
