@@ -490,3 +490,51 @@ def test_phase_curve_vs_gammapy(tmp_path):
     theirs.write(tmp_path / "theirs.fits")
     ours = type(model).read(tmp_path / "theirs.fits", normalize=False, **timing)
     np.testing.assert_allclose(ours(times), u.Quantity(theirs(times)).to_value(""), rtol=1e-7)
+
+
+def test_batched_map_datasets_keep_their_own_gti():
+    """Map datasets of one structure are evaluated by one vmap: each keeps its own GTI (GTIs of other
+    lengths form their own group), the joint statistic is the sum of the single ones."""
+    from jaxgamma.datasets import MapDataset
+    from jaxgamma.geom import MapAxis, WcsGeom
+
+    energy = MapAxis.from_energy_bounds("0.1 TeV", "10 TeV", 3, name="energy")
+    geom = WcsGeom.create(npix=(30, 20), binsz=0.05, frame="galactic", skydir=(10.0, 1.0), axes=[energy])
+    rng = np.random.default_rng(1)
+    hours = 1.0 / 24.0
+    starts = [[0.0], [1.0], [2.0, 3.5], [5.0]]
+    datasets = []
+    for i, lo in enumerate(starts):
+        lo = np.asarray(lo)
+        datasets.append(
+            MapDataset(
+                geom=geom,
+                counts=rng.poisson(2.0, size=geom.data_shape).astype(float),
+                background=np.full(geom.data_shape, 1.5),
+                exposure=np.full((3, 20, 30), 1e10),
+                energy_axis_true=MapAxis.from_energy_bounds("0.1 TeV", "10 TeV", 3, name="energy_true"),
+                gti=_gti(T0 + lo * hours, T0 + (lo + 0.7) * hours),
+                name=f"m{i}",
+            )
+        )
+    flare = SkyModel(
+        PowerLawSpectralModel(index=2.2, amplitude=3e-11),
+        PointSpatialModel(lon_0=10.02, lat_0=0.98, frame="galactic"),
+        temporal_model=GaussianTemporalModel(t_ref=T0 + 2.5 * hours, sigma=1.5 * hours),
+        name="flare",
+    )
+    models = Models([flare])
+    singles = [float(d.stat_sum(models)) for d in datasets]
+    from jaxgamma.datasets.batch import batch_plans
+
+    plans = batch_plans(tuple(d.plan(models) for d in datasets), models)
+    assert sorted(type(p).__name__ for p in plans) == ["BatchedMapDatasetPlan", "MapDatasetPlan"]
+    fun, x0, _ = make_stat_function(Datasets(datasets), models, batch=True)
+    fun_plain, _, _ = make_stat_function(Datasets(datasets), models, batch=False)
+    assert float(fun(x0)) == pytest.approx(sum(singles), rel=1e-12)
+    assert float(fun_plain(x0)) == pytest.approx(sum(singles), rel=1e-12)
+    # the flare is in the prediction: each dataset differs from the steady source by its own factor
+    steady = Models([flare.replace(temporal_model=None)])
+    for d in datasets:
+        factor = float(np.sum(flare.temporal_model.integral(d.gti.time_start, d.gti.time_stop)))
+        np.testing.assert_allclose(d.npred_signal(models), factor * d.npred_signal(steady), rtol=1e-12)
