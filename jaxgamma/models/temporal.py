@@ -13,8 +13,9 @@ in days (``t_ref`` is an MJD). The pure array interface (``evaluate``, ``evaluat
 what the likelihood traces; ``__call__`` and :meth:`TemporalModel.integral` take astropy ``Time``
 objects at the boundary, converting them to the model's scale.
 
-Every model's time integral is exact (closed form; piecewise linear for the light-curve template).
-Where Gammapy's differs:
+Every model's time integral is exact (closed form; piecewise linear for the light-curve template)
+except the phase curve's, which is Gammapy's formula (whole periods at the frequency of the
+interval's start). Where Gammapy's differs:
 
 - ``SineTemporalModel.integral``: Gammapy integrates ``sin`` to ``sin`` (it is ``-cos``), so its
   time-averaged norms are wrong whenever ``amp != 0``;
@@ -23,7 +24,9 @@ Where Gammapy's differs:
   ``(t_max - t_min) / 99``: a constant profile averages to 100/99 (1 % high), and it takes the GTI's
   MJD (terrestrial time) as if it were in the model's scale (69 s off for UTC). jaxgamma integrates
   in closed form (the incomplete gamma function; the exact integral of the clipped
-  piecewise-linear template). ``oversampling_factor`` is accepted for compatibility and ignored.
+  piecewise-linear template). ``oversampling_factor`` is accepted for compatibility and ignored;
+- ``TemplatePhaseCurveTemporalModel.integral``: Gammapy's fails on more than one interval (a
+  broadcasting error); ours takes any number.
 """
 
 from __future__ import annotations
