@@ -538,3 +538,16 @@ def test_batched_map_datasets_keep_their_own_gti():
     for d in datasets:
         factor = float(np.sum(flare.temporal_model.integral(d.gti.time_start, d.gti.time_stop)))
         np.testing.assert_allclose(d.npred_signal(models), factor * d.npred_signal(steady), rtol=1e-12)
+
+
+def test_sky_model_create_from_tags():
+    model = SkyModel.create("pl", "point", "gauss", name="src")
+    assert type(model.spectral_model) is PowerLawSpectralModel
+    assert type(model.spatial_model) is PointSpatialModel
+    assert type(model.temporal_model) is GaussianTemporalModel and model.name == "src"
+    again = SkyModel.create(PowerLawSpectralModel(index=3.0), temporal_model=ExpDecayTemporalModel())
+    assert float(again.spectral_model.index.value) == 3.0 and again.spatial_model is None
+    with pytest.raises(ValueError, match="unknown temporal model type 'nope'"):
+        SkyModel.create("pl", temporal_model="nope")
+    with pytest.raises(ValueError, match="needs data"):
+        SkyModel.create("pl", temporal_model="template")

@@ -97,6 +97,31 @@ class SkyModel(eqx.Module):
             flags.update({k: bool(v) for k, v in apply_irf.items()})
         self.apply_irf = tuple(flags.items())
 
+    @classmethod
+    def create(
+        cls, spectral_model: Any, spatial_model: Any = None, temporal_model: Any = None, **kwargs: Any
+    ) -> SkyModel:
+        """Gammapy's ``SkyModel.create``: the components from their type names or tags (``"pl"``,
+        ``"point"``, ``"gauss"``, ...) with default parameters, or given as models; ``kwargs`` go to
+        :class:`SkyModel` (``name``, ``datasets_names``, ``apply_irf``)."""
+        from .registry import get_model_class
+
+        def build(model: Any, kind: str) -> Any:
+            if not isinstance(model, str):
+                return model
+            model_class = get_model_class(model, kind)
+            try:
+                return model_class()
+            except TypeError as err:
+                raise ValueError(f"SkyModel.create: a {model_class.__name__} needs data, not only a tag: {err}") from None
+
+        return cls(
+            build(spectral_model, "spectral"),
+            None if spatial_model is None else build(spatial_model, "spatial"),
+            None if temporal_model is None else build(temporal_model, "temporal"),
+            **kwargs,
+        )
+
     @staticmethod
     def _path_component(attr: str) -> str:
         return _COMPONENT_LABELS.get(attr, attr)
