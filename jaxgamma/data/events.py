@@ -158,6 +158,18 @@ class EventList:
         table.meta = meta
         return fits.BinTableHDU(table, name="EVENTS")
 
+    def write(self, filename: Any, gti: Any = None, overwrite: bool = False) -> None:
+        """Write a GADF event file (Gammapy's ``EventList.write``): an empty primary HDU, ``EVENTS``
+        and, when given, the ``GTI`` HDU; atomically (no half-written file is left behind)."""
+        from ..io._atomic import atomic_paths, check_writable
+
+        hdus = [fits.PrimaryHDU(), self.to_table_hdu()]
+        if gti is not None:
+            hdus.append(gti.to_table_hdu())
+        check_writable([filename], overwrite)
+        with atomic_paths(filename, overwrite=overwrite) as (tmp,):
+            fits.HDUList(hdus).writeto(tmp, overwrite=True)
+
     @classmethod
     def from_stack(cls, event_lists: Sequence[EventList]) -> EventList:
         """Concatenate event lists (the meta of the first one is kept)."""

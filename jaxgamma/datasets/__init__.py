@@ -3,6 +3,7 @@
 from .core import Dataset, DatasetPlan, Datasets
 from .flux_points import FluxPoints, FluxPointsDataset
 from .map import MapDataset, MapDatasetOnOff
+from .simulate import MapDatasetEventSampler
 from .spectrum import SpectrumDataset, SpectrumDatasetOnOff, stack_onoff
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "FluxPoints",
     "FluxPointsDataset",
     "MapDataset",
+    "MapDatasetEventSampler",
     "MapDatasetOnOff",
     "SpectrumDataset",
     "SpectrumDatasetOnOff",

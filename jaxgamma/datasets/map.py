@@ -333,6 +333,25 @@ class MapEvaluatorPlan(eqx.Module):
         return values
 
     # -- the chain -------------------------------------------------------------------------------------
+    def npred_true(self, models: Any) -> Any:
+        """Expected counts in true energy on the cutout, ``(n_energy_true, ny, nx)``: flux x spatial
+        integral (no PSF) x exposure (x the temporal norm), before PSF and energy dispersion (what an
+        event sampler draws true coordinates from)."""
+        model = models[self.model_name]
+        flux = model.spectral_model.integral_on_grid(self.energy_grid)[:, None, None]
+        if self.time_intervals is not None:
+            flux = flux * model.temporal_model.time_average(self.time_intervals[0], self.time_intervals[1])
+        spatial = model.spatial_model
+        if self.kind == "point":
+            flux = flux * self._point_weights(spatial)
+        elif self.kind == "one_per_pixel":
+            flux = flux * jnp.ones(self.shape)
+        elif self.kind == "dense":
+            flux = flux * self._dense_integral(spatial)
+        if self.exposure is not None:
+            return flux * self.exposure
+        return jnp.broadcast_to(flux, flux.shape[:1] + self.shape)
+
     def npred(self, models: Any, projection: Any = None) -> Any:
         """Predicted counts of this model on its cutout, ``(n_energy, ny, nx)``."""
         model = models[self.model_name]
