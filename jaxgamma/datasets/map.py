@@ -333,14 +333,20 @@ class MapEvaluatorPlan(eqx.Module):
         return values
 
     # -- the chain -------------------------------------------------------------------------------------
+    def _flux(self, model: Any) -> Any:
+        """The model's integral flux per true-energy bin, ``(n_energy_true, 1, 1)``, times its
+        temporal norm over the GTI when it has one."""
+        flux = model.spectral_model.integral_on_grid(self.energy_grid)[:, None, None]
+        if self.time_intervals is not None:
+            flux = flux * model.temporal_model.time_average(self.time_intervals[0], self.time_intervals[1])
+        return flux
+
     def npred_true(self, models: Any) -> Any:
         """Expected counts in true energy on the cutout, ``(n_energy_true, ny, nx)``: flux x spatial
         integral (no PSF) x exposure (x the temporal norm), before PSF and energy dispersion (what an
         event sampler draws true coordinates from)."""
         model = models[self.model_name]
-        flux = model.spectral_model.integral_on_grid(self.energy_grid)[:, None, None]
-        if self.time_intervals is not None:
-            flux = flux * model.temporal_model.time_average(self.time_intervals[0], self.time_intervals[1])
+        flux = self._flux(model)
         spatial = model.spatial_model
         if self.kind == "point":
             flux = flux * self._point_weights(spatial)
@@ -354,10 +360,7 @@ class MapEvaluatorPlan(eqx.Module):
 
     def npred(self, models: Any, projection: Any = None) -> Any:
         """Predicted counts of this model on its cutout, ``(n_energy, ny, nx)``."""
-        model = models[self.model_name]
-        flux = model.spectral_model.integral_on_grid(self.energy_grid)[:, None, None]
-        if self.time_intervals is not None:
-            flux = flux * model.temporal_model.time_average(self.time_intervals[0], self.time_intervals[1])
+        flux = self._flux(models[self.model_name])
         if self.kind != "none":
             flux = flux * self.spatial_integral(models, projection)
         if self.exposure is not None:

@@ -9,8 +9,8 @@ Their arrival times follow the temporal model (constant by default) over the GTI
 the event's true energy and position, in a uniform direction; the energy dispersion draws its
 reconstructed energy (from the migration distribution of an ``EDispMap``, or the reconstructed bin
 of an ``EDispKernelMap`` with a log-uniform energy inside it; what the IRF sends outside its axis,
-e.g. below the reconstructed energy range, is lost, where Gammapy's sampler renormalises it into
-the axis and so over-predicts the counts in the end bins). Background events are drawn from the
+e.g. below the reconstructed energy range of a kernel map, is lost, as in the predicted counts).
+Background events are drawn from the
 predicted background (FoV background model included) directly in reconstructed coordinates.
 
 The result is an :class:`~jaxgamma.data.EventList` (``EVENT_ID``, ``TIME`` in s since the GTI's
@@ -20,8 +20,10 @@ the dataset's geometry, with a GADF EVENTS header; :meth:`EventList.write` write
 
 Differences from Gammapy: the PSF and energy dispersion are taken at the IRF map pixel nearest to
 each event (Gammapy interpolates between pixels) and interpolated linearly in log energy; GTIs of
-several intervals are sampled over all their intervals (Gammapy's time sampling takes one); the
-random draws differ (same distributions, different order).
+several intervals are sampled over all their intervals and energy-dispersion kernel maps are
+sampled (Gammapy's sampler fails on both: its time sampling takes one interval, its energy
+dispersion needs a migration map, whose distribution it normalises to 1 over the migra axis); the
+random draws after the first (the Poisson number of events, the same for one seed) differ.
 """
 
 from __future__ import annotations
@@ -174,13 +176,13 @@ class MapDatasetEventSampler:
                 table.meta[f"MID{mc_id:05d}"] = mc_id
                 table.meta[f"MMN{mc_id:05d}"] = model.name
             tables.append(table)
-        return _vstack(tables, true=True)
+        return _vstack(tables)
 
     def sample_background(self, dataset: Any, models: Any = None) -> Table:
         """Background events (the predicted background, FoV background model included), drawn in
         reconstructed coordinates."""
         if dataset.background is None:
-            return _vstack([], true=True)
+            return _vstack([])
         background = dataset.npred_background(_as_models(() if models is None else models))
         table = self._sample_cube(background, dataset.geom, dataset.geom.axes[0], (0, 0))
         table["TIME"] = u.Quantity(self._sample_time(len(table), dataset.gti, None), "s")
@@ -303,7 +305,7 @@ class MapDatasetEventSampler:
         return EventList(table)
 
 
-def _vstack(tables: list[Table], true: bool) -> Table:
+def _vstack(tables: list[Table]) -> Table:
     if tables:
         return vstack(tables, metadata_conflicts="silent")
     empty = {name: u.Quantity(np.zeros(0), unit) for name, unit in (("ENERGY_TRUE", "TeV"), ("RA_TRUE", "deg"), ("DEC_TRUE", "deg"), ("TIME", "s"))}
