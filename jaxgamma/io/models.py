@@ -507,19 +507,30 @@ def _template_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
     return data
 
 
-def _template_from_dict(cls: Any, data: Mapping[str, Any], context: YamlContext) -> Any:
+def _data_file(cls: Any, data: Mapping[str, Any], context: YamlContext, what: str) -> tuple[Any, Path]:
+    """The ``filename`` of a model entry as written and its resolved path (which must exist)."""
     if "filename" not in data:
         raise context.error(f"{cls.__name__} needs a 'filename'")
     filename = data["filename"]
-    normalize = data.get("normalize", True)
-    if not isinstance(normalize, bool):
-        raise context.error(f"normalize must be true or false, got {normalize!r}")
     path = context.resolve(filename)
     if not path.exists():
         raise ModelsFileNotFoundError(
-            2, f"{context.where()}: template file {str(filename)!r} not found (looked in {str(context.base)!r} "
+            2, f"{context.where()}: {what} {str(filename)!r} not found (looked in {str(context.base)!r} "
             "and the current folder)", os.fspath(path),
         )  # fmt: skip
+    return filename, path
+
+
+def _normalize_flag(data: Mapping[str, Any], context: YamlContext) -> bool:
+    normalize = data.get("normalize", True)
+    if not isinstance(normalize, bool):
+        raise context.error(f"normalize must be true or false, got {normalize!r}")
+    return normalize
+
+
+def _template_from_dict(cls: Any, data: Mapping[str, Any], context: YamlContext) -> Any:
+    normalize = _normalize_flag(data, context)
+    filename, path = _data_file(cls, data, context, "template file")
     try:
         model = cls.read(os.fspath(path), normalize=normalize)
     except (ValueError, TypeError, OSError) as err:
@@ -599,20 +610,12 @@ def _light_curve_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
 
 
 def _light_curve_from_dict(cls: Any, data: Mapping[str, Any], context: YamlContext) -> Any:
-    if "filename" not in data:
-        raise context.error(f"{cls.__name__} needs a 'filename'")
-    filename = data["filename"]
     fmt = data.get("format", "table")
     if fmt != "table":
         raise context.error(
             f"format {fmt!r} (an energy-dependent light-curve template) is not supported; only 'table'"
         )
-    path = context.resolve(filename)
-    if not path.exists():
-        raise ModelsFileNotFoundError(
-            2, f"{context.where()}: light-curve template {str(filename)!r} not found (looked in "
-            f"{str(context.base)!r} and the current folder)", os.fspath(path),
-        )  # fmt: skip
+    filename, path = _data_file(cls, data, context, "light-curve template")
     try:
         model = cls.read(os.fspath(path))
     except (ValueError, TypeError, OSError) as err:
@@ -639,18 +642,8 @@ def _phase_curve_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
 
 
 def _phase_curve_from_dict(cls: Any, data: Mapping[str, Any], context: YamlContext) -> Any:
-    if "filename" not in data:
-        raise context.error(f"{cls.__name__} needs a 'filename'")
-    filename = data["filename"]
-    normalize = data.get("normalize", True)
-    if not isinstance(normalize, bool):
-        raise context.error(f"normalize must be true or false, got {normalize!r}")
-    path = context.resolve(filename)
-    if not path.exists():
-        raise ModelsFileNotFoundError(
-            2, f"{context.where()}: phase curve {str(filename)!r} not found (looked in "
-            f"{str(context.base)!r} and the current folder)", os.fspath(path),
-        )  # fmt: skip
+    normalize = _normalize_flag(data, context)
+    filename, path = _data_file(cls, data, context, "phase curve")
     parameters = context.parameters_from_list(data.get("parameters"), _default_parameters(cls))
     try:
         model = cls.read(os.fspath(path), normalize=normalize, **parameters)
