@@ -40,7 +40,6 @@ hooks, against their constructors (see ``_HANDLERS``).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime
 import logging
@@ -58,6 +57,7 @@ import yaml
 from astropy.table import Table
 
 from ..models.core import ModelBase
+from ..models.core import replace_static as _replace_static
 from ..models.registry import get_model_class
 from ..models.sky import Covariance, FoVBackgroundModel, Models, SkyModel
 from ..models.spatial import SpatialModel
@@ -389,14 +389,6 @@ def _kind_of(model: Any) -> str:
     raise TypeError(f"not a spectral, spatial or temporal model: {type(model).__name__}")
 
 
-def _replace_static(model: Any, **fields: Any) -> Any:
-    """A copy of an (immutable) module with static fields changed, bypassing its constructor."""
-    new = copy.copy(model)
-    for name, value in fields.items():
-        object.__setattr__(new, name, value)
-    return new
-
-
 def _with_parameters(model: Any, parameters: Mapping[str, Parameter]) -> Any:
     for field, p in parameters.items():
 
@@ -592,21 +584,27 @@ def _template_spectral_from_dict(cls: type, data: Mapping[str, Any], context: Ya
 
 _Writer = Callable[[Any, YamlContext], dict]
 _Reader = Callable[[type, Mapping[str, Any], YamlContext], Any]
-def _light_curve_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
-    # Gammapy: type, parameters, scale, filename, format, unit
+
+
+def _temporal_file_to_dict(model: Any, context: YamlContext, **extra: Any) -> dict[str, Any]:
+    """Gammapy's entry of a temporal model read from a table: type, parameters, scale, filename,
+    then ``extra``."""
     if model.filename is None:
         raise context.error(
-            "LightCurveTemplateTemporalModel has no filename to write (write its table first: "
-            "model = model.write('lightcurve.fits'))"
+            f"{type(model).__name__} has no filename to write (write its table first: "
+            "model = model.write('table.fits'))"
         )
     return {
         "type": model.type_name,
         "parameters": context.parameters_to_list(model),
         "scale": model.scale,
         "filename": os.fspath(model.filename),
-        "format": "table",
-        "unit": "",
+        **extra,
     }
+
+
+def _light_curve_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
+    return _temporal_file_to_dict(model, context, format="table", unit="")
 
 
 def _light_curve_from_dict(cls: Any, data: Mapping[str, Any], context: YamlContext) -> Any:
@@ -626,19 +624,7 @@ def _light_curve_from_dict(cls: Any, data: Mapping[str, Any], context: YamlConte
 
 
 def _phase_curve_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
-    # Gammapy: type, parameters, scale, filename, normalize
-    if model.filename is None:
-        raise context.error(
-            "TemplatePhaseCurveTemporalModel has no filename to write (write its table first: "
-            "model = model.write('phase.fits'))"
-        )
-    return {
-        "type": model.type_name,
-        "parameters": context.parameters_to_list(model),
-        "scale": model.scale,
-        "filename": os.fspath(model.filename),
-        "normalize": bool(model.normalize),
-    }
+    return _temporal_file_to_dict(model, context, normalize=bool(model.normalize))
 
 
 def _phase_curve_from_dict(cls: Any, data: Mapping[str, Any], context: YamlContext) -> Any:

@@ -15,6 +15,7 @@ the canonical unit), strings, Quantities or Parameters for each of them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ import numpy as np
 from ..parameters import Parameter, _set_value, iter_parameters
 from ..units import parse_unit
 
-__all__ = ["ModelBase", "par"]
+__all__ = ["ModelBase", "par", "replace_static"]
 
 
 def par(
@@ -48,6 +49,15 @@ def par(
             name, value, unit, min=min, max=max, frozen=frozen, interp=interp, scale_method=scale_method
         )
     )
+
+
+def replace_static(model: Any, **fields: Any) -> Any:
+    """A copy of an (immutable) module with static fields changed (file names), bypassing its
+    constructor."""
+    new = copy.copy(model)
+    for name, value in fields.items():
+        object.__setattr__(new, name, value)
+    return new
 
 
 def _parameter_from_input(default: Parameter, value: Any, owner: str) -> Parameter:

@@ -31,7 +31,6 @@ interval's start). Where Gammapy's differs:
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -46,7 +45,7 @@ from astropy.table import Table
 from astropy.time import Time
 
 from ..parameters import Parameter
-from .core import ModelBase, par
+from .core import ModelBase, par, replace_static
 
 __all__ = [
     "ConstantTemporalModel",
@@ -516,18 +515,9 @@ class LightCurveTemplateTemporalModel(TemporalModel):
 
     def write(self, filename: str | os.PathLike | None = None, format: str = "table", overwrite: bool = False) -> LightCurveTemplateTemporalModel:
         """Write the template table (atomically); returns the model with ``filename`` set."""
-        from ..io._atomic import atomic_paths, check_writable
-
         if format != "table":
             raise NotImplementedError(f"LightCurveTemplateTemporalModel.write: format {format!r}; only 'table'")
-        target = filename if filename is not None else self.filename
-        if target is None:
-            raise ValueError("LightCurveTemplateTemporalModel.write: no filename given and none stored")
-        path = os.path.expandvars(os.fspath(target))
-        check_writable([path], overwrite)
-        with atomic_paths(path, overwrite=overwrite) as (tmp,):
-            self.to_table().write(tmp, format="fits", overwrite=True)
-        return _replace_static(self, filename=os.fspath(target))
+        return _write_table(self, self.to_table(), filename, overwrite)
 
     def __str__(self) -> str:
         t_ref = float(np.asarray(self.t_ref.value))
@@ -651,16 +641,8 @@ class TemplatePhaseCurveTemporalModel(TemporalModel):
     def write(self, path: str | os.PathLike | None = None, overwrite: bool = False) -> TemplatePhaseCurveTemporalModel:
         """Write the (normalised) phase curve table atomically; returns the model with ``filename``
         set."""
-        from ..io._atomic import atomic_paths, check_writable
-
-        target = path if path is not None else self.filename
-        if target is None:
-            raise ValueError("TemplatePhaseCurveTemporalModel.write: no filename given and none stored")
-        full = os.path.expandvars(os.fspath(target))
-        check_writable([full], overwrite)
-        with atomic_paths(full, overwrite=overwrite) as (tmp,):
-            Table({"PHASE": np.asarray(self.phases), "NORM": np.asarray(self.norms)}).write(tmp, format="fits", overwrite=True)
-        return _replace_static(self, filename=os.fspath(target))
+        table = Table({"PHASE": np.asarray(self.phases), "NORM": np.asarray(self.norms)})
+        return _write_table(self, table, path, overwrite)
 
     def _arguments(self) -> dict[str, Any]:
         return {**self.values(), "phases": self.phases, "norms": self.norms}
@@ -695,9 +677,16 @@ class TemplatePhaseCurveTemporalModel(TemporalModel):
         return (whole + start + end) / frequency / _SECONDS_PER_DAY
 
 
-def _replace_static(model: Any, **fields: Any) -> Any:
-    """A copy with static fields (file names) changed, bypassing the constructor."""
-    new = copy.copy(model)
-    for name, value in fields.items():
-        object.__setattr__(new, name, value)
-    return new
+def _write_table(model: Any, table: Table, filename: Any, overwrite: bool) -> Any:
+    """Write a template's table as FITS atomically to ``filename`` (default: the model's own);
+    returns the model with ``filename`` set."""
+    from ..io._atomic import atomic_paths, check_writable
+
+    target = filename if filename is not None else model.filename
+    if target is None:
+        raise ValueError(f"{type(model).__name__}.write: no filename given and none stored")
+    path = os.path.expandvars(os.fspath(target))
+    check_writable([path], overwrite)
+    with atomic_paths(path, overwrite=overwrite) as (tmp,):
+        table.write(tmp, format="fits", overwrite=True)
+    return replace_static(model, filename=os.fspath(target))
