@@ -15,6 +15,7 @@ from .gadf import (
     EnergyDependentMultiGaussPSF,
     EnergyDispersion2D,
     PSFKing,
+    load_irf_dict_from_file,
     load_irf_hdu,
 )
 from .psf import PSF_MAX_OVERSAMPLING, PSFKernel, PSFMap
@@ -34,6 +35,7 @@ __all__ = [
     "PSFKernel",
     "PSFKing",
     "PSFMap",
+    "load_irf_dict_from_file",
     "load_irf_hdu",
     "read_edisp_map",
 ]

@@ -18,6 +18,10 @@ scipy:
 
 Coordinates are plain floats in fixed units (energies TeV, angles deg, migra dimensionless) or
 astropy Quantities; results are numpy arrays in the class's ``output_unit``.
+
+``to_table``/``to_table_hdu``/``write`` write an IRF back as a GADF DL3 table in Gammapy's layout
+(``IRF.to_table(format="gadf-dl3")``), the data in their stored precision and the axes as their
+nodes, so that reading a written IRF gives it back to the bit.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any, ClassVar
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
+from astropy.table import Table
 
 from ..geom import MapAxis
 from ..units import parse_unit, unit_str
@@ -69,6 +74,16 @@ DL3_AXES = {
 # table structure keywords that astropy's ``Table.read`` leaves out of ``meta``
 _STRUCTURE_KEYS = ("XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "TFIELDS", "THEAP")
 _COLUMN_KEYS = ("TTYPE", "TFORM", "TUNIT", "TDIM", "TNULL", "TSCAL", "TZERO", "TDISP", "TDMIN", "TDMAX")
+
+# the header keywords of every GADF DL3 IRF HDU Gammapy writes (its ``COMMON_IRF_HEADERS``, in order)
+GADF_IRF_KEYWORDS = {
+    "HDUCLASS": "GADF",
+    "HDUDOC": "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats",
+    "HDUVERS": "0.2",
+    "HDUCLAS1": "RESPONSE",
+}
+# checksums of the file an IRF was read from: stale once the table is written again
+_STALE_KEYS = ("CHECKSUM", "DATASUM")
 
 
 # -- scales -----------------------------------------------------------------------------------------
@@ -420,8 +435,130 @@ def _unit_factor(unit_from: str | u.UnitBase, unit_to: str | u.UnitBase) -> floa
     return float(ufrom.to(uto))
 
 
+# -- GADF DL3 writing ------------------------------------------------------------------------------------
+def _check_dl3_format(format: str, what: str) -> None:
+    if format != "gadf-dl3":
+        raise ValueError(f'{what}: only the "gadf-dl3" format is supported, got {format!r}')
+
+
+def dl3_axes_table(axes: Sequence[MapAxis]) -> Table:
+    """The ``<PREFIX>_LO``/``<PREFIX>_HI`` axis columns of a GADF DL3 IRF table, one row
+    (Gammapy's ``MapAxes.to_table(format="gadf-dl3")``).
+
+    The prefix is the first of ``DL3_AXES`` with the axis name (``ENERG`` for ``energy`` too);
+    an edges axis gives its lower and upper edges, a centre axis its nodes in both columns. The
+    values are the axis nodes themselves (float64, in the axis unit), so that reading the table
+    gives the same axis to the bit (Gammapy writes ``MapAxis.edges``, recomputed from the nodes,
+    which can differ from them in the last bit on log axes).
+    """
+    table = Table()
+    for axis in axes:
+        if axis.name == "energy":
+            prefix = "ENERG"
+        else:
+            prefixes = [p for p, (name, _) in DL3_AXES.items() if name == axis.name]
+            if not prefixes:
+                raise ValueError(
+                    f"axis {axis.name!r} has no GADF DL3 column; valid axis names: "
+                    f"{sorted({'energy', *(name for name, _ in DL3_AXES.values())})}"
+                )
+            prefix = prefixes[0]
+        nodes = np.asarray(axis.nodes, dtype=np.float64)
+        if axis.node_type == "edges":
+            lo, hi = nodes[:-1], nodes[1:]
+        else:
+            lo, hi = nodes, nodes
+        unit = parse_unit(axis.unit)
+        table[f"{prefix}_LO"] = u.Quantity(lo[np.newaxis], unit)
+        table[f"{prefix}_HI"] = u.Quantity(hi[np.newaxis], unit)
+    return table
+
+
+def dl3_table_meta(
+    meta: dict[str, Any],
+    mandatory: dict[str, str],
+    is_pointlike: bool,
+    fov_alignment: str,
+) -> dict[str, Any]:
+    """The header keywords of a written IRF table, as Gammapy's ``IRF.to_table``: the IRF's own
+    keywords (less stale checksums), updated with the ``mandatory`` ones (keywords already there
+    keep their place, new ones follow in order), ``FOVALIGN`` where present and ``HDUCLAS3``."""
+    out = {key: value for key, value in meta.items() if key not in _STALE_KEYS}
+    out.update(mandatory)
+    if "FOVALIGN" in out:
+        out["FOVALIGN"] = fov_alignment
+    out["HDUCLAS3"] = "POINT-LIKE" if is_pointlike else "FULL-ENCLOSURE"
+    return out
+
+
+class _DL3Writer:
+    """``to_table_hdu`` and ``write`` of the GADF DL3 IRFs, on top of their ``to_table``.
+
+    A class sets ``tag`` (its HDU class; ``HDUCLAS4`` is its upper case), ``hduclas2`` and
+    ``hdu_name`` (the extension name written).
+    """
+
+    tag: ClassVar[str] = ""
+    hduclas2: ClassVar[str] = ""
+    hdu_name: ClassVar[str] = ""
+
+    @classmethod
+    def _mandatory_keywords(cls) -> dict[str, str]:
+        """Gammapy's ``IRF_DL3_HDU_SPECIFICATION[tag]["mandatory_keywords"]``."""
+        if not (cls.tag and cls.hduclas2 and cls.hdu_name):
+            raise ValueError(f"{cls.__name__}: no GADF DL3 HDU specification (tag, HDUCLAS2, EXTNAME)")
+        return {
+            **GADF_IRF_KEYWORDS,
+            "HDUCLAS2": cls.hduclas2,
+            "HDUCLAS3": "FULL-ENCLOSURE",  # as Gammapy: keeps the HDUCLASn in order
+            "HDUCLAS4": cls.tag.upper(),
+        }
+
+    def to_table(self, format: str = "gadf-dl3") -> Table:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def to_table_hdu(self, format: str = "gadf-dl3") -> fits.BinTableHDU:
+        """The IRF as a GADF DL3 binary table HDU named ``hdu_name`` (Gammapy's ``to_table_hdu``).
+
+        Parameters
+        ----------
+        format : {"gadf-dl3"}
+            Format specification.
+
+        Returns
+        -------
+        hdu : `~astropy.io.fits.BinTableHDU`
+            One row: the axis columns, then the data column(s), transposed.
+        """
+        return fits.BinTableHDU(self.to_table(format=format), name=self.hdu_name)
+
+    def write(self, filename: Any, overwrite: bool = False) -> None:
+        """Write a FITS file: an empty primary HDU and the IRF table HDU (Gammapy's ``write``).
+
+        The file is written atomically: to a temporary file in the same folder, moved onto
+        ``filename`` once complete (nothing is left behind on an error).
+
+        Parameters
+        ----------
+        filename : str or Path
+            Output file (environment variables and ``~`` expanded).
+        overwrite : bool
+            Replace an existing file.
+
+        Raises
+        ------
+        FileExistsError
+            If the file exists and ``overwrite`` is False (the file is left as it is).
+        """
+        from ..io._atomic import atomic_paths
+
+        hdulist = fits.HDUList([fits.PrimaryHDU(), self.to_table_hdu()])
+        with atomic_paths(make_path(filename), overwrite=overwrite) as (tmp,):
+            hdulist.writeto(tmp, overwrite=True)
+
+
 # -- the IRF base --------------------------------------------------------------------------------------
-class IRF:
+class IRF(_DL3Writer):
     """A GADF DL3 IRF on a regular grid of axes (Gammapy's ``IRF``), immutable.
 
     Parameters
@@ -443,6 +580,7 @@ class IRF:
     required_axes: ClassVar[tuple[str, ...]] = ()
     output_unit_default: ClassVar[str] = ""
     hdu_name: ClassVar[str] = ""
+    hduclas2: ClassVar[str] = ""
     column_names: ClassVar[tuple[str, ...]] = ()
     values_scale: ClassVar[str] = "lin"
     fill_value: ClassVar[float | None] = 0.0
@@ -813,6 +951,31 @@ class IRF:
         hdulist, table_hdu, where = open_hdu(filename, hdu, cls.__name__)
         with hdulist:
             return cls.from_table_hdu(table_hdu, where=where)
+
+    def to_table(self, format: str = "gadf-dl3") -> Table:
+        """The IRF as a GADF DL3 table (Gammapy's ``IRF.to_table``).
+
+        Parameters
+        ----------
+        format : {"gadf-dl3"}
+            Format specification.
+
+        Returns
+        -------
+        table : `~astropy.table.Table`
+            One row: the axis columns (see :func:`dl3_axes_table`), then the data column (the first
+            of ``column_names``) in ``unit``, in the stored precision, transposed (the first axis
+            varies fastest in FITS). ``meta``: the IRF's keywords updated with the GADF ones
+            (``HDUCLASS``, ``HDUDOC``, ``HDUVERS``, ``HDUCLAS1`` to ``HDUCLAS4``; ``HDUCLAS3`` is
+            ``POINT-LIKE`` for a point-like IRF; ``FOVALIGN`` where present or required).
+        """
+        _check_dl3_format(format, f"{type(self).__name__}.to_table")
+        table = dl3_axes_table(self._axes)
+        table.meta = dl3_table_meta(
+            self._meta, self._mandatory_keywords(), self._is_pointlike, self._fov_alignment
+        )
+        table[self.column_names[0]] = u.Quantity(self._raw.T[np.newaxis], parse_unit(self._unit), copy=True)
+        return table
 
     def __repr__(self) -> str:
         return (

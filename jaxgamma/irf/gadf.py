@@ -2,7 +2,9 @@
 
 Effective area (``aeff_2d``), energy dispersion (``edisp_2d``), PSF tables (``psf_table``),
 triple-Gauss and King PSFs (``psf_3gauss``, ``psf_king``) and background rates (``bkg_3d``,
-``bkg_2d``); :func:`load_irf_hdu` picks the class from the HDU header (or an HDU index class).
+``bkg_2d``); :func:`load_irf_hdu` picks the class from the HDU header (or an HDU index class),
+:func:`load_irf_dict_from_file` reads all the IRFs of a file. ``to_table``/``to_table_hdu``/``write``
+write them back in Gammapy's GADF DL3 layout.
 numpy float64; coordinates in TeV / deg (or Quantities); see :mod:`jaxgamma.irf._irf_base` for the
 interpolation rules.
 """
@@ -16,6 +18,7 @@ from typing import Any, ClassVar
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
+from astropy.table import Table
 
 from ..geom import MapAxis
 from ..units import parse_unit, unit_str
@@ -23,13 +26,18 @@ from ._core import axis_center, axis_coord_to_idx, axis_edges, upsample_axis
 from ._irf_base import (
     IRF,
     IRFAxes,
+    _check_dl3_format,
+    _DL3Writer,
     _fov_alignment,
     _unit_factor,
     column_unit,
     column_values,
     coord_in_fixed_unit,
     coord_to_axis_unit,
+    dl3_axes_table,
+    dl3_table_meta,
     interpolate_grid,
+    make_path,
     open_hdu,
     parse_fits_unit,
     read_irf_table,
@@ -46,6 +54,7 @@ __all__ = [
     "EnergyDependentMultiGaussPSF",
     "EnergyDispersion2D",
     "PSFKing",
+    "load_irf_dict_from_file",
     "load_irf_hdu",
 ]
 
@@ -65,6 +74,7 @@ class EffectiveAreaTable2D(IRF):
     required_axes = ("energy_true", "offset")
     output_unit_default = "m2"
     hdu_name = "EFFECTIVE AREA"
+    hduclas2 = "EFF_AREA"
     column_names = ("EFFAREA",)
 
     @property
@@ -90,6 +100,7 @@ class EnergyDispersion2D(IRF):
     required_axes = ("energy_true", "migra", "offset")
     output_unit_default = ""
     hdu_name = "ENERGY DISPERSION"
+    hduclas2 = "EDISP"
     column_names = ("MATRIX",)
 
     def _mask_out_bounds(self, invalid: list[np.ndarray]) -> np.ndarray:
@@ -148,6 +159,8 @@ def _energy_axis(axis: Any, name: str, default: MapAxis) -> MapAxis:
 class _PSFMixin:
     """Containment and containment radius (Gammapy's ``PSF``)."""
 
+    hduclas2: ClassVar[str] = "RPSF"
+
     def containment(self, rad: Any, **coords: Any) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -184,7 +197,7 @@ class PSF3D(_PSFMixin, IRF):
         return self.integral("rad", rad=rad, **coords)
 
 
-class _ParametricPSF(_PSFMixin):
+class _ParametricPSF(_PSFMixin, _DL3Writer):
     """A PSF given by parameters tabulated versus true energy and offset (Gammapy's ``ParametricPSF``).
 
     The parameters are stored in float32, as Gammapy does, and interpolated linearly (with linear
@@ -358,6 +371,33 @@ class _ParametricPSF(_PSFMixin):
         with hdulist:
             return cls.from_table_hdu(table_hdu, where=where)
 
+    def to_table(self, format: str = "gadf-dl3") -> Table:
+        """The PSF as a GADF DL3 table (Gammapy's ``ParametricPSF.to_table``).
+
+        Parameters
+        ----------
+        format : {"gadf-dl3"}
+            Format specification.
+
+        Returns
+        -------
+        table : `~astropy.table.Table`
+            One row: the axis columns, then one float32 column per parameter (``column_spec``, in
+            the order of ``required_parameters``) in its unit, transposed. Unlike Gammapy 2.1, which
+            writes no header keywords for a parametric PSF, ``meta`` has the PSF's keywords updated
+            with the GADF ones (``HDUCLAS1`` to ``HDUCLAS4`` ...), as for the other IRFs, so that
+            the HDU is found as an IRF (``load_irf_dict_from_file``).
+        """
+        _check_dl3_format(format, f"{type(self).__name__}.to_table")
+        table = dl3_axes_table(self._axes)
+        table.meta = dl3_table_meta(
+            self._meta, self._mandatory_keywords(), self.is_pointlike, self.fov_alignment
+        )
+        for name in self.required_parameters:
+            values = self._params[name].astype(np.float32).T[np.newaxis]
+            table[self.column_spec[name]] = u.Quantity(values, parse_unit(self._units[name]), copy=False)
+        return table
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(axes={self._axes.names}, shape={self._axes.shape})"
 
@@ -450,6 +490,7 @@ class _BackgroundIRF(IRF):
 
     output_unit_default = BKG_UNIT
     hdu_name = "BACKGROUND"
+    hduclas2 = "BKG"
     column_names = ("BKG", "BGD")
     values_scale = "log"
 
@@ -496,6 +537,11 @@ class Background3D(_BackgroundIRF):
     tag = "bkg_3d"
     required_axes = ("energy", "fov_lon", "fov_lat")
 
+    @classmethod
+    def _mandatory_keywords(cls) -> dict[str, str]:
+        # Gammapy always writes FOVALIGN for a 3D background (the IRF's own alignment)
+        return {**super()._mandatory_keywords(), "FOVALIGN": "RADEC"}
+
     def to_2d(self) -> Background2D:
         """The values at fov_lat = 0 and fov_lon >= 0 versus offset (Gammapy's ``to_2d``)."""
         idx_lon = int(axis_coord_to_idx(self._axes["fov_lon"], 0.0)[0])
@@ -541,20 +587,31 @@ HDU_CLASSES = (
 )
 
 
-def hdu_class_from_header(header: fits.Header, where: str) -> str:
-    """The IRF class of an HDU from ``HDUCLAS2``/``HDUCLAS4`` (Gammapy's ``_get_hdu_type_and_class``,
-    including its workaround for the CTA 1DC names such as ``HDUCLAS4 = '2D'``)."""
+class _UnknownHDUClass(ValueError):
+    """An HDU whose ``HDUCLAS2``/``HDUCLAS4`` name no known HDU type or class (Gammapy's
+    ``UnknownHDUClass``)."""
+
+
+def hdu_type_and_class(header: fits.Header, where: str) -> tuple[str, str]:
+    """The HDU type (aeff, edisp, psf, bkg, rad_max ...) and IRF class of an HDU from
+    ``HDUCLAS2``/``HDUCLAS4`` (Gammapy's ``_get_hdu_type_and_class``, including its workaround
+    for the CTA 1DC names such as ``HDUCLAS4 = '2D'``); a ValueError when they are unknown."""
     clas2 = str(header.get("HDUCLAS2", "")).strip()
     clas4 = str(header.get("HDUCLAS4", "")).strip()
     hdu_type = {"rpsf": "psf", "eff_area": "aeff"}.get(clas2.lower(), clas2.lower())
     hdu_class = clas4.lower()
     if hdu_type not in HDU_TYPES:
-        raise ValueError(f"{where}: unknown IRF HDU type (HDUCLAS2={clas2!r}, HDUCLAS4={clas4!r})")
+        raise _UnknownHDUClass(f"{where}: unknown IRF HDU type (HDUCLAS2={clas2!r}, HDUCLAS4={clas4!r})")
     if hdu_class not in HDU_CLASSES:
         hdu_class = f"{hdu_type}_{hdu_class}"
     if hdu_class not in HDU_CLASSES:
-        raise ValueError(f"{where}: unknown IRF HDU class (HDUCLAS2={clas2!r}, HDUCLAS4={clas4!r})")
-    return hdu_class
+        raise _UnknownHDUClass(f"{where}: unknown IRF HDU class (HDUCLAS2={clas2!r}, HDUCLAS4={clas4!r})")
+    return hdu_type, hdu_class
+
+
+def hdu_class_from_header(header: fits.Header, where: str) -> str:
+    """The IRF class of an HDU from ``HDUCLAS2``/``HDUCLAS4`` (see :func:`hdu_type_and_class`)."""
+    return hdu_type_and_class(header, where)[1]
 
 
 def load_irf_hdu(hdu: Any, where: str, hdu_class: str | None = None) -> Any:
@@ -578,3 +635,74 @@ def load_irf_hdu(hdu: Any, where: str, hdu_class: str | None = None) -> Any:
     if cls is None:
         raise ValueError(f"{where}: unsupported IRF class {hdu_class!r}; supported: {sorted(IRF_REGISTRY)}")
     return cls.from_table_hdu(hdu, where=where)
+
+
+def load_irf_dict_from_file(filename: Any) -> dict[str, Any]:
+    """Read all the IRFs of a FITS file into a dictionary (Gammapy's ``load_irf_dict_from_file``).
+
+    Each HDU with ``HDUCLAS1 = 'RESPONSE'`` is read with the class its ``HDUCLAS2``/``HDUCLAS4``
+    name (:func:`load_irf_hdu`) under the key of its ``HDUCLAS2``: EFF_AREA -> "aeff",
+    EDISP -> "edisp", RPSF -> "psf", BKG -> "bkg". As in Gammapy, the first HDU of a type is kept
+    (a warning is logged for the others), HDUs of an unknown type or class are skipped with a
+    warning, and other HDUs (EVENTS, GTI ...) are ignored.
+
+    Parameters
+    ----------
+    filename : str or Path
+        FITS file (environment variables and ``~`` expanded).
+
+    Returns
+    -------
+    irf_dict : dict
+        The IRFs by type: ``EffectiveAreaTable2D``, ``EnergyDispersion2D``, ``PSF3D``,
+        ``EnergyDependentMultiGaussPSF``, ``PSFKing``, ``Background3D`` or ``Background2D``.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, if it does not exist, is not a FITS file, has no IRF HDU that can be
+        read, or has an IRF HDU that cannot be read. Point-like IRFs (a ``RAD_MAX`` HDU, or
+        ``HDUCLAS3 = 'POINT-LIKE'``, for which Gammapy adds a "rad_max" ``RadMax2D``) are not
+        supported: jaxgamma has no RAD_MAX IRF.
+    """
+    path = make_path(filename)
+    name = str(path)
+    what = "load_irf_dict_from_file"
+    if not path.is_file():
+        raise ValueError(f"{what}: file {name!r} does not exist")
+    irfs: dict[str, Any] = {}
+    is_pointlike = False
+    try:
+        with fits.open(name, memmap=False) as hdulist:
+            for hdu in hdulist:
+                if str(hdu.header.get("HDUCLAS1", "")).strip().lower() != "response":
+                    continue  # not an IRF
+                is_pointlike |= hdu.header.get("HDUCLAS3") == "POINT-LIKE"
+                where = f"{name} [HDU {hdu.name!r}]"
+                try:
+                    hdu_type, hdu_class = hdu_type_and_class(hdu.header, where)
+                except _UnknownHDUClass as err:
+                    log.warning("File has unknown class %s", err)
+                    continue
+                if hdu_type in irfs:
+                    log.warning(f"more than one HDU of {hdu_type} type found")
+                    log.warning(f"loaded the {irfs[hdu_type].meta.get('EXTNAME')} HDU in the dictionary")
+                    continue
+                if hdu_type == "rad_max":
+                    raise ValueError(
+                        f"{what}: {where}: RAD_MAX IRFs (point-like, {hdu_class}) are not supported"
+                    )
+                irfs[hdu_type] = load_irf_hdu(hdu, where, hdu_class)
+    except OSError as err:
+        raise ValueError(f"{what}: {name!r} is not a readable FITS file: {err}") from None
+    if not irfs:
+        raise ValueError(
+            f"{what}: file {name!r} has no IRF HDU that jaxgamma can read (HDUCLAS1 = 'RESPONSE' with "
+            f"HDUCLAS2 EFF_AREA, EDISP, RPSF or BKG)"
+        )
+    if is_pointlike:
+        raise ValueError(
+            f"{what}: {name!r} has point-like IRFs (HDUCLAS3 = 'POINT-LIKE'), for which Gammapy adds a "
+            f"RAD_MAX IRF ('rad_max'); RAD_MAX IRFs are not supported"
+        )
+    return irfs
