@@ -482,6 +482,74 @@ class Observation:
         new._time_filter = (t0, t1, bool(inverted))
         return new
 
+    def copy(self, in_memory: bool = False, **kwargs: Any) -> Observation:
+        """A copy, with any of ``events``, ``gti``, ``aeff``, ``edisp``, ``psf``, ``bkg``,
+        ``rad_max``, ``pointing``, ``location``, ``deadtime_fraction`` or ``obs_id`` replaced (as
+        Gammapy's ``Observation.copy``). With ``in_memory`` every HDU is read now, so the copy no
+        longer refers to files."""
+        allowed = {*_HDU_NAMES, "pointing", "location", "deadtime_fraction", "obs_id"}
+        unknown = set(kwargs) - allowed
+        if unknown:
+            raise TypeError(f"Observation.copy: unknown arguments {sorted(unknown)} (allowed: {sorted(allowed)})")
+        hdus = {name: (getattr(self, name) if in_memory else self._hdus[name]) for name in _HDU_NAMES}
+        if self._time_filter is not None:
+            hdus["events"], hdus["gti"] = self.events, self.gti  # the time selection applied
+        replaced_header = in_memory or "events" in kwargs
+        pointing, deadtime = self._pointing, self._deadtime_fraction
+        if replaced_header:  # keep what the old EVENTS header said
+            pointing = self.pointing if self._hdus["events"] is not None or self._obs_info else pointing
+            deadtime = self.observation_dead_time_fraction
+        hdus.update({k: v for k, v in kwargs.items() if k in _HDU_NAMES})
+        return type(self)(
+            obs_id=kwargs.get("obs_id", self.obs_id),
+            pointing=kwargs.get("pointing", pointing),
+            location=kwargs.get("location", self.observatory_earth_location),
+            deadtime_fraction=kwargs.get("deadtime_fraction", deadtime),
+            obs_info=self._obs_info,
+            _cache=self._cache if any(_is_location(v) for v in hdus.values()) else None,
+            **hdus,
+        )
+
+    def write(self, path: Any, overwrite: bool = False, format: str = "gadf", include_irfs: bool = True) -> None:
+        """Write the observation to one GADF FITS file (Gammapy's ``Observation.write``): an empty
+        primary HDU, ``EVENTS`` (with the pointing keywords), ``GTI`` and, with ``include_irfs``,
+        every IRF the observation has; atomically (no half-written file is left behind).
+        ``DataStore.from_events_files`` or ``Observation.read`` read it back."""
+        from ..io._atomic import atomic_paths, check_writable
+
+        if format != "gadf":
+            raise ValueError(f"Observation.write: only the 'gadf' format is supported, got {format!r}")
+        hdus: list[Any] = [fits.PrimaryHDU()]
+        events = self.events
+        if events is not None:
+            events_hdu = events.to_table_hdu()
+            events_hdu.header.update(self.pointing.to_fits_header())
+            if self.obs_id is not None:
+                events_hdu.header["OBS_ID"] = self.obs_id
+            location = self.observatory_earth_location
+            if location is not None and "GEOLON" not in events_hdu.header:
+                events_hdu.header["GEOLON"] = float(location.lon.deg)
+                events_hdu.header["GEOLAT"] = float(location.lat.deg)
+                events_hdu.header["ALTITUDE"] = float(location.height.to_value("m"))
+            hdus.append(events_hdu)
+        gti = self.gti
+        if gti is not None:
+            hdus.append(gti.to_table_hdu())
+        if include_irfs:
+            for name in self.available_irfs:
+                irf = getattr(self, name)
+                if irf is None:
+                    continue
+                if not hasattr(irf, "to_table_hdu"):
+                    raise ValueError(
+                        f"Observation.write: observation {self.obs_id}: the {name} IRF "
+                        f"({type(irf).__name__}) cannot be written in GADF DL3 format; use include_irfs=False"
+                    )
+                hdus.append(irf.to_table_hdu())
+        check_writable([path], overwrite)
+        with atomic_paths(path, overwrite=overwrite) as (tmp,):
+            fits.HDUList(hdus).writeto(tmp, overwrite=True)
+
     @classmethod
     def read(cls, event_file: Any, irf_file: Any = None) -> Observation:
         """An observation from an events file (EVENTS and GTI HDUs) and an IRF file (default: the

@@ -519,6 +519,118 @@ def _required_hdus(required_irf: Any) -> set[str]:
     return required
 
 
+_TIME_KEYWORDS = ("MJDREFI", "MJDREFF", "TIMEUNIT", "TIMESYS", "TIMEREF")
+_OBS_UNITS = {
+    "TSTART": "s", "TSTOP": "s", "ONTIME": "s", "LIVETIME": "s",
+    "RA_PNT": "deg", "DEC_PNT": "deg", "ALT_PNT": "deg", "AZ_PNT": "deg", "ZEN_PNT": "deg",
+    "GLON_PNT": "deg", "GLAT_PNT": "deg",
+}  # fmt: skip
+_NOT_AVAILABLE = "NOT AVAILABLE"
+
+
+def _gadf_index_meta(kind: str) -> dict[str, str]:
+    return {
+        "HDUCLASS": "GADF",
+        "HDUDOC": "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats",
+        "HDUVERS": "0.2",
+        "HDUCLAS1": "INDEX",
+        "HDUCLAS2": kind,
+    }
+
+
+def _caldb_irf_file(telescop: str, caldb: str, irf: str, where: str) -> Path:
+    """The IRF file of a CALDB entry (Gammapy's ``CalDBIRF``: the first file of its folder)."""
+    folder = make_path(f"$CALDB/data/{telescop.lower()}/{caldb}/bcf/{irf}")
+    if "$CALDB" in str(folder) or not folder.is_dir():
+        raise ValueError(
+            f"{where}: the IRFs are named by CALDB={caldb!r} IRF={irf!r}, but {str(folder)!r} is not a folder "
+            "(set the CALDB environment variable, or give irfs_paths)"
+        )
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    if not files:
+        raise ValueError(f"{where}: the CALDB folder {str(folder)!r} has no IRF file")
+    return files[0]
+
+
+def _events_info(events_path: Path, irf_path: Path | None) -> dict[str, Any]:
+    """The observation index row of an event file (Gammapy's ``DataStoreMaker.read_events_info``)."""
+    where = f"event file {str(events_path)!r}"
+    if not events_path.is_file():
+        raise ValueError(f"DataStore.from_events_files: {where} does not exist")
+    try:
+        with fits.open(events_path, memmap=False) as hdulist:
+            if "EVENTS" not in hdulist:
+                raise ValueError(f"DataStore.from_events_files: {where} has no EVENTS HDU")
+            header = hdulist["EVENTS"].header.copy()
+    except OSError as err:
+        raise ValueError(f"DataStore.from_events_files: {where} is not a readable FITS file: {err}") from None
+    mode = str(header.get("OBS_MODE", "POINTING")).strip().upper()
+    pointing = ("ALT_PNT", "AZ_PNT") if mode == "DRIFT" else ("RA_PNT", "DEC_PNT")
+    required = ("OBS_ID", "TSTART", "TSTOP", "ONTIME", "LIVETIME", "DEADC", *pointing)
+    missing = [k for k in required if k not in header]
+    if missing:
+        raise ValueError(f"DataStore.from_events_files: {where}: EVENTS header keywords {missing} are missing")
+    info: dict[str, Any] = {"OBS_ID": int(header["OBS_ID"])}
+    for key in ("TSTART", "TSTOP", "ONTIME", "LIVETIME", "DEADC"):
+        info[key] = float(header[key])
+    info["TELESCOP"] = str(header.get("TELESCOP", _NOT_AVAILABLE))
+    if mode == "DRIFT":
+        info["ALT_PNT"], info["AZ_PNT"] = float(header["ALT_PNT"]), float(header["AZ_PNT"])
+        info["ZEN_PNT"] = 90.0 - info["ALT_PNT"]
+    else:
+        info["RA_PNT"], info["DEC_PNT"] = float(header["RA_PNT"]), float(header["DEC_PNT"])
+        galactic = SkyCoord(info["RA_PNT"], info["DEC_PNT"], unit="deg", frame="icrs").galactic
+        info["GLON_PNT"], info["GLAT_PNT"] = float(galactic.l.deg), float(galactic.b.deg)
+    dash = all(k in header for k in ("DATE-OBS", "TIME-OBS", "DATE-END", "TIME-END"))
+    for key in ("DATE-OBS", "TIME-OBS", "DATE-END", "TIME-END"):
+        info[key] = str(header.get(key if dash else key.replace("-", "_"), _NOT_AVAILABLE))
+    info["N_TELS"] = int(header.get("N_TELS", -1))
+    info["OBJECT"] = str(header.get("OBJECT", _NOT_AVAILABLE))
+    info["EVENTS_FILENAME"] = str(events_path)
+    info["EVENT_COUNT"] = int(header["NAXIS2"])
+    info["CALDB"] = str(header.get("CALDB", _NOT_AVAILABLE))
+    info["IRF"] = str(header.get("IRF", _NOT_AVAILABLE))
+    if irf_path is None:
+        if info["CALDB"] != _NOT_AVAILABLE and info["IRF"] != _NOT_AVAILABLE:
+            irf_path = _caldb_irf_file(info["TELESCOP"], info["CALDB"], info["IRF"], where)
+        else:
+            irf_path = events_path
+    info["IRF_FILENAME"] = str(irf_path)
+    for key in _TIME_KEYWORDS:
+        info[key] = header.get(key)
+    return info
+
+
+def _hdu_rows(info: dict[str, Any], events_path: Path) -> list[dict[str, Any]]:
+    """HDU index rows of one observation: its events and GTI, and the IRF HDUs of its IRF file."""
+    from ..irf.gadf import hdu_type_and_class
+
+    obs_id = info["OBS_ID"]
+    rows = [
+        dict(OBS_ID=obs_id, HDU_TYPE=kind, HDU_CLASS=kind, FILE_DIR=events_path.parent.as_posix(),
+             FILE_NAME=events_path.name, HDU_NAME=kind.upper())
+        for kind in ("events", "gti")
+    ]  # fmt: skip
+    irf_path = Path(info["IRF_FILENAME"])
+    where = f"IRF file {str(irf_path)!r}"
+    if not irf_path.is_file():
+        raise ValueError(f"DataStore.from_events_files: {where} (observation {obs_id}) does not exist")
+    try:
+        with fits.open(irf_path, memmap=False) as hdulist:
+            headers = [(hdu.name, hdu.header.copy()) for hdu in hdulist[1:]]
+    except OSError as err:
+        raise ValueError(f"DataStore.from_events_files: {where} is not a readable FITS file: {err}") from None
+    for name, header in headers:
+        if str(header.get("HDUCLAS1", "")).strip().upper() != "RESPONSE":
+            continue
+        hdu_type, hdu_class = hdu_type_and_class(header, f"{where}, HDU {name!r}")
+        rows.append(
+            dict(OBS_ID=obs_id, HDU_TYPE=hdu_type, HDU_CLASS=hdu_class, FILE_DIR=irf_path.parent.as_posix(),
+                 FILE_NAME=irf_path.name, HDU_NAME=name)
+        )  # fmt: skip
+    return rows
+
+
 class DataStore:
     """IACT DL3 data store: an HDU index table and an observation index table.
 
@@ -594,6 +706,66 @@ class DataStore:
         else:
             log.info("Cannot find default obs-index table.")
             obs_table = None
+        return cls(hdu_table=hdu_table, obs_table=obs_table)
+
+    @classmethod
+    def from_events_files(cls, events_paths: Any, irfs_paths: Any = None) -> DataStore:
+        """Data store of event files, its index tables made from their EVENTS headers (Gammapy's
+        ``DataStore.from_events_files``).
+
+        Parameters
+        ----------
+        events_paths : list of str or Path
+            Event files (EVENTS and GTI HDUs). The EVENTS header must have ``OBS_ID``, ``TSTART``,
+            ``TSTOP``, ``ONTIME``, ``LIVETIME``, ``DEADC`` and ``RA_PNT``/``DEC_PNT`` (or
+            ``ALT_PNT``/``AZ_PNT`` with ``OBS_MODE = DRIFT``), and the same time reference
+            (``MJDREFI``, ``MJDREFF``, ``TIMEUNIT``, ``TIMESYS``, ``TIMEREF``) in every file.
+        irfs_paths : str, Path or list of them, optional
+            The IRF file (one for all, or one per event file). By default the file that the
+            ``TELESCOP``/``CALDB``/``IRF`` keywords name under ``$CALDB``
+            (``$CALDB/data/<telescop>/<caldb>/bcf/<irf>/``) when the header has them, else the
+            event file itself.
+
+        The IRF rows of the HDU index are the IRF HDUs found in the IRF file (by ``HDUCLAS2`` /
+        ``HDUCLAS4``); Gammapy lists a fixed set (``aeff_2d``, ``edisp_2d``, ``psf_3gauss``,
+        ``bkg_3d``) whatever the file holds.
+        """
+        if isinstance(events_paths, (str, Path)):
+            raise TypeError("DataStore.from_events_files: need a list of paths, not a single string or Path")
+        events = [make_path(p) for p in events_paths]
+        if not events:
+            raise ValueError("DataStore.from_events_files: no event file given")
+        if irfs_paths is None or isinstance(irfs_paths, (str, Path)):
+            irfs: list[Path | None] = [None if irfs_paths is None else make_path(irfs_paths)] * len(events)
+        else:
+            irfs = [make_path(p) for p in irfs_paths]
+            if len(irfs) != len(events):
+                raise ValueError(
+                    f"DataStore.from_events_files: {len(irfs)} IRF files for {len(events)} event files "
+                    "(give one for all, or one per event file)"
+                )
+        hdu_rows: list[dict[str, Any]] = []
+        obs_rows: list[dict[str, Any]] = []
+        for events_path, irf_path in zip(events, irfs, strict=True):
+            info = _events_info(events_path, irf_path)
+            obs_rows.append(info)
+            hdu_rows.extend(_hdu_rows(info, events_path))
+        time_info = [tuple(str(row[k]) for k in _TIME_KEYWORDS) for row in obs_rows]
+        if len(set(time_info)) > 1:
+            raise ValueError(
+                "DataStore.from_events_files: the time reference of the EVENTS headers differs between "
+                f"files ({dict(zip(map(str, events), time_info, strict=True))}; keywords {list(_TIME_KEYWORDS)})"
+            )
+        hdu_table = HDUIndexTable(rows=[[r[c] for c in _INDEX_COLUMNS] for r in hdu_rows], names=_INDEX_COLUMNS)
+        hdu_table.meta.update(_gadf_index_meta("HDU"))
+        hdu_table.meta["BASE_DIR"] = ""
+        names = list(obs_rows[0])
+        obs_table = ObservationTable(rows=[[r[k] for k in names] for r in obs_rows], names=names)
+        for name, unit in _OBS_UNITS.items():
+            if name in obs_table.colnames:
+                obs_table[name].unit = unit
+        obs_table.meta.update({k: obs_rows[0][k] for k in _TIME_KEYWORDS if obs_rows[0][k] is not None})
+        obs_table.meta.update(_gadf_index_meta("OBS"))
         return cls(hdu_table=hdu_table, obs_table=obs_table)
 
     @classmethod

@@ -3,7 +3,12 @@
 from .core import Dataset, DatasetPlan, Datasets
 from .flux_points import FluxPoints, FluxPointsDataset
 from .map import MapDataset, MapDatasetOnOff
-from .simulate import MapDatasetEventSampler
+from .simulate import (
+    MapDatasetEventSampler,
+    ObservationEventSampler,
+    create_empty_map_dataset_from_irfs,
+    create_map_dataset_from_observation,
+)
 from .spectrum import SpectrumDataset, SpectrumDatasetOnOff, stack_onoff
 
 __all__ = [
@@ -15,7 +20,10 @@ __all__ = [
     "MapDataset",
     "MapDatasetEventSampler",
     "MapDatasetOnOff",
+    "ObservationEventSampler",
     "SpectrumDataset",
     "SpectrumDatasetOnOff",
+    "create_empty_map_dataset_from_irfs",
+    "create_map_dataset_from_observation",
     "stack_onoff",
 ]

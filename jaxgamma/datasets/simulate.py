@@ -41,7 +41,12 @@ from ..models.sky import SkyModel
 from ..units import parse_unit
 from .core import _as_models, _random_state
 
-__all__ = ["MapDatasetEventSampler"]
+__all__ = [
+    "MapDatasetEventSampler",
+    "ObservationEventSampler",
+    "create_empty_map_dataset_from_irfs",
+    "create_map_dataset_from_observation",
+]
 
 log = logging.getLogger(__name__)
 
@@ -356,4 +361,237 @@ def _event_meta(dataset: Any, observation: Any) -> dict[str, Any]:
         pointing = observation.get_pointing_icrs(observation.tmid)
         meta["RA_PNT"] = float(pointing.ra.deg)
         meta["DEC_PNT"] = float(pointing.dec.deg)
+        header = observation.meta
+        meta.update({k: header[k] for k in _OBSERVATION_KEYS if k in header})
+        location = observation.observatory_earth_location
+        if location is not None:
+            meta["GEOLON"] = float(location.lon.deg)
+            meta["GEOLAT"] = float(location.lat.deg)
+            meta["ALTITUDE"] = float(location.height.to_value("m"))
     return meta
+
+
+# observation keywords of the EVENTS header that a simulated event list keeps (not CALDB/IRF: the
+# simulated file may carry its own IRFs)
+_OBSERVATION_KEYS = ("TELESCOP", "INSTRUME", "OBJECT", "N_TELS", "OBS_MODE", "DATE-OBS", "TIME-OBS", "DATE-END", "TIME-END")
+
+
+# -- datasets from an observation's IRFs ------------------------------------------------------------
+def _mad_filtered_min(values: np.ndarray) -> float | None:
+    """The smallest finite positive value once values below ``median - MAD`` are dropped (Gammapy's
+    outlier rule with scipy's ``median_abs_deviation``), or None when there is none."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return None
+    median = np.median(values)
+    kept = values[values >= median - np.median(np.abs(values - median))]
+    return float(np.min(kept))
+
+
+def _gadf_psf(observation: Any, what: str) -> Any:
+    psf = observation.psf
+    if psf is None or not hasattr(psf, "axes") or "offset" not in psf.axes.names:
+        raise ValueError(
+            f"{what}: observation {observation.obs_id} has no GADF PSF (psf_table, psf_3gauss or "
+            f"psf_king; got {type(psf).__name__}) to derive the default geometry from; give "
+            "energy_axis, energy_axis_true, spatial_width and spatial_bin_size"
+        )
+    return psf
+
+
+def _energy_resolution(kernel: Any, energy_true: np.ndarray) -> np.ndarray:
+    """Gammapy's ``EDispKernel.get_resolution``: the standard deviation of the reconstructed energy
+    (bin centres weighted by the kernel row of the true-energy bin of ``energy_true``) over that
+    bin's centre (indices outside the axis wrap to the last bin, as Gammapy's ``coord_to_idx``)."""
+    from ..irf._core import axis_center, axis_coord_to_idx
+
+    true_axis, reco_axis = kernel.energy_axis_true, kernel.energy_axis
+    idx = axis_coord_to_idx(true_axis, energy_true)
+    pdf = kernel.pdf_matrix[idx]
+    reco = axis_center(reco_axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = pdf.sum(axis=-1)
+        mean = np.nan_to_num((pdf * reco).sum(axis=-1) / norm)
+        var = ((reco[None, :] - mean[:, None]) ** 2 * pdf).sum(axis=-1) / norm
+        return np.sqrt(var) / axis_center(true_axis)[idx]
+
+
+def _default_energy_axes(
+    observation: Any, energy_bin_per_decade_max: int, position: SkyCoord, what: str
+) -> tuple[Any, Any]:
+    """Gammapy's ``_default_energy_axis``: log axes over the PSF's true-energy range (and the
+    background's reconstructed range) with ``2 / resolution`` bins per decade, the resolution the
+    smallest of the energy dispersion at ``position`` after outliers are dropped."""
+    from ..geom import MapAxis
+    from ..irf._core import axis_center, axis_edges
+
+    psf = _gadf_psf(observation, what)
+    etrue = psf.axes[0]
+    nbin = energy_bin_per_decade_max
+    if observation.edisp is not None:
+        offset = observation.pointing_radec.separation(position).deg
+        kernel = observation.edisp.to_edisp_kernel(offset)
+        unit = parse_unit(etrue.unit or "TeV")
+        resolution = _mad_filtered_min(_energy_resolution(kernel, (axis_center(etrue) * unit).to_value("TeV")))
+        if resolution is not None:
+            nbin = min(int(np.rint(2.0 / resolution)), energy_bin_per_decade_max)
+    edges = axis_edges(etrue)
+    energy_axis_true = MapAxis.from_energy_bounds(
+        edges[0], edges[-1], nbin=nbin, per_decade=True, unit=etrue.unit, name="energy_true"
+    )
+    if observation.bkg is not None:
+        reco = observation.bkg.axes["energy"]
+        reco_edges = axis_edges(reco)
+        energy_axis = MapAxis.from_energy_bounds(
+            reco_edges[0], reco_edges[-1], nbin=nbin, per_decade=True, unit=reco.unit, name="energy"
+        )
+    else:
+        energy_axis = MapAxis.from_energy_bounds(
+            edges[0], edges[-1], nbin=nbin, per_decade=True, unit=etrue.unit, name="energy"
+        )
+    return energy_axis, energy_axis_true
+
+
+def _default_bin_size(observation: Any, spatial_bin_size_min: float, what: str) -> float:
+    """Gammapy's ``_default_binsz``: the smallest 68 % containment radius of the PSF at the pointing
+    (outliers dropped), at least ``spatial_bin_size_min`` [deg]."""
+    from ..irf._core import axis_edges
+
+    psf = _gadf_psf(observation, what)
+    etrue = psf.axes[0]
+    energy = u.Quantity(axis_edges(etrue), etrue.unit or "TeV")
+    radius = _mad_filtered_min(psf.containment_radius(0.68, energy_true=energy, offset=0.0))
+    return spatial_bin_size_min if radius is None else max(radius, spatial_bin_size_min)
+
+
+def _default_width(observation: Any, spatial_width_max: float, what: str) -> float:
+    """Gammapy's ``_default_width``: twice the PSF's largest offset, at most ``spatial_width_max``."""
+    from ..irf._core import axis_edges
+
+    psf = observation.psf
+    if psf is None or not hasattr(psf, "axes") or "offset" not in psf.axes.names:
+        return spatial_width_max
+    offset = psf.axes["offset"]
+    width = 2.0 * float(u.Quantity(axis_edges(offset)[-1], offset.unit or "deg").to_value("deg"))
+    return min(width, spatial_width_max)
+
+
+def _deg(value: Any, name: str, what: str) -> float:
+    try:
+        return float(u.Quantity(value, "deg").to_value("deg"))
+    except (TypeError, ValueError, u.UnitsError) as err:
+        raise ValueError(f"{what}: {name} must be an angle, got {value!r} ({err})") from None
+
+
+def create_empty_map_dataset_from_irfs(
+    observation: Any,
+    dataset_name: str | None = None,
+    energy_axis_true: Any = None,
+    energy_axis: Any = None,
+    energy_bin_per_decade_max: int = 30,
+    spatial_width: Any = None,
+    spatial_width_max: Any = "12 deg",
+    spatial_bin_size: Any = None,
+    spatial_bin_size_min: Any = "0.01 deg",
+    position: Any = None,
+    frame: str = "icrs",
+) -> Any:
+    """An empty :class:`~jaxgamma.datasets.MapDataset` whose geometry fits an observation's IRFs
+    (Gammapy's ``create_empty_map_dataset_from_irfs``).
+
+    What is not given is derived from the IRFs as Gammapy does: the width is twice the PSF's
+    largest offset (at most ``spatial_width_max``), the pixel the smallest PSF 68 % containment
+    radius at the pointing (at least ``spatial_bin_size_min``), the energy axes span the PSF's
+    true-energy range and the background's reconstructed range with ``2 / resolution`` bins per
+    decade (at most ``energy_bin_per_decade_max``), the resolution taken from the energy dispersion
+    at ``position``. The dataset is centred on ``position`` (default the pointing) and named
+    ``dataset_name`` (default ``obs_<obs_id>``); with a migration-matrix energy dispersion it
+    carries an ``EDispMap`` on the IRF's migra axis.
+    """
+    from ..geom import WcsGeom
+    from .map import MapDataset
+
+    what = "create_empty_map_dataset_from_irfs"
+    if position is None:
+        pointing = observation.pointing
+        if pointing.mode != "POINTING":
+            raise NotImplementedError(f"{what}: only observations with a fixed ICRS pointing are supported")
+        position = pointing.fixed_icrs
+    width = (
+        _default_width(observation, _deg(spatial_width_max, "spatial_width_max", what), what)
+        if spatial_width is None
+        else _deg(spatial_width, "spatial_width", what)
+    )
+    binsz = (
+        _default_bin_size(observation, _deg(spatial_bin_size_min, "spatial_bin_size_min", what), what)
+        if spatial_bin_size is None
+        else _deg(spatial_bin_size, "spatial_bin_size", what)
+    )
+    if energy_axis is None or energy_axis_true is None:
+        default_reco, default_true = _default_energy_axes(
+            observation, int(energy_bin_per_decade_max), position, what
+        )
+        energy_axis = default_reco if energy_axis is None else energy_axis
+        energy_axis_true = default_true if energy_axis_true is None else energy_axis_true
+    geom = WcsGeom.create(
+        skydir=position.transform_to(frame), width=width, binsz=binsz, frame=frame, axes=[energy_axis]
+    )
+    edisp = observation.edisp
+    migra_axis = None
+    if edisp is not None and hasattr(edisp, "axes") and "migra" in getattr(edisp.axes, "names", ()):
+        migra_axis = edisp.axes["migra"]
+    name = f"obs_{observation.obs_id}" if dataset_name is None else dataset_name
+    return MapDataset.create(geom, energy_axis_true=energy_axis_true, migra_axis=migra_axis, name=name)
+
+
+def create_map_dataset_from_observation(observation: Any, dataset_name: str | None = None, **kwargs: Any) -> Any:
+    """A :class:`~jaxgamma.datasets.MapDataset` with the exposure, background, PSF and energy
+    dispersion of an observation (those its IRFs have) on the geometry of
+    :func:`create_empty_map_dataset_from_irfs` (``kwargs`` go there), no counts (Gammapy's
+    ``create_map_dataset_from_observation``; jaxgamma datasets hold no models, so there is no
+    ``models`` argument: a FoV background model is passed to the sampler or the fit instead)."""
+    from ..makers import MapDatasetMaker
+
+    dataset = create_empty_map_dataset_from_irfs(observation, dataset_name=dataset_name, **kwargs)
+    components = ["exposure"]
+    for name, irf in (("edisp", observation.edisp), ("background", observation.bkg), ("psf", observation.psf)):
+        if irf is not None:
+            components.append(name)
+    return MapDatasetMaker(selection=components).run(dataset, observation)
+
+
+class ObservationEventSampler(MapDatasetEventSampler):
+    """Simulate the events of an observation from its IRFs and sky models (Gammapy's
+    ``ObservationEventSampler``): the observation's IRFs are reduced to a map dataset
+    (:func:`create_map_dataset_from_observation` with ``dataset_kwargs``), whose events
+    :class:`MapDatasetEventSampler` draws; ``run`` returns a copy of the observation with them.
+
+    Parameters
+    ----------
+    random_state, t_delta, keep_mc_id, n_event_bunch
+        As :class:`MapDatasetEventSampler`.
+    dataset_kwargs : dict, optional
+        Arguments of :func:`create_empty_map_dataset_from_irfs` (energy axes, spatial width and bin
+        size, position, frame); with the defaults the geometry follows the IRFs, which for CTA
+        means a 12 deg map of PSF-sized pixels: give a smaller one for quick simulations.
+    """
+
+    def __init__(
+        self,
+        random_state: Any = "random-seed",
+        t_delta: Any = "0.5 s",
+        keep_mc_id: bool = True,
+        n_event_bunch: int = 10000,
+        dataset_kwargs: dict[str, Any] | None = None,
+    ):
+        super().__init__(random_state=random_state, t_delta=t_delta, keep_mc_id=keep_mc_id, n_event_bunch=n_event_bunch)
+        self.dataset_kwargs = dict(dataset_kwargs or {})
+
+    def run(self, observation: Any, models: Any = None, dataset_name: str | None = None) -> Any:  # type: ignore[override]
+        """A copy of ``observation`` with events simulated from ``models`` (sky models; a
+        ``FoVBackgroundModel`` named for ``dataset_name``, default ``obs_<obs_id>``, scales the
+        background; None: background only)."""
+        dataset = create_map_dataset_from_observation(observation, dataset_name=dataset_name, **self.dataset_kwargs)
+        events = super().run(dataset, () if models is None else models, observation=observation)
+        return observation.copy(events=events, gti=dataset.gti)
