@@ -296,3 +296,39 @@ def test_simulated_dl3_reduced_and_fitted_recovers_the_source(observation: Obser
         row = table[table["name"] == name][0]
         assert abs(row["value"] - value) < 4 * row["error"], (name, row["value"], row["error"], value)
     assert table[table["name"] == "index"][0]["error"] < 0.05
+
+
+def test_simulation_of_a_created_observation(data_dir: Path, tmp_path: Path):
+    """Gammapy's simulation recipe: IRFs from a CALDB file, ``Observation.create``, the sampler, the
+    DL3 file: the location comes from the IRF's TELESCOP (CTA: CTAO South) so that Gammapy's
+    ``Observation.read`` (which requires it) reads the file; background-only events follow the
+    prediction."""
+    from astropy.coordinates import SkyCoord
+    from astropy.time import Time
+
+    from jaxgamma.data import observatory_locations
+    from jaxgamma.irf import load_irf_dict_from_file
+
+    irfs = load_irf_dict_from_file(data_dir / "cta-1dc/caldb/data/cta/1dc/bcf/South_z20_50h/irf_file.fits")
+    pointing = SkyCoord(83.63, 22.01, unit="deg")
+    obs = Observation.create(pointing=pointing, obs_id=3, tstart=Time("2021-11-20T03:00:00"), livetime="0.5 h", irfs=irfs)
+    sampler = ObservationEventSampler(random_state=2, dataset_kwargs=_kwargs())
+    sim = sampler.run(obs)
+    dataset = create_map_dataset_from_observation(obs, **_kwargs())
+    expected = dataset.npred_background(Models([])).sum()
+    assert abs(len(sim.events.table) - expected) < 4.5 * np.sqrt(expected)
+    meta = sim.events.meta
+    south = observatory_locations["ctao_south"]
+    assert meta["TELESCOP"] == "CTA" and meta["GEOLON"] == pytest.approx(south.lon.deg)
+    assert 0 < meta["ALT_PNT"] < 90  # the Crab seen from Chile
+    path = tmp_path / "created.fits"
+    sim.write(path)
+    assert Observation.read(path).observation_time_duration == pytest.approx(1800.0)
+    gammapy_data = pytest.importorskip("gammapy.data")
+    for name, location in observatory_locations.items():
+        assert location == gammapy_data.observatory_locations[name], name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = gammapy_data.Observation.read(path)
+        assert len(theirs.events.table) == len(sim.events.table)
+        assert theirs.observatory_earth_location.lon.deg == pytest.approx(south.lon.deg)

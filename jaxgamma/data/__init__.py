@@ -15,6 +15,7 @@ Example::
 from .events import EventList
 from .gti import GTI
 from .observation import FixedPointingInfo, Observation, Observations
+from .observers import observatory_locations
 from .store import (
     ALL_HDUS,
     ALL_IRFS,
@@ -40,4 +41,5 @@ __all__ = [
     "Observation",
     "ObservationTable",
     "Observations",
+    "observatory_locations",
 ]

@@ -363,12 +363,35 @@ def _event_meta(dataset: Any, observation: Any) -> dict[str, Any]:
         meta["DEC_PNT"] = float(pointing.dec.deg)
         header = observation.meta
         meta.update({k: header[k] for k in _OBSERVATION_KEYS if k in header})
+        aeff_meta = getattr(observation.aeff, "meta", {}) or {}
+        for key in ("TELESCOP", "INSTRUME"):
+            if key not in meta and key in aeff_meta:
+                meta[key] = aeff_meta[key]
         location = observation.observatory_earth_location
+        location = _observatory(meta) if location is None else location
         if location is not None:
             meta["GEOLON"] = float(location.lon.deg)
             meta["GEOLAT"] = float(location.lat.deg)
             meta["ALTITUDE"] = float(location.height.to_value("m"))
+            try:  # needs the Earth orientation (IERS) at the start: absent for future dates offline
+                altaz = observation.pointing.get_altaz(gti.time_start[0], location)
+                meta["ALT_PNT"] = float(altaz.alt.deg)
+                meta["AZ_PNT"] = float(altaz.az.deg)
+            except (IndexError, ValueError) as err:
+                log.warning(f"MapDatasetEventSampler: ALT_PNT/AZ_PNT not written ({err})")
     return meta
+
+
+def _observatory(meta: dict[str, Any]) -> Any:
+    """The observatory of the ``TELESCOP``/``INSTRUME`` keywords (Gammapy's sampler: CTA's
+    "Northern Array" is CTAO North, any other CTA the South), or None when unknown."""
+    from ..data.observers import observatory_locations
+
+    telescope = str(meta.get("TELESCOP", "")).strip().lower()
+    if telescope == "cta":
+        north = str(meta.get("INSTRUME", "")).strip() == "Northern Array"
+        return observatory_locations["ctao_north" if north else "ctao_south"]
+    return observatory_locations.get(telescope)
 
 
 # observation keywords of the EVENTS header that a simulated event list keeps (not CALDB/IRF: the
