@@ -19,7 +19,7 @@ import copy
 import dataclasses
 import math
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import astropy.units as u
 import equinox as eqx
@@ -84,7 +84,23 @@ def _parameter_from_input(default: Parameter, value: Any, owner: str) -> Paramet
         raise ValueError(f"{owner}: {err}") from None
 
 
-class ModelBase(eqx.Module):
+if TYPE_CHECKING:
+
+    class _TypedModule:
+        """What type checkers see of a model's base: not a dataclass (an equinox module is one for
+        them, whose synthesised constructor would only take the ``Parameter`` each field holds),
+        with a constructor that takes any value per parameter (a float, a Quantity, a string or a
+        Parameter, converted by ``ModelBase``)."""
+
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+        def __init__(self, **kwargs: Any) -> None: ...
+
+else:
+    _TypedModule = eqx.Module
+
+
+class ModelBase(_TypedModule):
     """Abstract base of spectral, spatial and temporal models.
 
     Subclasses set ``tag`` (the Gammapy type name first, then its aliases) and declare parameters

@@ -15,7 +15,6 @@ form; the values agree with Gammapy's to its own rounding. Every ``evaluate`` is
 
 from __future__ import annotations
 
-import functools
 from typing import Any, ClassVar
 
 import astropy.units as u
@@ -145,9 +144,14 @@ def disk_norm(r_0, e):
     return 0.5 / integral
 
 
-@functools.cache
+_JITTED_EVALUATE: dict[type, Any] = {}
+
+
 def _jitted_evaluate(cls: type[SpatialModel]) -> Any:
-    return jax.jit(cls.evaluate)
+    """``jax.jit(cls.evaluate)``, made once per model class."""
+    if cls not in _JITTED_EVALUATE:
+        _JITTED_EVALUATE[cls] = jax.jit(cls.evaluate)
+    return _JITTED_EVALUATE[cls]
 
 
 def _lonlat_in_frame(lon: Any, lat: Any, frame: str) -> tuple[np.ndarray, np.ndarray]:
