@@ -159,8 +159,7 @@ def test_observation_sampler_events_follow_the_prediction(observation: Observati
 def test_background_model_scales_the_background(observation: Observation):
     """A FoV background model named for the dataset scales the background events (norm 0: none)."""
     sampler = ObservationEventSampler(random_state=3, dataset_kwargs=_kwargs())
-    background = FoVBackgroundModel(dataset_name="sim")
-    background = background.__class__(dataset_name="sim", spectral_model=jg.models.PowerLawNormSpectralModel(norm=0.0))
+    background = FoVBackgroundModel(dataset_name="sim", spectral_model=jg.models.PowerLawNormSpectralModel(norm=0.0))
     sim = sampler.run(observation, [_source(observation, **TRUTH), background], dataset_name="sim")
     assert np.all(np.asarray(sim.events.table["MC_ID"]) == 1)
     only_background = ObservationEventSampler(random_state=3, dataset_kwargs=_kwargs()).run(observation)

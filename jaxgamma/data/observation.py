@@ -69,6 +69,16 @@ def _irf_builder(hdu_class: str | None) -> Any:
     return build
 
 
+def earth_location_to_dict(location: EarthLocation) -> dict[str, float]:
+    """The ``GEOLON``/``GEOLAT`` [deg] and ``ALTITUDE`` [m] header keywords of a location
+    (Gammapy's ``earth_location_to_dict``)."""
+    return {
+        "GEOLON": float(location.lon.deg),
+        "GEOLAT": float(location.lat.deg),
+        "ALTITUDE": float(location.height.to_value("m")),
+    }
+
+
 class FixedPointingInfo:
     """Fixed pointing of an observation: an ICRS position (``OBS_MODE = POINTING``, the default) or
     an alt-az one (``DRIFT``), as Gammapy's ``FixedPointingInfo``."""
@@ -528,9 +538,7 @@ class Observation:
                 events_hdu.header["OBS_ID"] = self.obs_id
             location = self.observatory_earth_location
             if location is not None and "GEOLON" not in events_hdu.header:
-                events_hdu.header["GEOLON"] = float(location.lon.deg)
-                events_hdu.header["GEOLAT"] = float(location.lat.deg)
-                events_hdu.header["ALTITUDE"] = float(location.height.to_value("m"))
+                events_hdu.header.update(earth_location_to_dict(location))
             hdus.append(events_hdu)
         gti = self.gti
         if gti is not None:

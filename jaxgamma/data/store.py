@@ -30,7 +30,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table, unique
 from astropy.time import Time
 
-from ..irf._irf_base import make_path
+from ..irf._irf_base import GADF_KEYWORDS, make_path
 from ..irf.gadf import HDU_CLASSES, HDU_TYPES
 from .gti import _mjdref, _time_ref, _timesys
 
@@ -529,13 +529,7 @@ _NOT_AVAILABLE = "NOT AVAILABLE"
 
 
 def _gadf_index_meta(kind: str) -> dict[str, str]:
-    return {
-        "HDUCLASS": "GADF",
-        "HDUDOC": "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats",
-        "HDUVERS": "0.2",
-        "HDUCLAS1": "INDEX",
-        "HDUCLAS2": kind,
-    }
+    return {**GADF_KEYWORDS, "HDUCLAS1": "INDEX", "HDUCLAS2": kind}
 
 
 def _caldb_irf_file(telescop: str, caldb: str, irf: str, where: str) -> Path:

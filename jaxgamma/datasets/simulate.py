@@ -37,6 +37,8 @@ from astropy.coordinates import SkyCoord, SkyOffsetFrame
 from astropy.table import Table, vstack
 
 from ..data.events import EventList
+from ..data.observation import earth_location_to_dict
+from ..irf._irf_base import GADF_KEYWORDS
 from ..models.sky import SkyModel
 from ..units import parse_unit
 from .core import _as_models, _random_state
@@ -336,9 +338,7 @@ def _event_meta(dataset: Any, observation: Any) -> dict[str, Any]:
     when an observation is given."""
     gti = dataset.gti
     meta: dict[str, Any] = {
-        "HDUCLASS": "GADF",
-        "HDUDOC": "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats",
-        "HDUVERS": "0.2",
+        **GADF_KEYWORDS,
         "HDUCLAS1": "EVENTS",
         "EXTNAME": "EVENTS",
         "MJDREFI": int(gti.mjdrefi),
@@ -370,9 +370,7 @@ def _event_meta(dataset: Any, observation: Any) -> dict[str, Any]:
         location = observation.observatory_earth_location
         location = _observatory(meta) if location is None else location
         if location is not None:
-            meta["GEOLON"] = float(location.lon.deg)
-            meta["GEOLAT"] = float(location.lat.deg)
-            meta["ALTITUDE"] = float(location.height.to_value("m"))
+            meta.update(earth_location_to_dict(location))
             try:  # needs the Earth orientation (IERS) at the start: absent for future dates offline
                 altaz = observation.pointing.get_altaz(gti.time_start[0], location)
                 meta["ALT_PNT"] = float(altaz.alt.deg)
@@ -412,9 +410,14 @@ def _mad_filtered_min(values: np.ndarray) -> float | None:
     return float(np.min(kept))
 
 
+def _is_gadf_psf(psf: Any) -> bool:
+    """A GADF PSF versus energy and offset (not a PSF map)."""
+    return psf is not None and hasattr(psf, "axes") and "offset" in psf.axes.names
+
+
 def _gadf_psf(observation: Any, what: str) -> Any:
     psf = observation.psf
-    if psf is None or not hasattr(psf, "axes") or "offset" not in psf.axes.names:
+    if not _is_gadf_psf(psf):
         raise ValueError(
             f"{what}: observation {observation.obs_id} has no GADF PSF (psf_table, psf_3gauss or "
             f"psf_king; got {type(psf).__name__}) to derive the default geometry from; give "
@@ -488,14 +491,13 @@ def _default_bin_size(observation: Any, spatial_bin_size_min: float, what: str) 
     return spatial_bin_size_min if radius is None else max(radius, spatial_bin_size_min)
 
 
-def _default_width(observation: Any, spatial_width_max: float, what: str) -> float:
+def _default_width(observation: Any, spatial_width_max: float) -> float:
     """Gammapy's ``_default_width``: twice the PSF's largest offset, at most ``spatial_width_max``."""
     from ..irf._core import axis_edges
 
-    psf = observation.psf
-    if psf is None or not hasattr(psf, "axes") or "offset" not in psf.axes.names:
+    if not _is_gadf_psf(observation.psf):
         return spatial_width_max
-    offset = psf.axes["offset"]
+    offset = observation.psf.axes["offset"]
     width = 2.0 * float(u.Quantity(axis_edges(offset)[-1], offset.unit or "deg").to_value("deg"))
     return min(width, spatial_width_max)
 
@@ -542,7 +544,7 @@ def create_empty_map_dataset_from_irfs(
             raise NotImplementedError(f"{what}: only observations with a fixed ICRS pointing are supported")
         position = pointing.fixed_icrs
     width = (
-        _default_width(observation, _deg(spatial_width_max, "spatial_width_max", what), what)
+        _default_width(observation, _deg(spatial_width_max, "spatial_width_max", what))
         if spatial_width is None
         else _deg(spatial_width, "spatial_width", what)
     )

@@ -75,13 +75,14 @@ DL3_AXES = {
 _STRUCTURE_KEYS = ("XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "TFIELDS", "THEAP")
 _COLUMN_KEYS = ("TTYPE", "TFORM", "TUNIT", "TDIM", "TNULL", "TSCAL", "TZERO", "TDISP", "TDMIN", "TDMAX")
 
-# the header keywords of every GADF DL3 IRF HDU Gammapy writes (its ``COMMON_IRF_HEADERS``, in order)
-GADF_IRF_KEYWORDS = {
+# the keywords that open every GADF HDU header (events, GTI, IRFs, index tables)
+GADF_KEYWORDS = {
     "HDUCLASS": "GADF",
     "HDUDOC": "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats",
     "HDUVERS": "0.2",
-    "HDUCLAS1": "RESPONSE",
 }
+# the header keywords of every GADF DL3 IRF HDU Gammapy writes (its ``COMMON_IRF_HEADERS``, in order)
+GADF_IRF_KEYWORDS = {**GADF_KEYWORDS, "HDUCLAS1": "RESPONSE"}
 # checksums of the file an IRF was read from: stale once the table is written again
 _STALE_KEYS = ("CHECKSUM", "DATASUM")
 
