@@ -502,6 +502,23 @@ class _DL3Writer:
     tag: ClassVar[str] = ""
     hduclas2: ClassVar[str] = ""
     hdu_name: ClassVar[str] = ""
+    _meta: dict[str, Any]
+
+    @property
+    def axes(self) -> IRFAxes:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def is_pointlike(self) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def fov_alignment(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _data_columns(self) -> dict[str, u.Quantity]:  # pragma: no cover - overridden
+        """The data column(s) of the table, by name: one row, transposed."""
+        raise NotImplementedError
 
     @classmethod
     def _mandatory_keywords(cls) -> dict[str, str]:
@@ -515,8 +532,29 @@ class _DL3Writer:
             "HDUCLAS4": cls.tag.upper(),
         }
 
-    def to_table(self, format: str = "gadf-dl3") -> Table:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def to_table(self, format: str = "gadf-dl3") -> Table:
+        """The IRF as a GADF DL3 table (Gammapy's ``to_table``).
+
+        Parameters
+        ----------
+        format : {"gadf-dl3"}
+            Format specification.
+
+        Returns
+        -------
+        table : `~astropy.table.Table`
+            One row: the axis columns (see :func:`dl3_axes_table`), then the data column(s) in the
+            stored precision, transposed (the first axis varies fastest in FITS). ``meta``: the
+            IRF's keywords updated with the GADF ones (``HDUCLASS``, ``HDUDOC``, ``HDUVERS``,
+            ``HDUCLAS1`` to ``HDUCLAS4``; ``HDUCLAS3`` is ``POINT-LIKE`` for a point-like IRF;
+            ``FOVALIGN`` where present or required).
+        """
+        _check_dl3_format(format, f"{type(self).__name__}.to_table")
+        table = dl3_axes_table(self.axes)
+        table.meta = dl3_table_meta(self._meta, self._mandatory_keywords(), self.is_pointlike, self.fov_alignment)
+        for name, values in self._data_columns().items():
+            table[name] = values
+        return table
 
     def to_table_hdu(self, format: str = "gadf-dl3") -> fits.BinTableHDU:
         """The IRF as a GADF DL3 binary table HDU named ``hdu_name`` (Gammapy's ``to_table_hdu``).
@@ -953,30 +991,9 @@ class IRF(_DL3Writer):
         with hdulist:
             return cls.from_table_hdu(table_hdu, where=where)
 
-    def to_table(self, format: str = "gadf-dl3") -> Table:
-        """The IRF as a GADF DL3 table (Gammapy's ``IRF.to_table``).
-
-        Parameters
-        ----------
-        format : {"gadf-dl3"}
-            Format specification.
-
-        Returns
-        -------
-        table : `~astropy.table.Table`
-            One row: the axis columns (see :func:`dl3_axes_table`), then the data column (the first
-            of ``column_names``) in ``unit``, in the stored precision, transposed (the first axis
-            varies fastest in FITS). ``meta``: the IRF's keywords updated with the GADF ones
-            (``HDUCLASS``, ``HDUDOC``, ``HDUVERS``, ``HDUCLAS1`` to ``HDUCLAS4``; ``HDUCLAS3`` is
-            ``POINT-LIKE`` for a point-like IRF; ``FOVALIGN`` where present or required).
-        """
-        _check_dl3_format(format, f"{type(self).__name__}.to_table")
-        table = dl3_axes_table(self._axes)
-        table.meta = dl3_table_meta(
-            self._meta, self._mandatory_keywords(), self._is_pointlike, self._fov_alignment
-        )
-        table[self.column_names[0]] = u.Quantity(self._raw.T[np.newaxis], parse_unit(self._unit), copy=True)
-        return table
+    def _data_columns(self) -> dict[str, u.Quantity]:
+        """The first of ``column_names``, in ``unit``."""
+        return {self.column_names[0]: u.Quantity(self._raw.T[np.newaxis], parse_unit(self._unit), copy=True)}
 
     def __repr__(self) -> str:
         return (

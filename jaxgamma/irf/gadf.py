@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table
 
 from ..geom import MapAxis
 from ..units import parse_unit, unit_str
@@ -26,7 +25,6 @@ from ._core import axis_center, axis_coord_to_idx, axis_edges, upsample_axis
 from ._irf_base import (
     IRF,
     IRFAxes,
-    _check_dl3_format,
     _DL3Writer,
     _fov_alignment,
     _unit_factor,
@@ -34,8 +32,6 @@ from ._irf_base import (
     column_values,
     coord_in_fixed_unit,
     coord_to_axis_unit,
-    dl3_axes_table,
-    dl3_table_meta,
     interpolate_grid,
     make_path,
     open_hdu,
@@ -371,32 +367,17 @@ class _ParametricPSF(_PSFMixin, _DL3Writer):
         with hdulist:
             return cls.from_table_hdu(table_hdu, where=where)
 
-    def to_table(self, format: str = "gadf-dl3") -> Table:
-        """The PSF as a GADF DL3 table (Gammapy's ``ParametricPSF.to_table``).
-
-        Parameters
-        ----------
-        format : {"gadf-dl3"}
-            Format specification.
-
-        Returns
-        -------
-        table : `~astropy.table.Table`
-            One row: the axis columns, then one float32 column per parameter (``column_spec``, in
-            the order of ``required_parameters``) in its unit, transposed. Unlike Gammapy 2.1, which
-            writes no header keywords for a parametric PSF, ``meta`` has the PSF's keywords updated
-            with the GADF ones (``HDUCLAS1`` to ``HDUCLAS4`` ...), as for the other IRFs, so that
-            the HDU is found as an IRF (``load_irf_dict_from_file``).
-        """
-        _check_dl3_format(format, f"{type(self).__name__}.to_table")
-        table = dl3_axes_table(self._axes)
-        table.meta = dl3_table_meta(
-            self._meta, self._mandatory_keywords(), self.is_pointlike, self.fov_alignment
-        )
-        for name in self.required_parameters:
-            values = self._params[name].astype(np.float32).T[np.newaxis]
-            table[self.column_spec[name]] = u.Quantity(values, parse_unit(self._units[name]), copy=False)
-        return table
+    def _data_columns(self) -> dict[str, u.Quantity]:
+        """One float32 column per parameter (``column_spec``, in the order of
+        ``required_parameters``) in its unit. Unlike Gammapy 2.1, which writes no header keywords
+        for a parametric PSF, the table's ``meta`` has the GADF ones, as for the other IRFs, so
+        that the HDU is found as an IRF (``load_irf_dict_from_file``)."""
+        return {
+            self.column_spec[name]: u.Quantity(
+                self._params[name].astype(np.float32).T[np.newaxis], parse_unit(self._units[name]), copy=False
+            )
+            for name in self.required_parameters
+        }
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(axes={self._axes.names}, shape={self._axes.shape})"
