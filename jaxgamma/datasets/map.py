@@ -1509,6 +1509,75 @@ class _AbstractMapDataset(Dataset):
             kwargs[field] = None if value is None else value.cutout(position, width, mode=mode)
         return type(self)(**kwargs)
 
+    # -- Gammapy's manipulations (jaxgamma.datasets._map_ops) -----------------------------------------
+    def slice_by_idx(self, slices: dict[str, slice], name: str | None = None) -> Any:
+        """The dataset restricted to energy bins, as Gammapy's ``slice_by_idx``: ``slices`` maps
+        ``"energy"`` (counts, background, masks, the edisp kernel's reconstructed axis) and/or
+        ``"energy_true"`` (exposure, PSF, the edisp's true axis) to a ``slice``. Integer indices
+        (which drop the axis in Gammapy) are refused: a map dataset keeps its energy axes."""
+        from ._map_ops import slice_by_idx
+
+        return slice_by_idx(self, slices, name=name)
+
+    def slice_by_energy(self, energy_min: Any = None, energy_max: Any = None, name: str | None = None) -> Any:
+        """The reconstructed-energy bins between ``energy_min`` and ``energy_max`` (Quantity or
+        string; default the axis bounds), snapped to the bin edges as Gammapy's ``slice_by_energy``."""
+        from ._map_ops import slice_by_energy
+
+        return slice_by_energy(self, energy_min, energy_max, name=name)
+
+    def resample_energy_axis(self, energy_axis: MapAxis, name: str | None = None) -> Any:
+        """The reconstructed-energy bins grouped onto ``energy_axis`` (its edges must be some of the
+        dataset's), as Gammapy's ``resample_energy_axis``: counts and background summed over the
+        safe bins, masks ORed, the edisp kernel map regrouped with the safe mask on its grid; the
+        exposure and PSF are kept."""
+        from ._map_ops import resample_energy_axis
+
+        return resample_energy_axis(self, energy_axis, name=name)
+
+    def to_image(self, name: str | None = None) -> Any:
+        """One reconstructed-energy bin: :meth:`resample_energy_axis` onto the squashed axis
+        (Gammapy's ``to_image``)."""
+        from ._map_ops import to_image
+
+        return to_image(self, name=name)
+
+    def downsample(self, factor: int, axis_name: str | None = None, name: str | None = None) -> Any:
+        """Gammapy's ``downsample``: ``factor x factor`` pixels merged (``axis_name`` None; npix must
+        be divisible, :meth:`pad` first) or ``factor`` reconstructed-energy bins (``"energy"``).
+        Counts and background are summed over the safe bins, the exposure averaged, masks ORed;
+        the IRF maps are kept, except the edisp kernel's reconstructed axis when energy bins merge."""
+        from ._map_ops import downsample
+
+        return downsample(self, factor, axis_name=axis_name, name=name)
+
+    def pad(self, pad_width: Any, mode: str = "constant", name: str | None = None) -> Any:
+        """The maps padded by ``pad_width`` pixels (one value or ``(x, y)``) on each side, with
+        ``numpy.pad``'s ``mode`` (zeros and False for "constant"), as Gammapy's ``pad``; the IRF
+        maps are kept. Not available for :class:`MapDatasetOnOff` (nor in Gammapy)."""
+        from ._map_ops import pad
+
+        return pad(self, pad_width, mode=mode, name=name)
+
+    def to_spectrum_dataset(
+        self, on_region: Any, containment_correction: bool = False, name: str | None = None, models: Any = None
+    ) -> Any:
+        """The spectrum in ``on_region`` (a sky region with a centre, fully inside the map, where the
+        mask is uniform per energy bin), as Gammapy's ``to_spectrum_dataset``: counts (and the
+        background, or the OFF counts) summed over the safe pixels inside, the exposure averaged,
+        the energy dispersion of the pixel nearest the region centre, masks ORed. With
+        ``containment_correction`` (a ``CircleSkyRegion`` and a PSF map) the exposure is multiplied
+        by the PSF containment in the radius at the centre.
+
+        Datasets hold no models: ``models`` supplies the FoV background model whose norm Gammapy's
+        ``npred_background()`` applies to the background. Returns a
+        :class:`~jaxgamma.datasets.SpectrumDataset` (a :class:`~jaxgamma.datasets.SpectrumDatasetOnOff`
+        from a :class:`MapDatasetOnOff`, with the acceptance averaged over the safe pixels and
+        ``acceptance_off`` keeping the summed background)."""
+        from ._map_ops import to_spectrum_dataset
+
+        return to_spectrum_dataset(self, on_region, containment_correction, name=name, models=models)
+
 
 class MapDataset(_AbstractMapDataset):
     """A 3D map dataset with a known background: Cash statistic, as Gammapy's ``MapDataset``.
@@ -1705,6 +1774,13 @@ class MapDataset(_AbstractMapDataset):
         self._add_exposure_time_bins(info)
         info["stat_sum"] = float(stat_sum) if (self.counts is not None and given) else np.nan
         return info
+
+    def to_masked(self, name: str | None = None, models: Any = None) -> MapDataset:
+        """The dataset with its safe mask applied, as Gammapy's ``to_masked`` (stacked onto an
+        empty dataset): counts and background 0 outside the safe mask, the exposure 0 in pixels
+        without a safe bin, the IRF maps weighted by the safe mask, NaNs set to 0. ``models``
+        supplies the FoV background model folded into the background, as Gammapy's stacking."""
+        return stack_map_datasets([self], name=name, models=models)
 
     @classmethod
     def stack_datasets(cls, datasets: Any, name: str | None = None, models: Any = None) -> MapDataset:
@@ -2138,6 +2214,11 @@ class MapDatasetOnOff(_AbstractMapDataset):
         return hdulist
 
     # -- stacking -------------------------------------------------------------------------------------
+    def to_masked(self, name: str | None = None) -> MapDatasetOnOff:
+        """The dataset with its safe mask applied, as Gammapy's ``to_masked`` (stacked onto an
+        empty dataset: see :func:`stack_map_datasets_onoff`)."""
+        return stack_map_datasets_onoff([self], name=name)
+
     @classmethod
     def stack_datasets(cls, datasets: Any, name: str | None = None, models: Any = None) -> MapDatasetOnOff:
         """Stack on-off map datasets as Gammapy's ``Datasets.stack_reduce`` (see

@@ -482,7 +482,10 @@ class TSMapEstimator:
         Width of the kernel geometry (the kernel is truncated there). Default: the kernel is the
         model evaluator's cutout (PSF width + 0.2 deg for a point source), within the map.
     downsampling_factor : int, optional
-        Not supported yet (a clear error); Gammapy's default None is.
+        As Gammapy: the datasets are padded (the result stays on their grid) and downsampled by
+        this factor before the estimation, the maps upsampled back (order-1 spline, order 0 for
+        ``niter`` and ``success``) and cropped. Gammapy pads both axes by the latitude padding,
+        so a non-square map may not divide by the factor: the error says so, as Gammapy's.
     n_sigma, n_sigma_ul : float
         Confidence levels of the errors and of the upper limits.
     n_sigma_sensitivity : float
@@ -539,12 +542,15 @@ class TSMapEstimator:
             )
         self.kernel_model = kernel_model
         self.kernel_width = kernel_width
-        if downsampling_factor not in (None, 1):
-            raise NotImplementedError(
-                f"TSMapEstimator: downsampling_factor={downsampling_factor!r} is not supported yet "
-                "(jaxgamma computes the TS at every pixel)"
+        if downsampling_factor is not None and (
+            isinstance(downsampling_factor, bool)
+            or not isinstance(downsampling_factor, (int, np.integer))
+            or downsampling_factor < 1
+        ):
+            raise ValueError(
+                f"TSMapEstimator: downsampling_factor must be a positive integer or None, got {downsampling_factor!r}"
             )
-        self.downsampling_factor = downsampling_factor
+        self.downsampling_factor = None if downsampling_factor is None else int(downsampling_factor)
         for label, value in (("n_sigma", n_sigma), ("n_sigma_ul", n_sigma_ul), ("n_sigma_sensitivity", n_sigma_sensitivity)):
             if not float(value) > 0:
                 raise ValueError(f"TSMapEstimator: {label} must be > 0, got {value}")
@@ -645,6 +651,27 @@ class TSMapEstimator:
             widths.append(max(geom.width))
         return float(max(widths))
 
+    def _pad_width(self, datasets: list[MapDataset]) -> tuple[int, int]:
+        """Gammapy's ``estimate_pad_width`` with downsampling, the largest over the datasets: the
+        kernel's half size added to the map, rounded up to the next multiple of 8 beyond (Gammapy's
+        ``shape_2N``), half the difference on each side; Gammapy takes the latitude value for both
+        axes (its ``symmetric_crop_pad_width(...)[0]``), and so does this."""
+        widths = []
+        for d in datasets:
+            kernel = self.estimate_kernel(d)
+            ny, nx = d.geom.data_shape_image
+            ky, kx = (np.array(kernel.shape[-2:]) // 2).tolist()
+            shape = np.array([ny + 2 * ky, nx + 2 * kx])
+            new_shape = shape + (8 - np.mod(shape, 8))
+            ydiff = int(new_shape[0] - ny)
+            if ydiff % 2 or (int(new_shape[1]) - nx) % 2:
+                raise ValueError(
+                    "TSMapEstimator.run: for symmetric crop / pad width, difference to new shape must be even in all "
+                    f"axes (map {ny} x {nx}, padded to {new_shape.tolist()}; Gammapy's condition)"
+                )
+            widths.append((ydiff // 2, ydiff // 2))
+        return tuple(np.max(np.array(widths), axis=0).tolist())  # type: ignore[return-value]
+
     @staticmethod
     def _mask_default(dataset: MapDataset, npred: np.ndarray) -> np.ndarray:
         if dataset.mask_fit is not None:
@@ -708,6 +735,16 @@ class TSMapEstimator:
                     f"{datasets[0].name!r})"
                 )
         width = self.kernel_width if self.kernel_width is not None else self._kernel_width_default(datasets)
+        factor = self.downsampling_factor or 1
+        pad_width = (0, 0)
+        if factor > 1:
+            image_out = image_ref
+            pad_width = self._pad_width(datasets)
+            try:
+                datasets = [d.pad(pad_width, name=d.name).downsample(factor, name=d.name) for d in datasets]
+            except ValueError as err:
+                raise ValueError(f"TSMapEstimator.run: downsampling_factor={factor}: {err}") from None
+            image_ref = datasets[0].geom.to_image()
         axis_in = datasets[0].geom.axis("energy")
         if self.energy_edges is None:
             edges = np.array([axis_in.edges[0], axis_in.edges[-1]])
@@ -794,8 +831,18 @@ class TSMapEstimator:
                 image[iy, ix] = values[name]
                 results[name].append(image)
 
-        geom = image_ref.to_cube([axis])
         maps = {name: np.stack(images) for name, images in results.items()}
+        if factor > 1:
+            from ..geom.resample import upsample_data
+
+            px, py = pad_width
+            crop = (Ellipsis, slice(py, py + image_out.npix[1]), slice(px, px + image_out.npix[0]))
+            maps = {
+                name: upsample_data(m, factor, order=0 if name in ("niter", "success") else 1)[crop]
+                for name, m in maps.items()
+            }
+            image_ref = image_out
+        geom = image_ref.to_cube([axis])
         # as Gammapy: its NaN (not estimated) casts to True
         maps["success"] = np.where(np.isnan(maps["success"]), 1.0, maps["success"])
         meta = {"n_sigma": self.n_sigma, "n_sigma_ul": self.n_sigma_ul, "sqrt_ts_threshold_ul": 2, "sed_type_init": "likelihood"}

@@ -293,6 +293,33 @@ class MapAxis:
             unit=unit,
         )
 
+    def slice(self, idx: slice) -> MapAxis:
+        """The bins ``idx`` (a ``slice`` with step 1) of this axis (Gammapy's ``MapAxis.slice``)."""
+        if not isinstance(idx, slice):
+            raise TypeError(f"MapAxis {self._name!r}.slice: expected a slice, got {type(idx).__name__}")
+        start, stop, step = idx.indices(self.nbin)
+        if step != 1 or stop <= start:
+            raise ValueError(
+                f"MapAxis {self._name!r}.slice: {idx} selects no contiguous bins of the {self.nbin} bins"
+            )
+        nodes = self._nodes[start : stop + 1] if self._node_type == "edges" else self._nodes[start:stop]
+        return MapAxis(nodes, interp=self._interp, name=self._name, node_type=self._node_type, unit=self._unit)
+
+    def squash(self) -> MapAxis:
+        """One bin spanning the axis (Gammapy's ``MapAxis.squash``)."""
+        lo, hi = self.edges[0], self.edges[-1]
+        return MapAxis.from_bounds(lo, hi, 1, interp=self._interp, name=self._name, unit=self._unit)
+
+    def downsample(self, factor: int) -> MapAxis:
+        """Every ``factor``-th edge (Gammapy's ``MapAxis.downsample``, ``strict=True``): ``nbin``
+        must be divisible by ``factor``."""
+        factor = _positive_factor(factor, f"MapAxis {self._name!r}.downsample")
+        if self._node_type != "edges":
+            raise ValueError(f"MapAxis {self._name!r}.downsample: only axes of node type 'edges' are supported")
+        if self.nbin % factor:
+            raise ValueError(f"Number of {self._name} bins ({self.nbin}) is not divisible by {factor}")
+        return MapAxis(self._nodes[::factor], interp=self._interp, name=self._name, unit=self._unit)
+
     # -- coordinates <-> pixels ---------------------------------------------------------------------
     def _scaled_nodes(self) -> tuple[np.ndarray, np.ndarray]:
         x = _scale(self._nodes, self._interp)
@@ -441,6 +468,12 @@ class MapAxis:
             f"MapAxis(name={self._name!r}, nbin={self.nbin}, node_type={self._node_type!r}, "
             f"interp={self._interp!r}, bounds=({lo:.6g}, {hi:.6g}){unit})"
         )
+
+
+def _positive_factor(factor: Any, what: str) -> int:
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+        raise ValueError(f"{what}: factor must be a positive integer, got {factor!r}")
+    return int(factor)
 
 
 def _check_energy_name(name: str) -> None:

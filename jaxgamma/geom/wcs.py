@@ -112,6 +112,14 @@ def solid_angle_from_corners(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return np.abs(area_low_right + area_up_left)
 
 
+def _pixel_pair(value: Any, what: str) -> tuple[int, int]:
+    """``(x, y)`` non-negative pixel counts from one integer or a pair."""
+    pair = (value, value) if np.isscalar(value) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in pair):
+        raise ValueError(f"{what} must be a non-negative integer or a pair (x, y) of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
 class WcsGeom:
     """Regular WCS geometry: a 2D celestial WCS, its pixel shape and non-spatial axes.
 
@@ -355,8 +363,30 @@ class WcsGeom:
     def downsample(self, factor: int) -> WcsGeom:
         """``factor x factor`` pixels merged into one (npix must divide)."""
         if self._npix[0] % factor or self._npix[1] % factor:
-            raise ValueError(f"WcsGeom.downsample: npix {self._npix} not divisible by {factor}")
+            raise ValueError(
+                f"WcsGeom.downsample: npix {self._npix} not divisible by {factor}; pad the map first "
+                "(as Gammapy requires)"
+            )
         return self._resample(float(factor), (self._npix[0] // factor, self._npix[1] // factor))
+
+    def pad(self, pad_width: int | tuple[int, int]) -> WcsGeom:
+        """``pad_width`` pixels (one value, or ``(x, y)``) added on each side (Gammapy's spatial
+        ``pad``): the reference pixel moves with the data, the pixel size is kept."""
+        px, py = _pixel_pair(pad_width, "WcsGeom.pad: pad_width")
+        return self._shifted((px, py))
+
+    def crop(self, crop_width: int | tuple[int, int]) -> WcsGeom:
+        """``crop_width`` pixels (one value, or ``(x, y)``) removed on each side (Gammapy's ``crop``)."""
+        cx, cy = _pixel_pair(crop_width, "WcsGeom.crop: crop_width")
+        if 2 * cx >= self._npix[0] or 2 * cy >= self._npix[1]:
+            raise ValueError(f"WcsGeom.crop: crop_width {(cx, cy)} leaves no pixel of npix {self._npix}")
+        return self._shifted((-cx, -cy))
+
+    def _shifted(self, width: tuple[int, int]) -> WcsGeom:
+        wcs = self._wcs.deepcopy()
+        wcs.wcs.crpix += np.array(width, dtype=float)
+        npix = (self._npix[0] + 2 * width[0], self._npix[1] + 2 * width[1])
+        return WcsGeom(wcs, npix, axes=self._axes)
 
     def _resample(self, factor: float, npix: tuple[int, int]) -> WcsGeom:
         wcs = self._wcs.deepcopy()

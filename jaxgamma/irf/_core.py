@@ -336,6 +336,72 @@ class IRFMap:
         ndim = self._data.ndim
         return np.any(self._data > 0, axis=tuple(range(ndim - 2)))
 
+    # -- map operations (Gammapy's IRFMap.slice_by_idx / downsample) ---------------------------------
+    def _new_like(self, data: np.ndarray, geom: WcsGeom, **changes: Any) -> Any:
+        """A map of this class on ``geom`` with ``data``; unit and exposure map kept unless changed."""
+        kwargs: dict[str, Any] = {
+            "exposure": self._exposure,
+            "exposure_geom": self._exposure_geom,
+            "unit": self._unit,
+            "exposure_unit": self._exposure_unit,
+        }
+        kwargs.update(changes)
+        return type(self)(data, geom, **kwargs)
+
+    def _data_axis(self, geom: WcsGeom, name: str) -> int:
+        names = [a.name for a in geom.axes]
+        if name not in names:
+            raise ValueError(f"{type(self).__name__}: no axis {name!r} (axes {names})")
+        return len(names) - 1 - names.index(name)
+
+    def slice_by_idx(self, slices: dict[str, slice]) -> Any:
+        """The map restricted to the bins ``slices[name]`` of its non-spatial axes (Gammapy's
+        ``IRFMap.slice_by_idx``); axes not named are kept, names the map lacks are ignored. The
+        exposure map is sliced along the axes it has unsquashed (``energy_true``)."""
+        what = f"{type(self).__name__}.slice_by_idx"
+        for key, value in slices.items():
+            if not isinstance(value, slice):
+                raise ValueError(f"{what}: integer indexing is not supported, got {{{key!r}: {value!r}}}")
+
+        def sliced(data: np.ndarray, geom: WcsGeom, squashed: str | None) -> tuple[np.ndarray, WcsGeom]:
+            axes = list(geom.axes)
+            index: list[Any] = [slice(None)] * data.ndim
+            for i, axis in enumerate(axes):
+                if axis.name in slices and axis.name != squashed:
+                    axes[i] = axis.slice(slices[axis.name])
+                    index[len(axes) - 1 - i] = slices[axis.name]
+            return data[tuple(index)], geom.replace_axes(axes)
+
+        data, geom = sliced(self._data, self._geom, None)
+        exposure, exposure_geom = self._exposure, self._exposure_geom
+        if exposure is not None and exposure_geom is not None:
+            exposure, exposure_geom = sliced(exposure, exposure_geom, self._geom.axes[0].name)
+        return self._new_like(data, geom, exposure=exposure, exposure_geom=exposure_geom)
+
+    def downsample(self, factor: int, axis_name: str | None = None, weights: Any = None) -> Any:
+        """Gammapy's ``IRFMap.downsample``: spatially (``axis_name`` None) the ``weights``-weighted
+        mean of ``factor x factor`` pixels, and the mean exposure; along a non-spatial axis the
+        weighted sum of ``factor`` bins, the exposure summed along ``energy_true`` and otherwise kept."""
+        from ..geom.resample import downsample_data
+
+        exposure, exposure_geom = self._exposure, self._exposure_geom
+        if axis_name is None:
+            geom = self._geom.downsample(factor)
+            data = downsample_data(self._data, factor, None, weights, preserve_counts=False)
+            if exposure is not None and exposure_geom is not None:
+                exposure = downsample_data(exposure, factor, None, None, preserve_counts=False)
+                exposure_geom = exposure_geom.downsample(factor)
+        else:
+            axes = [a.downsample(factor) if a.name == axis_name else a for a in self._geom.axes]
+            data = downsample_data(self._data, factor, self._data_axis(self._geom, axis_name), weights)
+            geom = self._geom.replace_axes(axes)
+            if exposure is not None and exposure_geom is not None and axis_name == "energy_true":
+                exposure = downsample_data(exposure, factor, self._data_axis(exposure_geom, axis_name), None)
+                exposure_geom = exposure_geom.replace_axes(
+                    [a.downsample(factor) if a.name == axis_name else a for a in exposure_geom.axes]
+                )
+        return self._new_like(data, geom, exposure=exposure, exposure_geom=exposure_geom)
+
     def _nearest_valid_position(self, position: SkyCoord) -> SkyCoord:
         """``position`` if its pixel has a valid IRF, otherwise the nearest valid pixel centre."""
         mask = self.mask_safe_image

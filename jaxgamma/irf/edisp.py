@@ -293,6 +293,23 @@ class EDispKernelMap(_EDispBase):
             geom = geom.replace_axes([energy_axis, energy_axis_true])
         return cls.from_geom(geom)
 
+    def resample_energy_axis(self, energy_axis: MapAxis, weights: Any = None) -> EDispKernelMap:
+        """The reconstructed-energy bins grouped onto ``energy_axis`` (whose edges must be some of
+        the map's), summed after multiplying by ``weights`` (Gammapy's ``resample_energy_axis``;
+        the true-energy axis and the exposure map are kept)."""
+        from ..geom.resample import resample_axis_data
+
+        data = resample_axis_data(
+            self._data,
+            self.energy_axis,
+            energy_axis,
+            self._data_axis(self._geom, "energy"),
+            weights,
+            what="EDispKernelMap.resample_energy_axis",
+        )
+        geom = self._geom.replace_axes([energy_axis.to_unit(self.energy_axis.unit), self.energy_axis_true])
+        return self._new_like(data, geom)
+
     def get_edisp_kernel(
         self, position: SkyCoord | None = None, energy_axis: MapAxis | None = None
     ) -> EDispKernel:

@@ -559,17 +559,6 @@ def cutout_array(data: np.ndarray, geom: WcsGeom, slices_parent: tuple, slices_c
     return out
 
 
-def _new_like(irf_map: IRFMap, data: np.ndarray, geom: WcsGeom, **changes: Any) -> Any:
-    kwargs: dict[str, Any] = {
-        "exposure": irf_map.exposure,
-        "exposure_geom": irf_map.exposure_geom,
-        "unit": irf_map.unit,
-        "exposure_unit": irf_map.exposure_unit,
-    }
-    kwargs.update(changes)
-    return type(irf_map)(data, geom, **kwargs)
-
-
 def cutout_irf_map(irf_map: IRFMap, position: Any, width: Any, mode: str = "trim", min_npix: int = 3) -> Any:
     """Gammapy's ``IRFMap.cutout``: the IRF map and its exposure map cut out around ``position``
     (at least ``min_npix`` pixels a side, so that interpolation inside stays possible)."""
@@ -579,7 +568,7 @@ def cutout_irf_map(irf_map: IRFMap, position: Any, width: Any, mode: str = "trim
     if irf_map.exposure is not None and irf_map.exposure_geom is not None:
         exposure_geom = WcsGeom(geom.wcs, geom.npix, axes=irf_map.exposure_geom.axes)
         exposure = cutout_array(irf_map.exposure, exposure_geom, sp, sc)
-    return _new_like(irf_map, data, geom, exposure=exposure, exposure_geom=exposure_geom)
+    return irf_map._new_like(data, geom, exposure=exposure, exposure_geom=exposure_geom)
 
 
 def _unit_factor(unit_from: str, unit_to: str, what: str) -> float:
@@ -660,7 +649,7 @@ def stack_irf_maps(
         add_into(exposure, x, where)
     with np.errstate(invalid="ignore", divide="ignore"):
         data = np.nan_to_num(numerator / exposure, nan=0.0, posinf=0.0, neginf=0.0)
-    return _new_like(reference, data, reference.geom, exposure=exposure)
+    return reference._new_like(data, reference.geom, exposure=exposure)
 
 
 def normalize_irf_map(irf_map: IRFMap, axis_name: str) -> Any:
@@ -682,4 +671,4 @@ def normalize_irf_map(irf_map: IRFMap, axis_name: str) -> Any:
     total = np.maximum(np.max(np.cumsum(values, axis=index), axis=index, keepdims=True), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         normed = np.nan_to_num(irf_map.data / total)
-    return _new_like(irf_map, normed, irf_map.geom, unit=unit_str(1 / unit))
+    return irf_map._new_like(normed, irf_map.geom, unit=unit_str(1 / unit))
