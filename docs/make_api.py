@@ -102,9 +102,20 @@ def _model_parameters(cls: type) -> str | None:
     return "Parameters: " + "; ".join(items) + "."
 
 
+def _own_members(cls: type) -> dict[str, Any]:
+    """The class's members and those it inherits from jaxgamma's private bases (``_AbstractMapDataset``
+    ...), which have no entry of their own; public bases are documented where they are defined."""
+    members: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        private_base = klass.__name__.startswith("_") and klass.__module__.startswith("jaxgamma")
+        if klass is cls or private_base:
+            members.update(vars(klass))
+    return members
+
+
 def _members(cls: type) -> list[str]:
     lines = []
-    for name, member in sorted(vars(cls).items()):
+    for name, member in sorted(_own_members(cls).items()):
         if name.startswith("_"):
             continue
         if isinstance(member, property):
