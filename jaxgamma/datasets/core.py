@@ -14,6 +14,7 @@ records the model names it uses and looks them up by name at trace time.
 from __future__ import annotations
 
 import inspect
+import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,6 +26,8 @@ import numpy as np
 from astropy.table import Table
 
 from ..stats import wstat, wstat_npred_background, wstat_npred_off
+
+log = logging.getLogger(__name__)
 
 
 # -- helpers shared by the dataset classes ---------------------------------------------------------
@@ -278,6 +281,34 @@ class Datasets:
 
     def stat_sum(self, models: Any) -> float:
         return float(sum(d.stat_sum(models) for d in self._datasets))
+
+    def slice_by_energy(self, energy_min: Any = None, energy_max: Any = None) -> Datasets:
+        """Each dataset's bins between ``energy_min`` and ``energy_max`` (their ``slice_by_energy``,
+        names kept); datasets without a bin there are left out, as Gammapy's ``Datasets.slice_by_energy``."""
+        sliced = []
+        for d in self._datasets:
+            method = getattr(d, "slice_by_energy", None)
+            if method is None:
+                raise TypeError(f"slice_by_energy: {type(d).__name__} {d.name!r} has no energy axis to slice")
+            try:
+                sliced.append(method(energy_min, energy_max, name=d.name))
+            except ValueError as err:
+                if "selects no bin" not in str(err):
+                    raise
+                log.info(f"Dataset {d.name} does not contribute in the energy range")
+        return Datasets(sliced)
+
+    def to_spectrum_datasets(self, region: Any, containment_correction: bool = False, models: Any = None) -> Datasets:
+        """Each map dataset's spectrum in ``region`` (its ``to_spectrum_dataset``, names kept), as
+        Gammapy's ``Datasets.to_spectrum_datasets``; ``models`` supplies the FoV background models."""
+        out = []
+        for d in self._datasets:
+            from .map import MapDataset, MapDatasetOnOff
+
+            if not isinstance(d, (MapDataset, MapDatasetOnOff)):
+                raise TypeError(f"to_spectrum_datasets: {type(d).__name__} {d.name!r} is not a map dataset")
+            out.append(d.to_spectrum_dataset(region, containment_correction, name=d.name, models=models))
+        return Datasets(out)
 
     def stack_reduce(self, name: str | None = None, models: Any = None) -> Dataset:
         """Stack all datasets into one, following Gammapy's stacking rules for their type.

@@ -351,6 +351,36 @@ class _AbstractSpectrumDataset(Dataset):
         emax = bound(energy_max, "energy_max", edges[-1])
         return (edges[:-1] >= emin) & (edges[1:] <= emax)
 
+    # -- Gammapy's energy manipulations (jaxgamma.datasets._spectrum_ops) -----------------------
+    def slice_by_idx(self, slices: dict[str, slice], name: str | None = None) -> Any:
+        """The spectrum restricted to energy bins, as Gammapy's ``slice_by_idx``: ``slices`` maps
+        ``"energy"`` and/or ``"energy_true"`` to a ``slice`` (integer indices are refused)."""
+        from ._spectrum_ops import slice_by_idx
+
+        return slice_by_idx(self, slices, name=name)
+
+    def slice_by_energy(self, energy_min: Any = None, energy_max: Any = None, name: str | None = None) -> Any:
+        """The reconstructed-energy bins between ``energy_min`` and ``energy_max`` (Quantity, string
+        or TeV; default the axis bounds), snapped to the bin edges as Gammapy's ``slice_by_energy``."""
+        from ._spectrum_ops import slice_by_energy
+
+        return slice_by_energy(self, energy_min, energy_max, name=name)
+
+    def resample_energy_axis(self, energy_axis: Any, name: str | None = None) -> Any:
+        """The reconstructed-energy bins grouped onto ``energy_axis`` (a MapAxis whose edges are some
+        of the dataset's), as Gammapy's ``resample_energy_axis``: counts, background and OFF counts
+        summed over the safe bins, masks ORed, the energy dispersion regrouped with the safe mask;
+        ON/OFF acceptances as Gammapy's (the merged alpha weights the OFF counts)."""
+        from ._spectrum_ops import resample_energy_axis
+
+        return resample_energy_axis(self, energy_axis, name=name)
+
+    def to_image(self, name: str | None = None) -> Any:
+        """One reconstructed-energy bin: :meth:`resample_energy_axis` onto the squashed axis."""
+        from ._spectrum_ops import to_image
+
+        return to_image(self, name=name)
+
     # -- model evaluation ------------------------------------------------------------------------
     def _sky_models(self, models: Any) -> list[SkyModel]:
         out = []
