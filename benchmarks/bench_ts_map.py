@@ -8,7 +8,9 @@ Cases:
   groups (0.3-1-10 TeV), with the GC source and the FoV background as models (the TS of a second
   source), UL;
 - ``ts-fermi``: the Fermi-LAT 3FHL Crab map (50 x 40 pixels, 5 bins), ``kernel_width`` 2 deg,
-  errn/errp and UL.
+  errn/errp and UL;
+- ``ts-cta-ds4``: the 2 x 2 deg cutout with ``downsampling_factor`` 4 (padded to 152 x 152 pixels,
+  estimated on 38 x 38, upsampled back), the default kernel, UL.
 
 Both libraries read the datasets before the timer. jaxgamma's first run includes the compilation of
 its one TS program (and of the dataset's background prediction); with
@@ -70,6 +72,7 @@ def main() -> None:
         ("ts-cta-1deg", cta, 1.0, None, {"selection_optional": ["errn-errp", "ul"]}),
         ("ts-cta-2deg", cta, 2.0, models, {"kernel_width": "0.4 deg", "energy_edges": [0.3, 1, 10] * u.TeV, "selection_optional": ["ul"]}),
         ("ts-fermi", fermi, None, None, {"kernel_width": "2 deg", "selection_optional": ["errn-errp", "ul"]}),
+        ("ts-cta-ds4", cta, 2.0, None, {"downsampling_factor": 4, "selection_optional": ["ul"]}),
     ]
     print(f"{'case':12s} {'pixels':>7s} {'kernel':>7s} {'jaxgamma first':>15s} {'jaxgamma warm':>14s} {'Gammapy':>10s} {'ratio (warm)':>13s} {'ratio (first)':>14s}  max |d sqrt_ts|")
     for name, path, width, case_models, options in cases:
