@@ -726,6 +726,28 @@ def test_names_and_types(ours, ours_onoff, onoff):
         assert isinstance(unnamed.name, str) and unnamed.name and unnamed.name != dataset.name, label
 
 
+def test_datasets_to_spectrum_datasets_and_slice_by_energy(ours, ours_onoff, cta_gc_models):
+    """``Datasets.to_spectrum_datasets`` is each dataset's ``to_spectrum_dataset`` with its name kept
+    (so that its FoV background model still applies); ``Datasets.slice_by_energy`` likewise."""
+    from regions import CircleSkyRegion
+
+    from jaxgamma.datasets import Datasets
+
+    region = CircleSkyRegion(CENTRE, RADIUS)
+    onoff = ours_onoff.replace(name="onoff")
+    spectra = Datasets([ours, onoff]).to_spectrum_datasets(region, models=cta_gc_models)
+    assert spectra.names == ["stacked", "onoff"]
+    alone = ours.to_spectrum_dataset(region, models=cta_gc_models)
+    np.testing.assert_array_equal(spectra["stacked"].background, alone.background)
+    assert not np.allclose(spectra["stacked"].background, ours.to_spectrum_dataset(region).background)  # norm 1.3
+    assert isinstance(spectra["onoff"], SpectrumDatasetOnOff)
+    sliced = Datasets([ours, onoff]).slice_by_energy("1 TeV", "10 TeV")
+    assert sliced.names == ["stacked", "onoff"]
+    np.testing.assert_array_equal(sliced["stacked"].counts, ours.slice_by_energy("1 TeV", "10 TeV").counts)
+    with pytest.raises(TypeError, match="is not a map dataset"):
+        Datasets([alone]).to_spectrum_datasets(region)
+
+
 def test_original_unchanged(cta_plain):
     dataset = MapDataset.read(cta_plain, name="stacked")
     mask_safe, mask_fit = _masks(dataset)
