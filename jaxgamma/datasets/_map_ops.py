@@ -25,11 +25,9 @@ import astropy.units as u
 import numpy as np
 
 from ..geom import MapAxis
-from ..geom.axes import snapped_edge_indices
+from ..geom.axes import check_energy_slices, energy_bin_slice, positive_factor
 from ..geom.resample import downsample_data, pad_data, resample_axis_data
 from .core import _make_name
-
-_ENERGY_AXES = ("energy", "energy_true")
 
 
 def _what(dataset: Any, method: str) -> str:
@@ -76,17 +74,7 @@ def _is_kernel_map(edisp: Any) -> bool:
 
 # -- slices ---------------------------------------------------------------------------------------------
 def slice_by_idx(dataset: Any, slices: dict[str, Any], name: str | None = None) -> Any:
-    what = _what(dataset, "slice_by_idx")
-    if not isinstance(slices, dict):
-        raise TypeError(f"{what}: slices must be a dict of axis names and slices, got {type(slices).__name__}")
-    for key, value in slices.items():
-        if key not in _ENERGY_AXES:
-            raise ValueError(f"{what}: unknown axis {key!r}; the axes are {list(_ENERGY_AXES)}")
-        if not isinstance(value, slice):
-            raise ValueError(
-                f"{what}: integer indexing is not supported (a map dataset keeps its energy axes), got "
-                f"{{{key!r}: {value!r}}}; use slice({value}, {value} + 1)"
-            )
+    check_energy_slices(slices, _what(dataset, "slice_by_idx"))
     changes: dict[str, Any] = {}
     if "energy" in slices:
         s = slices["energy"]
@@ -107,24 +95,7 @@ def slice_by_idx(dataset: Any, slices: dict[str, Any], name: str | None = None) 
 
 def slice_by_energy(dataset: Any, energy_min: Any = None, energy_max: Any = None, name: str | None = None) -> Any:
     what = _what(dataset, "slice_by_energy")
-    axis = dataset.geom.axes[0]
-    lo, hi = axis.bounds
-
-    def value(v: Any, default: float, label: str) -> float:
-        if v is None:
-            return default
-        try:
-            return float(u.Quantity(v).to_value(axis.unit or "TeV"))
-        except (TypeError, ValueError, u.UnitsError) as err:
-            raise ValueError(f"{what}: {label} must be an energy, got {v!r} ({err})") from None
-
-    bounds = [value(energy_min, lo, "energy_min"), value(energy_max, hi, "energy_max")]
-    idx = snapped_edge_indices(axis, bounds)
-    if idx.size < 2:
-        raise ValueError(
-            f"{what}: the range {bounds} {axis.unit} selects no bin of the energy axis ({lo:g} to {hi:g} {axis.unit})"
-        )
-    return slice_by_idx(dataset, {"energy": slice(int(idx[0]), int(idx[-1]))}, name=name)
+    return slice_by_idx(dataset, {"energy": energy_bin_slice(dataset.geom.axes[0], energy_min, energy_max, what)}, name)
 
 
 # -- energy regrouping ----------------------------------------------------------------------------------
@@ -176,9 +147,7 @@ def to_image(dataset: Any, name: str | None = None) -> Any:
 # -- downsampling and padding ---------------------------------------------------------------------------
 def downsample(dataset: Any, factor: int, axis_name: str | None = None, name: str | None = None) -> Any:
     what = _what(dataset, "downsample")
-    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
-        raise ValueError(f"{what}: factor must be a positive integer, got {factor!r}")
-    factor = int(factor)
+    factor = positive_factor(factor, f"{what}: factor")
     if axis_name not in (None, "energy"):
         raise ValueError(f"{what}: axis_name must be None (spatial) or 'energy', got {axis_name!r}")
     weights = dataset.mask_safe

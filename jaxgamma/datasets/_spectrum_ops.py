@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import astropy.units as u
 import numpy as np
 
 from ..geom import MapAxis
-from ..geom.axes import snapped_edge_indices
+from ..geom.axes import check_energy_slices, energy_bin_slice
 from ..geom.resample import axis_group_indices, resample_axis_data
 from .core import _make_name
 
@@ -66,17 +65,7 @@ def _summed(dataset: Any) -> tuple[str, ...]:
 
 
 def slice_by_idx(dataset: Any, slices: dict[str, Any], name: str | None = None) -> Any:
-    what = _what(dataset, "slice_by_idx")
-    if not isinstance(slices, dict):
-        raise TypeError(f"{what}: slices must be a dict of axis names and slices, got {type(slices).__name__}")
-    for key, value in slices.items():
-        if key not in ("energy", "energy_true"):
-            raise ValueError(f"{what}: unknown axis {key!r}; the axes are ['energy', 'energy_true']")
-        if not isinstance(value, slice):
-            raise ValueError(
-                f"{what}: integer indexing is not supported (a spectrum keeps its energy axes), got "
-                f"{{{key!r}: {value!r}}}; use slice({value}, {value} + 1)"
-            )
+    check_energy_slices(slices, _what(dataset, "slice_by_idx"))
     changes: dict[str, Any] = {}
     edisp = dataset.edisp
     if "energy" in slices:
@@ -109,24 +98,7 @@ def slice_by_idx(dataset: Any, slices: dict[str, Any], name: str | None = None) 
 
 def slice_by_energy(dataset: Any, energy_min: Any = None, energy_max: Any = None, name: str | None = None) -> Any:
     what = _what(dataset, "slice_by_energy")
-    axis = dataset.energy_axis
-    lo, hi = axis.bounds
-
-    def value(v: Any, default: float, label: str) -> float:
-        if v is None:
-            return default
-        if not isinstance(v, (u.Quantity, str)):
-            v = u.Quantity(float(v), "TeV")
-        try:
-            return float(u.Quantity(v).to_value("TeV"))
-        except (TypeError, ValueError, u.UnitsError) as err:
-            raise ValueError(f"{what}: {label} must be an energy, got {v!r} ({err})") from None
-
-    bounds = [value(energy_min, lo, "energy_min"), value(energy_max, hi, "energy_max")]
-    idx = snapped_edge_indices(axis, bounds)
-    if idx.size < 2:
-        raise ValueError(f"{what}: the range {bounds} TeV selects no bin of the energy axis ({lo:g} to {hi:g} TeV)")
-    return slice_by_idx(dataset, {"energy": slice(int(idx[0]), int(idx[-1]))}, name=name)
+    return slice_by_idx(dataset, {"energy": energy_bin_slice(dataset.energy_axis, energy_min, energy_max, what)}, name)
 
 
 def resample_energy_axis(dataset: Any, energy_axis: MapAxis, name: str | None = None) -> Any:

@@ -542,15 +542,11 @@ class TSMapEstimator:
             )
         self.kernel_model = kernel_model
         self.kernel_width = kernel_width
-        if downsampling_factor is not None and (
-            isinstance(downsampling_factor, bool)
-            or not isinstance(downsampling_factor, (int, np.integer))
-            or downsampling_factor < 1
-        ):
-            raise ValueError(
-                f"TSMapEstimator: downsampling_factor must be a positive integer or None, got {downsampling_factor!r}"
-            )
-        self.downsampling_factor = None if downsampling_factor is None else int(downsampling_factor)
+        from ..geom.axes import positive_factor
+
+        self.downsampling_factor = (
+            None if downsampling_factor is None else positive_factor(downsampling_factor, "TSMapEstimator: downsampling_factor")
+        )
         for label, value in (("n_sigma", n_sigma), ("n_sigma_ul", n_sigma_ul), ("n_sigma_sensitivity", n_sigma_sensitivity)):
             if not float(value) > 0:
                 raise ValueError(f"TSMapEstimator: {label} must be > 0, got {value}")

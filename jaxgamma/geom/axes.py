@@ -313,7 +313,7 @@ class MapAxis:
     def downsample(self, factor: int) -> MapAxis:
         """Every ``factor``-th edge (Gammapy's ``MapAxis.downsample``, ``strict=True``): ``nbin``
         must be divisible by ``factor``."""
-        factor = _positive_factor(factor, f"MapAxis {self._name!r}.downsample")
+        factor = positive_factor(factor, f"MapAxis {self._name!r}.downsample: factor")
         if self._node_type != "edges":
             raise ValueError(f"MapAxis {self._name!r}.downsample: only axes of node type 'edges' are supported")
         if self.nbin % factor:
@@ -470,9 +470,10 @@ class MapAxis:
         )
 
 
-def _positive_factor(factor: Any, what: str) -> int:
+def positive_factor(factor: Any, what: str) -> int:
+    """``factor`` as an int >= 1 (a resampling factor), or a ValueError naming ``what``."""
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
-        raise ValueError(f"{what}: factor must be a positive integer, got {factor!r}")
+        raise ValueError(f"{what} must be a positive integer, got {factor!r}")
     return int(factor)
 
 
@@ -495,6 +496,47 @@ def snapped_edge_indices(axis: MapAxis, values: Any) -> np.ndarray:
     as Gammapy's ``MapAxis.group_table``: rounding in pixel coordinates, clipped to the axis."""
     pix = np.clip(axis.coord_to_pix(np.asarray(values, dtype=np.float64)), -0.5, axis.nbin - 0.5)
     return np.unique(np.round(pix + 0.5).astype(int))
+
+
+def energy_bin_slice(axis: MapAxis, energy_min: Any, energy_max: Any, what: str) -> slice:
+    """The bins of ``axis`` between ``energy_min`` and ``energy_max`` (Quantity, string or TeV;
+    None = the axis bound) as Gammapy's ``slice_by_energy`` selects them: each bound snapped to
+    the nearest edge (``group_table``); a ValueError names the range when no bin is left."""
+    lo, hi = axis.bounds
+    unit = axis.unit or "TeV"
+
+    def value(v: Any, default: float, label: str) -> float:
+        if v is None:
+            return default
+        if not isinstance(v, (u.Quantity, str)):
+            v = u.Quantity(float(v), "TeV")
+        try:
+            return float(u.Quantity(v).to_value(unit))
+        except (TypeError, ValueError, u.UnitsError) as err:
+            raise ValueError(f"{what}: {label} must be an energy, got {v!r} ({err})") from None
+
+    bounds = [value(energy_min, lo, "energy_min"), value(energy_max, hi, "energy_max")]
+    idx = snapped_edge_indices(axis, bounds)
+    if idx.size < 2:
+        raise ValueError(
+            f"{what}: the range {bounds} {unit} selects no bin of the energy axis ({lo:g} to {hi:g} {unit})"
+        )
+    return slice(int(idx[0]), int(idx[-1]))
+
+
+def check_energy_slices(slices: Any, what: str) -> None:
+    """A ``slice_by_idx`` argument of a dataset: a dict from "energy" / "energy_true" to slices
+    (integer indices, which drop the axis in Gammapy, are refused: datasets keep their axes)."""
+    if not isinstance(slices, dict):
+        raise TypeError(f"{what}: slices must be a dict of axis names and slices, got {type(slices).__name__}")
+    for key, value in slices.items():
+        if key not in ("energy", "energy_true"):
+            raise ValueError(f"{what}: unknown axis {key!r}; the axes are ['energy', 'energy_true']")
+        if not isinstance(value, slice):
+            raise ValueError(
+                f"{what}: integer indexing is not supported (a dataset keeps its energy axes), got "
+                f"{{{key!r}: {value!r}}}; use slice({value}, {value} + 1)"
+            )
 
 
 def axes_to_table_hdu(axes: Sequence[MapAxis], hdu_bands: str = "BANDS") -> fits.BinTableHDU:
