@@ -285,6 +285,8 @@ class Datasets:
     def slice_by_energy(self, energy_min: Any = None, energy_max: Any = None) -> Datasets:
         """Each dataset's bins between ``energy_min`` and ``energy_max`` (their ``slice_by_energy``,
         names kept); datasets without a bin there are left out, as Gammapy's ``Datasets.slice_by_energy``."""
+        from ..geom.axes import EmptyEnergyRangeError
+
         sliced = []
         for d in self._datasets:
             method = getattr(d, "slice_by_energy", None)
@@ -292,9 +294,7 @@ class Datasets:
                 raise TypeError(f"slice_by_energy: {type(d).__name__} {d.name!r} has no energy axis to slice")
             try:
                 sliced.append(method(energy_min, energy_max, name=d.name))
-            except ValueError as err:
-                if "selects no bin" not in str(err):
-                    raise
+            except EmptyEnergyRangeError:
                 log.info(f"Dataset {d.name} does not contribute in the energy range")
         return Datasets(sliced)
 

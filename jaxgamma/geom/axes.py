@@ -498,6 +498,11 @@ def snapped_edge_indices(axis: MapAxis, values: Any) -> np.ndarray:
     return np.unique(np.round(pix + 0.5).astype(int))
 
 
+class EmptyEnergyRangeError(ValueError):
+    """An energy range that selects no bin of a dataset's axis (``Datasets.slice_by_energy`` leaves
+    such datasets out)."""
+
+
 def energy_bin_slice(axis: MapAxis, energy_min: Any, energy_max: Any, what: str) -> slice:
     """The bins of ``axis`` between ``energy_min`` and ``energy_max`` (Quantity, string or TeV;
     None = the axis bound) as Gammapy's ``slice_by_energy`` selects them: each bound snapped to
@@ -518,7 +523,7 @@ def energy_bin_slice(axis: MapAxis, energy_min: Any, energy_max: Any, what: str)
     bounds = [value(energy_min, lo, "energy_min"), value(energy_max, hi, "energy_max")]
     idx = snapped_edge_indices(axis, bounds)
     if idx.size < 2:
-        raise ValueError(
+        raise EmptyEnergyRangeError(
             f"{what}: the range {bounds} {unit} selects no bin of the energy axis ({lo:g} to {hi:g} {unit})"
         )
     return slice(int(idx[0]), int(idx[-1]))
