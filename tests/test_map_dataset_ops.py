@@ -225,6 +225,16 @@ def assert_stat(dataset, models, g_dataset, g_models) -> None:
     assert dataset.stat_sum(models) == pytest.approx(expected, rel=STAT_RTOL)
 
 
+def assert_dataset(dataset, g_dataset, models=None, g_models=None) -> None:
+    """Geometry, maps, PSF and edisp equal Gammapy's; the statistic too when models are given."""
+    assert_geom(dataset.geom, g_dataset.counts.geom)
+    assert_maps(dataset, g_dataset)
+    assert_psf(dataset.psf, g_dataset.psf)
+    assert_edisp(dataset.edisp, g_dataset.edisp)
+    if models is not None:
+        assert_stat(dataset, models, g_dataset, g_models)
+
+
 def _coarse_axes(ours: MapDataset, theirs, indices: list[int]):
     """The same coarser axis for both, each from its own edges (Gammapy digitizes the new edges in
     the old ones: a last-bit difference would move a group)."""
@@ -249,11 +259,7 @@ def test_to_masked_vs_gammapy(ours, theirs, cta_gc_models, models_path):
     with quiet():
         reference = theirs.to_masked(name="stacked")
     assert isinstance(masked, MapDataset) and masked.name == "stacked"
-    assert_geom(masked.geom, reference.counts.geom)
-    assert_maps(masked, reference)
-    assert_psf(masked.psf, reference.psf)
-    assert_edisp(masked.edisp, reference.edisp)
-    assert_stat(masked, cta_gc_models, reference, _g_models(models_path))
+    assert_dataset(masked, reference, cta_gc_models, _g_models(models_path))
 
 
 @pytest.mark.gammapy
@@ -326,11 +332,7 @@ def test_to_image_vs_gammapy(ours, theirs, cta_gc_models, models_path):
     with quiet():
         reference = theirs.to_image(name="stacked")
     assert image.name == "stacked" and image.data_shape == (1, 400, 500)
-    assert_geom(image.geom, reference.counts.geom)
-    assert_maps(image, reference)
-    assert_psf(image.psf, reference.psf)
-    assert_edisp(image.edisp, reference.edisp)
-    assert_stat(image, cta_gc_models, reference, _g_models(models_path))
+    assert_dataset(image, reference, cta_gc_models, _g_models(models_path))
 
 
 @pytest.mark.gammapy
@@ -379,11 +381,7 @@ def test_pad_vs_gammapy(ours, theirs, cta_gc_models, models_path, pad_width):
     reference = theirs.pad(pad_width, name="stacked")
     px, py = (pad_width, pad_width) if np.isscalar(pad_width) else pad_width
     assert padded.name == "stacked" and padded.geom.npix == (500 + 2 * px, 400 + 2 * py)
-    assert_geom(padded.geom, reference.counts.geom)
-    assert_maps(padded, reference)
-    assert_psf(padded.psf, reference.psf)
-    assert_edisp(padded.edisp, reference.edisp)
-    assert_stat(padded, cta_gc_models, reference, _g_models(models_path))
+    assert_dataset(padded, reference, cta_gc_models, _g_models(models_path))
 
 
 @pytest.mark.gammapy
