@@ -31,11 +31,12 @@ from .map import (
 )
 from .reduce import DatasetsMaker, ProgressBar
 from .reflected import ReflectedRegionsBackgroundMaker, ReflectedRegionsFinder, WobbleRegionsFinder
-from .ring import RingBackgroundMaker
+from .ring import AdaptiveRingBackgroundMaker, RingBackgroundMaker
 from .safe import SafeMaskMaker
 from .spectrum import SpectrumDatasetMaker, make_region_counts
 
 __all__ = [
+    "AdaptiveRingBackgroundMaker",
     "DatasetsMaker",
     "FoVBackgroundMaker",
     "MapDatasetMaker",
