@@ -82,6 +82,9 @@ _SPECIAL_EXAMPLES = {
         values=u.Quantity([1e-10, 3e-12, 2e-14, 1e-16], "cm-2 s-1 TeV-1"),
     ),
     "TemplateSpatialModel": _template_spatial,
+    "PiecewiseNormSpectralModel": lambda cls, folder: cls(
+        energy=u.Quantity([0.3, 1.0, 3.0, 10.0], "TeV"), norms=[1.1, 0.9, 1.2, 0.8], interp="lin"
+    ),
 }
 
 
@@ -399,6 +402,8 @@ def _gammapy_example(kind: str, cls: type, folder: Path) -> Any:
             energy=u.Quantity([0.1, 1.0, 10.0, 100.0], "TeV"),
             values=u.Quantity([1e-10, 3e-12, 2e-14, 1e-16], "cm-2 s-1 TeV-1"),
         )
+    elif name == "PiecewiseNormSpectralModel":
+        model = theirs(energy=u.Quantity([0.3, 1.0, 3.0, 10.0], "TeV"), norms=[1.1, 0.9, 1.2, 0.8], interp="lin")
     elif name == "TemplateSpatialModel":
         from gammapy.maps import Map
 

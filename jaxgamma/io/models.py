@@ -152,9 +152,12 @@ class YamlContext:
         return candidate if candidate.exists() else given
 
     # -- parameters and nested models ---------------------------------------------------------------
-    def parameters_to_list(self, model: ModelBase) -> list[dict[str, Any]]:
-        """The ``parameters`` list of ``model``'s own parameters (nested models excluded)."""
-        defaults = dict(_default_parameters(type(model)))
+    def parameters_to_list(
+        self, model: ModelBase, defaults: Mapping[str, Parameter] | None = None
+    ) -> list[dict[str, Any]]:
+        """The ``parameters`` list of ``model``'s own parameters (nested models excluded); keys
+        equal to the defaults (``{field: Parameter}``, the class's by default) are left out."""
+        defaults = dict(_default_parameters(type(model))) if defaults is None else defaults
         return [
             _parameter_to_dict(p, defaults.get(field), self.full_output, self.at(f"parameter {p.name!r}"))
             for field, p in _own_parameters(model)
@@ -186,9 +189,7 @@ def _default_parameters(cls: type) -> list[tuple[str, Parameter]]:
 
 
 def _own_parameters(model: ModelBase) -> list[tuple[str, Parameter]]:
-    return [
-        (f.name, v) for f in dataclasses.fields(model) if isinstance(v := getattr(model, f.name), Parameter)
-    ]
+    return list(model._own_parameters())
 
 
 def _unit_to_file(unit: str) -> str:
@@ -582,6 +583,32 @@ def _template_spectral_from_dict(cls: type, data: Mapping[str, Any], context: Ya
     return _construct(cls, context, energy=energy, values=values, interp_kwargs=interp_kwargs)
 
 
+def _piecewise_norm_defaults(n: int) -> dict[str, Parameter]:
+    return {f"norm_{k}": Parameter(f"norm_{k}", 1.0) for k in range(n)}
+
+
+def _piecewise_norm_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
+    defaults = _piecewise_norm_defaults(len(model.norm_parameters))
+    return {
+        "type": model.type_name,
+        "parameters": context.parameters_to_list(model, defaults),
+        "energy": {"data": np.asarray(model.energy, dtype=np.float64).tolist(), "unit": "TeV"},
+        "interp": model.interp,
+    }
+
+
+def _piecewise_norm_from_dict(cls: type, data: Mapping[str, Any], context: YamlContext) -> Any:
+    energy = _quantity_array(data, "energy", context)
+    items = data.get("parameters")
+    if not isinstance(items, list) or len(items) != energy.size:
+        raise context.error(
+            f"one parameter per energy node expected ({energy.size} nodes), got parameters {items!r}"
+        )
+    defaults = list(_piecewise_norm_defaults(energy.size).items())
+    norms = list(context.parameters_from_list(items, defaults).values())
+    return _construct(cls, context, energy=energy, norms=norms, interp=data.get("interp", "log"))
+
+
 _Writer = Callable[[Any, YamlContext], dict]
 _Reader = Callable[[type, Mapping[str, Any], YamlContext], Any]
 
@@ -648,6 +675,7 @@ _HANDLERS: dict[str, tuple[_Writer, _Reader]] = {
     "ConstantSpatialModel": (_constant_to_dict, _constant_from_dict),
     "ConstantFluxSpatialModel": (_constant_to_dict, _constant_from_dict),
     "TemplateSpectralModel": (_template_spectral_to_dict, _template_spectral_from_dict),
+    "PiecewiseNormSpectralModel": (_piecewise_norm_to_dict, _piecewise_norm_from_dict),
 }
 
 

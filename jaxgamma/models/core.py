@@ -165,7 +165,7 @@ class ModelBase(_TypedModule):
             p = self._get_parameter(name)
             if not isinstance(value, jax.Array):
                 value = p.replace(value=value).value
-            model = eqx.tree_at(lambda m, n=name: getattr(m, n), model, _set_value(p, value))  # type: ignore[misc]
+            model = eqx.tree_at(self._where(name), model, _set_value(p, value))
         return model
 
     def with_parameters(self, **changes: dict[str, Any]) -> ModelBase:
@@ -173,7 +173,7 @@ class ModelBase(_TypedModule):
         model = self
         for name, fields in changes.items():
             p = self._get_parameter(name)
-            model = eqx.tree_at(lambda m, n=name: getattr(m, n), model, p.replace(**fields))  # type: ignore[misc]
+            model = eqx.tree_at(self._where(name), model, p.replace(**fields))
         return model
 
     def freeze(self, *names: str) -> ModelBase:
@@ -184,6 +184,10 @@ class ModelBase(_TypedModule):
     def unfreeze(self, *names: str) -> ModelBase:
         names = names or tuple(n for n, _ in self._own_parameters())
         return self.with_parameters(**{n: {"frozen": False} for n in names})
+
+    def _where(self, name: str) -> Any:
+        """The ``eqx.tree_at`` accessor of the parameter ``name`` (a field by default)."""
+        return lambda model: getattr(model, name)
 
     def _get_parameter(self, name: str) -> Parameter:
         p = getattr(self, name, None)

@@ -11,6 +11,7 @@ Compound and scaled models live in :mod:`jaxgamma.models.spectral_compound`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import astropy.units as u
@@ -33,6 +34,7 @@ __all__ = [
     "LogParabola2SpectralModel",
     "LogParabolaNormSpectralModel",
     "LogParabolaSpectralModel",
+    "PiecewiseNormSpectralModel",
     "PowerLaw2SpectralModel",
     "PowerLawNormSpectralModel",
     "PowerLawSpectralModel",
@@ -44,6 +46,7 @@ __all__ = [
     "TemplateSpectralModel",
     "integrate_spectrum",
     "integration_grid",
+    "piecewise_norm",
     "power_law_energy_flux",
     "power_law_integral",
     "template_interpolate",
@@ -760,3 +763,117 @@ class TemplateSpectralModel(SpectralModel):
 
     def dnde(self, energy: jax.Array) -> jax.Array:
         return template_interpolate(energy, self.energy, self.data, self.values_scale)
+
+
+# -- piecewise norm ----------------------------------------------------------------------------------
+def piecewise_norm(energy: Any, energy_nodes: Any, norms: Any, interp: str = "log") -> jax.Array:
+    """Gammapy's ``PiecewiseNormSpectralModel.evaluate`` in jnp: ``np.interp`` (constant beyond the
+    end nodes) of the norms against the energies, both in ``interp`` scale: ``"log"`` takes the
+    logarithms of energies and norms clipped at the float64 tiny (results within 2 tiny of 0 are
+    0), ``"lin"`` the values themselves."""
+    energy = jnp.asarray(energy)
+    norms = jnp.asarray(norms)
+    if interp == "lin":
+        return jnp.interp(energy, jnp.asarray(energy_nodes), norms)
+    x = jnp.log(jnp.clip(energy, _TINY, None))
+    result = jnp.exp(jnp.interp(x, jnp.log(jnp.asarray(energy_nodes)), jnp.log(jnp.clip(norms, _TINY, None))))
+    return jnp.where(jnp.abs(result) - _TINY <= _TINY, 0.0, result)
+
+
+class PiecewiseNormSpectralModel(SpectralModel):
+    """A spectral correction with a free norm at each of fixed energy nodes (Gammapy's
+    ``PiecewiseNormSpectralModel``), interpolated between them and constant beyond the end nodes.
+
+    Its parameters are ``norm_0``, ``norm_1``, ...: one per node, dimensionless, default 1.
+
+    Parameters
+    ----------
+    energy : Quantity, str or array (TeV)
+        The energy nodes, strictly increasing, at least two.
+    norms : array or sequence of Parameter, optional
+        The initial norms (one per node; default 1), or the parameters themselves.
+    interp : {"log", "lin"}
+        Interpolation of log norm in log energy (default) or of norm in energy.
+    """
+
+    tag = ("PiecewiseNormSpectralModel", "piecewise-norm")
+    dnde_unit: ClassVar[str] = ""
+    energy: Any
+    norm_parameters: tuple[Parameter, ...]
+    interp: str = eqx.field(static=True)
+
+    def __init__(self, energy: Any, norms: Any = None, interp: str = "log"):
+        owner = type(self).__name__
+        energy = np.atleast_1d(np.asarray(to_value(energy, ENERGY, what=f"{owner}: energy"), dtype=np.float64))
+        if energy.ndim != 1 or energy.size < 2:
+            raise ValueError(f"{owner}: the energy nodes must be a 1-d array of at least 2 elements, got shape {energy.shape}")
+        if not np.all(np.diff(energy) > 0) or not energy[0] > 0:
+            raise ValueError(f"{owner}: the energy nodes must be positive and strictly increasing, got {energy.tolist()}")
+        if interp == "linear":
+            interp = "lin"
+        if interp not in _VALUES_SCALES:
+            raise ValueError(f"{owner}: interp must be 'log' or 'lin', got {interp!r}")
+        if norms is None:
+            norms = np.ones(energy.size)
+        if isinstance(norms, u.Quantity):
+            norms = norms.to_value(u.dimensionless_unscaled)
+        norms = list(norms) if not isinstance(norms, np.ndarray) else list(np.atleast_1d(norms))
+        if len(norms) != energy.size:
+            raise ValueError(f"{owner}: {len(norms)} norms for {energy.size} energy nodes (one per node)")
+        parameters = []
+        for k, norm in enumerate(norms):
+            default = Parameter(f"norm_{k}", 1.0)
+            if isinstance(norm, Parameter):
+                if norm.unit and parse_unit(norm.unit) != u.dimensionless_unscaled:
+                    raise ValueError(f"{owner}: norm parameter {k} has unit {norm.unit!r}; norms are dimensionless")
+                parameters.append(norm.replace(name=f"norm_{k}", unit=""))
+            else:
+                parameters.append(default.replace(value=norm))
+        self.energy = energy
+        self.norm_parameters = tuple(parameters)
+        self.interp = interp
+
+    @staticmethod
+    def _path_component(attr: str) -> str:
+        return "" if attr == "norm_parameters" else attr  # "norm_0", not "norm_parameters.norm_0"
+
+    @property
+    def is_norm_spectral_model(self) -> bool:
+        return True
+
+    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for p in self.norm_parameters:
+            yield p.name, p
+
+    def _index(self, name: str) -> int:
+        for k, p in enumerate(self.norm_parameters):
+            if p.name == name:
+                return k
+        raise ValueError(f"{type(self).__name__} has no parameter {name!r}; parameters: {[p.name for p in self.norm_parameters]}")
+
+    def _where(self, name: str) -> Any:
+        k = self._index(name)
+        return lambda model: model.norm_parameters[k]
+
+    def _get_parameter(self, name: str) -> Parameter:
+        return self.norm_parameters[self._index(name)]
+
+    def __getattr__(self, name: str) -> Any:
+        # Gammapy's parameter attributes (model.norm_0); only called when normal lookup fails
+        if name.startswith("norm_"):
+            for p in self.__dict__.get("norm_parameters", ()):
+                if p.name == name:
+                    return p
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def norms(self) -> jax.Array:
+        """The norm values as one array (Gammapy's ``norms``, without the dimensionless unit)."""
+        return jnp.stack([jnp.asarray(p.value) for p in self.norm_parameters])
+
+    @staticmethod
+    def evaluate(energy, energy_nodes, norms, interp="log"):
+        return piecewise_norm(energy, energy_nodes, norms, interp)
+
+    def dnde(self, energy: jax.Array) -> jax.Array:
+        return piecewise_norm(energy, self.energy, self.norms, self.interp)

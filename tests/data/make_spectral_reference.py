@@ -11,7 +11,7 @@ which builds the same models in jaxgamma and, when Gammapy is importable, compar
 A case is a JSON-able spec: ``{"type": <Gammapy class name>, "parameters": {name: value}}`` with
 values in Gammapy's default (= jaxgamma's canonical) units; compound models give ``model1``,
 ``model2`` and ``operator``; scale models ``model`` and ``norm``; templates ``energy`` (TeV),
-``values`` and ``unit``.
+``values`` and ``unit``; piecewise norms ``energy`` (TeV), ``norms`` and ``interp``.
 """
 
 from __future__ import annotations
@@ -321,6 +321,24 @@ CASES: list[dict] = [
         },
     },
     {
+        "id": "piecewise-norm-a",
+        "spec": {
+            "type": "PiecewiseNormSpectralModel",
+            "energy": [0.1, 0.5, 2.0, 10.0, 50.0],
+            "norms": [1.2, 0.7, 1.5, 0.9, 1.1],
+            "interp": "log",
+        },
+    },
+    {
+        "id": "piecewise-norm-b",
+        "spec": {
+            "type": "PiecewiseNormSpectralModel",
+            "energy": [0.05, 1.0, 5.0, 100.0],
+            "norms": [0.8, 1.3, 0.2, 1.0],
+            "interp": "lin",
+        },
+    },
+    {
         "id": "compound-add",
         "spec": {
             "type": "CompoundSpectralModel",
@@ -396,6 +414,10 @@ def gammapy_model(spec: dict):
     if kind == "TemplateSpectralModel":
         return gm.TemplateSpectralModel(
             energy=u.Quantity(spec["energy"], "TeV"), values=u.Quantity(spec["values"], spec["unit"])
+        )
+    if kind == "PiecewiseNormSpectralModel":
+        return gm.PiecewiseNormSpectralModel(
+            energy=u.Quantity(spec["energy"], "TeV"), norms=spec["norms"], interp=spec["interp"]
         )
     cls = getattr(gm, kind)
     defaults = cls.default_parameters
