@@ -70,6 +70,13 @@ def _template_spatial(cls: type, folder: Path) -> Any:
     return cls.read(str(path), normalize=True)
 
 
+def _ebl_arrays() -> dict[str, Any]:
+    """A small EBL absorption table (redshift x energy), given inline."""
+    energy = u.Quantity(np.geomspace(0.01, 100.0, 6), "TeV")
+    param = np.array([0.0, 0.2, 0.5])
+    return {"energy": energy, "param": param, "data": np.exp(-np.outer(param, (energy.value / 0.2) ** 1.2))}
+
+
 _SPECIAL_EXAMPLES = {
     "CompoundSpectralModel": lambda cls, folder: cls(
         PowerLawSpectralModel(index=2.3, amplitude=2e-12),
@@ -82,6 +89,7 @@ _SPECIAL_EXAMPLES = {
         values=u.Quantity([1e-10, 3e-12, 2e-14, 1e-16], "cm-2 s-1 TeV-1"),
     ),
     "TemplateSpatialModel": _template_spatial,
+    "EBLAbsorptionNormSpectralModel": lambda cls, folder: cls(**_ebl_arrays()),
     "PiecewiseNormSpectralModel": lambda cls, folder: cls(
         energy=u.Quantity([0.3, 1.0, 3.0, 10.0], "TeV"), norms=[1.1, 0.9, 1.2, 0.8], interp="lin"
     ),
@@ -375,6 +383,16 @@ def test_gammapy_reads_what_we_write(kind, cls, full_output, tmp_path):
     write_models(tmp_path / "models.yaml", models, full_output=full_output)
     theirs = gm.Models.read(tmp_path / "models.yaml")
     assert theirs.names == models.names
+    if cls.tag[0] == "EBLAbsorptionNormSpectralModel":
+        # Gammapy's from_dict takes only the values of redshift and alpha_norm (errors, bounds and
+        # frozen flags are dropped); the table must be read as written
+        ours_values = {name: float(np.asarray(p.value)) for name, p in iter_parameters(models)}
+        assert [float(p.value) for p in theirs.parameters] == list(ours_values.values())
+        table = theirs["d1-bkg"].spectral_model
+        ours = models["d1-bkg"].spectral_model
+        energy = np.geomspace(0.02, 50.0, 9)
+        np.testing.assert_allclose(table(energy * u.TeV).value, ours.dnde(energy), rtol=1e-12)
+        return
     assert_same_as_gammapy(models, theirs)
     sky = theirs["src"]
     assert sky.datasets_names == list(models["src"].datasets_names or []) or sky.datasets_names is None
@@ -402,6 +420,8 @@ def _gammapy_example(kind: str, cls: type, folder: Path) -> Any:
             energy=u.Quantity([0.1, 1.0, 10.0, 100.0], "TeV"),
             values=u.Quantity([1e-10, 3e-12, 2e-14, 1e-16], "cm-2 s-1 TeV-1"),
         )
+    elif name == "EBLAbsorptionNormSpectralModel":
+        model = theirs(**_ebl_arrays(), redshift=0.1, alpha_norm=1.0)
     elif name == "PiecewiseNormSpectralModel":
         model = theirs(energy=u.Quantity([0.3, 1.0, 3.0, 10.0], "TeV"), norms=[1.1, 0.9, 1.2, 0.8], interp="lin")
     elif name == "TemplateSpatialModel":

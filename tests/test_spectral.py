@@ -23,6 +23,7 @@ import jaxgamma
 from jaxgamma import Parameter, ParameterVector
 from jaxgamma.models import spectral as S
 from jaxgamma.models import spectral_compound as SC
+from jaxgamma.models import spectral_ebl as SE
 from jaxgamma.parameters import iter_parameters
 
 DATA = Path(__file__).parent / "data"
@@ -52,13 +53,15 @@ MAKER = _load_maker()
 MODEL_CLASSES = sorted(
     {
         obj
-        for module in (S, SC)
+        for module in (S, SC, SE)
         for obj in vars(module).values()
         if isinstance(obj, type) and issubclass(obj, S.SpectralModel) and obj is not S.SpectralModel
     },
     key=lambda cls: cls.__name__,
 )
 PARAMETRIC_CLASSES = [cls for cls in MODEL_CLASSES if cls.default_parameters()]
+#: built from more than their parameters (a wrapped model, a table)
+TABLE_OR_WRAPPER_CLASSES = (SC.ScaleSpectralModel, SE.EBLAbsorptionNormSpectralModel)
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -71,6 +74,8 @@ def build(spec: dict) -> S.SpectralModel:
         return SC.ScaleSpectralModel(build(spec["model"]), norm=spec["norm"])
     if kind == "TemplateSpectralModel":
         return S.TemplateSpectralModel(spec["energy"], u.Quantity(spec["values"], spec["unit"]))
+    if kind == "EBLAbsorptionNormSpectralModel":
+        return SE.EBLAbsorptionNormSpectralModel(spec["energy"], spec["param"], spec["values"], **spec["parameters"])
     if kind == "PiecewiseNormSpectralModel":
         return S.PiecewiseNormSpectralModel(spec["energy"], spec["norms"], interp=spec["interp"])
     return getattr(S, kind)(**spec["parameters"])
@@ -373,7 +378,7 @@ def _other_unit_quantity(parameter: Parameter) -> u.Quantity:
 
 
 @pytest.mark.parametrize(
-    "cls", [c for c in PARAMETRIC_CLASSES if c is not SC.ScaleSpectralModel], ids=lambda c: c.__name__
+    "cls", [c for c in PARAMETRIC_CLASSES if c not in TABLE_OR_WRAPPER_CLASSES], ids=lambda c: c.__name__
 )
 def test_constructor_accepts_floats_strings_and_quantities(cls):
     defaults = cls.default_parameters()
@@ -387,7 +392,7 @@ def test_constructor_accepts_floats_strings_and_quantities(cls):
 
 
 @pytest.mark.parametrize(
-    "cls", [c for c in PARAMETRIC_CLASSES if c is not SC.ScaleSpectralModel], ids=lambda c: c.__name__
+    "cls", [c for c in PARAMETRIC_CLASSES if c not in TABLE_OR_WRAPPER_CLASSES], ids=lambda c: c.__name__
 )
 def test_unconvertible_unit_raises_naming_the_parameter(cls):
     for p in cls.default_parameters():
@@ -565,3 +570,91 @@ def test_piecewise_norm_background_fit_matches_gammapy(cta_plain):
         assert abs(float(p.value) - g.value) < 0.02 * g.error, g.name
         assert p.error == pytest.approx(g.error, rel=0.02), g.name
     assert float(np.ptp([float(p.value) for _, p in fitted])) > 1.0  # the background's shape is corrected
+
+
+# -- EBL absorption --------------------------------------------------------------------------------------
+def write_xspec_table(path: Path, redshift: np.ndarray, edges_kev: np.ndarray, data: np.ndarray) -> None:
+    """An XSPEC table model as Gammapy's EBL files are laid out, float32 columns, with the first
+    two redshifts repeated at the end (Gammapy: "the table contains duplicated values")."""
+    from astropy.io import fits
+
+    z = np.concatenate([redshift, redshift[:2]])
+    rows = np.concatenate([data, data[:2]])
+    hdus = [
+        fits.PrimaryHDU(),
+        fits.BinTableHDU.from_columns(
+            [fits.Column("NAME", "12A", array=["z"]), fits.Column("VALUE", f"{z.size}E", array=[z.astype(np.float32)])],
+            name="PARAMETERS",
+        ),
+        fits.BinTableHDU.from_columns(
+            [fits.Column("ENERG_LO", "E", array=edges_kev[:-1]), fits.Column("ENERG_HI", "E", array=edges_kev[1:])],
+            name="ENERGIES",
+        ),
+        fits.BinTableHDU.from_columns(
+            [fits.Column("PARAMVAL", "E", array=z), fits.Column("INTPSPEC", f"{data.shape[1]}E", array=rows.astype(np.float32))],
+            name="SPECTRA",
+        ),
+    ]
+    fits.HDUList(hdus).writeto(path)
+
+
+@pytest.fixture
+def ebl_file(tmp_path) -> Path:
+    redshift = np.linspace(0.0, 1.0, 21)
+    edges = np.geomspace(1e6, 1e11, 61)  # keV: 1 GeV - 100 TeV
+    centres = np.sqrt(edges[:-1] * edges[1:]) / 1e9
+    path = tmp_path / "ebl.fits"
+    write_xspec_table(path, redshift, edges, np.exp(-3.0 * np.outer(redshift, (centres / 0.2) ** 1.3)))
+    return path
+
+
+def test_ebl_read_and_interpolation(ebl_file):
+    model = SE.EBLAbsorptionNormSpectralModel.read(ebl_file, redshift=0.3)
+    assert model.param.size == 21 and model.data.shape == (21, 60) and model.filename == str(ebl_file)
+    assert model.parameter_names == ("redshift", "alpha_norm") and all(p.frozen for p in model.parameters)
+    # at a table node: the tabulated value; between redshift nodes: log-linear
+    k = 30
+    assert_close(model.table(model.energy[k], model.param[6]), model.data[6, k], rtol=1e-12)
+    between = model.table(model.energy[k], (model.param[6] + model.param[7]) / 2)
+    assert_close(between, math.sqrt(model.data[6, k] * model.data[7, k]), rtol=1e-12)
+    # alpha_norm scales the optical depth
+    scaled = model.with_values(alpha_norm=2.0)
+    assert_close(scaled.dnde(jnp.asarray(1.0)), model.dnde(jnp.asarray(1.0)) ** 2, rtol=1e-12)
+    # gradient in the redshift (a fit with it free) is finite and negative (more absorption)
+    grad = jax.grad(lambda z: model.with_values(redshift=z).dnde(jnp.asarray(2.0)))(0.31)
+    assert np.isfinite(grad) and grad < 0
+    with pytest.raises(ValueError, match="'redshift'"):
+        SE.EBLAbsorptionNormSpectralModel.read(ebl_file, redshift="1 m")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        SE.EBLAbsorptionNormSpectralModel.read(ebl_file.with_name("missing.fits"))
+    with pytest.raises(ValueError, match="unknown reference 'nowhere'"):
+        SE.EBLAbsorptionNormSpectralModel.read_builtin("nowhere")
+    with pytest.raises(ValueError, match=r"shape \(len\(param\), len\(energy\)\) = \(2, 3\)"):
+        SE.EBLAbsorptionNormSpectralModel([1.0, 2.0, 3.0], [0.0, 0.1], np.ones((3, 2)))
+    with pytest.raises(ValueError, match="unsupported interp_kwargs"):
+        SE.EBLAbsorptionNormSpectralModel.read(ebl_file, interp_kwargs={"bounds_error": True})
+
+
+@pytest.mark.gammapy
+def test_ebl_file_matches_gammapy(ebl_file, tmp_path):
+    gm = pytest.importorskip("gammapy.modeling.models")
+    from jaxgamma.io import read_models, write_models
+    from jaxgamma.models import Models, PowerLawSpectralModel, SkyModel
+
+    energy = np.geomspace(5e-4, 300.0, 50)  # beyond the table on both sides: extrapolated
+    for redshift, alpha_norm in ((0.1, 1.0), (0.337, 1.3), (1.2, 0.8)):
+        theirs = gm.EBLAbsorptionNormSpectralModel.read(ebl_file, redshift=redshift, alpha_norm=alpha_norm)
+        ours = SE.EBLAbsorptionNormSpectralModel.read(ebl_file, redshift=redshift, alpha_norm=alpha_norm)
+        # Gammapy interpolates the float32 table in float32: ~3e-7 of the largest value
+        assert_close(ours.dnde(jnp.asarray(energy)), theirs(energy * u.TeV).value, rtol=0, atol=1e-6)
+        # (the float32 rounding grows to ~1e-6 relative where the table is extrapolated, z = 1.2)
+        assert_close(ours.integral(0.1 * u.TeV, 10 * u.TeV).value, theirs.integral(0.1 * u.TeV, 10 * u.TeV).value, rtol=3e-6)
+    # the models YAML names the file, both ways
+    source = SkyModel(spectral_model=PowerLawSpectralModel() * ours, name="blazar")
+    write_models(tmp_path / "ours.yaml", Models([source]))
+    read_back = gm.Models.read(tmp_path / "ours.yaml")["blazar"].spectral_model.model2
+    assert read_back.redshift.value == 1.2 and Path(read_back.filename).name == "ebl.fits"
+    assert_close(read_back(energy * u.TeV).value, theirs(energy * u.TeV).value, rtol=0, atol=0)
+    gm.Models([gm.SkyModel(spectral_model=gm.PowerLawSpectralModel() * theirs, name="blazar")]).write(tmp_path / "theirs.yaml")
+    again = read_models(tmp_path / "theirs.yaml")["blazar"].spectral_model.model2
+    assert eqx.tree_equal(again, ours) is True

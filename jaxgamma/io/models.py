@@ -609,6 +609,39 @@ def _piecewise_norm_from_dict(cls: type, data: Mapping[str, Any], context: YamlC
     return _construct(cls, context, energy=energy, norms=norms, interp=data.get("interp", "log"))
 
 
+def _ebl_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": model.type_name, "parameters": context.parameters_to_list(model)}
+    if model.filename is not None:
+        data["filename"] = model.filename
+    else:
+        data["energy"] = {"data": np.asarray(model.energy, dtype=np.float64).tolist(), "unit": "TeV"}
+        data["param"] = {"data": np.asarray(model.param, dtype=np.float64).tolist(), "unit": ""}
+        data["values"] = {"data": np.asarray(model.data, dtype=np.float64).tolist(), "unit": ""}
+    return data
+
+
+def _ebl_from_dict(cls: Any, data: Mapping[str, Any], context: YamlContext) -> Any:
+    from ..models.spectral_ebl import EBL_DATA_BUILTIN
+
+    parameters = context.parameters_from_list(data.get("parameters"), _default_parameters(cls))
+    if "filename" in data:
+        path = context.resolve(data["filename"])
+        if not path.exists():
+            # Gammapy's fallback: a built-in table named like the file
+            builtin = [ref for ref, name in EBL_DATA_BUILTIN.items() if Path(name).stem in str(data["filename"])]
+            if not builtin:
+                raise context.error(f"EBL table file {data['filename']!r} not found (looked for {path})")
+            path = Path(os.path.expandvars(EBL_DATA_BUILTIN[builtin[0]]))
+        try:
+            model = cls.read(path)
+        except (OSError, ValueError) as err:
+            raise context.error(str(err)) from None
+        return _with_parameters(model, parameters)
+    arrays = {key: _quantity_array(data, key, context) for key in ("energy", "param", "values")}
+    model = _construct(cls, context, arrays["energy"], arrays["param"], arrays["values"])
+    return _with_parameters(model, parameters)
+
+
 _Writer = Callable[[Any, YamlContext], dict]
 _Reader = Callable[[type, Mapping[str, Any], YamlContext], Any]
 
@@ -676,6 +709,7 @@ _HANDLERS: dict[str, tuple[_Writer, _Reader]] = {
     "ConstantFluxSpatialModel": (_constant_to_dict, _constant_from_dict),
     "TemplateSpectralModel": (_template_spectral_to_dict, _template_spectral_from_dict),
     "PiecewiseNormSpectralModel": (_piecewise_norm_to_dict, _piecewise_norm_from_dict),
+    "EBLAbsorptionNormSpectralModel": (_ebl_to_dict, _ebl_from_dict),
 }
 
 

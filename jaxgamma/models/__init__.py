@@ -37,6 +37,7 @@ from .spectral import (
     TemplateSpectralModel,
 )
 from .spectral_compound import CompoundSpectralModel, ScaleSpectralModel
+from .spectral_ebl import EBLAbsorptionNormSpectralModel
 from .temporal import (
     ConstantTemporalModel,
     ExpDecayTemporalModel,
@@ -59,6 +60,7 @@ __all__ = [
     "ConstantTemporalModel",
     "Covariance",
     "DiskSpatialModel",
+    "EBLAbsorptionNormSpectralModel",
     "ExpCutoffPowerLaw3FGLSpectralModel",
     "ExpCutoffPowerLawNormSpectralModel",
     "ExpCutoffPowerLawSpectralModel",

@@ -11,7 +11,8 @@ which builds the same models in jaxgamma and, when Gammapy is importable, compar
 A case is a JSON-able spec: ``{"type": <Gammapy class name>, "parameters": {name: value}}`` with
 values in Gammapy's default (= jaxgamma's canonical) units; compound models give ``model1``,
 ``model2`` and ``operator``; scale models ``model`` and ``norm``; templates ``energy`` (TeV),
-``values`` and ``unit``; piecewise norms ``energy`` (TeV), ``norms`` and ``interp``.
+``values`` and ``unit``; piecewise norms ``energy`` (TeV), ``norms`` and ``interp``; EBL absorption ``energy`` (TeV), ``param``
+(redshifts), ``values`` and ``parameters``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ BIN_SETS = {
 }
 
 _E_TEMPLATE = [0.01, 0.05, 0.3, 1.0, 4.0, 20.0, 80.0, 300.0]
+
+#: a small EBL absorption table: exp(-tau), tau = 2 z (E / 0.3 TeV)^1.2, at 4 redshifts x 8 energies
+_EBL_ENERGY = [0.01, 0.04, 0.15, 0.5, 1.5, 5.0, 20.0, 100.0]
+_EBL_PARAM = [0.0, 0.1, 0.3, 0.6]
+_EBL_VALUES = [[math.exp(-2.0 * z * (e / 0.3) ** 1.2) for e in _EBL_ENERGY] for z in _EBL_PARAM]
+
+
+def _ebl(**p):
+    return {"type": "EBLAbsorptionNormSpectralModel", "energy": _EBL_ENERGY, "param": _EBL_PARAM, "values": _EBL_VALUES, "parameters": p}
 
 
 def _pl(**p):
@@ -338,6 +348,9 @@ CASES: list[dict] = [
             "interp": "lin",
         },
     },
+    {"id": "ebl-a", "spec": _ebl(redshift=0.27, alpha_norm=1.0)},
+    # beyond the last redshift node: extrapolated
+    {"id": "ebl-b", "spec": _ebl(redshift=0.7, alpha_norm=1.4)},
     {
         "id": "compound-add",
         "spec": {
@@ -415,6 +428,10 @@ def gammapy_model(spec: dict):
         return gm.TemplateSpectralModel(
             energy=u.Quantity(spec["energy"], "TeV"), values=u.Quantity(spec["values"], spec["unit"])
         )
+    if kind == "EBLAbsorptionNormSpectralModel":
+        return gm.EBLAbsorptionNormSpectralModel(
+            energy=u.Quantity(spec["energy"], "TeV"), param=spec["param"], data=spec["values"], **spec["parameters"]
+        )
     if kind == "PiecewiseNormSpectralModel":
         return gm.PiecewiseNormSpectralModel(
             energy=u.Quantity(spec["energy"], "TeV"), norms=spec["norms"], interp=spec["interp"]
@@ -462,7 +479,7 @@ def _dnde_unit(spec: dict):
         return _dnde_unit(spec["model"])
     if kind == "TemplateSpectralModel":
         return u.Unit(spec["unit"]) if spec["unit"] else u.dimensionless_unscaled
-    if "Norm" in kind:
+    if "Norm" in kind or kind == "EBLAbsorptionNormSpectralModel":
         return u.dimensionless_unscaled
     return u.Unit("cm-2 s-1 TeV-1")
 
