@@ -61,6 +61,7 @@ from ..models.core import replace_static as _replace_static
 from ..models.registry import get_model_class
 from ..models.sky import Covariance, FoVBackgroundModel, Models, SkyModel
 from ..models.spatial import SpatialModel
+from ..models.spectral_ebl import EBL_DATA_BUILTIN
 from ..models.temporal import TemporalModel
 from ..parameters import Parameter, iter_parameters
 from ..units import parse_unit
@@ -621,8 +622,6 @@ def _ebl_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
 
 
 def _ebl_from_dict(cls: Any, data: Mapping[str, Any], context: YamlContext) -> Any:
-    from ..models.spectral_ebl import EBL_DATA_BUILTIN
-
     parameters = context.parameters_from_list(data.get("parameters"), _default_parameters(cls))
     if "filename" in data:
         path = context.resolve(data["filename"])

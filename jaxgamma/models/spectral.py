@@ -664,6 +664,14 @@ class GaussianSpectralModel(SpectralModel):
 _VALUES_SCALES = ("log", "lin")
 
 
+def grid_cell(x: jax.Array, nodes: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """scipy's ``RegularGridInterpolator`` cell of ``x`` on increasing ``nodes``: the lower node's
+    index (clipped to the grid, so that outside it the edge cell extrapolates linearly) and the
+    weight of the upper node."""
+    i = jnp.clip(jnp.searchsorted(nodes, x, side="left") - 1, 0, nodes.shape[-1] - 2)
+    return i, (x - nodes[i]) / (nodes[i + 1] - nodes[i])
+
+
 def template_interpolate(energy, energy_nodes, values, values_scale: str = "log"):
     """Gammapy's default ``TemplateSpectralModel`` interpolation, in jnp.
 
@@ -678,10 +686,7 @@ def template_interpolate(energy, energy_nodes, values, values_scale: str = "log"
         return jnp.clip(jnp.broadcast_to(values[0], energy.shape), 0.0, None)
     log_nodes = jnp.log(jnp.asarray(energy_nodes))
     scaled = jnp.log(jnp.clip(values, _TINY, None)) if values_scale == "log" else values
-    x = jnp.log(energy)
-    i = jnp.clip(jnp.searchsorted(log_nodes, x, side="left") - 1, 0, log_nodes.shape[-1] - 2)
-    x0, x1 = log_nodes[i], log_nodes[i + 1]
-    y = (x - x0) / (x1 - x0)
+    i, y = grid_cell(jnp.log(energy), log_nodes)
     result = scaled[i] * (1 - y) + scaled[i + 1] * y
     if values_scale == "log":
         result = jnp.exp(result)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..units import ENERGY, to_value
 from .core import par
-from .spectral import _TINY, SpectralModel
+from .spectral import _TINY, SpectralModel, grid_cell
 
 __all__ = ["EBL_DATA_BUILTIN", "EBLAbsorptionNormSpectralModel", "grid_interpolate"]
 
@@ -39,13 +39,6 @@ EBL_DATA_BUILTIN = {
 _INTERP_DEFAULTS = {"points_scale": ("lin", "log"), "values_scale": "log", "extrapolate": True, "method": "linear"}
 
 
-def _cell(x: jax.Array, nodes: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """scipy's ``RegularGridInterpolator`` cell of ``x`` (the lower node's index, clipped to the
-    grid so that outside it the edge cell extrapolates) and the weight of the upper node."""
-    i = jnp.clip(jnp.searchsorted(nodes, x, side="left") - 1, 0, nodes.shape[0] - 2)
-    return i, (x - nodes[i]) / (nodes[i + 1] - nodes[i])
-
-
 def grid_interpolate(x: Any, y: Any, x_nodes: Any, y_nodes: Any, values: Any, extrapolate: bool = True) -> jax.Array:
     """Linear interpolation of ``values`` (``(len(x_nodes), len(y_nodes))``) at ``(x, y)``, as
     scipy's ``RegularGridInterpolator``: bilinear in each grid cell, a grid axis of one node
@@ -56,16 +49,16 @@ def grid_interpolate(x: Any, y: Any, x_nodes: Any, y_nodes: Any, values: Any, ex
         result = jnp.broadcast_to(values[0, 0], x.shape)
         outside = jnp.zeros(x.shape, dtype=bool)
     elif x_nodes.shape[0] == 1:
-        j, s = _cell(y, y_nodes)
+        j, s = grid_cell(y, y_nodes)
         result = values[0, j] * (1 - s) + values[0, j + 1] * s
         outside = (y < y_nodes[0]) | (y > y_nodes[-1])
     elif y_nodes.shape[0] == 1:
-        i, t = _cell(x, x_nodes)
+        i, t = grid_cell(x, x_nodes)
         result = values[i, 0] * (1 - t) + values[i + 1, 0] * t
         outside = (x < x_nodes[0]) | (x > x_nodes[-1])
     else:
-        i, t = _cell(x, x_nodes)
-        j, s = _cell(y, y_nodes)
+        i, t = grid_cell(x, x_nodes)
+        j, s = grid_cell(y, y_nodes)
         result = (
             values[i, j] * (1 - t) * (1 - s)
             + values[i + 1, j] * t * (1 - s)
