@@ -21,6 +21,7 @@ __all__ = [
     "TRUNCATION_VALUE",
     "CashCountsStatistic",
     "WStatCountsStatistic",
+    "apply_threshold_sensitivity",
     "cash",
     "cash_sum",
     "chi2",
@@ -198,6 +199,17 @@ def bisect_roots(fun: Any, lo: np.ndarray, hi: np.ndarray, iterations: int = 200
     root = np.where(bracketed, 0.5 * (lo + hi), np.nan)
     root = np.where(exact_lo, lo, root)  # never moved when f(lo) = 0
     return np.where(exact_hi & ~exact_lo, hi, root)
+
+
+def apply_threshold_sensitivity(
+    background: Any, excess: Any, gamma_min: float = 10, bkg_syst_fraction: float = 0.05
+) -> np.ndarray:
+    """Gammapy's ``apply_threshold_sensitivity``: an excess of at least ``gamma_min`` counts, then
+    at least ``bkg_syst_fraction x background`` (NaN stays NaN)."""
+    excess = np.asarray(excess, dtype=np.float64)
+    excess = np.where(excess < gamma_min, gamma_min, excess)
+    floor = bkg_syst_fraction * np.asarray(background, dtype=np.float64)
+    return np.where(excess < floor, floor, excess)
 
 
 class _CountsStatistic:

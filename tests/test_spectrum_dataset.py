@@ -165,6 +165,17 @@ def test_empty_dataset_stat_is_zero(runs, crab):
         d.replace(counts_off=None).stat_sum(crab)
 
 
+def test_predictions_need_no_counts(runs, crab):
+    """npred_signal of a dataset without counts (made from IRFs alone) as with them; what needs the
+    counts (WStat's background, the statistic) refuses."""
+    d = runs[23523]
+    bare = d.replace(counts=None)
+    np.testing.assert_array_equal(bare.npred_signal(crab), d.npred_signal(crab))
+    for method in (bare.npred, bare.stat_sum):
+        with pytest.raises(ValueError, match="no counts"):
+            method(crab)
+
+
 def test_stat_array_is_wstat(runs, crab):
     d = runs[23526]
     expected = np.asarray(wstat(d.counts, d.counts_off, d.alpha, d.npred_signal(crab)))

@@ -416,7 +416,11 @@ class _AbstractSpectrumDataset(Dataset):
 
     def _eval(self, models: Any, method: str) -> np.ndarray:
         models = _as_models(() if models is None else models)
-        return np.asarray(_evaluate(self.plan(models), models, method))
+        dataset: Any = self
+        if self.counts is None and method == "npred_signal":
+            # the signal needs no counts (Gammapy's npred_signal of a dataset made from IRFs alone)
+            dataset = self.replace(counts=np.zeros(self.n_bins))
+        return np.asarray(_evaluate(dataset.plan(models), models, method))
 
     def npred_signal(self, models: Any) -> np.ndarray:
         """Predicted signal counts per reconstructed-energy bin."""

@@ -4,6 +4,7 @@ from .core import FluxMaps
 from .excess import ExcessMapEstimator
 from .lightcurve import LightCurve, LightCurveEstimator
 from .points import FluxPointsEstimator
+from .sensitivity import SensitivityEstimator
 from .ts import TSMapEstimator
 
-__all__ = ["ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "LightCurve", "LightCurveEstimator", "TSMapEstimator"]
+__all__ = ["ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "LightCurve", "LightCurveEstimator", "SensitivityEstimator", "TSMapEstimator"]

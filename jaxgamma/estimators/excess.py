@@ -22,7 +22,7 @@ from ..datasets.map import MapDataset, MapDatasetOnOff
 from ..geom import MapAxis
 from ..geom.axes import snapped_edge_indices
 from ..geom.smooth import convolve_images
-from ..stats import CashCountsStatistic, WStatCountsStatistic
+from ..stats import CashCountsStatistic, WStatCountsStatistic, apply_threshold_sensitivity
 from .core import FluxMaps, parse_energy_edges, parse_positive_angle, parse_selection_optional
 
 __all__ = ["ExcessMapEstimator", "correlate", "tophat_kernel"]
@@ -309,9 +309,9 @@ class ExcessMapEstimator:
             if "sensitivity" in self.selection_optional:
                 excess = stat.n_sig_matching_significance(self.n_sigma_sensitivity)
                 if self.apply_threshold_sensitivity:
-                    excess = np.where(excess < self.gamma_min_sensitivity, self.gamma_min_sensitivity, excess)
-                    floor = self.bkg_syst_fraction_sensitivity * background_resampled
-                    excess = np.where(excess < floor, floor, excess)
+                    excess = apply_threshold_sensitivity(
+                        background_resampled, excess, self.gamma_min_sensitivity, self.bkg_syst_fraction_sensitivity
+                    )
                 maps["norm_sensitivity"] = excess / reco_exposure
         if onoff:
             for key in ("alpha", "acceptance_on", "acceptance_off"):
