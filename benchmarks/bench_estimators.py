@@ -14,6 +14,9 @@ Flux points (``FluxPointsEstimator``, errn/errp, UL and profiles):
 - ``fp-fermi-reopt``: the same with ``reoptimize=True`` (the diffuse background norm re-fitted in
   each group), 2 groups (0.03-0.3-2 TeV).
 
+Adaptive smoothing (``ASmoothMapEstimator``) and sensitivity (``SensitivityEstimator``): see
+``_asmooth_cases`` and ``_sensitivity_cases``.
+
 Light curve (``LightCurveEstimator``, errn/errp and UL):
 - ``lc-cta``: three CTA-1DC observations reduced per observation (4 x 4 deg, 6 energy bins), the
   GC source, one interval per observation, two energy groups (0.3-1-10 TeV).
@@ -135,6 +138,7 @@ def main() -> None:
 
     if gd is not None:
         flux_cases.append(_light_curve_case(Path(data)))
+    map_cases = _asmooth_cases(plain) + _sensitivity_cases(Path(data)) if gd is not None else []
 
     print(f"{'case':14s} {'jaxgamma first':>15s} {'jaxgamma warm':>14s} {'Gammapy':>10s} {'ratio (warm)':>13s}  max |d sqrt_ts|")
     for name, options, dataset, reference in cases:
@@ -153,6 +157,105 @@ def main() -> None:
             _, gp, ref = timed(theirs_fun, max(args.repeats - 1, 1))
         diff = np.nanmax(np.abs(ref.norm.data.ravel() - np.ravel(points.norm)) / ref.norm_err.data.ravel())
         print(f"{name:14s} {first:14.3f}s {warm:13.3f}s {gp:9.3f}s {gp / warm:12.1f}x  max |d norm| / err {diff:.1e}")
+
+    for name, ours_fun, theirs_fun, compare in map_cases:
+        first, warm, out = timed(ours_fun, args.repeats)
+        with np.errstate(all="ignore"):
+            _, gp, ref = timed(theirs_fun, max(args.repeats - 1, 1))
+        print(f"{name:14s} {first:14.3f}s {warm:13.3f}s {gp:9.3f}s {gp / warm:12.1f}x  {compare(out, ref)}")
+
+
+def _asmooth_cases(plain: Path) -> list[tuple[str, Any, Any, Any]]:
+    """``asmooth-gauss`` / ``asmooth-tophat``: the stacked CTA-1DC dataset adaptively smoothed
+    (7 scales from 0.02 to 0.3 deg, threshold 3, 0.1-1-10 TeV; Li & Ma / ASMOOTH significance)."""
+    from astropy.convolution import Gaussian2DKernel, Tophat2DKernel
+    from gammapy.datasets import MapDataset as GammapyMapDataset
+    from gammapy.estimators import ASmoothMapEstimator as GammapyASmooth
+
+    from jaxgamma.datasets import MapDataset
+    from jaxgamma.estimators import ASmoothMapEstimator
+
+    ours, theirs = MapDataset.read(plain, name="stacked"), GammapyMapDataset.read(plain, name="stacked")
+    options = {"scales": [0.02, 0.04, 0.06, 0.1, 0.15, 0.2, 0.3] * u.deg, "threshold": 3, "energy_edges": [0.1, 1, 10] * u.TeV}
+
+    def compare(out: Any, ref: Any) -> str:
+        same = np.array_equal(np.isnan(out["scale"]), np.isnan(ref["scale"].data)) and np.allclose(
+            out["scale"], ref["scale"].data, equal_nan=True
+        )
+        diff = np.nanmax(np.abs(out["sqrt_ts"] - ref["sqrt_ts"].data))
+        return f"scales {'identical' if same else 'DIFFER'}, max |d sqrt_ts| {diff:.1e}"
+
+    cases = []
+    for kernel, gkernel, method in (("gauss", Gaussian2DKernel, "lima"), ("tophat", Tophat2DKernel, "asmooth")):
+        cases.append(
+            (
+                f"asmooth-{kernel}",
+                lambda k=kernel, m=method: ASmoothMapEstimator(kernel=k, method=m, **options).run(ours),
+                lambda k=gkernel, m=method: GammapyASmooth(kernel=k, method=m, **options).run(theirs),
+                compare,
+            )
+        )
+    return cases
+
+
+def _sensitivity_cases(data: Path) -> list[tuple[str, Any, Any, Any]]:
+    """``sensitivity``: Gammapy's CTA sensitivity tutorial on the CTA-1DC South_z20_50h IRFs (5 h
+    at 0.5 deg offset, ON circle 0.1 deg, 20 bins from 0.03 to 30 TeV, acceptance_off 5; the
+    datasets are made before the timer)."""
+    from astropy.coordinates import SkyCoord
+    from gammapy.data import FixedPointingInfo
+    from gammapy.data import Observation as GammapyObservation
+    from gammapy.datasets import SpectrumDataset as GammapySpectrumDataset
+    from gammapy.datasets import SpectrumDatasetOnOff as GammapyOnOff
+    from gammapy.estimators import SensitivityEstimator as GammapySensitivity
+    from gammapy.irf import load_irf_dict_from_file as gammapy_load_irfs
+    from gammapy.makers import SpectrumDatasetMaker as GammapyMaker
+    from gammapy.maps import MapAxis as GammapyMapAxis
+    from gammapy.maps import RegionGeom as GammapyRegionGeom
+    from regions import CircleSkyRegion
+
+    from jaxgamma.data import Observation
+    from jaxgamma.datasets import SpectrumDataset, SpectrumDatasetOnOff
+    from jaxgamma.estimators import SensitivityEstimator
+    from jaxgamma.geom import MapAxis, RegionGeom
+    from jaxgamma.irf import load_irf_dict_from_file
+    from jaxgamma.makers import SpectrumDatasetMaker
+
+    irf = data / "cta-1dc/caldb/data/cta/1dc/bcf/South_z20_50h/irf_file.fits"
+    pointing = SkyCoord(0, 0, unit="deg", frame="galactic")
+    region = CircleSkyRegion(pointing.directional_offset_by(0 * u.deg, 0.5 * u.deg), 0.1 * u.deg)
+    made = []
+    for obs, axis, geom, empty, maker, onoff in (
+        (
+            Observation.create(pointing=pointing, irfs=load_irf_dict_from_file(irf), livetime=5 * u.h),
+            MapAxis, RegionGeom, SpectrumDataset, SpectrumDatasetMaker, SpectrumDatasetOnOff,
+        ),
+        (
+            GammapyObservation.create(
+                pointing=FixedPointingInfo(fixed_icrs=pointing.icrs), irfs=gammapy_load_irfs(irf), livetime=5 * u.h
+            ),
+            GammapyMapAxis, GammapyRegionGeom, GammapySpectrumDataset, GammapyMaker, GammapyOnOff,
+        ),
+    ):
+        energy = axis.from_energy_bounds("0.03 TeV", "30 TeV", 20)
+        energy_true = axis.from_energy_bounds("0.01 TeV", "100 TeV", 100, name="energy_true")
+        dataset = empty.create(geom.create(region, axes=[energy]), energy_axis_true=energy_true)
+        dataset = maker(selection=["exposure", "edisp", "background"]).run(dataset, obs)
+        made.append(onoff.from_spectrum_dataset(dataset=dataset, acceptance=1, acceptance_off=5))
+    options = {"gamma_min": 10, "n_sigma": 5, "bkg_syst_fraction": 0.1}
+
+    def compare(out: Any, ref: Any) -> str:
+        rel = np.max(np.abs(out["e2dnde"].quantity.to_value("erg cm-2 s-1") / ref["e2dnde"].quantity.to_value("erg cm-2 s-1") - 1))
+        return f"max rel |d e2dnde| {rel:.1e}, criteria {'identical' if list(out['criterion']) == list(ref['criterion']) else 'DIFFER'}"
+
+    return [
+        (
+            "sensitivity",
+            lambda: SensitivityEstimator(**options).run(made[0]),
+            lambda: GammapySensitivity(**options).run(made[1]),
+            compare,
+        )
+    ]
 
 
 def _light_curve_case(data: Path) -> tuple[str, Any, Any]:

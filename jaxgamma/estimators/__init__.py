@@ -1,5 +1,6 @@
 """Estimators: quantities derived from datasets and models (Gammapy's ``gammapy.estimators``)."""
 
+from .asmooth import ASmoothMapEstimator, ASmoothMaps
 from .core import FluxMaps
 from .excess import ExcessMapEstimator
 from .lightcurve import LightCurve, LightCurveEstimator
@@ -7,4 +8,7 @@ from .points import FluxPointsEstimator
 from .sensitivity import SensitivityEstimator
 from .ts import TSMapEstimator
 
-__all__ = ["ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "LightCurve", "LightCurveEstimator", "SensitivityEstimator", "TSMapEstimator"]
+__all__ = [
+    "ASmoothMapEstimator",
+    "ASmoothMaps",
+    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "LightCurve", "LightCurveEstimator", "SensitivityEstimator", "TSMapEstimator"]
