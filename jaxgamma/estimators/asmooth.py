@@ -29,7 +29,7 @@ from scipy.ndimage import gaussian_filter
 from ..geom import MapAxis, WcsGeom
 from ..geom.smooth import fft_convolve_images
 from ..stats import CashCountsStatistic
-from .core import parse_energy_edges
+from .core import parse_energy_edges, parse_spectral_model
 from .excess import reco_exposure
 
 __all__ = ["ASmoothMapEstimator", "ASmoothMaps"]
@@ -43,6 +43,8 @@ class ASmoothMaps(Mapping[str, np.ndarray]):
     ``sqrt_ts`` and, where the dataset has an exposure, ``flux`` [cm-2 s-1]; arrays of shape
     ``geom.data_shape`` = ``(n_energy, ny, nx)``."""
 
+    units = {"counts": "", "background": "", "scale": "deg", "sqrt_ts": "", "flux": "cm-2 s-1"}
+
     def __init__(self, data: dict[str, np.ndarray], geom: WcsGeom):
         self._data = {}
         for name, value in data.items():
@@ -51,7 +53,6 @@ class ASmoothMaps(Mapping[str, np.ndarray]):
             self._data[name] = array
         self.geom = geom
 
-    units = {"counts": "", "background": "", "scale": "deg", "sqrt_ts": "", "flux": "cm-2 s-1"}
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -105,8 +106,6 @@ class ASmoothMapEstimator:
         threshold: float = 5,
         energy_edges: Any = None,
     ):
-        from ..models import PowerLawSpectralModel, SpectralModel
-
         self.kernel = _kernel_name(kernel)
         if scales is None:
             self._scales_pix: np.ndarray | None = self.get_scales(9, kernel=self.kernel)
@@ -128,13 +127,7 @@ class ASmoothMapEstimator:
         if not np.isfinite(threshold):
             raise ValueError(f"ASmoothMapEstimator: threshold must be finite, got {threshold}")
         self.threshold = float(threshold)
-        spectral_model = PowerLawSpectralModel(index=2.0) if spectral_model is None else spectral_model  # type: ignore[arg-type]
-        spectral_model = getattr(spectral_model, "spectral_model", spectral_model)
-        if not isinstance(spectral_model, SpectralModel):
-            raise TypeError(
-                f"ASmoothMapEstimator: spectral_model must be a SpectralModel, got {type(spectral_model).__name__}"
-            )
-        self.spectral_model = spectral_model
+        self.spectral_model = parse_spectral_model(spectral_model, self.tag)
         self.energy_edges = parse_energy_edges(energy_edges, self.tag)
 
     def __repr__(self) -> str:

@@ -72,6 +72,19 @@ def parse_energy_edges(value: Any, owner: str) -> np.ndarray | None:
     return edges
 
 
+def parse_spectral_model(value: Any, owner: str, **default: Any) -> Any:
+    """An estimator's reference spectrum: a SpectralModel (or a SkyModel's), by default a power law
+    of index 2 with ``default`` parameters (Gammapy's defaults differ by estimator)."""
+    from ..models import PowerLawSpectralModel, SpectralModel
+
+    if value is None:
+        value = PowerLawSpectralModel(**{"index": 2.0, **default})
+    value = getattr(value, "spectral_model", value)
+    if not isinstance(value, SpectralModel):
+        raise TypeError(f"{owner}: spectral_model must be a SpectralModel, got {type(value).__name__}")
+    return value
+
+
 class FluxMaps:
     """Maps of estimated quantities per energy bin, as Gammapy's ``FluxMaps`` (``sed_type_init =
     "likelihood"``): the quantities ``counts``, ``npred``, ``npred_excess``, ``ts``, ``sqrt_ts``,

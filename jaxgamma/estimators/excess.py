@@ -23,7 +23,13 @@ from ..geom import MapAxis
 from ..geom.axes import snapped_edge_indices
 from ..geom.smooth import convolve_images
 from ..stats import CashCountsStatistic, WStatCountsStatistic, apply_threshold_sensitivity
-from .core import FluxMaps, parse_energy_edges, parse_positive_angle, parse_selection_optional
+from .core import (
+    FluxMaps,
+    parse_energy_edges,
+    parse_positive_angle,
+    parse_selection_optional,
+    parse_spectral_model,
+)
 
 __all__ = ["ExcessMapEstimator", "correlate", "tophat_kernel"]
 
@@ -125,7 +131,6 @@ class ExcessMapEstimator:
         apply_threshold_sensitivity: bool = False,
         sum_over_energy_groups: bool = False,
     ):
-        from ..models import PowerLawSpectralModel, SpectralModel
 
         self.correlation_radius = correlation_radius
         for label, value in (
@@ -140,13 +145,7 @@ class ExcessMapEstimator:
         self.selection_optional = selection_optional
         self.energy_edges = energy_edges
         self.correlate_off = bool(correlate_off)
-        spectral_model = PowerLawSpectralModel(index=2.0) if spectral_model is None else spectral_model  # type: ignore[arg-type]
-        spectral_model = getattr(spectral_model, "spectral_model", spectral_model)
-        if not isinstance(spectral_model, SpectralModel):
-            raise TypeError(
-                f"ExcessMapEstimator: spectral_model must be a SpectralModel, got {type(spectral_model).__name__}"
-            )
-        self.spectral_model = spectral_model
+        self.spectral_model = parse_spectral_model(spectral_model, self.tag)
         self.n_sigma_sensitivity = float(n_sigma_sensitivity)
         self.gamma_min_sensitivity = float(gamma_min_sensitivity)
         self.bkg_syst_fraction_sensitivity = float(bkg_syst_fraction_sensitivity)

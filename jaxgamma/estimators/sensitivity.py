@@ -24,6 +24,7 @@ import numpy as np
 from astropy.table import Column, Table
 
 from ..stats import WStatCountsStatistic, apply_threshold_sensitivity
+from .core import parse_spectral_model
 
 __all__ = ["SensitivityEstimator"]
 
@@ -55,15 +56,7 @@ class SensitivityEstimator:
         gamma_min: float = 10,
         bkg_syst_fraction: float = 0.05,
     ):
-        from ..models import PowerLawSpectralModel, SpectralModel
-
-        if spectral_model is None:
-            spectral_model = PowerLawSpectralModel(index=2.0, amplitude="1 cm-2 s-1 TeV-1")  # type: ignore[arg-type]
-        spectral_model = getattr(spectral_model, "spectral_model", spectral_model)
-        if not isinstance(spectral_model, SpectralModel):
-            raise TypeError(
-                f"SensitivityEstimator: spectral_model must be a SpectralModel, got {type(spectral_model).__name__}"
-            )
+        spectral_model = parse_spectral_model(spectral_model, self.tag, amplitude="1 cm-2 s-1 TeV-1")
         for label, value, positive in (
             ("n_sigma", n_sigma, True),
             ("gamma_min", gamma_min, False),
