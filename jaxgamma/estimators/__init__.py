@@ -4,6 +4,7 @@ from .asmooth import ASmoothMapEstimator, ASmoothMaps
 from .core import FluxMaps
 from .excess import ExcessMapEstimator
 from .lightcurve import LightCurve, LightCurveEstimator
+from .parameter import ParameterEstimator
 from .points import FluxPointsEstimator
 from .sensitivity import SensitivityEstimator
 from .ts import TSMapEstimator
@@ -11,4 +12,4 @@ from .ts import TSMapEstimator
 __all__ = [
     "ASmoothMapEstimator",
     "ASmoothMaps",
-    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "LightCurve", "LightCurveEstimator", "SensitivityEstimator", "TSMapEstimator"]
+    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "SensitivityEstimator", "TSMapEstimator"]
