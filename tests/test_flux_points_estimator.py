@@ -19,7 +19,7 @@ from jaxgamma.stats import CashCountsStatistic
 HESS_RUN = "joint-crab/spectra/hess/pha_obs23523.fits"
 FERMI = "fermi-3fhl-crab/Fermi-LAT-3FHL_datasets.yaml"
 FERMI_MODELS = "fermi-3fhl-crab/Fermi-LAT-3FHL_models.yaml"
-SELECTION = ["errn-errp", "ul", "scan"]
+SELECTION = ["errn-errp", "ul", "scan", "sensitivity"]
 
 
 def _source(amplitude: float = 1e-11, index: float = 2.0) -> Models:
@@ -47,6 +47,10 @@ def test_one_bin_cash_is_analytic():
     np.testing.assert_allclose(points.counts, [[n]])
     np.testing.assert_allclose(points.npred, [[n]], rtol=1e-10)  # the best fit predicts the counts
     np.testing.assert_allclose(points.npred_excess, [[n - b]], rtol=1e-10)
+    # the sensitivity: the Asimov counts m = b + v s have a Cash TS of 25 against the background
+    m = b + points.norm_sensitivity[0] * s
+    np.testing.assert_allclose(2 * (b - m + m * np.log(m / b)), 25.0, rtol=1e-10)
+    np.testing.assert_allclose(points.dnde_sensitivity, points.norm_sensitivity * 1e-11 * points.energy_ref**-2.0, rtol=1e-12)
     # the stat profile is the Cash statistic of the scaled prediction
     scan = np.exp(np.linspace(np.log(0.2), np.log(5), 11))
     np.testing.assert_allclose(points.norm_scan, scan, rtol=1e-12)
@@ -223,8 +227,8 @@ def test_bad_input():
         FluxPointsEstimator(source="other").run(dataset, models)
     with pytest.raises(ValueError, match="do not overlap"):
         FluxPointsEstimator(source="src", energy_edges=[20, 30] * u.TeV).run(dataset, models)
-    with pytest.raises(NotImplementedError, match="sensitivity"):
-        FluxPointsEstimator(selection_optional=["sensitivity"])
+    with pytest.raises(ValueError, match="n_sigma_sensitivity must be > 0"):
+        FluxPointsEstimator(n_sigma_sensitivity=0)
     with pytest.raises(ValueError, match="unknown selection_optional"):
         FluxPointsEstimator(selection_optional=["flux"])
     with pytest.raises(ValueError, match="increasing"):
@@ -275,6 +279,10 @@ def _compare(reference, ours, stat_rtol: float) -> None:
     slack = max(stat_rtol, 1e-9) * np.max(np.abs(scan_gp), axis=1, keepdims=True)
     assert np.all(np.abs(scan - scan_gp) <= slack), np.abs(scan - scan_gp) / slack
     np.testing.assert_allclose(np.asarray(table["npred_excess"])[fitted], np.asarray(theirs["npred_excess"])[fitted], rtol=0.01)
+    # Gammapy solves the sensitivity with brentq to 1 %, we exactly
+    sens, sens_gp = np.asarray(table["norm_sensitivity"]), np.asarray(theirs["norm_sensitivity"])
+    assert np.array_equal(np.isnan(sens), np.isnan(sens_gp))
+    np.testing.assert_allclose(sens, sens_gp, rtol=0.01)
 
 
 def test_hess_onoff_matches_gammapy(data_dir: Path):

@@ -343,12 +343,15 @@ class ParameterEstimator:
         profile = stat_profile(datasets, result, full, values=values, reoptimize=self.reoptimize)
         return {f"{short}_scan": np.asarray(values), "stat_scan": np.asarray(profile["stat_scan"])}
 
-    def _sensitivity(self, datasets: Any, best: Any, full: str, value: float, error: float) -> float:
+    def _sensitivity(
+        self, datasets: Any, best: Any, full: str, value: float, error: float, large_min: float = 0.0
+    ) -> float:
         """Gammapy's ``ParameterSensitivityEstimator``: the first positive value where the Asimov
         significance ``sqrt(ts_asimov)`` reaches ``n_sigma_sensitivity``, searched on Gammapy's
         grid (100 bins over ``conf_min .. conf_max`` in the parameter's ``interp`` scale), each
         bracket solved to full precision (Gammapy: brentq to 1 %); minus ``null_value``. NaN
-        without such a value."""
+        without such a value. ``large_min`` floors the ``max(error, |value|)`` that sets the far
+        end of the range (1 for a flux-point norm)."""
         from ..datasets.flux_points import FluxPointsDataset
         from ..likelihood import plan_datasets
 
@@ -363,7 +366,7 @@ class ParameterEstimator:
         plans = plan_datasets(datasets, only)
         parameter = next(p for n, p in iter_parameters(only) if n == full)
         step = error if error > 0 else abs(value)
-        large = max(step, abs(value))
+        large = max(step, abs(value), large_min)
         lo = parameter.min if np.isfinite(parameter.min) else min(value - step * int(self.scan_n_sigma), -large * 1e5)
         hi = parameter.max if np.isfinite(parameter.max) else max(value + step * int(self.scan_n_sigma), large * 1e5)
         null = jnp.asarray(self.null_value)

@@ -38,7 +38,7 @@ from ..stats import bisect_roots, cash, wstat, wstat_npred_background
 
 __all__ = ["FluxPointsEstimator"]
 
-_SELECTION_OPTIONAL = ("errn-errp", "ul", "scan")
+_SELECTION_OPTIONAL = ("errn-errp", "ul", "scan", "sensitivity")
 _CASH = (MapDataset, SpectrumDataset)
 _WSTAT = (MapDatasetOnOff, SpectrumDatasetOnOff)
 
@@ -143,7 +143,33 @@ def _derivatives(
     return value, grad, hess
 
 
+def _asimov_ts_per_group(
+    norms: jax.Array, terms: tuple[tuple[jax.Array, ...], ...], kinds: tuple[bool, ...], n_groups: int
+) -> jax.Array:
+    """Gammapy's ``ts_asimov`` of each group at its own norm: counts = the prediction at the norm
+    (WStat: with the background profiled on the real counts, as Gammapy's ``npred``), the
+    statistic at norm 0 minus at the norm."""
+    total = jnp.zeros(n_groups)
+    for (group, counts, other, source, counts_off, alpha), is_wstat in zip(terms, kinds, strict=True):
+        norm = norms[group]
+        if is_wstat:
+            mu_sig = other + norm * source
+            asimov = mu_sig + wstat_npred_background(counts, counts_off, alpha, mu_sig)
+            asimov = jnp.nan_to_num(jnp.where(asimov < 0, 0.0, asimov), nan=0.0, posinf=0.0, neginf=0.0)
+            per_bin = wstat(asimov, counts_off, alpha, other) - wstat(asimov, counts_off, alpha, mu_sig)
+        else:
+            mu = other + norm * source
+            asimov = jnp.nan_to_num(jnp.where(mu < 0, 0.0, mu), nan=0.0, posinf=0.0, neginf=0.0)
+            per_bin = cash(asimov, jnp.where(other < 0, 0.0, other)) - cash(asimov, asimov)
+        total = total + jax.ops.segment_sum(per_bin, group, num_segments=n_groups)
+    return total
+
+
 _stat_jit = jax.jit(_stat_per_group, static_argnames=("kinds", "n_groups"))
+_asimov_jit = jax.jit(_asimov_ts_per_group, static_argnames=("kinds", "n_groups"))
+_asimov_grid_jit = jax.jit(
+    jax.vmap(_asimov_ts_per_group, in_axes=(1, None, None, None), out_axes=1), static_argnames=("kinds", "n_groups")
+)
 _derivatives_jit = jax.jit(_derivatives, static_argnames=("kinds", "n_groups"))
 
 
@@ -156,11 +182,12 @@ class FluxPointsEstimator:
         The source (name or index in the models).
     energy_edges : Quantity or array (TeV)
         Edges of the flux points (snapped to each dataset's reconstructed edges). Default 1, 10 TeV.
-    n_sigma, n_sigma_ul : float
-        Confidence levels of the errors and of the upper limits.
+    n_sigma, n_sigma_ul, n_sigma_sensitivity : float
+        Confidence levels of the errors and of the upper limits; significance of the sensitivity.
     selection_optional : list of str or "all", optional
-        Any of "errn-errp", "ul", "scan" ("all": the three; Gammapy's "sensitivity" is not
-        available yet).
+        Any of "errn-errp", "ul", "scan", "sensitivity" ("all": the four). The sensitivity is the
+        norm whose Asimov dataset (counts = prediction) reaches ``n_sigma_sensitivity`` against norm
+        0 (Gammapy's ``ParameterSensitivityEstimator``), solved exactly where Gammapy stops at 1 %.
     norm : dict, optional
         Scan settings of the norm: ``scan_min`` (0.2), ``scan_max`` (5), ``scan_n_values`` (11),
         or ``scan_values``.
@@ -185,6 +212,7 @@ class FluxPointsEstimator:
         n_sigma_ul: float = 2,
         selection_optional: Any = None,
         norm: dict[str, Any] | None = None,
+        n_sigma_sensitivity: float = 5,
         reoptimize: bool = False,
         allow_multiple_telescopes: bool = False,
     ):
@@ -197,11 +225,12 @@ class FluxPointsEstimator:
                 f"FluxPointsEstimator: energy_edges must be >= 2 increasing positive energies, got {energy_edges!r}"
             )
         self.energy_edges = edges
-        for label, value in (("n_sigma", n_sigma), ("n_sigma_ul", n_sigma_ul)):
+        for label, value in (("n_sigma", n_sigma), ("n_sigma_ul", n_sigma_ul), ("n_sigma_sensitivity", n_sigma_sensitivity)):
             if not float(value) > 0:
                 raise ValueError(f"FluxPointsEstimator: {label} must be > 0, got {value}")
         self.n_sigma = float(n_sigma)
         self.n_sigma_ul = float(n_sigma_ul)
+        self.n_sigma_sensitivity = float(n_sigma_sensitivity)
         if selection_optional is None:
             selection = []
         elif selection_optional == "all":
@@ -209,10 +238,6 @@ class FluxPointsEstimator:
         else:
             selection = (
                 [selection_optional] if isinstance(selection_optional, str) else list(selection_optional)
-            )
-        if "sensitivity" in selection:
-            raise NotImplementedError(
-                "FluxPointsEstimator: the 'sensitivity' option is not available yet in jaxgamma"
             )
         unknown = sorted(set(selection) - set(_SELECTION_OPTIONAL))
         if unknown:
@@ -397,6 +422,8 @@ class FluxPointsEstimator:
             rows["norm_errp"] = self._crossing(stat, norm, best, error, self.n_sigma, upper=True) - norm
         if "ul" in self.selection_optional:
             rows["norm_ul"] = self._crossing(stat, norm, best, error, self.n_sigma_ul, upper=True)
+        if "sensitivity" in self.selection_optional:
+            rows["norm_sensitivity"] = self._sensitivity_fixed(arrays, kinds, n_groups, norm, error)
         if "scan" in self.selection_optional:
             scan = np.stack([stat(np.full(n_groups, v)) for v in self.scan_values], axis=1)
             rows["norm_scan"] = np.broadcast_to(self.scan_values, scan.shape).copy()
@@ -443,6 +470,8 @@ class FluxPointsEstimator:
             rows["norm_errn"], rows["norm_errp"] = nan.copy(), nan.copy()
         if "ul" in self.selection_optional:
             rows["norm_ul"] = nan.copy()
+        if "sensitivity" in self.selection_optional:
+            rows["norm_sensitivity"] = nan.copy()
         if "scan" in self.selection_optional:
             rows["norm_scan"] = np.broadcast_to(self.scan_values, (n_groups, self.scan_values.size)).copy()
             rows["stat_scan"] = np.full((n_groups, self.scan_values.size), np.nan)
@@ -512,10 +541,57 @@ class FluxPointsEstimator:
                 rows["norm_errn"][g], rows["norm_errp"][g] = interval["errn"], interval["errp"]
             if "ul" in self.selection_optional:
                 rows["norm_ul"][g] = norm + confidence(sliced, result, name, sigma=self.n_sigma_ul)["errp"]
+            if "sensitivity" in self.selection_optional:
+                from .parameter import ParameterEstimator
+
+                sensitivity = ParameterEstimator(
+                    n_sigma_sensitivity=self.n_sigma_sensitivity, null_value=0.0, scan_n_sigma=self._scan_n_sigma
+                )
+                rows["norm_sensitivity"][g] = sensitivity._sensitivity(
+                    sliced, best, name, norm, result.error(name), large_min=1.0
+                )
             if "scan" in self.selection_optional:
                 profile = stat_profile(sliced, result, name, values=self.scan_values, reoptimize=True)
                 rows["stat_scan"][g] = profile["stat_scan"]
         return rows, contributes
+
+    @property
+    def _scan_n_sigma(self) -> int:
+        """Gammapy's ``scan_n_sigma`` of the norm: ``max(n_sigma_ul, n_sigma_sensitivity) + 1``."""
+        return int(max(self.n_sigma_ul, self.n_sigma_sensitivity) + 1)
+
+    def _sensitivity_fixed(
+        self, arrays: Any, kinds: tuple[bool, ...], n_groups: int, norm: np.ndarray, error: np.ndarray
+    ) -> np.ndarray:
+        """Gammapy's norm sensitivity per group: the first positive norm where the Asimov
+        significance ``sqrt(ts_asimov)`` reaches ``n_sigma_sensitivity``. Gammapy's search grid
+        (101 points evenly spaced in log from the smallest float to ``max(norm + scan_n_sigma x
+        error, 1e5 x max(error, |norm|, 1))``; Gammapy's has no 1) is one vmapped evaluation; the first bracket with finite
+        ends is then bisected to full precision (Gammapy: brentq to 1 %). NaN without a bracket."""
+        tiny = np.finfo(np.float64).tiny
+        step = np.where(error > 0, error, np.abs(norm))
+        # Gammapy's 1e5 x max(error, |norm|), at least 1e5: where the minimum is a kink at norm 0
+        # (no counts) the norm and its error are ~0 and Gammapy's range depends on Minuit's error
+        large = np.maximum(np.maximum(step, np.abs(norm)), 1.0)
+        top = np.maximum(norm + step * self._scan_n_sigma, large * 1e5)
+        usable = np.isfinite(top) & (top > tiny)
+        top = np.where(usable, top, 1.0)
+        grid = np.exp(np.linspace(np.log(tiny), np.log(top), 101, axis=1))
+        grid = np.where(np.abs(grid) - tiny <= tiny, 0.0, grid)
+
+        def sigma(ts: Any) -> np.ndarray:
+            return np.sqrt(np.clip(np.asarray(ts), 0.0, None)) - self.n_sigma_sensitivity
+
+        values = sigma(_asimov_grid_jit(jnp.asarray(grid), arrays, kinds, n_groups))
+        finite = np.isfinite(values)
+        change = (np.sign(values[:, :-1]) != np.sign(values[:, 1:])) & finite[:, :-1] & finite[:, 1:]
+        found = usable & change.any(axis=1)
+        k = np.argmax(change, axis=1)
+        rows = np.arange(n_groups)
+        lo = np.where(found, grid[rows, k], 0.0)
+        hi = np.where(found, grid[rows, k + 1], 1.0)
+        root = bisect_roots(lambda x: sigma(_asimov_jit(jnp.asarray(x), arrays, kinds, n_groups)), lo, hi)
+        return np.where(found & (root > 0), root, np.nan)
 
     @staticmethod
     def _profile_error(datasets: Any, result: Any, name: str, norm: float) -> float:
