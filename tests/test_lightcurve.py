@@ -17,7 +17,7 @@ from jaxgamma.datasets import Datasets, SpectrumDataset
 from jaxgamma.estimators import FluxPointsEstimator, LightCurve, LightCurveEstimator
 from jaxgamma.models import Models, PowerLawSpectralModel, SkyModel
 
-SELECTION = ["errn-errp", "ul"]
+SELECTION = ["errn-errp", "ul", "sensitivity"]
 DAY = 86400.0
 B = 12.0  # the known background of every one-bin dataset
 
@@ -66,7 +66,7 @@ def test_default_intervals_are_the_datasets_gtis(four_nights: Datasets):
         alone = FluxPointsEstimator(source="src", energy_edges=[1, 10] * u.TeV, selection_optional=SELECTION).run(
             dataset, models
         )
-        for name in ("norm", "norm_errn", "norm_errp", "norm_ul", "ts", "flux", "flux_ul"):
+        for name in ("norm", "norm_errn", "norm_errp", "norm_ul", "norm_sensitivity", "ts", "flux", "flux_ul"):
             np.testing.assert_allclose(lc.get(name)[i], alone.get(name), rtol=1e-12, err_msg=name)
     # counts per dataset over all datasets, NaN outside the interval (Gammapy's expand_map)
     assert lc.counts.shape == (4, 1, 4)
@@ -164,7 +164,7 @@ def test_file_round_trip_and_plot(four_nights: Datasets, tmp_path: Path):
         back = LightCurve.read(path)
         assert back.n_time == 4 and back.sed_type_init == "flux"
         np.testing.assert_allclose(back.time_min.mjd, lc.time_min.mjd, rtol=0, atol=1e-9)
-        for name in ("flux", "flux_errn", "flux_errp", "flux_ul", "ts", "counts"):
+        for name in ("flux", "flux_errn", "flux_errp", "flux_ul", "flux_sensitivity", "ts", "counts"):
             np.testing.assert_allclose(back.get(name), lc.get(name), rtol=1e-12, err_msg=name)
         np.testing.assert_array_equal(back.is_ul, lc.is_ul)
     table = lc.to_table(sed_type="flux")
@@ -325,6 +325,8 @@ def _compare(lc, reference, n_time: int) -> None:
         assert np.all(diff < 0.02 * error), (name, diff / error)
     np.testing.assert_allclose(np.asarray(table["norm_err"]), error, rtol=2e-3)
     np.testing.assert_allclose(np.asarray(table["ts"]), np.asarray(expected["ts"]), rtol=1e-5)
+    # Gammapy solves the sensitivity with brentq to 1 %, we exactly
+    np.testing.assert_allclose(np.asarray(table["norm_sensitivity"]), np.asarray(expected["norm_sensitivity"]), rtol=0.01)
     stat, stat_gp = np.asarray(table["stat"]), np.asarray(expected["stat"])
     assert np.all(stat <= stat_gp + 1e-6 * np.abs(stat_gp))
     np.testing.assert_allclose(np.asarray(table["stat_null"]), np.asarray(expected["stat_null"]), rtol=1e-6)
