@@ -6,7 +6,9 @@ sensitivity.
   (the stationary point, sqrt(2 / F''), F(null) - F(best), F(best + errp) - F(best) = n_sigma^2, the
   profile at the scan values, the Asimov TS at the sensitivity = n_sigma^2).
 - H.E.S.S. run 23523 (Gammapy's docstring example): amplitude and index, re-optimised or not,
-  every key against Gammapy 2.1's ParameterEstimator run live.
+  every key against Gammapy 2.1's ParameterEstimator run live; the demo's map + ON/OFF datasets
+  with a switched-off log-parabola (TS with five parameters re-optimised).
+- Datasets.energy_ranges against Gammapy's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from astropy.coordinates import SkyCoord
 from regions import CircleSkyRegion
 
 from jaxgamma.datasets import SpectrumDataset, SpectrumDatasetOnOff
-from jaxgamma.estimators import ParameterEstimator
+from jaxgamma.estimators import FluxPointsEstimator, ParameterEstimator
 from jaxgamma.geom import MapAxis, RegionGeom
 from jaxgamma.models import PowerLawSpectralModel, SkyModel
 
@@ -208,3 +210,29 @@ def test_switched_off_log_parabola_matches_gammapy(tmp_path):
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-7)
     np.testing.assert_allclose(ours["npred"], theirs["npred"], rtol=1e-4)
     np.testing.assert_array_equal(ours["counts"], theirs["counts"])
+
+
+def test_datasets_energy_ranges(data_dir):
+    """Datasets.energy_ranges (used by Gammapy's flux estimators): first and last reco edges of each
+    dataset, as Gammapy's, on the Fermi-LAT map and the H.E.S.S. spectrum; flux points refused."""
+    import jaxgamma as jg
+    from jaxgamma.datasets import Datasets, FluxPointsDataset
+
+    fermi, _ = jg.read_datasets(data_dir / "fermi-3fhl-crab/Fermi-LAT-3FHL_datasets.yaml")
+    hess = SpectrumDatasetOnOff.read(data_dir / "joint-crab/spectra/hess/pha_obs23523.fits")
+    lows, highs = Datasets([fermi[0], hess]).energy_ranges
+    assert lows.unit == highs.unit == u.TeV
+    np.testing.assert_allclose(lows.value, [fermi[0].geom.axis("energy").edges[0], hess.energy_edges[0]], rtol=1e-12)
+    np.testing.assert_allclose(highs.value, [fermi[0].geom.axis("energy").edges[-1], hess.energy_edges[-1]], rtol=1e-12)
+    gd = pytest.importorskip("gammapy.datasets")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gfermi = gd.Datasets.read(data_dir / "fermi-3fhl-crab/Fermi-LAT-3FHL_datasets.yaml")
+    glows, ghighs = gd.Datasets([gfermi[0], gd.SpectrumDatasetOnOff.read(data_dir / "joint-crab/spectra/hess/pha_obs23523.fits")]).energy_ranges
+    np.testing.assert_allclose(lows.to_value("TeV"), glows.to_value("TeV"), rtol=1e-6)  # Gammapy's edges: float32 in FITS
+    np.testing.assert_allclose(highs.to_value("TeV"), ghighs.to_value("TeV"), rtol=1e-6)
+    points = FluxPointsEstimator(source="crab", energy_edges=[1, 10] * u.TeV).run(
+        hess, [SkyModel(spectral_model=PowerLawSpectralModel(index=2.7, amplitude="3e-11 cm-2 s-1 TeV-1"), name="crab")]
+    )
+    with pytest.raises(TypeError, match="FluxPointsDataset 'fp' has no reconstructed-energy axis"):
+        Datasets([FluxPointsDataset(points, name="fp")]).energy_ranges  # noqa: B018

@@ -282,6 +282,25 @@ class Datasets:
     def stat_sum(self, models: Any) -> float:
         return float(sum(d.stat_sum(models) for d in self._datasets))
 
+    @property
+    def energy_ranges(self) -> tuple[Any, Any]:
+        """Gammapy's ``Datasets.energy_ranges``: the first and last reconstructed-energy edges of
+        each dataset, as two Quantity arrays (TeV)."""
+        import astropy.units as u
+
+        lows, highs = [], []
+        for d in self._datasets:
+            geom = getattr(d, "geom", None)
+            if geom is not None and "energy" in getattr(geom, "axes_names", ()):
+                edges = np.asarray(geom.axis("energy").edges, dtype=np.float64)
+            elif getattr(d, "energy_edges", None) is not None:
+                edges = np.asarray(d.energy_edges, dtype=np.float64)
+            else:
+                raise TypeError(f"energy_ranges: {type(d).__name__} {d.name!r} has no reconstructed-energy axis")
+            lows.append(edges[0])
+            highs.append(edges[-1])
+        return u.Quantity(lows, "TeV"), u.Quantity(highs, "TeV")
+
     def slice_by_energy(self, energy_min: Any = None, energy_max: Any = None) -> Datasets:
         """Each dataset's bins between ``energy_min`` and ``energy_max`` (their ``slice_by_energy``,
         names kept); datasets without a bin there are left out, as Gammapy's ``Datasets.slice_by_energy``."""
