@@ -294,7 +294,7 @@ class Datasets:
             if geom is not None and "energy" in getattr(geom, "axes_names", ()):
                 edges = np.asarray(geom.axis("energy").edges, dtype=np.float64)
             elif getattr(d, "energy_edges", None) is not None:
-                edges = np.asarray(d.energy_edges, dtype=np.float64)
+                edges = np.asarray(getattr(d, "energy_edges"), dtype=np.float64)  # noqa: B009
             else:
                 raise TypeError(f"energy_ranges: {type(d).__name__} {d.name!r} has no reconstructed-energy axis")
             lows.append(edges[0])

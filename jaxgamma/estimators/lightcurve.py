@@ -157,8 +157,11 @@ class LightCurve:
             )
         sed = self.to_table(sed_type=sed_type)
         prefix = "norm" if sed_type == "likelihood" else sed_type
-        suffixes = ("", "_err", "_errn", "_errp", "_ul") if sed_type == "likelihood" else ("", "_err", "_errp", "_errn", "_ul")
-        suffixes += ("_sensitivity",)
+        suffixes = (
+            ("", "_err", "_errn", "_errp", "_ul", "_sensitivity")
+            if sed_type == "likelihood"
+            else ("", "_err", "_errp", "_errn", "_ul", "_sensitivity")
+        )
         order = [prefix + suffix for suffix in suffixes]
         order += ["ts", "sqrt_ts", "npred", "npred_excess", "stat", "stat_null", "is_ul", "counts", "success"]
         skip = {"time_min", "time_max", "e_ref", "e_min", "e_max", "ref_dnde", "ref_flux", "ref_eflux", "norm_scan"}
