@@ -8,7 +8,7 @@ from ._config import configure as _configure
 _configure()
 
 from . import fit, models  # noqa: E402
-from .fit import FitResult, confidence, stat_contour, stat_profile, stat_surface  # noqa: E402
+from .fit import FitResult, confidence, select_nested_models, stat_contour, stat_profile, stat_surface  # noqa: E402
 from .io.datasets import read_datasets, write_datasets  # noqa: E402
 from .io.models import read_models, write_models  # noqa: E402
 from .likelihood import joint_stat, make_stat_function, plan_datasets  # noqa: E402
@@ -44,6 +44,7 @@ __all__ = [
     "plan_datasets",
     "read_datasets",
     "read_models",
+    "select_nested_models",
     "stat_contour",
     "stat_profile",
     "stat_surface",

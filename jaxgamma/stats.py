@@ -28,6 +28,8 @@ __all__ = [
     "chi2",
     "chi2_asymmetric",
     "masked_sum",
+    "sigma_to_ts",
+    "ts_to_sigma",
     "wstat",
     "wstat_gof_terms",
     "wstat_mu_bkg",
@@ -415,3 +417,22 @@ class WStatCountsStatistic(_CountsStatistic):
         info = super().info_dict()
         info.update(n_off=self.n_off, alpha=self.alpha, mu_sig=self.mu_sig)
         return info
+
+
+def sigma_to_ts(n_sigma: float, df: int = 1, n_sigma_asimov: float = 0.0) -> float:
+    """Gammapy's ``sigma_to_ts``: the TS whose chi2 (``df`` degrees of freedom; non-central with
+    ``n_sigma_asimov^2`` for the Wald test of sensitivities) p-value is that of ``n_sigma``."""
+    from scipy.stats import ncx2
+
+    ts_asimov = n_sigma_asimov**2
+    p_value = ncx2.sf(n_sigma**2, df=1, nc=ts_asimov)
+    return float(ncx2.isf(p_value, df=df, nc=ts_asimov))
+
+
+def ts_to_sigma(ts: Any, df: int = 1, ts_asimov: Any = 0.0) -> Any:
+    """Gammapy's ``ts_to_sigma``: the significance of a TS with ``df`` degrees of freedom (Wilks;
+    Wald's non-central chi2 with ``ts_asimov``)."""
+    from scipy.stats import ncx2
+
+    p_value = ncx2.sf(ts, df=df, nc=ts_asimov)
+    return np.sqrt(ncx2.isf(p_value, df=1, nc=ts_asimov))

@@ -32,7 +32,7 @@ __all__ = ["ParameterEstimator"]
 _SELECTION_OPTIONAL = ("errn-errp", "ul", "scan", "sensitivity")
 
 
-def _resolve(models: Any, name: str) -> str:
+def _resolve(models: Any, name: str, owner: str = "ParameterEstimator") -> str:
     """The full name of parameter ``name`` (a full name or a unique suffix such as ``"index"``)."""
     names = [n for n, _ in iter_parameters(models)]
     if name in names:
@@ -41,7 +41,7 @@ def _resolve(models: Any, name: str) -> str:
     if len(matches) != 1:
         what = "no" if not matches else f"{len(matches)} ({matches})"
         raise ValueError(
-            f"ParameterEstimator: {what} parameters match {name!r}; give a full name from {names}"
+            f"{owner}: {what} parameters match {name!r}; give a full name from {names}"
         )
     return matches[0]
 

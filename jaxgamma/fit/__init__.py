@@ -16,17 +16,20 @@ from typing import Any
 
 from .confidence import confidence, stat_contour, stat_profile, stat_surface
 from .covariance import correlation
+from .nested import NestedModelSelection, select_nested_models
 from .optimize import fit, fit_batch, minimize
 from .result import BatchFitResult, FitResult
 
 __all__ = [
     "BatchFitResult",
     "FitResult",
+    "NestedModelSelection",
     "confidence",
     "correlation",
     "fit",
     "fit_batch",
     "minimize",
+    "select_nested_models",
     "stat_contour",
     "stat_profile",
     "stat_surface",
