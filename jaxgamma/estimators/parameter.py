@@ -75,14 +75,15 @@ def _asimov_ts(plans: tuple[Any, ...], models: Any, vector: ParameterVector, val
     return jax.vmap(one)(values)
 
 
-def _scale_grid(lo: float, hi: float, n: int, interp: str) -> np.ndarray:
-    """``n`` points from ``lo`` to ``hi`` evenly spaced in Gammapy's interpolation scale (``log``
-    clips at the smallest positive float and maps it back to 0, as Gammapy's ``LogScale``)."""
+def scale_grid(lo: Any, hi: Any, n: int, interp: str) -> np.ndarray:
+    """``n`` points from ``lo`` to ``hi`` (numbers or arrays: the points along a new last axis)
+    evenly spaced in Gammapy's interpolation scale (``log`` clips at the smallest positive float and
+    maps it back to 0, as Gammapy's ``LogScale``)."""
     if interp == "log":
         tiny = np.finfo(np.float64).tiny
-        grid = np.exp(np.linspace(np.log(max(lo, tiny)), np.log(max(hi, tiny)), n))
+        grid = np.exp(np.linspace(np.log(np.maximum(lo, tiny)), np.log(np.maximum(hi, tiny)), n, axis=-1))
         return np.where(np.abs(grid) - tiny <= tiny, 0.0, grid)
-    return np.linspace(lo, hi, n)
+    return np.linspace(lo, hi, n, axis=-1)
 
 
 class ParameterEstimator:
@@ -339,7 +340,7 @@ class ParameterEstimator:
             step = error if error > 0 else abs(value)
             interp = next(p.interp for n, p in iter_parameters(result.models) if n == full)
             lo, hi = value - self.scan_n_sigma * step, value + self.scan_n_sigma * step
-            values = _scale_grid(lo, hi, self.scan_n_values, interp)
+            values = scale_grid(lo, hi, self.scan_n_values, interp)
         profile = stat_profile(datasets, result, full, values=values, reoptimize=self.reoptimize)
         return {f"{short}_scan": np.asarray(values), "stat_scan": np.asarray(profile["stat_scan"])}
 
@@ -375,7 +376,7 @@ class ParameterEstimator:
             ts = np.asarray(_asimov_ts(plans, only, vector, jnp.asarray(values, dtype=float), null))
             return np.sqrt(np.clip(ts, 0.0, None)) - self.n_sigma_sensitivity
 
-        grid = _scale_grid(lo, hi, 101, parameter.interp)
+        grid = scale_grid(lo, hi, 101, parameter.interp)
         signs = np.sign(sigma(grid))
         for k in np.nonzero(signs[:-1] != signs[1:])[0]:
             a, b = grid[k], grid[k + 1]

@@ -568,16 +568,16 @@ class FluxPointsEstimator:
         (101 points evenly spaced in log from the smallest float to ``max(norm + scan_n_sigma x
         error, 1e5 x max(error, |norm|, 1))``; Gammapy's has no 1) is one vmapped evaluation; the first bracket with finite
         ends is then bisected to full precision (Gammapy: brentq to 1 %). NaN without a bracket."""
-        tiny = np.finfo(np.float64).tiny
+        from .parameter import scale_grid
+
         step = np.where(error > 0, error, np.abs(norm))
         # Gammapy's 1e5 x max(error, |norm|), at least 1e5: where the minimum is a kink at norm 0
         # (no counts) the norm and its error are ~0 and Gammapy's range depends on Minuit's error
         large = np.maximum(np.maximum(step, np.abs(norm)), 1.0)
         top = np.maximum(norm + step * self._scan_n_sigma, large * 1e5)
-        usable = np.isfinite(top) & (top > tiny)
+        usable = np.isfinite(top) & (top > np.finfo(np.float64).tiny)
         top = np.where(usable, top, 1.0)
-        grid = np.exp(np.linspace(np.log(tiny), np.log(top), 101, axis=1))
-        grid = np.where(np.abs(grid) - tiny <= tiny, 0.0, grid)
+        grid = scale_grid(0.0, top, 101, "log")
 
         def sigma(ts: Any) -> np.ndarray:
             return np.sqrt(np.clip(np.asarray(ts), 0.0, None)) - self.n_sigma_sensitivity
