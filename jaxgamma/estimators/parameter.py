@@ -286,9 +286,10 @@ class ParameterEstimator:
         stat, ok = prof.stat([i], np.array([[self.null_value]]), self.reoptimize)
         stat_null = float(stat[0])
         if not (ok[0] and np.isfinite(stat_null)) and self.reoptimize:
-            # the profile program differentiates through the held parameter too; at a null value
-            # such as Gammapy's 1e-150 for an amplitude its second derivatives can overflow (NaN).
-            # Gammapy's way then: a fit with the parameter frozen at the null value.
+            # at a null value such as Gammapy's 1e-150 for an amplitude, the flux is ~1e-160 and the
+            # second derivatives of the log-log integration in the shape parameters are NaN (flux^2
+            # underflows), so the profile program fails. Gammapy's way then: a fit with the
+            # parameter frozen at the null value (idle parameters held, see _null_fit).
             stat_null = self._null_fit(datasets, result.models, full)
         return {"ts": stat_null - result.total_stat, "npred": np.array(npred), "stat_null": stat_null}
 
