@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import brentq
 
-from ..datasets.core import OnOffPlanMixin
+from ..datasets.core import OnOffPlanMixin, _as_models
 from ..parameters import ParameterVector, iter_parameters, map_parameters
 from ..stats import cash, masked_sum, wstat
 from .core import parse_selection_optional
@@ -194,11 +194,10 @@ class ParameterEstimator:
             Without any bin in the datasets' masks the values are NaN and ``success`` False.
         """
         from ..fit import fit
-        from ..models import Models
         from .points import _as_datasets
 
         datasets = _as_datasets(datasets)
-        models = models if isinstance(models, Models) else Models(models)
+        models = _as_models(models)
         full = _resolve(models, parameter)
         short = full.rsplit(".", 1)[-1]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets.core import _as_models
 from ..parameters import iter_parameters, map_parameters
 from ..stats import sigma_to_ts
 
@@ -87,17 +88,12 @@ class NestedModelSelection:
             lambda n, p: p.replace(value=values[n], frozen=True) if n in values else p, models
         )
 
-    def _models(self, models: Any) -> Any:
-        from ..models import Models
-
-        return models if isinstance(models, Models) else Models(models)
-
     def ts_known_bkg(self, datasets: Any, models: Any) -> float:
         """The statistic with the tested parameters at their null values minus with ``models``,
         every other parameter unchanged (no fit)."""
         from ..estimators.points import _as_datasets
 
-        datasets, models = _as_datasets(datasets), self._models(models)
+        datasets, models = _as_datasets(datasets), _as_models(models)
         names = _resolve(models, self.parameters)
         return float(datasets.stat_sum(self._null(models, names)) - datasets.stat_sum(models))
 
@@ -109,7 +105,7 @@ class NestedModelSelection:
         from ..estimators.points import _as_datasets
         from ..likelihood import plan_datasets
 
-        datasets, models = _as_datasets(datasets), self._models(models)
+        datasets, models = _as_datasets(datasets), _as_models(models)
         names = _resolve(models, self.parameters)
         null = self._null(models, names)
         plans = plan_datasets(datasets, models)
@@ -133,7 +129,7 @@ class NestedModelSelection:
         from ..estimators.points import _as_datasets
         from . import fit
 
-        datasets, models = _as_datasets(datasets), self._models(models)
+        datasets, models = _as_datasets(datasets), _as_models(models)
         names = _resolve(models, self.parameters)
         result = fit(datasets, self._alternative(models, names), **self.fit_options)
         stat = result.total_stat
