@@ -282,42 +282,9 @@ class ParameterEstimator:
                 npred.append(float(np.asarray(d.npred(result.models), dtype=np.float64)[mask].sum()))
         prof = _Profiler(datasets, result)
         i = prof.index(full)
-        stat, ok = prof.stat([i], np.array([[self.null_value]]), self.reoptimize)
+        stat, _ = prof.stat([i], np.array([[self.null_value]]), self.reoptimize)
         stat_null = float(stat[0])
-        if not (ok[0] and np.isfinite(stat_null)) and self.reoptimize:
-            # at a null value such as Gammapy's 1e-150 for an amplitude, the flux is ~1e-160 and the
-            # second derivatives of the log-log integration in the shape parameters are NaN (flux^2
-            # underflows), so the profile program fails. Gammapy's way then: a fit with the
-            # parameter frozen at the null value (idle parameters held, see _null_fit).
-            stat_null = self._null_fit(datasets, result.models, full)
         return {"ts": stat_null - result.total_stat, "npred": np.array(npred), "stat_null": stat_null}
-
-    def _null_fit(self, datasets: Any, best: Any, full: str) -> float:
-        """The statistic minimised with ``full`` frozen at the null value, from the best fit.
-
-        Parameters on which the statistic no longer depends there (a switched-off source's index
-        or position: gradient and curvature below 1e-10 in Gammapy's scaled units, or not finite,
-        as the curvature of a log-parabola's shape at amplitude 1e-150 underflows) are held at their
-        best-fit values: Minuit, started there, does not move them either, while letting them free
-        would let a 1e-150 source with an extreme shape take the place of the null hypothesis."""
-        from ..fit import fit
-        from ..likelihood import make_stat_function, value_grad_hessian
-
-        null_models = map_parameters(
-            lambda n, p: p.replace(value=self.null_value, frozen=True) if n == full else p, best
-        )
-        fun, x, names = make_stat_function(datasets, null_models)
-        if len(names):
-            _, grad, hessian = value_grad_hessian(fun, jnp.asarray(x))
-            scale = ParameterVector.from_tree(null_models).scales(x)
-            grad = np.asarray(grad) * scale
-            curvature = np.diag(np.asarray(hessian)) * scale**2
-            idle = ~np.isfinite(grad) | ~np.isfinite(curvature) | (
-                (np.abs(grad) < 1e-10) & (np.abs(curvature) < 1e-10)
-            )
-            held = {n for n, flag in zip(names, idle, strict=True) if flag}
-            null_models = map_parameters(lambda n, p: p.replace(frozen=True) if n in held else p, null_models)
-        return float(fit(datasets, null_models, **{**self.fit_options, "covariance": False}).total_stat)
 
     def _interval(self, datasets: Any, result: Any, full: str, short: str) -> dict[str, float]:
         from ..fit import confidence

@@ -133,7 +133,13 @@ def trapz_loglog(y: jax.Array, x: jax.Array, axis: int = -1) -> jax.Array:
     x = jnp.moveaxis(jnp.asarray(x), axis, 0)
     y = jnp.moveaxis(jnp.asarray(y), axis, 0)
     x0, x1 = x[:-1], x[1:]
-    y0, y1 = y[:-1], y[1:]
+    # the integral is homogeneous in y: integrate y / c with c = |y0| held constant (no gradient)
+    # and multiply back. Values are Gammapy's to rounding; the derivatives of the logs below then
+    # see O(1) numbers, where at y ~ 1e-160 (an amplitude at Gammapy's null value 1e-150) the
+    # second derivative of ln y has y**2 in it, which underflows and made Hessians NaN
+    y0_abs = jax.lax.stop_gradient(jnp.abs(y[:-1]))
+    c = jnp.where((y0_abs > 0) & jnp.isfinite(y0_abs), y0_abs, 1.0)
+    y0, y1 = y[:-1] / c, y[1:] / c
     # y1 = 0 gives an infinite (or NaN) slope in Gammapy; dividing by a safe 1 instead keeps the
     # gradient of the unused ratio finite
     y1_zero = y1 == 0
@@ -148,7 +154,7 @@ def trapz_loglog(y: jax.Array, x: jax.Array, axis: int = -1) -> jax.Array:
     index = -log_ratio / jnp.log(jnp.clip(x0 / x1, _TINY, None))
     finite = jnp.isfinite(index) & ~y1_zero
     safe_index = jnp.where(finite, index, 2.0)
-    val = power_law_integral(x0, x1, safe_index, y0, x0)
+    val = c * power_law_integral(x0, x1, safe_index, y0, x0)
     out = jnp.where(finite, val, 0.0)
     return jnp.moveaxis(out, 0, axis) if out.ndim > 1 else out
 
