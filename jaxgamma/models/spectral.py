@@ -133,28 +133,28 @@ def trapz_loglog(y: jax.Array, x: jax.Array, axis: int = -1) -> jax.Array:
     x = jnp.moveaxis(jnp.asarray(x), axis, 0)
     y = jnp.moveaxis(jnp.asarray(y), axis, 0)
     x0, x1 = x[:-1], x[1:]
-    # the integral is homogeneous in y: integrate y / c with c = |y0| held constant (no gradient)
-    # and multiply back. Values are Gammapy's to rounding; the derivatives of the logs below then
-    # see O(1) numbers, where at y ~ 1e-160 (an amplitude at Gammapy's null value 1e-150) the
-    # second derivative of ln y has y**2 in it, which underflows and made Hessians NaN
-    y0_abs = jax.lax.stop_gradient(jnp.abs(y[:-1]))
-    c = jnp.where((y0_abs > 0) & jnp.isfinite(y0_abs), y0_abs, 1.0)
-    y0, y1 = y[:-1] / c, y[1:] / c
+    y0, y1 = y[:-1], y[1:]
     # y1 = 0 gives an infinite (or NaN) slope in Gammapy; dividing by a safe 1 instead keeps the
     # gradient of the unused ratio finite
     y1_zero = y1 == 0
     ratio = y0 / jnp.where(y1_zero, 1.0, y1)
     log_ratio = jnp.log(jnp.clip(ratio, _TINY, None))
     # Gammapy's value, but the derivative of ln y0 - ln y1: the derivative of y0/y1 has y1**2 in
-    # it, which underflows (to 0 on CPU, with flush-to-zero) in steep tails and gives inf/NaN
+    # it, which underflows (to 0 on CPU, with flush-to-zero) in steep tails and gives inf/NaN.
+    # The logs are of y / c, c = max(|y0|, |y1|) held constant (no gradient): the same difference,
+    # but its derivatives see numbers of at most 1, where at y ~ 1e-160 (an amplitude at Gammapy's
+    # null value 1e-150) the second derivative of ln y has y**2 in it, which underflows and made
+    # Hessians NaN
     smooth = (ratio > _TINY) & jnp.isfinite(ratio) & ~y1_zero
-    log_diff = jnp.log(jnp.abs(jnp.where(smooth, y0, 1.0))) - jnp.log(jnp.abs(jnp.where(smooth, y1, 1.0)))
+    c = jax.lax.stop_gradient(jnp.maximum(jnp.abs(y0), jnp.abs(y1)))
+    c = jnp.where(smooth & (c > 0) & jnp.isfinite(c), c, 1.0)
+    log_diff = jnp.log(jnp.abs(jnp.where(smooth, y0, 1.0) / c)) - jnp.log(jnp.abs(jnp.where(smooth, y1, 1.0) / c))
     tangent = jnp.where(smooth, log_diff - jax.lax.stop_gradient(log_diff), 0.0)
     log_ratio = jax.lax.stop_gradient(log_ratio) + tangent
     index = -log_ratio / jnp.log(jnp.clip(x0 / x1, _TINY, None))
     finite = jnp.isfinite(index) & ~y1_zero
     safe_index = jnp.where(finite, index, 2.0)
-    val = c * power_law_integral(x0, x1, safe_index, y0, x0)
+    val = power_law_integral(x0, x1, safe_index, y0, x0)
     out = jnp.where(finite, val, 0.0)
     return jnp.moveaxis(out, 0, axis) if out.ndim > 1 else out
 
