@@ -19,6 +19,10 @@ Adaptive smoothing (``ASmoothMapEstimator``) and sensitivity (``SensitivityEstim
 
 One parameter (``ParameterEstimator``): see ``_parameter_cases``.
 
+Flux profiles (``FluxProfileEstimator``) on the stacked CTA-1DC dataset:
+- ``prof-rect``: 21 rectangles 1 deg tall along l = -1..1 deg, one group 0.3-10 TeV, UL;
+- ``prof-annuli``: 10 annuli to 1.5 deg around the GC, two groups (0.3-1-10 TeV), errn/errp and UL.
+
 Light curve (``LightCurveEstimator``, errn/errp and UL):
 - ``lc-cta``: three CTA-1DC observations reduced per observation (4 x 4 deg, 6 energy bins), the
   GC source, one interval per observation, two energy groups (0.3-1-10 TeV).
@@ -141,6 +145,7 @@ def main() -> None:
 
     if gd is not None:
         flux_cases.append(_light_curve_case(Path(data)))
+        flux_cases.extend(_profile_cases(plain))
     map_cases = _asmooth_cases(plain) + _sensitivity_cases(Path(data)) + _parameter_cases(Path(data), tmp) if gd is not None else []
 
     print(f"{'case':14s} {'jaxgamma first':>15s} {'jaxgamma warm':>14s} {'Gammapy':>10s} {'ratio (warm)':>13s}  max |d sqrt_ts|")
@@ -296,6 +301,35 @@ def _light_curve_case(data: Path) -> tuple[str, Any, Any]:
 
 if __name__ == "__main__":
     main()
+
+
+def _profile_cases(plain: Path) -> list[tuple[str, Any, Any]]:
+    from astropy.coordinates import SkyCoord
+    from gammapy.datasets import MapDataset as GammapyMapDataset
+    from gammapy.estimators import FluxProfileEstimator as GammapyFPE
+
+    from jaxgamma.datasets import MapDataset
+    from jaxgamma.estimators import FluxProfileEstimator
+    from jaxgamma.geom import make_concentric_annulus_sky_regions, make_orthogonal_rectangle_sky_regions
+
+    ours = MapDataset.read(plain, name="stacked")
+    theirs = GammapyMapDataset.read(plain, name="stacked")
+    start, end = SkyCoord("-1d", "0d", frame="galactic"), SkyCoord("1d", "0d", frame="galactic")
+    rectangles = make_orthogonal_rectangle_sky_regions(start, end, ours.geom.wcs, 1 * u.deg, 21)
+    annuli = make_concentric_annulus_sky_regions(SkyCoord("0d", "0d", frame="galactic"), 1.5 * u.deg, nbin=11)
+    out = []
+    for name, regions, options in (
+        ("prof-rect", rectangles, {"energy_edges": [0.3, 10] * u.TeV, "selection_optional": ["ul"]}),
+        ("prof-annuli", annuli, {"energy_edges": [0.3, 1, 10] * u.TeV, "selection_optional": ["errn-errp", "ul"]}),
+    ):
+        out.append(
+            (
+                name,
+                lambda r=regions, o=options: FluxProfileEstimator(r, **o).run(ours),
+                lambda r=regions, o=options: GammapyFPE(r, **o).run(theirs),
+            )
+        )
+    return out
 
 
 def _parameter_cases(data: Path, tmp: Path) -> list[tuple[str, Any, Any, Any]]:

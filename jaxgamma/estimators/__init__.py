@@ -6,10 +6,11 @@ from .excess import ExcessMapEstimator
 from .lightcurve import LightCurve, LightCurveEstimator
 from .parameter import ParameterEstimator
 from .points import FluxPointsEstimator
+from .profile import FluxProfile, FluxProfileEstimator
 from .sensitivity import SensitivityEstimator
 from .ts import TSMapEstimator
 
 __all__ = [
     "ASmoothMapEstimator",
     "ASmoothMaps",
-    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "SensitivityEstimator", "TSMapEstimator"]
+    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "FluxProfile", "FluxProfileEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "SensitivityEstimator", "TSMapEstimator"]

@@ -20,10 +20,11 @@ from typing import Any
 
 import astropy.units as u
 import numpy as np
-from astropy.table import Table, vstack
+from astropy.table import Table
 from astropy.time import Time
 
-from ..datasets.flux_points import _QUANTITY_NAMES, FluxPoints, _read_table, _write_table
+from ..datasets.flux_points import FluxPoints, _read_table
+from ._stacked import _StackedFluxPoints
 from .points import FluxPointsEstimator, _as_datasets
 
 __all__ = ["LightCurve", "LightCurveEstimator"]
@@ -32,7 +33,7 @@ _PER_DATASET = ("counts", "npred", "npred_excess")
 _TIME_COLUMNS = ("time_min", "time_max")
 
 
-class LightCurve:
+class LightCurve(_StackedFluxPoints):
     """Flux points per time interval (Gammapy's light-curve ``FluxPoints``, axes energy x time).
 
     Parameters
@@ -47,6 +48,8 @@ class LightCurve:
     n_datasets)``).
     """
 
+    _bins = "intervals"
+
     def __init__(self, time_min: Any, time_max: Any, points: Sequence[FluxPoints], meta: dict | None = None):
         points = tuple(points)
         time_min, time_max = Time(time_min), Time(time_max)
@@ -60,19 +63,10 @@ class LightCurve:
             )
         if np.any((time_max - time_min).to_value("s") <= 0):
             raise ValueError("LightCurve: every interval must have time_max > time_min")
-        first = points[0]
-        for p in points[1:]:
-            same = len(p) == len(first) and np.allclose(p.energy_ref, first.energy_ref, rtol=1e-10)
-            if not same:
-                raise ValueError("LightCurve: the flux points of all intervals must share one energy binning")
+        super().__init__(points, meta)
         self.time_min, self.time_max = time_min, time_max
-        self.points = points
-        self.meta = dict(first.meta if meta is None else meta)
 
     # -- axes -----------------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.points)
-
     @property
     def n_time(self) -> int:
         return len(self.points)
@@ -84,44 +78,6 @@ class LightCurve:
     @property
     def time_delta(self) -> u.Quantity:
         return (self.time_max - self.time_min).to("d")
-
-    @property
-    def energy_ref(self) -> np.ndarray:
-        return self.points[0].energy_ref
-
-    @property
-    def energy_edges(self) -> np.ndarray | None:
-        return self.points[0].energy_edges
-
-    @property
-    def energy_min(self) -> np.ndarray | None:
-        return self.points[0].energy_min
-
-    @property
-    def energy_max(self) -> np.ndarray | None:
-        return self.points[0].energy_max
-
-    @property
-    def sed_type_init(self) -> str:
-        return self.points[0].sed_type_init
-
-    @property
-    def available_quantities(self) -> list[str]:
-        return self.points[0].available_quantities
-
-    @property
-    def reference_model(self) -> Any:
-        return self.points[0].reference_model
-
-    # -- quantities -----------------------------------------------------------------------------------
-    def get(self, name: str) -> np.ndarray:
-        """A quantity by Gammapy's name, stacked over the intervals (time first)."""
-        return np.stack([p.get(name) for p in self.points])
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _QUANTITY_NAMES or name in ("is_ul", "sqrt_ts"):
-            return self.get(name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- tables and files -----------------------------------------------------------------------------
     def to_table(self, sed_type: str | None = None, format: str = "lightcurve") -> Table:
@@ -136,17 +92,7 @@ class LightCurve:
             raise ValueError(
                 f"LightCurve.to_table: format must be 'lightcurve' or 'binned-time-series', got {format!r}"
             )
-        rows = []
-        for i, points in enumerate(self.points):
-            table = points.to_table(sed_type=sed_type)
-            flat = Table()
-            flat["time_min"] = [self.time_min[i].mjd]
-            flat["time_max"] = [self.time_max[i].mjd]
-            for column in table.columns:
-                flat[column] = table[column][np.newaxis]
-            flat.meta.update(table.meta)
-            rows.append(flat)
-        out = vstack(rows, metadata_conflicts="silent")
+        out = self._rows_table({"time_min": self.time_min.mjd, "time_max": self.time_max.mjd}, sed_type)
         out.meta.update({"MJDREFI": 0, "MJDREFF": 0.0, "TIMESYS": self.time_min.scale, "TIMEUNIT": "d"})
         return out
 
@@ -176,11 +122,6 @@ class LightCurve:
             table[name] = u.Quantity(values, column.unit) if column.unit is not None and values.dtype.kind == "f" else values
         return table
 
-    def write(self, path: Any, sed_type: str | None = None, format: str = "lightcurve", overwrite: bool = False) -> None:
-        """Write Gammapy's ``lightcurve`` format: FITS (``.fits``, HDU ``FLUXPOINTS``) or ECSV
-        (``.ecsv``); atomic, refusing to replace a file unless ``overwrite=True``."""
-        _write_table(path, self.to_table(sed_type=sed_type, format=format), overwrite=overwrite, hdu_name="FLUXPOINTS")
-
     @classmethod
     def read(cls, path: Any, format: str = "lightcurve", reference_model: Any = None) -> LightCurve:
         """Read a ``lightcurve`` table (FITS or ECSV) written by Gammapy or by :meth:`write`."""
@@ -201,15 +142,9 @@ class LightCurve:
         mjdref = float(table.meta.get("MJDREFI", 0)) + float(table.meta.get("MJDREFF", 0.0))
         start = Time(mjdref + np.asarray(table["time_min"], dtype=np.float64), format="mjd", scale=scale)
         stop = Time(mjdref + np.asarray(table["time_max"], dtype=np.float64), format="mjd", scale=scale)
-        points = []
-        for i in range(len(table)):
-            sub = Table()
-            for column in table.colnames:
-                if column in _TIME_COLUMNS:
-                    continue
-                sub[column] = u.Quantity(table[column][i], table[column].unit) if table[column].unit else table[column][i]
-            sub.meta.update({k: v for k, v in table.meta.items() if k not in ("MJDREFI", "MJDREFF", "TIMESYS", "TIMEUNIT")})
-            points.append(FluxPoints.from_table(sub, reference_model=reference_model))
+        points = cls._points_from_rows(
+            table, _TIME_COLUMNS, reference_model, skip_meta=("MJDREFI", "MJDREFF", "TIMESYS", "TIMEUNIT")
+        )
         return cls(start, stop, points)
 
     # -- plot -----------------------------------------------------------------------------------------
@@ -222,29 +157,8 @@ class LightCurve:
         ax = plt.gca() if ax is None else ax
         x = self.time_mid.mjd
         xerr = 0.5 * (self.time_max.mjd - self.time_min.mjd)
-        value = self.get(sed_type)
-        try:
-            yerr = np.stack([self.get(f"{sed_type}_errn"), self.get(f"{sed_type}_errp")])
-        except AttributeError:
-            err = self.get(f"{sed_type}_err")
-            yerr = np.stack([err, err])
-        is_ul = self.is_ul if (self.points[0].has_ul) else np.zeros(value.shape, bool)
-        ul = self.get(f"{sed_type}_ul") if self.points[0].has_ul else np.full(value.shape, np.nan)
-        indices = range(value.shape[1]) if energy_index is None else [energy_index]
-        user_label = kwargs.pop("label", None)
-        lo, hi = self.energy_min, self.energy_max
-        for j in indices:
-            label = user_label
-            if label is None and lo is not None and hi is not None:
-                label = f"{lo[j]:.3g} - {hi[j]:.3g} TeV"
-            y = np.where(is_ul[:, j], ul[:, j], value[:, j])
-            err = np.where(is_ul[:, j], 0.0, yerr[:, :, j])
-            err = np.where(is_ul[:, j], 0.5 * y, err)  # the arrow length of an upper limit
-            ax.errorbar(x, y, xerr=xerr, yerr=err, uplims=is_ul[:, j], linestyle="", marker="o", label=label, **kwargs)
-        unit = {"flux": "cm-2 s-1", "eflux": "TeV cm-2 s-1", "dnde": "cm-2 s-1 TeV-1", "e2dnde": "TeV cm-2 s-1"}
+        self._plot_series(ax, x, xerr, sed_type, energy_index, **kwargs)
         ax.set_xlabel(f"Time [MJD, {self.time_min.scale.upper()}]")
-        ax.set_ylabel(f"{sed_type} [{unit.get(sed_type, '')}]".replace(" []", ""))
-        ax.set_yscale("log" if sed_type != "likelihood" else "linear")
         return ax
 
     def __repr__(self) -> str:

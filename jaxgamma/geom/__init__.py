@@ -11,7 +11,7 @@ from .projection import (
     frame_rotation,
     transform_frame,
 )
-from .region import RegionGeom
+from .region import RegionGeom, make_concentric_annulus_sky_regions, make_orthogonal_rectangle_sky_regions
 from .wcs import WcsGeom, find_map_hdus, solid_angle_from_corners
 
 __all__ = [
@@ -28,6 +28,8 @@ __all__ = [
     "celestial_euler",
     "find_map_hdus",
     "frame_rotation",
+    "make_concentric_annulus_sky_regions",
+    "make_orthogonal_rectangle_sky_regions",
     "solid_angle_from_corners",
     "transform_frame",
 ]

@@ -1,15 +1,19 @@
-"""Region geometry of a spectrum (Gammapy's ``RegionGeom``) for circular sky regions.
+"""Region geometry of a spectrum (Gammapy's ``RegionGeom``): circles, and rectangles, ellipses and
+circle annuli (the regions of a flux profile).
 
 A spectrum is the events and IRFs of one sky region. As Gammapy does, containment is decided in
 the pixel space of a tangent-plane WCS centred on the region (0.1 deg pixels): an event is in a
 circle when its pixel distance from the circle's centre is below the radius in pixels (the
 ``regions`` package's ``CircleSkyRegion.contains(skycoord, wcs)``, which this module uses so that
 counts agree event for event). A geometry built from several regions (the OFF regions of a
-reflected-regions background) is their union, projected with the WCS it is given.
+reflected-regions background) is their union, projected with the WCS it is given. Circles are
+tested in a vectorised way; the other shapes with the ``regions`` package's own ``contains``, in
+the same pixel space, as Gammapy.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +25,16 @@ from astropy.wcs.utils import proj_plane_pixel_area
 
 from .axes import MapAxis
 
-__all__ = ["RegionGeom", "parse_circle_regions"]
+__all__ = [
+    "RegionGeom",
+    "make_concentric_annulus_sky_regions",
+    "make_orthogonal_rectangle_sky_regions",
+    "parse_circle_regions",
+    "parse_sky_regions",
+]
+
+# the sky-region shapes a RegionGeom holds (each with a centre)
+_SHAPES = ("CircleSkyRegion", "RectangleSkyRegion", "EllipseSkyRegion", "CircleAnnulusSkyRegion")
 
 
 def _regions_module() -> Any:
@@ -37,6 +50,12 @@ def parse_circle_regions(value: Any, what: str = "region") -> tuple[Any, ...]:
     (``CompoundSkyRegion`` with ``|``), a DS9 string (``"galactic;circle(0, 0, 0.11)"``) or a list
     of these. Other shapes are refused with a clear error (Gammapy's point-like ``PointSkyRegion``
     analyses need RAD_MAX IRFs, which jaxgamma does not support yet)."""
+    return parse_sky_regions(value, what, shapes=("CircleSkyRegion",))
+
+
+def parse_sky_regions(value: Any, what: str = "region", shapes: Sequence[str] = _SHAPES) -> tuple[Any, ...]:
+    """Sky regions (circles, rectangles, ellipses, circle annuli; or only ``shapes``) from a region,
+    a union of them (``CompoundSkyRegion`` with ``|``), a DS9 string or a list of these."""
     regions = _regions_module()
     if isinstance(value, str):
         try:
@@ -49,12 +68,13 @@ def parse_circle_regions(value: Any, what: str = "region") -> tuple[Any, ...]:
         if isinstance(item, regions.CompoundSkyRegion):
             if item.operator is not np.logical_or and getattr(item.operator, "__name__", "") != "or_":
                 raise ValueError(f"{what}: only unions of circles are supported, got operator {item.operator}")
-            out.extend(parse_circle_regions([item.region1, item.region2], what))
-        elif isinstance(item, regions.CircleSkyRegion):
+            out.extend(parse_sky_regions([item.region1, item.region2], what, shapes))
+        elif type(item).__name__ in shapes:
             out.append(item)
         else:
+            names = " or ".join(shapes)
             raise TypeError(
-                f"{what}: expected a CircleSkyRegion (or a union of them), got {type(item).__name__}; "
+                f"{what}: expected a {names} (or a union of them), got {type(item).__name__}; "
                 "point-like (RAD_MAX) and other region shapes are not supported yet"
             )
     if not out:
@@ -67,14 +87,21 @@ def _rounded(value: float) -> float:
     return round(float(value), 9) + 0.0
 
 
+def _is_circle(region: Any) -> bool:
+    return type(region).__name__ == "CircleSkyRegion"
+
+
 def _region_key(region: Any) -> tuple[Any, ...]:
     center = region.center
-    return (
+    key = (
         center.frame.name,
         _rounded(center.spherical.lon.wrap_at("360d").deg % 360.0),
         _rounded(center.spherical.lat.deg),
-        _rounded(region.radius.to_value(u.deg)),
     )
+    if _is_circle(region):
+        return (*key, _rounded(region.radius.to_value(u.deg)))
+    sizes = tuple(_rounded(u.Quantity(getattr(region, p)).to_value(u.deg)) for p in region._params if p != "center")
+    return (type(region).__name__, *key, *sizes)
 
 
 _SCALE_OFFSET = 1.0  # arcsec: the step of the ``regions`` package's pixel-scale estimate
@@ -151,7 +178,7 @@ class RegionGeom:
         wcs: WCS | None = None,
         binsz_wcs: Any = "0.1 deg",
     ):
-        self._regions = parse_circle_regions(region, "RegionGeom")
+        self._regions = parse_sky_regions(region, "RegionGeom")
         self._axes = tuple(axes or ())
         for axis in self._axes:
             if not isinstance(axis, MapAxis):
@@ -160,13 +187,24 @@ class RegionGeom:
         if wcs is None:
             # as Gammapy: the bounding box of the region's pixels in an all-sky TAN projection at
             # the centre gives the size of the final WCS
+            # (each region's pixel bounding box, as the regions package gives it: circles vectorised)
             center = self.center_skydir
-            x, y, r = circles_to_pixel(self._regions, _tan_wcs(center, self._binsz_wcs, None))
-            nx = int(np.max(np.ceil(x + r + 0.5)) - np.min(np.floor(x - r + 0.5)))
-            ny = int(np.max(np.ceil(y + r + 0.5)) - np.min(np.floor(y - r + 0.5)))
+            allsky = _tan_wcs(center, self._binsz_wcs, None)
+            circles = [r for r in self._regions if _is_circle(r)]
+            boxes = [
+                (b.ixmin, b.ixmax, b.iymin, b.iymax)
+                for b in (r.to_pixel(allsky).bounding_box for r in self._regions if not _is_circle(r))
+            ]
+            if circles:
+                x, y, r = circles_to_pixel(circles, allsky)
+                boxes.append((np.floor(x - r + 0.5).min(), np.ceil(x + r + 0.5).max(), np.floor(y - r + 0.5).min(), np.ceil(y + r + 0.5).max()))
+            box = np.array(boxes, dtype=float)
+            nx = int(box[:, 1].max() - box[:, 0].min())
+            ny = int(box[:, 3].max() - box[:, 2].min())
             wcs = _tan_wcs(center, self._binsz_wcs, (nx, ny))
         self._wcs = wcs
         self._pixel_circles: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._pixel_others: list[Any] | None = None
 
     @classmethod
     def create(cls, region: Any, **kwargs: Any) -> RegionGeom:
@@ -181,12 +219,12 @@ class RegionGeom:
     # -- properties ------------------------------------------------------------------------------
     @property
     def regions(self) -> tuple[Any, ...]:
-        """The circles, as ``regions.CircleSkyRegion`` objects."""
+        """The regions (``regions`` sky-region objects) whose union this geometry is."""
         return self._regions
 
     @property
     def region(self) -> Any:
-        """The region: one circle, or the union of the circles (``CompoundSkyRegion``)."""
+        """The region: one region, or the union of the regions (``CompoundSkyRegion``)."""
         region = self._regions[0]
         for other in self._regions[1:]:
             region = region | other
@@ -253,17 +291,24 @@ class RegionGeom:
         return self.contains_pix(pix)
 
     def contains_pix(self, pix: Any) -> np.ndarray:
-        """Whether each pixel coordinate (a ``regions.PixCoord`` in :attr:`wcs`) is inside: its
-        pixel distance from a circle's centre below that circle's radius (``CirclePixelRegion.contains``)."""
+        """Whether each pixel coordinate (a ``regions.PixCoord`` in :attr:`wcs`) is inside: for a
+        circle, its pixel distance from the centre below the radius (``CirclePixelRegion.contains``);
+        for the other shapes, their pixel region's ``contains``."""
         if self._pixel_circles is None:
-            self._pixel_circles = circles_to_pixel(self._regions, self._wcs)
+            self._pixel_circles = circles_to_pixel([r for r in self._regions if _is_circle(r)], self._wcs)
+            self._pixel_others = [r.to_pixel(self._wcs) for r in self._regions if not _is_circle(r)]
         cx, cy, radius = self._pixel_circles
         px, py = np.asarray(pix.x, dtype=float), np.asarray(pix.y, dtype=float)
         shape = px.shape
         px, py = px.ravel(), py.ravel()
         inside = np.zeros(px.size, dtype=bool)
+        if self._pixel_others:
+            regions = _regions_module()
+            points = regions.PixCoord(px, py)
+            for region in self._pixel_others:
+                inside |= np.asarray(region.contains(points), dtype=bool)
         if cx.size == 1:
-            inside = np.hypot(px - cx[0], py - cy[0]) < radius[0]
+            inside |= np.hypot(px - cx[0], py - cy[0]) < radius[0]
             return inside.reshape(shape)
         # many circles (OFF regions): test only the points in each circle's x slab
         order = np.argsort(px, kind="stable")
@@ -275,7 +320,7 @@ class RegionGeom:
         return inside.reshape(shape)
 
     def solid_angle(self) -> u.Quantity:
-        """Solid angle of the region (sr): the pixel-space area of the circle times the pixel area
+        """Solid angle of the region (sr): the pixel-space area of the region times the pixel area
         (Gammapy's ``RegionGeom.solid_angle``; a union needs Gammapy's pixel counting and is refused)."""
         if len(self._regions) != 1:
             raise NotImplementedError("RegionGeom.solid_angle: the solid angle of a union of regions")
@@ -325,7 +370,7 @@ class RegionGeom:
         return hash(self._key())
 
     def __repr__(self) -> str:
-        kind = "CircleSkyRegion" if len(self._regions) == 1 else "CompoundSkyRegion"
+        kind = type(self._regions[0]).__name__ if len(self._regions) == 1 else "CompoundSkyRegion"
         center = self.center_skydir.spherical
         shape = (1, 1, *[a.nbin for a in self._axes])
         return (
@@ -337,3 +382,35 @@ class RegionGeom:
             f"\tframe      : {self.frame}\n"
             f"\tcenter     : {center.lon.deg:.1f} deg, {center.lat.deg:.1f} deg\n"
         )
+
+
+# -- flux-profile regions (Gammapy's gammapy.utils.regions) ------------------------------------------
+def make_orthogonal_rectangle_sky_regions(start_pos: SkyCoord, end_pos: SkyCoord, wcs: WCS, height: Any, nbin: int = 1) -> list[Any]:
+    """``nbin`` rectangles along the line from ``start_pos`` to ``end_pos``, each ``height`` tall
+    across it, as Gammapy's: centres equally spaced in the pixel space of ``wcs``, width the angular
+    length of the line over ``nbin``, rotated by the line's position angle minus 90 deg."""
+    regions = _regions_module()
+    nbin = int(nbin)
+    if nbin < 1:
+        raise ValueError(f"make_orthogonal_rectangle_sky_regions: nbin must be >= 1, got {nbin}")
+    pix_start = np.array(start_pos.to_pixel(wcs), dtype=float)
+    pix_stop = np.array(end_pos.to_pixel(wcs), dtype=float)
+    points = np.linspace(start=pix_start, stop=pix_stop, num=nbin + 1).T
+    centers = 0.5 * (points[:, :-1] + points[:, 1:])
+    coords = SkyCoord.from_pixel(centers[0], centers[1], wcs)
+    width = start_pos.separation(end_pos).to("rad") / nbin
+    angle = end_pos.position_angle(start_pos) - 90 * u.deg
+    return [regions.RectangleSkyRegion(center=c, width=width, height=u.Quantity(height), angle=angle) for c in coords]
+
+
+def make_concentric_annulus_sky_regions(center: SkyCoord, radius_max: Any, radius_min: Any = 1e-5 * u.deg, nbin: int = 11) -> list[Any]:
+    """Circle annuli around ``center`` with radii ``linspace(radius_min, radius_max, nbin)`` (so
+    ``nbin - 1`` annuli), as Gammapy's."""
+    regions = _regions_module()
+    if int(nbin) < 2:
+        raise ValueError(f"make_concentric_annulus_sky_regions: nbin (the number of radii) must be >= 2, got {nbin}")
+    edges = np.linspace(u.Quantity(radius_min), u.Quantity(radius_max), int(nbin))
+    return [
+        regions.CircleAnnulusSkyRegion(center=center, inner_radius=r_in, outer_radius=r_out)
+        for r_in, r_out in itertools.pairwise(edges)
+    ]

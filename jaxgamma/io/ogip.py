@@ -173,18 +173,23 @@ def region_hdu(geom: Any, name: str) -> fits.BinTableHDU:
     """The ON region of a spectrum as Gammapy writes it (``<MAP>_REGION`` of its dataset files,
     ``REGION`` of an OGIP PHA file): one
     row per circle (SHAPE, X, Y, R in pixels of the region's WCS, ROTANG) with that WCS in the
-    header."""
-    from ..geom.region import circles_to_pixel
-
-    x, y, r = circles_to_pixel(geom.regions, geom.wcs)
+    header; other shapes (rectangles, annuli, ellipses) in the ``regions`` package's FITS region
+    table, as Gammapy writes them."""
     from astropy.table import Table
 
-    table = Table()
-    table["SHAPE"] = np.array(["circle"] * x.size)
-    table["X"] = u.Quantity(x, "pix")
-    table["Y"] = u.Quantity(y, "pix")
-    table["R"] = u.Quantity(r, "pix")
-    table["ROTANG"] = u.Quantity(np.zeros(x.size), "deg")
+    from ..geom.region import _is_circle, _regions_module, circles_to_pixel
+
+    if all(_is_circle(r) for r in geom.regions):
+        x, y, r = circles_to_pixel(geom.regions, geom.wcs)
+        table = Table()
+        table["SHAPE"] = np.array(["circle"] * x.size)
+        table["X"] = u.Quantity(x, "pix")
+        table["Y"] = u.Quantity(y, "pix")
+        table["R"] = u.Quantity(r, "pix")
+        table["ROTANG"] = u.Quantity(np.zeros(x.size), "deg")
+    else:
+        regions = _regions_module()
+        table = regions.Regions([r.to_pixel(geom.wcs) for r in geom.regions]).serialize(format="fits")
     hdu = fits.BinTableHDU(table, name=name)
     hdu.header.update(geom.wcs.to_header())
     shape = getattr(geom.wcs, "array_shape", None)
@@ -195,23 +200,33 @@ def region_hdu(geom: Any, name: str) -> fits.BinTableHDU:
 
 def read_region_hdu(hdulist: fits.HDUList, name: str) -> Any:
     """The RegionGeom of a ``<MAP>_REGION`` table written by Gammapy or :func:`region_hdu`, or None
-    (no such HDU, or shapes other than circles)."""
+    (no such HDU, or shapes a RegionGeom does not hold)."""
+    from astropy.table import QTable
     from astropy.wcs import WCS, FITSFixedWarning
 
-    from ..geom.region import RegionGeom, pixel_circles_to_sky
+    from ..geom.region import _SHAPES, RegionGeom, _regions_module, pixel_circles_to_sky
 
     if name not in hdulist:
         return None
     hdu = hdulist[name]
     shapes = [str(s).strip().lower() for s in hdu.data["SHAPE"]]
-    if not shapes or any(s != "circle" for s in shapes):
-        log.debug(f"HDU {name!r}: region shapes {shapes} are not all circles; the region is not kept")
+    if not shapes:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         wcs = WCS(hdu.header)
-    circles = pixel_circles_to_sky(hdu.data["X"], hdu.data["Y"], hdu.data["R"], wcs)
-    return RegionGeom(circles, wcs=wcs)
+    if all(s == "circle" for s in shapes):
+        circles = pixel_circles_to_sky(hdu.data["X"], hdu.data["Y"], hdu.data["R"], wcs)
+        return RegionGeom(circles, wcs=wcs)
+    try:
+        sky = [r.to_sky(wcs) for r in _regions_module().Regions.parse(QTable.read(hdu), format="fits")]
+    except Exception as err:  # a table the regions package cannot read: the region is not kept
+        log.debug(f"HDU {name!r}: region shapes {shapes} could not be read ({err}); the region is not kept")
+        return None
+    if any(type(r).__name__ not in _SHAPES for r in sky):
+        log.debug(f"HDU {name!r}: region shapes {shapes} are not supported; the region is not kept")
+        return None
+    return RegionGeom(sky, wcs=wcs)
 
 
 def read_pha(path: Any, what: str = "PHA") -> dict[str, Any]:

@@ -128,8 +128,10 @@ class SpectrumDatasetMaker:
         )[:, 0, :]
         exposure = exposure[:, 0] if weights is None else np.average(exposure, axis=-1, weights=weights)
         if self.containment_correction:
-            if len(geom.regions) != 1:
-                raise TypeError("SpectrumDatasetMaker: containment correction needs one circular region")
+            if len(geom.regions) != 1 or type(geom.regions[0]).__name__ != "CircleSkyRegion":
+                raise TypeError(
+                    f"SpectrumDatasetMaker: containment correction needs one circular region, got {geom.region!r}"
+                )
             psf = observation.psf
             if psf is None:
                 raise ValueError(
