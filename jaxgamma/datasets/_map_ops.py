@@ -289,7 +289,10 @@ def to_spectrum_dataset(
     containment_correction: bool = False,
     name: str | None = None,
     models: Any = None,
+    background_map: Any = None,
 ) -> Any:
+    """``background_map``: a Cash dataset's map to sum as the spectrum's background instead of its
+    background prediction (the flux profile's whole prediction, computed once for all regions)."""
     from ..geom.region import RegionGeom
     from .spectrum import SpectrumDataset, SpectrumDatasetOnOff
 
@@ -333,7 +336,9 @@ def to_spectrum_dataset(
     }
     if dataset.stat_type != "wstat":
         background = None
-        if dataset.background is not None:
+        if background_map is not None:
+            background = _region_sum(np.asarray(background_map, dtype=np.float64), inside, safe)
+        elif dataset.background is not None:
             from .map import _background_only
 
             npred_background = dataset.npred_background(_background_only(models, dataset))

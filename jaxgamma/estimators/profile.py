@@ -194,21 +194,15 @@ class FluxProfileEstimator(FluxPointsEstimator):
                 raise TypeError(f"FluxProfileEstimator: dataset {d.name!r} is a {type(d).__name__}; a profile needs map datasets")
         axis = self.projected_distance_axis
         test_source = [SkyModel(spectral_model=self.spectral_model, name="test-source")]
+        from ..datasets._map_ops import to_spectrum_dataset
+
+        # Gammapy's FluxProfileEstimator._run_region: for Cash datasets the background of each
+        # region's spectrum is the whole prediction there (safe pixels), computed once per dataset
+        npred = [None if d.stat_type == "wstat" else np.asarray(d.npred(models), dtype=np.float64) for d in datasets]
         points = []
         for region in self.regions:
-            spectra = Datasets([_region_spectrum(d, region, models) for d in datasets])
-            points.append(super().run(spectra, test_source))
+            spectra = [
+                to_spectrum_dataset(d, region, name=d.name, background_map=b) for d, b in zip(datasets, npred, strict=True)
+            ]
+            points.append(super().run(Datasets(spectra), test_source))
         return FluxProfile(axis.center, points)
-
-
-def _region_spectrum(dataset: Any, region: Any, models: Any) -> Any:
-    """The dataset's spectrum in ``region``; for Cash datasets with the whole prediction in the
-    region (safe pixels) as background (Gammapy's ``FluxProfileEstimator._run_region``)."""
-    from ..datasets._map_ops import _region_pixels, _region_sum
-
-    spectrum = dataset.to_spectrum_dataset(region, name=dataset.name)
-    if dataset.stat_type == "wstat":
-        return spectrum
-    inside = _region_pixels(dataset, region, f"FluxProfileEstimator: {type(dataset).__name__} {dataset.name!r}")
-    npred = np.asarray(dataset.npred(models), dtype=np.float64)
-    return spectrum.replace(background=_region_sum(npred, inside, dataset.mask_safe))
