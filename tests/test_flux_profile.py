@@ -244,6 +244,8 @@ def test_bad_input(toy: MapDataset):
         FluxProfileEstimator(regions, reoptimize=True)
     from regions import PointSkyRegion
 
+    with pytest.raises(TypeError, match=r"regions\[1\] must be one region with a centre, not a union"):
+        FluxProfileEstimator([regions[0], regions[1] | regions[2]])
     with pytest.raises(TypeError, match=r"regions\[1\].*PointSkyRegion"):
         FluxProfileEstimator([regions[0], PointSkyRegion(CENTER)])
     spectrum = SpectrumDataset(counts=np.array([3.0]), background=np.array([1.0]), exposure=np.array([1e10]), energy_edges=np.array([1.0, 10.0]), name="spec")
@@ -252,5 +254,7 @@ def test_bad_input(toy: MapDataset):
     far = make_concentric_annulus_sky_regions(CENTER, 3.0 * u.deg, nbin=3)  # beyond the 4 x 4 deg map
     with pytest.raises(ValueError, match="fully contained"):
         FluxProfileEstimator(far, energy_edges=[1, 10] * u.TeV).run(toy)
+    with pytest.raises(ValueError, match="FluxProfile.read: only format='profile' is supported"):
+        FluxProfile.read("profile.fits", format="lightcurve")
     with pytest.raises(ValueError, match="strictly monotonic"):
         FluxProfile([0.0, 0.0], [FluxProfileEstimator(regions, energy_edges=[1, 10] * u.TeV).run(toy).points[0]] * 2)

@@ -16,13 +16,14 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table, vstack
 
-from ..datasets.flux_points import _QUANTITY_NAMES, FluxPoints, _write_table
+from ..datasets.flux_points import _QUANTITY_NAMES, FluxPoints, _read_table, _write_table
 
 
 class _StackedFluxPoints:
     """Flux points per bin of an axis other than energy (base of the light curve and the profile)."""
 
     _bins = "bins"  # what one entry is, for messages ("intervals", "regions")
+    _format = ""  # Gammapy's table format ("lightcurve", "profile")
 
     def __init__(self, points: Sequence[FluxPoints], meta: dict | None = None):
         points = tuple(points)
@@ -108,6 +109,19 @@ class _StackedFluxPoints:
             sub.meta.update({k: v for k, v in table.meta.items() if k not in skip_meta})
             points.append(FluxPoints.from_table(sub, reference_model=reference_model))
         return points
+
+    @classmethod
+    def read(cls, path: Any, format: str = "", reference_model: Any = None) -> Any:
+        """Read the class's table format (``lightcurve`` / ``profile``; FITS or ECSV) written by
+        Gammapy or by :meth:`write`."""
+        if format and format != cls._format:
+            raise ValueError(f"{cls.__name__}.read: only format={cls._format!r} is supported, got {format!r}")
+        table, _ = _read_table(path)
+        return cls.from_table(table, reference_model=reference_model, where=repr(str(path)))
+
+    @classmethod
+    def from_table(cls, table: Table, reference_model: Any = None, where: str = "table") -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def write(self, path: Any, sed_type: str | None = None, format: str = "", overwrite: bool = False) -> None:
         """Write Gammapy's table format (``lightcurve`` / ``profile``; ``format`` as :meth:`to_table`,

@@ -23,7 +23,7 @@ import numpy as np
 from astropy.table import Table
 from astropy.time import Time
 
-from ..datasets.flux_points import FluxPoints, _read_table
+from ..datasets.flux_points import FluxPoints
 from ._stacked import _StackedFluxPoints
 from .points import FluxPointsEstimator, _as_datasets
 
@@ -49,6 +49,7 @@ class LightCurve(_StackedFluxPoints):
     """
 
     _bins = "intervals"
+    _format = "lightcurve"
 
     def __init__(self, time_min: Any, time_max: Any, points: Sequence[FluxPoints], meta: dict | None = None):
         points = tuple(points)
@@ -121,14 +122,6 @@ class LightCurve(_StackedFluxPoints):
             values = np.asarray(column)[:, 0]  # the one energy bin
             table[name] = u.Quantity(values, column.unit) if column.unit is not None and values.dtype.kind == "f" else values
         return table
-
-    @classmethod
-    def read(cls, path: Any, format: str = "lightcurve", reference_model: Any = None) -> LightCurve:
-        """Read a ``lightcurve`` table (FITS or ECSV) written by Gammapy or by :meth:`write`."""
-        if format != "lightcurve":
-            raise ValueError(f"LightCurve.read: only format='lightcurve' is supported, got {format!r}")
-        table, _ = _read_table(path)
-        return cls.from_table(table, reference_model=reference_model, where=repr(str(path)))
 
     @classmethod
     def from_table(cls, table: Table, reference_model: Any = None, where: str = "table") -> LightCurve:

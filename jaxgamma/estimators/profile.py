@@ -27,7 +27,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from ..datasets.flux_points import FluxPoints, _read_table
+from ..datasets.flux_points import FluxPoints
 from ..geom import MapAxis
 from ._stacked import _StackedFluxPoints
 from .points import FluxPointsEstimator, _as_datasets
@@ -53,6 +53,7 @@ class FluxProfile(_StackedFluxPoints):
     """
 
     _bins = "regions"
+    _format = "profile"
 
     def __init__(self, projected_distance: Any, points: Sequence[FluxPoints], meta: dict | None = None):
         points = tuple(points)
@@ -94,14 +95,6 @@ class FluxProfile(_StackedFluxPoints):
         if format != "profile":
             raise ValueError(f"FluxProfile.to_table: format must be 'profile', got {format!r}")
         return self._rows_table({"x_min": self.x_min, "x_max": self.x_max, "x_ref": self.x_ref}, sed_type)
-
-    @classmethod
-    def read(cls, path: Any, format: str = "profile", reference_model: Any = None) -> FluxProfile:
-        """Read a ``profile`` table (FITS or ECSV) written by Gammapy or by :meth:`write`."""
-        if format != "profile":
-            raise ValueError(f"FluxProfile.read: only format='profile' is supported, got {format!r}")
-        table, _ = _read_table(path)
-        return cls.from_table(table, reference_model=reference_model, where=repr(str(path)))
 
     @classmethod
     def from_table(cls, table: Table, reference_model: Any = None, where: str = "table") -> FluxProfile:
@@ -157,7 +150,8 @@ class FluxProfileEstimator(FluxPointsEstimator):
         if len(regions) <= 1:
             raise ValueError("FluxProfileEstimator: give at least two regions for a flux profile")
         for i, region in enumerate(regions):
-            parse_sky_regions(region, f"FluxProfileEstimator: regions[{i}]")
+            if len(parse_sky_regions(region, f"FluxProfileEstimator: regions[{i}]")) != 1:
+                raise TypeError(f"FluxProfileEstimator: regions[{i}] must be one region with a centre, not a union")
         if kwargs.get("reoptimize", False):
             raise ValueError("FluxProfileEstimator: reoptimize=True is not available (as in Gammapy); set it to False")
         super().__init__(**kwargs)
