@@ -254,7 +254,7 @@ def test_bad_input(toy: MapDataset):
     far = make_concentric_annulus_sky_regions(CENTER, 3.0 * u.deg, nbin=3)  # beyond the 4 x 4 deg map
     with pytest.raises(ValueError, match="fully contained"):
         FluxProfileEstimator(far, energy_edges=[1, 10] * u.TeV).run(toy)
-    with pytest.raises(ValueError, match="FluxProfile.read: only format='profile' is supported"):
+    with pytest.raises(ValueError, match=r"FluxProfile\.read: only format='profile' is supported"):
         FluxProfile.read("profile.fits", format="lightcurve")
     with pytest.raises(ValueError, match="strictly monotonic"):
         FluxProfile([0.0, 0.0], [FluxProfileEstimator(regions, energy_edges=[1, 10] * u.TeV).run(toy).points[0]] * 2)
