@@ -27,6 +27,7 @@ import numpy as np
 
 from .datasets.batch import BatchedMapDatasetPlan, batch_plans, statistic_only
 from .datasets.core import Dataset, DatasetPlan, Datasets, _as_models
+from .models.prior import has_priors, prior_stat_sum
 from .models.sky import Models
 from .parameters import ParameterVector, map_parameters
 
@@ -77,15 +78,21 @@ def _joint_stat_impl(plans: tuple[DatasetPlan, ...], models: Any) -> Any:
     return total
 
 
+def _total_stat(plans: tuple[DatasetPlan, ...], models: Any) -> Any:
+    # Gammapy's Datasets.stat_sum: the likelihood terms plus the parameters' priors
+    return _joint_stat_impl(plans, models) + prior_stat_sum(models)
+
+
 @eqx.filter_jit
 def joint_stat_plans(plans: tuple[DatasetPlan, ...], models: Any) -> jax.Array:
-    """``sum(plan.stat_sum(models) for plan in plans)``, compiled once per plan and model structure
-    (plans and models are arguments: new values never retrace)."""
-    return _joint_stat_impl(plans, models)
+    """``sum(plan.stat_sum(models) for plan in plans)`` plus the parameters' prior terms, compiled
+    once per plan and model structure (plans and models are arguments: new values never retrace)."""
+    return _total_stat(plans, models)
 
 
 def joint_stat(datasets: Any, models: Any) -> jax.Array:
-    """The joint fit statistic ``-2 ln L`` of ``datasets`` for ``models``.
+    """The joint fit statistic ``-2 ln L`` of ``datasets`` for ``models``, with the prior terms
+    ``-2 ln p`` of parameters that have a prior (Gammapy's ``Datasets.stat_sum``).
 
     ``datasets`` is a :class:`Datasets` (or a dataset, or a list of them), planned here, or a
     sequence of plans from :func:`plan_datasets` (reused: the fast path in a loop).
@@ -103,7 +110,7 @@ def joint_stat(datasets: Any, models: Any) -> jax.Array:
 def _stat_of_vector_jit(
     x: jax.Array, plans: tuple[DatasetPlan, ...], models: Any, vector: ParameterVector
 ) -> jax.Array:
-    return _joint_stat_impl(plans, vector.unflatten(x, models))
+    return _total_stat(plans, vector.unflatten(x, models))
 
 
 def _stat_of_vector(
@@ -244,6 +251,9 @@ def value_grad_hessian(fun: Any, x: jax.Array) -> tuple[jax.Array, jax.Array, ja
     value, g_shared, h_shared = dense_value_grad_hessian(others_stat, x[shared])
     grad = jnp.zeros(n).at[shared].add(g_shared)
     hess = jnp.zeros((n, n)).at[shared[:, None], shared[None, :]].add(h_shared)
+    if has_priors(models):  # the prior terms of every parameter (a background norm's included)
+        v_p, g_p, h_p = dense_value_grad_hessian(lambda v: prior_stat_sum(vector.unflatten(v, models)), x)
+        value, grad, hess = value + v_p, grad + g_p, hess + h_p
     current = vector.unflatten(x, models)
     for group in groups:
         batched = plans[group.position]

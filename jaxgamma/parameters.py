@@ -72,6 +72,10 @@ class Parameter(eqx.Module):
         How the fit scales the parameter.
     error : float
         1-sigma error in ``unit`` (0 when unknown).
+    prior : Prior, optional
+        A prior (:mod:`jaxgamma.models.prior`, or Gammapy's dict form) in ``unit``: its
+        ``-2 ln p(value)`` is added to the joint statistic. A ``UniformPrior`` or ``LogUniformPrior``
+        sets ``min`` and ``max`` to its own (Gammapy's ``Parameter.min`` / ``max`` return them).
     """
 
     value: Any = eqx.field(converter=_as_value)
@@ -83,6 +87,7 @@ class Parameter(eqx.Module):
     interp: str = eqx.field(static=True, default="lin")
     scale_method: str = eqx.field(static=True, default="scale10")
     error: float = eqx.field(static=True, default=0.0)
+    prior: Any = eqx.field(static=True, default=None)
 
     def __init__(
         self,
@@ -95,6 +100,7 @@ class Parameter(eqx.Module):
         interp: str = "lin",
         scale_method: str = "scale10",
         error: float = 0.0,
+        prior: Any = None,
     ):
         self.name = str(name)
         self.unit = unit_str(unit)
@@ -106,6 +112,14 @@ class Parameter(eqx.Module):
         self.scale_method = str(scale_method)
         error = to_value(error, self.unit, what=f"parameter {name!r} error")
         self.error = 0.0 if error is None or not np.isfinite(error) else float(error)
+        if prior is not None:
+            from .models.prior import as_prior
+
+            prior = as_prior(prior, what=f"parameter {name!r} prior")
+            bounds = prior.bounds
+            if bounds is not None:
+                self.min, self.max = bounds
+        self.prior = prior
 
     def __check_init__(self) -> None:
         if self.min > self.max:
@@ -143,6 +157,7 @@ class Parameter(eqx.Module):
             "interp": self.interp,
             "scale_method": self.scale_method,
             "error": self.error,
+            "prior": self.prior,
         }
         unknown = set(changes) - set(fields)
         if unknown:
@@ -160,6 +175,8 @@ class Parameter(eqx.Module):
 
     def __repr__(self) -> str:
         flags = " (frozen)" if self.frozen else ""
+        if self.prior is not None:
+            flags += f" prior={self.prior!r}"
         try:
             value = f"{float(np.asarray(self.value)):.6g}"
         except (TypeError, jax.errors.ConcretizationTypeError):
@@ -417,6 +434,20 @@ class BoundTransform(eqx.Module):
 
 def _softplus_inv(y: Any, xp: Any = jnp) -> Any:
     return y + xp.log(-xp.expm1(-y))
+
+
+def resolve_parameter_name(tree: Any, name: str, owner: str = "parameter") -> str:
+    """The full name of parameter ``name`` in ``tree`` (a full name such as
+    ``"crab.spectral.index"`` or a unique suffix such as ``"index"``); ``ValueError`` naming
+    ``owner`` and the candidates otherwise."""
+    names = [n for n, _ in iter_parameters(tree)]
+    if name in names:
+        return name
+    matches = [n for n in names if n.endswith("." + name)]
+    if len(matches) != 1:
+        what = "no" if not matches else f"{len(matches)} ({matches})"
+        raise ValueError(f"{owner}: {what} parameters match {name!r}; give a full name from {names}")
+    return matches[0]
 
 
 def map_parameters(fn: Callable[[str, Parameter], Parameter], tree: Any) -> Any:

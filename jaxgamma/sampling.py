@@ -4,9 +4,10 @@ NUTS through blackjax.
 The statistic is ``-2 ln L``, so the log posterior of the free parameters ``x`` (physical values,
 canonical units) is ``-stat(x) / 2 + log prior(x)``. Samplers move in the unconstrained space ``u``
 of the fit (:class:`jaxgamma.parameters.BoundTransform`: scaled values, bounds by softplus or
-sigmoid), where the density picks up ``log |dx/du|``; the default prior is flat in ``x`` inside the
-parameter bounds (the posterior is then the likelihood, as a Gammapy user reading the fit errors
-has in mind).
+sigmoid), where the density picks up ``log |dx/du|``. The statistic includes the parameters'
+priors (:mod:`jaxgamma.models.prior`, Gammapy's ``Parameter.prior``); a parameter without one is
+flat in ``x`` inside its bounds (the posterior is then the likelihood, as a Gammapy user reading
+the fit errors has in mind).
 
 :func:`log_density` is a pure JAX function usable with any sampler; :func:`sample` runs NUTS
 (``blackjax``, an optional dependency: ``pip install "jaxgamma[sampling]"``) with Stan's window
@@ -83,7 +84,8 @@ def log_density(
         its best-fit models).
     log_prior : callable, optional
         ``log_prior(x)`` of the physical free-parameter vector (order: ``density.names``), pure
-        JAX. Default: flat inside the parameter bounds.
+        JAX, added to the parameters' own priors (which the statistic already holds). Default:
+        nothing more (parameters without a prior are flat inside their bounds).
     batch_datasets : bool
         As in :func:`jaxgamma.fit`.
 

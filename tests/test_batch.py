@@ -266,6 +266,35 @@ def test_structured_hessian_equals_the_dense_one():
     assert not np.allclose(np.asarray(dense[2])[np.ix_(groups[0].local_index[:, 0], shared)], 0.0)
 
 
+def test_structured_hessian_includes_the_priors(observations):
+    """Priors on the datasets' own background norms (one per dataset, a Gaussian each) and on a
+    shared parameter: the per-dataset blocks plus the prior terms equal the dense Hessian, whose
+    diagonal gains 2 / sigma**2 at each prior."""
+    from jaxgamma.models import GaussianPrior
+
+    datasets, models = observations
+    sigmas = {"obs-0-bkg": 0.05, "obs-1-bkg": 0.08, "obs-2-bkg": 0.05, "obs-3-bkg": 0.1}
+    names = [f"{n}.spectral.norm" for n in sigmas] + ["point.spectral.index"]
+    priors = [GaussianPrior(mu=1.0, sigma=s) for s in sigmas.values()] + [GaussianPrior(mu=2.2, sigma=0.2)]
+    with_priors = models.set_prior(names, priors)
+    fun, x0, order = make_stat_function(datasets, with_priors)
+    plain, _, _ = make_stat_function(datasets, models)
+    assert _local_structure(fun) is not None
+    x = jnp.asarray(x0) * (1 + 0.01 * np.cos(np.arange(x0.size)))
+    structured = jax.jit(value_grad_hessian)(fun, x)
+    dense = jax.jit(dense_value_grad_hessian)(fun, x)
+    assert float(structured[0]) == pytest.approx(float(dense[0]), rel=1e-13)
+    for a, b in zip(structured[1:], dense[1:], strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12 * np.abs(b).max())
+    without = dense_value_grad_hessian(plain, x)
+    expected = np.zeros(len(order))
+    for name, prior in zip(names, priors, strict=True):
+        expected[order.index(name)] = 2.0 / prior.sigma**2
+    np.testing.assert_allclose(np.diag(np.asarray(dense[2]) - np.asarray(without[2])), expected, rtol=1e-9, atol=1e-6)
+    prior_sum = sum(float(p(x[order.index(n)])) for n, p in zip(names, priors, strict=True))
+    assert float(dense[0]) == pytest.approx(float(without[0]) + prior_sum, rel=1e-12)
+
+
 def test_spectra_of_one_structure_are_stacked():
     """ON/OFF spectra of runs reduced alike (and flux points) stack into one vmapped plan; the
     statistic, gradient and Hessian are those of the datasets one by one."""

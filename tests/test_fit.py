@@ -376,8 +376,10 @@ def test_result_models_carry_errors_and_covariance(fit_lp):
         "max",
         "frozen",
         "at_bound",
+        "prior",
     ]
     assert list(table["name"]) == ["amplitude", "reference", "alpha", "beta"]
+    assert list(table["prior"]) == ["", "", "", ""]
     assert list(table["frozen"]) == [False, True, False, False]
     free = ~np.asarray(table["frozen"])
     np.testing.assert_allclose(np.asarray(table["error"])[free], fit_lp.errors)

@@ -943,8 +943,10 @@ BAD_CASES = {
         ["model 'src'", "parameter 'index'", "linked parameters are not supported yet", "index@abc"],
     ),
     "prior": (
-        lambda d: _spectral_parameter(d, "index").update(prior={"type": "GaussianPrior"}),
-        ["parameter 'index'", "priors are not supported yet"],
+        lambda d: _spectral_parameter(d, "index").update(
+            prior={"type": "GaussianPrior", "parameters": [{"name": "sigma", "value": 0.0}]}
+        ),
+        ["parameter 'index'", "prior: GaussianPrior: sigma must be > 0"],
     ),
     "unsupported interp": (
         lambda d: _spectral_parameter(d, "index").update(interp="sqrt"),

@@ -123,6 +123,27 @@ def test_gamma_prior_gives_the_conjugate_posterior():
 
 
 @needs_blackjax
+def test_log_uniform_prior_gives_the_scale_free_posterior():
+    """A LogUniformPrior (density 1/a on [min, max]) with n Poisson counts of mean K a: posterior
+    Gamma(n, rate K), truncated far out in its tails; a flat prior would give Gamma(n + 1, K)."""
+    from jaxgamma.models import LogUniformPrior, Models
+    from jaxgamma.sampling import sample
+
+    n = 10.0
+    dataset, model, k = _one_bin(n)
+    models = Models([model]).set_prior(["amplitude"], [LogUniformPrior(min=1e-3 / k, max=1e3 / k)])
+    result = jg.fit(dataset, models)
+    # the mode of the posterior ((n - 1) / K) is the fit with the prior
+    assert abs(result.parameters[0] - (n - 1) / k) < 0.01 * result.errors[0]
+    draws = sample(dataset, result, num_samples=2000, num_warmup=300, num_chains=4, seed=7)
+    a = draws.samples_of("amplitude")
+    assert np.all(draws.r_hat < 1.01)
+    np.testing.assert_allclose(a.mean(), n / k, rtol=0.025)
+    np.testing.assert_allclose(a.std(), np.sqrt(n) / k, rtol=0.05)
+    assert abs(a.mean() - (n + 1) / k) > 0.05 * n / k
+
+
+@needs_blackjax
 def test_sample_rejects_bad_settings():
     from jaxgamma.sampling import sample
 

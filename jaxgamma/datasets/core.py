@@ -280,7 +280,11 @@ class Datasets:
         return Datasets(selected)
 
     def stat_sum(self, models: Any) -> float:
-        return float(sum(d.stat_sum(models) for d in self._datasets))
+        """The joint statistic: the datasets' ``stat_sum`` plus the prior terms of parameters that
+        have a prior (Gammapy's ``Datasets.stat_sum``; a single dataset's has none)."""
+        from ..models.prior import prior_stat_sum
+
+        return float(sum(d.stat_sum(models) for d in self._datasets) + prior_stat_sum(_as_models(models)))
 
     @property
     def energy_ranges(self) -> tuple[Any, Any]:

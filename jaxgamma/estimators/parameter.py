@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from ..datasets.core import OnOffPlanMixin, _as_models
-from ..parameters import ParameterVector, iter_parameters, map_parameters
+from ..parameters import ParameterVector, iter_parameters, map_parameters, resolve_parameter_name
 from ..stats import cash, masked_sum, wstat
 from .core import parse_selection_optional
 
@@ -34,16 +34,7 @@ _SELECTION_OPTIONAL = ("errn-errp", "ul", "scan", "sensitivity")
 
 def _resolve(models: Any, name: str, owner: str = "ParameterEstimator") -> str:
     """The full name of parameter ``name`` (a full name or a unique suffix such as ``"index"``)."""
-    names = [n for n, _ in iter_parameters(models)]
-    if name in names:
-        return name
-    matches = [n for n in names if n.endswith("." + name)]
-    if len(matches) != 1:
-        what = "no" if not matches else f"{len(matches)} ({matches})"
-        raise ValueError(
-            f"{owner}: {what} parameters match {name!r}; give a full name from {names}"
-        )
-    return matches[0]
+    return resolve_parameter_name(models, name, owner)
 
 
 def _asimov_ts_plan(plan: Any, models: Any, null_models: Any) -> Any:

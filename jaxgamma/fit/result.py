@@ -11,7 +11,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from ..models.sky import Covariance
+from ..models.sky import Covariance, prior_type
 from ..parameters import iter_parameters
 from .covariance import correlation as _correlation
 
@@ -120,7 +120,7 @@ class FitResult:
     # -- tables -------------------------------------------------------------------------------------
     def parameters_table(self) -> Table:
         """An astropy Table of every parameter: model, type, name, value, error, unit, min, max,
-        frozen, at_bound (errors of frozen parameters are 0)."""
+        frozen, at_bound, prior (the prior's type, "" for none; errors of frozen parameters are 0)."""
         rows = []
         if self.models is not None:
             errors = dict(zip(self.parameter_names, self.errors, strict=True))
@@ -138,6 +138,7 @@ class FitResult:
                         _nan(p.max),
                         bool(p.frozen),
                         full in self.at_bound,
+                        prior_type(p),
                     )
                 )
         else:
@@ -154,10 +155,11 @@ class FitResult:
                         _nan(self.maxs[i]) if self.maxs else math.nan,
                         False,
                         name in self.at_bound,
+                        "",
                     )
                 )
-        names = ("model", "type", "name", "value", "error", "unit", "min", "max", "frozen", "at_bound")
-        dtype = ("U64", "U16", "U32", float, float, "U32", float, float, bool, bool)
+        names = ("model", "type", "name", "value", "error", "unit", "min", "max", "frozen", "at_bound", "prior")
+        dtype = ("U64", "U16", "U32", float, float, "U32", float, float, bool, bool, "U32")
         table = Table(rows=rows or None, names=names, dtype=dtype)
         table["value"].format = ".4e"
         table["error"].format = ".3e"

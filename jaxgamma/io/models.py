@@ -220,7 +220,7 @@ def _parameter_to_dict(
 ) -> dict[str, Any]:
     data = _parameter_dict(p, _scalar(p.value, context))
     if full_output or default is None:
-        return data
+        return _with_prior(data, p)
     init = _parameter_dict(default, _scalar(default.value, context))
     for key in _DROPPABLE:
         if data[key] == init[key] or (
@@ -231,6 +231,13 @@ def _parameter_to_dict(
         del data["frozen"]
     if init["unit"] == "":
         del data["unit"]
+    return _with_prior(data, p)
+
+
+def _with_prior(data: dict[str, Any], p: Parameter) -> dict[str, Any]:
+    # Gammapy writes the prior last, after the droppable keys are removed
+    if p.prior is not None:
+        data["prior"] = p.prior.to_dict()
     return data
 
 
@@ -307,8 +314,6 @@ def _parameter_from_dict(
         raise context.error(f"unknown keys {sorted(unknown)}; expected {list(_PARAMETER_KEYS)}")
     if item.get("link") is not None:
         raise context.error(f"linked parameters are not supported yet (link: {item['link']!r})")
-    if item.get("prior") not in (None, ""):
-        raise context.error(f"priors are not supported yet (prior: {item['prior']!r})")
 
     factor = 1.0
     if item.get("unit") is not None:
@@ -356,6 +361,16 @@ def _parameter_from_dict(
     if scale_transform != "lin":
         raise context.error(f"scale_transform {scale_transform!r} is not supported yet (only 'lin')")
 
+    prior = None
+    if item.get("prior") not in (None, ""):
+        from ..models.prior import prior_from_dict
+
+        try:
+            prior = prior_from_dict(item["prior"], factor)
+        except ValueError as err:
+            raise context.error(f"prior: {err}") from None
+        if prior.bounds is not None:  # Gammapy's min / max are the uniform prior's
+            low, high = prior.bounds
     if not math.isnan(low) and not math.isnan(high) and low > high:
         raise context.error(f"min {low} > max {high}")
     if (not math.isnan(low) and value < low) or (not math.isnan(high) and value > high):
@@ -373,6 +388,7 @@ def _parameter_from_dict(
             interp=interp,
             scale_method=scale_method,
             error=error,
+            prior=prior,
         )
     except ValueError as err:
         raise context.error(str(err)) from None

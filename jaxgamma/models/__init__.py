@@ -1,6 +1,7 @@
 """Spectral, spatial, temporal and sky models, with Gammapy's names."""
 
 from .core import ModelBase
+from .prior import GaussianPrior, GeneralizedGaussianPrior, LogUniformPrior, Prior, UniformPrior
 from .registry import get_model_class
 from .sky import Covariance, FoVBackgroundModel, Models, SkyModel
 from .spatial import (
@@ -66,9 +67,11 @@ __all__ = [
     "ExpCutoffPowerLawSpectralModel",
     "ExpDecayTemporalModel",
     "FoVBackgroundModel",
+    "GaussianPrior",
     "GaussianSpatialModel",
     "GaussianSpectralModel",
     "GaussianTemporalModel",
+    "GeneralizedGaussianPrior",
     "GeneralizedGaussianSpatialModel",
     "GeneralizedGaussianTemporalModel",
     "LightCurveTemplateTemporalModel",
@@ -76,6 +79,7 @@ __all__ = [
     "LogParabola2SpectralModel",
     "LogParabolaNormSpectralModel",
     "LogParabolaSpectralModel",
+    "LogUniformPrior",
     "ModelBase",
     "Models",
     "PiecewiseNormSpectralModel",
@@ -84,6 +88,7 @@ __all__ = [
     "PowerLawNormSpectralModel",
     "PowerLawSpectralModel",
     "PowerLawTemporalModel",
+    "Prior",
     "ScaleSpectralModel",
     "Shell2SpatialModel",
     "ShellSpatialModel",
@@ -99,5 +104,6 @@ __all__ = [
     "TemplateSpatialModel",
     "TemplateSpectralModel",
     "TemporalModel",
+    "UniformPrior",
     "get_model_class",
 ]

@@ -77,6 +77,7 @@ def _parameter_from_input(default: Parameter, value: Any, owner: str) -> Paramet
             min=value.min * factor,
             max=value.max * factor,
             error=value.error * factor,
+            prior=None if value.prior is None else value.prior.scaled(factor),
         )
     try:
         return default.replace(value=value)

@@ -11,7 +11,7 @@ import equinox as eqx
 import numpy as np
 from astropy.table import Table
 
-from ..parameters import Parameter, ParameterVector, iter_parameters
+from ..parameters import Parameter, ParameterVector, iter_parameters, map_parameters, resolve_parameter_name
 from .spatial import SpatialModel
 from .spectral import PowerLawNormSpectralModel, SpectralModel
 from .temporal import TemporalModel
@@ -353,6 +353,29 @@ class Models(eqx.Module):
     def with_covariance(self, covariance: Covariance | None) -> Models:
         return Models(self.models, covariance=covariance)
 
+    def set_prior(self, parameters: Iterable[str], priors: Iterable[Any]) -> Models:
+        """A new collection with ``priors`` set on ``parameters`` (Gammapy's ``Models.set_prior``).
+
+        ``parameters`` are full names (``"crab.spectral.index"``) or unique suffixes; each prior is
+        a :mod:`jaxgamma.models.prior` prior (in the parameter's unit), Gammapy's dict form, or None
+        to remove one. A uniform prior also sets the parameter's bounds.
+        """
+        names, priors = list(parameters), list(priors)
+        if isinstance(parameters, str) or len(names) != len(priors):
+            raise ValueError(
+                f"Models.set_prior: give one prior per parameter (a list each), got {len(names)} "
+                f"parameters and {len(priors)} priors"
+            )
+        wanted = {resolve_parameter_name(self, n, "Models.set_prior"): prior for n, prior in zip(names, priors, strict=True)}
+        return map_parameters(lambda full, p: p.replace(prior=wanted[full]) if full in wanted else p, self)
+
+    def prior_stat_sum(self) -> float:
+        """The summed prior terms ``weight x (-2 ln p(value))`` of the parameters that have a prior
+        (Gammapy's ``models.parameters.prior_stat_sum()``)."""
+        from .prior import prior_stat_sum
+
+        return float(prior_stat_sum(self))
+
     # -- parameters ------------------------------------------------------------------------------
     @property
     def parameters(self) -> tuple[Parameter, ...]:
@@ -367,16 +390,20 @@ class Models(eqx.Module):
         return ParameterVector.from_tree(self)
 
     def parameters_table(self) -> Table:
-        """An astropy Table: model, type, name, value, unit, error, min, max, frozen."""
+        """An astropy Table: model, type, name, value, unit, error, min, max, frozen, prior (the
+        prior's type, "" for none, as Gammapy's)."""
         rows = []
         for full_name, p in iter_parameters(self):
             model, kind = full_name.split(".")[0], full_name.split(".")[1]
             rows.append(
-                (model, kind, p.name, float(np.asarray(p.value)), p.unit, p.error, _nan(p.min), _nan(p.max), p.frozen)
-            )
-        names = ("model", "type", "name", "value", "unit", "error", "min", "max", "frozen")
+                (
+                    model, kind, p.name, float(np.asarray(p.value)), p.unit, p.error, _nan(p.min), _nan(p.max),
+                    p.frozen, prior_type(p),
+                )
+            )  # fmt: skip
+        names = ("model", "type", "name", "value", "unit", "error", "min", "max", "frozen", "prior")
         if not rows:
-            return Table(names=names, dtype=("U1", "U1", "U1", float, "U1", float, float, float, bool))
+            return Table(names=names, dtype=("U1", "U1", "U1", float, "U1", float, float, float, bool, "U1"))
         return Table(rows=rows, names=names)
 
     def __str__(self) -> str:
@@ -397,6 +424,11 @@ class Models(eqx.Module):
         from ..io.models import write_models
 
         write_models(path, self, overwrite=overwrite, full_output=full_output)
+
+
+def prior_type(p: Parameter) -> str:
+    """The type name of a parameter's prior ("" without one), for tables."""
+    return "" if p.prior is None else type(p.prior).__name__
 
 
 def _nan(x: float) -> float:
