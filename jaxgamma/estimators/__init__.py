@@ -3,6 +3,7 @@
 from .asmooth import ASmoothMapEstimator, ASmoothMaps
 from .core import FluxMaps
 from .excess import ExcessMapEstimator
+from .image_profile import ImageProfile, ImageProfileEstimator
 from .lightcurve import LightCurve, LightCurveEstimator
 from .parameter import ParameterEstimator
 from .points import FluxPointsEstimator
@@ -13,4 +14,4 @@ from .ts import TSMapEstimator
 __all__ = [
     "ASmoothMapEstimator",
     "ASmoothMaps",
-    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "FluxProfile", "FluxProfileEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "SensitivityEstimator", "TSMapEstimator"]
+    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "FluxProfile", "FluxProfileEstimator", "ImageProfile", "ImageProfileEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "SensitivityEstimator", "TSMapEstimator"]
