@@ -238,6 +238,16 @@ def test_no_retrace_for_new_values(observations):
     assert len(traces) == 1 and a != b
 
 
+def _assert_structured_equals_dense(fun, x):
+    """The structured value, gradient and Hessian equal the dense ones; returns the dense ones."""
+    structured = jax.jit(value_grad_hessian)(fun, x)
+    dense = jax.jit(dense_value_grad_hessian)(fun, x)
+    assert float(structured[0]) == pytest.approx(float(dense[0]), rel=1e-13)
+    for a, b in zip(structured[1:], dense[1:], strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12 * np.abs(b).max())
+    return dense
+
+
 def test_structured_hessian_equals_the_dense_one():
     """Per-dataset Hessian blocks (shared + own background parameters, one vmap) add up to the
     dense Hessian; with a second free background parameter and an unbatched dataset beside."""
@@ -258,11 +268,7 @@ def test_structured_hessian_equals_the_dense_one():
     assert [g.local_index.shape for g in groups] == [(4, 2)]
     assert "other-bkg.spectral.norm" in [names[i] for i in shared]
     x = jnp.asarray(x0) * (1 + 0.01 * np.cos(np.arange(x0.size)))
-    structured = jax.jit(value_grad_hessian)(fun, x)
-    dense = jax.jit(dense_value_grad_hessian)(fun, x)
-    assert float(structured[0]) == pytest.approx(float(dense[0]), rel=1e-13)
-    for a, b in zip(structured[1:], dense[1:], strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12 * np.abs(b).max())
+    dense = _assert_structured_equals_dense(fun, x)
     assert not np.allclose(np.asarray(dense[2])[np.ix_(groups[0].local_index[:, 0], shared)], 0.0)
 
 
@@ -281,11 +287,7 @@ def test_structured_hessian_includes_the_priors(observations):
     plain, _, _ = make_stat_function(datasets, models)
     assert _local_structure(fun) is not None
     x = jnp.asarray(x0) * (1 + 0.01 * np.cos(np.arange(x0.size)))
-    structured = jax.jit(value_grad_hessian)(fun, x)
-    dense = jax.jit(dense_value_grad_hessian)(fun, x)
-    assert float(structured[0]) == pytest.approx(float(dense[0]), rel=1e-13)
-    for a, b in zip(structured[1:], dense[1:], strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12 * np.abs(b).max())
+    dense = _assert_structured_equals_dense(fun, x)
     without = dense_value_grad_hessian(plain, x)
     expected = np.zeros(len(order))
     for name, prior in zip(names, priors, strict=True):

@@ -90,9 +90,8 @@ class ImageProfileEstimator:
         rad_max = float(corners.separation(self.parameters["center"]).deg.max())
         return Angle(np.arange(0, rad_max, step), "deg")
 
-    def _labels(self, geom: WcsGeom, shape: tuple[int, ...], mask: np.ndarray | None) -> np.ndarray:
+    def _labels(self, geom: WcsGeom, edges: np.ndarray, shape: tuple[int, ...], mask: np.ndarray | None) -> np.ndarray:
         lon, lat = geom.get_coord()
-        edges = self._get_x_edges(geom).deg
         axis = self.parameters["axis"]
         if axis == "lon":
             labels = np.digitize(Angle(lon, "deg").wrap_at("180d").deg, edges)
@@ -156,8 +155,8 @@ class ImageProfileEstimator:
         counts = unit.is_equivalent(_COUNTS)
         if counts:
             err = np.sqrt(data)
-        labels = self._labels(geom, data.shape, mask)
         edges = self._get_x_edges(geom)
+        labels = self._labels(geom, edges.deg, data.shape, mask)
         index = np.arange(1, len(edges))
         profile_err = None
         if self.parameters["method"] == "sum":
