@@ -11,6 +11,22 @@ import pytest
 import jaxgamma  # noqa: F401  (enables float64 before any test builds arrays)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module. Every loaded XLA CPU executable keeps
+    memory mappings; the whole suite in one process compiles thousands of programs and reached the
+    kernel's per-process limit (vm.max_map_count, 65530) near its end, where XLA aborted the process
+    while loading the next program (test_ts_map). Module-scoped fixtures are unaffected (values,
+    not programs); a later module recompiles what it needs (or reads it from the persistent cache)."""
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+
+
 def gammapy_data_path() -> Path | None:
     path = os.environ.get("GAMMAPY_DATA")
     return Path(path) if path and Path(path).is_dir() else None
