@@ -14,7 +14,7 @@ to low longitude, ``x_min`` > ``x_max``, as Gammapy's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import astropy.units as u
 import numpy as np
@@ -23,17 +23,11 @@ from astropy.coordinates import Angle, SkyCoord
 from astropy.table import Table
 
 from ..geom import WcsGeom
+from ..units import parse_unit
 
 __all__ = ["ImageProfile", "ImageProfileEstimator"]
 
 _COUNTS = u.Unit("ct")
-
-
-def _unit(value: Any, what: str) -> u.UnitBase:
-    try:
-        return u.Unit(value if value is not None else "")
-    except (ValueError, TypeError):
-        raise ValueError(f"{what}: cannot read unit {value!r}") from None
 
 
 class ImageProfileEstimator:
@@ -98,8 +92,9 @@ class ImageProfileEstimator:
         elif axis == "lat":
             labels = np.digitize(lat, edges)
         else:
-            pixels = SkyCoord(lon, lat, unit="deg", frame=geom.frame)
-            labels = np.digitize(pixels.separation(self.parameters["center"]).deg, edges)
+            center = cast(SkyCoord, self.parameters["center"])
+            sep = geom.separation(center.data.lon.deg, center.data.lat.deg, frame=center.frame.name)
+            labels = np.digitize(sep, edges)
         labels = np.broadcast_to(labels, shape).copy()
         if mask is not None:
             labels[mask] = 0  # Gammapy: masked pixels go to the background label
@@ -138,7 +133,10 @@ class ImageProfileEstimator:
         shape = tuple(geom.data_shape)
         if data.shape != shape and data.shape != shape[-2:]:
             raise ValueError(f"ImageProfileEstimator.run: image has shape {data.shape}, the geometry {shape}")
-        unit = _unit(unit, "ImageProfileEstimator.run")
+        try:
+            unit = parse_unit(unit)
+        except (ValueError, TypeError):
+            raise ValueError(f"ImageProfileEstimator.run: cannot read unit {unit!r}") from None
         err = None
         if image_err is not None:
             err = np.asarray(image_err, dtype=np.float64)
