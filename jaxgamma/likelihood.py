@@ -30,6 +30,7 @@ from .datasets.core import Dataset, DatasetPlan, Datasets, _as_models
 from .models.prior import has_priors, prior_stat_sum
 from .models.sky import Models
 from .parameters import ParameterVector, map_parameters
+from .stats import penalty_stat_sum
 
 __all__ = [
     "dense_value_grad_hessian",
@@ -78,9 +79,14 @@ def _joint_stat_impl(plans: tuple[DatasetPlan, ...], models: Any) -> Any:
     return total
 
 
+def _regularization(models: Any) -> Any:
+    # the parameters' priors and the models' penalties (Gammapy's Datasets.stat_sum adds both)
+    return prior_stat_sum(models) + penalty_stat_sum(models)
+
+
 def _total_stat(plans: tuple[DatasetPlan, ...], models: Any) -> Any:
-    # Gammapy's Datasets.stat_sum: the likelihood terms plus the parameters' priors
-    return _joint_stat_impl(plans, models) + prior_stat_sum(models)
+    # Gammapy's Datasets.stat_sum: the likelihood terms plus the priors and penalties
+    return _joint_stat_impl(plans, models) + _regularization(models)
 
 
 @eqx.filter_jit
@@ -126,7 +132,7 @@ def clean_models(models: Any) -> Models:
     models of batched datasets from stacking."""
     models = _as_models(models)
     stripped = map_parameters(lambda _, p: p if p.error == 0 else p.replace(error=0.0), models)
-    return Models(stripped.models, covariance=None)
+    return Models(stripped.models, covariance=None, penalties=models.penalties)
 
 
 def make_stat_function(
@@ -251,8 +257,9 @@ def value_grad_hessian(fun: Any, x: jax.Array) -> tuple[jax.Array, jax.Array, ja
     value, g_shared, h_shared = dense_value_grad_hessian(others_stat, x[shared])
     grad = jnp.zeros(n).at[shared].add(g_shared)
     hess = jnp.zeros((n, n)).at[shared[:, None], shared[None, :]].add(h_shared)
-    if has_priors(models):  # the prior terms of every parameter (a background norm's included)
-        v_p, g_p, h_p = dense_value_grad_hessian(lambda v: prior_stat_sum(vector.unflatten(v, models)), x)
+    if has_priors(models) or bool(getattr(models, "penalties", ())):
+        # the prior terms of every parameter (a background norm's included) and the penalties
+        v_p, g_p, h_p = dense_value_grad_hessian(lambda v: _regularization(vector.unflatten(v, models)), x)
         value, grad, hess = value + v_p, grad + g_p, hess + h_p
     current = vector.unflatten(x, models)
     for group in groups:

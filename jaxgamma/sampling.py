@@ -29,6 +29,7 @@ import numpy as np
 from astropy.table import Table
 
 from .fit.optimize import saturation_limits
+from .fit.result import FitResult
 from .likelihood import clean_models, make_stat_function
 from .parameters import BoundTransform, ParameterVector, scale10
 
@@ -100,8 +101,9 @@ def log_density(
     The unconstrained coordinates are the parameters divided by the power of ten of their
     posterior width (or of their value, when larger) and mapped through their bounds.
     """
-    fit_result = models if hasattr(models, "covariance") and hasattr(models, "parameter_names") else None
-    models = getattr(models, "models", models)  # a FitResult
+    fit_result = models if isinstance(models, FitResult) else None
+    if fit_result is not None:
+        models = fit_result.models
     if models is None:
         raise ValueError("log_density: the fit result has no models (the fit failed before any step)")
     clean = clean_models(models)

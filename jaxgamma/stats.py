@@ -7,10 +7,14 @@ Each statistic is ``-2 ln L`` up to terms independent of the model.
 :class:`CashCountsStatistic` and :class:`WStatCountsStatistic` are Gammapy's counts statistics
 (excess, TS, significance, errors, upper limits and sensitivity of counts in bins, as the excess
 map estimator uses them), vectorised in numpy over any array shape.
+
+:class:`GaussianPriorPenalty` is Gammapy's penalty on several parameters (multivariate Gaussian,
+L2 / ridge, finite-difference smoothness), set on the models with ``Models.set_penalties``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -21,6 +25,8 @@ from jax.scipy.special import erfc
 __all__ = [
     "TRUNCATION_VALUE",
     "CashCountsStatistic",
+    "FitStatisticPenalty",
+    "GaussianPriorPenalty",
     "WStatCountsStatistic",
     "apply_threshold_sensitivity",
     "cash",
@@ -28,6 +34,7 @@ __all__ = [
     "chi2",
     "chi2_asymmetric",
     "masked_sum",
+    "penalty_stat_sum",
     "sigma_to_ts",
     "ts_to_sigma",
     "wstat",
@@ -436,3 +443,211 @@ def ts_to_sigma(ts: Any, df: int = 1, ts_asimov: Any = 0.0) -> Any:
 
     p_value = ncx2.sf(ts, df=df, nc=ts_asimov)
     return np.sqrt(ncx2.isf(p_value, df=1, nc=ts_asimov))
+
+
+# -- penalties ---------------------------------------------------------------------------------------
+
+
+def _penalty_parameter_names(parameters: Any, owner: str) -> tuple[str, ...]:
+    """Names from a sequence of names or Parameter objects (or one of either)."""
+    if isinstance(parameters, str) or hasattr(parameters, "name"):
+        parameters = [parameters]
+    names = []
+    for p in parameters:
+        name = p if isinstance(p, str) else getattr(p, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{owner}: parameters are given as names or Parameter objects, got {p!r}")
+        names.append(name)
+    if not names:
+        raise ValueError(f"{owner}: give at least one parameter")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{owner}: parameters repeated: {repeated}")
+    return tuple(names)
+
+
+def _frozen_array(values: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    try:
+        array = np.array(np.broadcast_to(np.asarray(values, dtype=np.float64), shape))
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numbers of shape {shape}, got {values!r}") from None
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what} must be finite, got {array.tolist()}")
+    array.flags.writeable = False
+    return array
+
+
+class FitStatisticPenalty:
+    """Base of the fit-statistic penalties (Gammapy's ``gammapy.stats.FitStatisticPenalty``): a term
+    of several parameters added to the joint statistic of every fit once set on the models with
+    :meth:`Models.set_penalties <jaxgamma.models.Models.set_penalties>`.
+
+    ``penalty(values)`` is the term for the parameters' values (a jnp vector in the order of
+    ``penalty.parameters``, canonical units), ``penalty.stat_sum(models)`` the term for the values
+    the parameters have in ``models``. Penalties are immutable and hashable (static metadata of
+    the models: changing one recompiles a fit).
+    """
+
+    parameters: tuple[str, ...]
+    lambda_: float
+
+    def __call__(self, values: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _key(self) -> tuple[Any, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self._key()))
+
+    def with_parameter_names(self, names: Sequence[str]) -> FitStatisticPenalty:  # pragma: no cover - abstract
+        """The same penalty on parameters renamed ``names`` (same order)."""
+        raise NotImplementedError
+
+    def values(self, models: Any) -> Any:
+        """The parameters' values in ``models`` (jnp vector, order of ``parameters``); a clear
+        ``KeyError`` for a parameter ``models`` does not hold."""
+        from .parameters import iter_parameters
+
+        by_name = {name: p.value for name, p in iter_parameters(models)}
+        missing = [n for n in self.parameters if n not in by_name]
+        if missing:
+            raise KeyError(
+                f"{type(self).__name__}: parameters {missing} are not in the models (set penalties with "
+                f"Models.set_penalties, which resolves names; models' parameters: {sorted(by_name)})"
+            )
+        return jnp.stack([jnp.asarray(by_name[n], dtype=jnp.float64) for n in self.parameters])
+
+    def stat_sum(self, models: Any) -> float:
+        """The penalty term for the values of its parameters in ``models`` (Gammapy's
+        ``penalty.stat_sum()``, which reads the parameters' current values)."""
+        return float(self(self.values(models)))
+
+
+class GaussianPriorPenalty(FitStatisticPenalty):
+    r"""A multivariate Gaussian prior on several parameters (Gammapy's ``GaussianPriorPenalty``):
+
+    .. math:: \lambda\, (x - \mu)^T C^{-1} (x - \mu)
+
+    Parameters
+    ----------
+    parameters : sequence of str or Parameter
+        The parameters: full names (``"crab.spectral.norm_0"``), unique suffixes (resolved by
+        ``Models.set_penalties``), or Parameter objects (their names).
+    mean : array, optional
+        The prior means, one per parameter, in the parameters' canonical units (default zeros).
+    covariance : array, optional
+        The prior covariance matrix (default the identity: Gammapy's L2 / ridge penalty).
+    lambda\_ : float
+        The penalty strength (default 1).
+    """
+
+    def __init__(self, parameters: Any, mean: Any = None, covariance: Any = None, lambda_: float = 1.0):
+        owner = type(self).__name__
+        names = _penalty_parameter_names(parameters, owner)
+        n = len(names)
+        covariance = np.eye(n) if covariance is None else covariance
+        covariance = _frozen_array(covariance, (n, n), f"{owner}: covariance (one row and column per parameter)")
+        try:
+            precision = np.linalg.inv(covariance)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"{owner}: the covariance matrix is singular: {covariance.tolist()}") from None
+        self._init(names, mean, covariance, precision, lambda_)
+
+    def _init(self, names: tuple[str, ...], mean: Any, covariance: np.ndarray, precision: np.ndarray, lambda_: float) -> None:
+        owner = type(self).__name__
+        n = len(names)
+        lam = float(_frozen_array(lambda_, (), f"{owner}: lambda_"))
+        if lam < 0:
+            raise ValueError(f"{owner}: lambda_ must be >= 0 (a penalty), got {lam}")
+        precision = np.array(precision, dtype=np.float64)
+        precision.flags.writeable = False
+        self.parameters = names
+        self.mean = _frozen_array(np.zeros(n) if mean is None else mean, (n,), f"{owner}: mean (one per parameter)")
+        self.covariance = covariance
+        self.precision = precision
+        self.lambda_ = lam
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.parameters, self.mean.tobytes(), self.covariance.tobytes(), self.precision.tobytes(), self.lambda_)
+
+    def __call__(self, values: Any) -> Any:
+        delta = jnp.asarray(values) - jnp.asarray(self.mean)
+        return self.lambda_ * jnp.dot(delta, jnp.asarray(self.precision) @ delta)
+
+    def with_parameter_names(self, names: Sequence[str]) -> GaussianPriorPenalty:
+        names = _penalty_parameter_names(list(names), type(self).__name__)
+        if len(names) != len(self.parameters):
+            raise ValueError(f"{type(self).__name__}: {len(names)} names for {len(self.parameters)} parameters")
+        new = object.__new__(type(self))
+        new._init(names, self.mean, self.covariance, self.precision, self.lambda_)
+        return new
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(parameters={list(self.parameters)}, lambda_={self.lambda_})"
+
+    @classmethod
+    def from_precision(cls, parameters: Any, precision: Any, mean: Any = None, lambda_: float = 1.0) -> GaussianPriorPenalty:
+        """From the precision matrix (inverse covariance), kept as given."""
+        owner = cls.__name__
+        names = _penalty_parameter_names(parameters, owner)
+        n = len(names)
+        precision = _frozen_array(precision, (n, n), f"{owner}: precision (one row and column per parameter)")
+        try:
+            covariance = np.linalg.inv(precision)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"{owner}: the precision matrix is singular: {precision.tolist()}") from None
+        covariance.flags.writeable = False
+        new = object.__new__(cls)
+        new._init(names, mean, covariance, precision, lambda_)
+        return new
+
+    @classmethod
+    def from_diagonal(cls, parameters: Any, sigma: Any, mean: Any = None, lambda_: float = 1.0) -> GaussianPriorPenalty:
+        """Independent Gaussians: standard deviations ``sigma`` (one, or one per parameter)."""
+        names = _penalty_parameter_names(parameters, cls.__name__)
+        sigma = _frozen_array(sigma, (len(names),), f"{cls.__name__}: sigma")
+        if np.any(sigma <= 0):
+            raise ValueError(f"{cls.__name__}: sigma must be > 0, got {sigma.tolist()}")
+        mean = np.broadcast_to(0.0 if mean is None else mean, (len(names),))
+        return cls(names, mean=mean, covariance=np.diag(sigma**2), lambda_=lambda_)
+
+    @classmethod
+    def L2_penalty(cls, parameters: Any, mean: Any = None, lambda_: float = 1.0) -> GaussianPriorPenalty:
+        """Ridge regularization: ``lambda_ x sum (x_i - mean_i)^2``."""
+        return cls.from_diagonal(parameters, sigma=1.0, mean=mean, lambda_=lambda_)
+
+    @classmethod
+    def SmoothnessPenalty(cls, parameters: Any, mean: Any = None, lambda_: float = 1.0) -> GaussianPriorPenalty:
+        """Finite-difference smoothness: precision ``tridiag(-1, 2, -1)`` (Gammapy's), i.e.
+        ``lambda_ x (d_0^2 + sum (d_i - d_i+1)^2 + d_n-1^2)`` of ``d = x - mean``."""
+        names = _penalty_parameter_names(parameters, cls.__name__)
+        n = len(names)
+        if n < 2:
+            raise ValueError(f"{cls.__name__}.SmoothnessPenalty: needs at least two parameters, got {list(names)}")
+        precision = 2.0 * np.eye(n) - np.eye(n, k=1) - np.eye(n, k=-1)
+        return cls.from_precision(names, precision, mean=mean, lambda_=lambda_)
+
+    @classmethod
+    def from_method(cls, parameters: Any, method: str, **method_kwargs: Any) -> GaussianPriorPenalty:
+        """``method`` "precision", "diagonal", "smoothness" or "L2" (Gammapy's ``from_method``)."""
+        makers: dict[str, Any] = {
+            "precision": cls.from_precision,
+            "diagonal": cls.from_diagonal,
+            "smoothness": cls.SmoothnessPenalty,
+            "L2": cls.L2_penalty,
+        }
+        if method not in makers:
+            raise ValueError(f"{cls.__name__}.from_method: method must be one of {sorted(makers)}, got {method!r}")
+        return makers[method](parameters, **method_kwargs)
+
+
+def penalty_stat_sum(models: Any) -> Any:
+    """The summed terms of the penalties set on ``models`` (jnp scalar; 0 without any)."""
+    total = jnp.asarray(0.0)
+    for penalty in getattr(models, "penalties", ()):
+        total = total + penalty(penalty.values(models))
+    return total

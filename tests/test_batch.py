@@ -297,6 +297,30 @@ def test_structured_hessian_includes_the_priors(observations):
     assert float(dense[0]) == pytest.approx(float(without[0]) + prior_sum, rel=1e-12)
 
 
+def test_structured_hessian_includes_the_penalties(observations):
+    """A smoothness penalty tying the datasets' own background norms to each other: the per-dataset
+    blocks plus the penalty's dense terms equal the dense Hessian, which gains 2 lambda Q, cross-dataset
+    entries included."""
+    from jaxgamma.stats import GaussianPriorPenalty
+
+    datasets, models = observations
+    names = [f"obs-{k}-bkg.spectral.norm" for k in range(4)]
+    penalty = GaussianPriorPenalty.SmoothnessPenalty(names, mean=np.ones(4), lambda_=40.0)
+    fun, x0, order = make_stat_function(datasets, models.set_penalties(penalty))
+    plain, _, _ = make_stat_function(datasets, models)
+    assert _local_structure(fun) is not None
+    x = jnp.asarray(x0) * (1 + 0.01 * np.cos(np.arange(x0.size)))
+    dense = _assert_structured_equals_dense(fun, x)
+    without = dense_value_grad_hessian(plain, x)
+    index = [order.index(n) for n in names]
+    added = np.asarray(dense[2]) - np.asarray(without[2])
+    np.testing.assert_allclose(added[np.ix_(index, index)], 2 * 40.0 * penalty.precision, rtol=1e-9, atol=1e-6)
+    outside = np.ones(added.shape, dtype=bool)
+    outside[np.ix_(index, index)] = False
+    np.testing.assert_allclose(added[outside], 0.0, atol=1e-9 * np.abs(np.asarray(without[2])).max())
+    assert float(dense[0]) == pytest.approx(float(without[0]) + float(penalty(x[np.array(index)])), rel=1e-12)
+
+
 def test_spectra_of_one_structure_are_stacked():
     """ON/OFF spectra of runs reduced alike (and flux points) stack into one vmapped plan; the
     statistic, gradient and Hessian are those of the datasets one by one."""

@@ -453,7 +453,7 @@ class Analysis:
         log.info("Reading model.")
         models = _as_models(models)
         if extend and self._models is not None:
-            models = Models(list(models) + list(self._models))
+            models = models + self._models  # both collections' penalties kept
         background_for = {m.dataset_name for m in models if isinstance(m, FoVBackgroundModel)}
         missing = [
             FoVBackgroundModel(dataset_name=d.name)
@@ -461,7 +461,7 @@ class Analysis:
             if type(d) is MapDataset and d.name not in background_for
         ]
         if missing:
-            models = Models(list(models) + missing)
+            models = models + Models(missing)
         unknown = sorted(
             {
                 n

@@ -281,10 +281,14 @@ class Datasets:
 
     def stat_sum(self, models: Any) -> float:
         """The joint statistic: the datasets' ``stat_sum`` plus the prior terms of parameters that
-        have a prior (Gammapy's ``Datasets.stat_sum``; a single dataset's has none)."""
+        have a prior and the models' penalties (Gammapy's ``Datasets.stat_sum``; a single
+        dataset's has neither)."""
         from ..models.prior import prior_stat_sum
+        from ..stats import penalty_stat_sum
 
-        return float(sum(d.stat_sum(models) for d in self._datasets) + prior_stat_sum(_as_models(models)))
+        models = _as_models(models)
+        extra = prior_stat_sum(models) + penalty_stat_sum(models)
+        return float(sum(d.stat_sum(models) for d in self._datasets) + extra)
 
     @property
     def energy_ranges(self) -> tuple[Any, Any]:

@@ -1002,6 +1002,13 @@ def write_models(path: Any, models: Any, overwrite: bool = False, full_output: b
     """
     models = Models(models)
     path = _base(path)
+    if models.penalties:
+        log.warning(
+            "%s: the models' %d penalties are not written (Gammapy's models YAML has no place for them); "
+            "set them again with Models.set_penalties after reading",
+            path,
+            len(models.penalties),
+        )
     context = YamlContext(origin=f"models file {str(path)!r}", base=path.parent, full_output=full_output)
     write_cov = models.covariance is not None and len(models.parameters) > 0
     cov_path = path.with_name(path.stem + "_covariance.dat") if write_cov else None

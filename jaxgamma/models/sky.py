@@ -289,10 +289,15 @@ class Models(eqx.Module):
 
     models: tuple[Any, ...]
     covariance: Covariance | None = eqx.field(static=True)
+    penalties: tuple[Any, ...] = eqx.field(static=True)
 
-    def __init__(self, models: Any = (), covariance: Covariance | None = None):
+    def __init__(self, models: Any = (), covariance: Covariance | None = None, penalties: Any = None):
+        """``models``: sky and background models (or a Models); ``covariance``: their parameters'
+        covariance; ``penalties``: :class:`~jaxgamma.stats.GaussianPriorPenalty` terms added to the
+        joint statistic (see :meth:`set_penalties`)."""
         if isinstance(models, Models):
             covariance = covariance if covariance is not None else models.covariance
+            penalties = penalties if penalties is not None else models.penalties
             models = models.models
         elif isinstance(models, (SkyModel, FoVBackgroundModel)):
             models = (models,)
@@ -306,6 +311,7 @@ class Models(eqx.Module):
             raise ValueError(f"model names must be unique, repeated: {duplicates}")
         self.models = models
         self.covariance = covariance
+        self.penalties = _check_penalties(penalties, self)
 
     # -- container protocol ----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -326,7 +332,8 @@ class Models(eqx.Module):
         return key in self.names
 
     def __add__(self, other: Any) -> Models:
-        return Models(self.models + tuple(Models(other).models))
+        other = Models(other)
+        return Models(self.models + other.models, penalties=self.penalties + other.penalties)
 
     @property
     def names(self) -> list[str]:
@@ -344,14 +351,22 @@ class Models(eqx.Module):
             raise KeyError(f"no model named {name!r}; models: {self.names}")
         models = list(self.models)
         models[index] = model
-        return Models(models, covariance=self.covariance)
+        return Models(models, covariance=self.covariance, penalties=self.penalties)
 
     def select(self, dataset_name: str) -> Models:
-        """The models that apply to one dataset."""
+        """The models that apply to one dataset (without penalties: those are joint terms, as
+        Gammapy's, added by ``Datasets.stat_sum`` and every fit, not by one dataset's statistic)."""
         return Models([m for m in self.models if m.applies_to(dataset_name)])
 
     def with_covariance(self, covariance: Covariance | None) -> Models:
-        return Models(self.models, covariance=covariance)
+        return Models(self.models, covariance=covariance, penalties=self.penalties)
+
+    def set_penalties(self, penalties: Any) -> Models:
+        """A new collection with ``penalties`` (a :class:`~jaxgamma.stats.GaussianPriorPenalty`, a
+        list of them, or None to remove all) added to the joint statistic of every fit (Gammapy's
+        ``Models.set_penalties``, which replaces the list). The penalties' parameters (full names,
+        unique suffixes or Parameter objects) are resolved against this collection here."""
+        return Models(self.models, covariance=self.covariance, penalties=() if penalties is None else penalties)
 
     def set_prior(self, parameters: Iterable[str], priors: Iterable[Any]) -> Models:
         """A new collection with ``priors`` set on ``parameters`` (Gammapy's ``Models.set_prior``).
@@ -424,6 +439,24 @@ class Models(eqx.Module):
         from ..io.models import write_models
 
         write_models(path, self, overwrite=overwrite, full_output=full_output)
+
+
+def _check_penalties(penalties: Any, models: Models) -> tuple[Any, ...]:
+    """The penalties as a tuple, their parameter names resolved against ``models`` (full names or
+    unique suffixes; a clear error for a parameter the models do not hold)."""
+    if penalties is None:
+        return ()
+    from ..stats import FitStatisticPenalty
+
+    penalties = (penalties,) if isinstance(penalties, FitStatisticPenalty) else tuple(penalties)
+    resolved = []
+    for penalty in penalties:
+        if not isinstance(penalty, FitStatisticPenalty):
+            raise TypeError(f"Models: penalties are FitStatisticPenalty instances, got {penalty!r}")
+        owner = f"Models: {type(penalty).__name__}"
+        names = [resolve_parameter_name(Models(models.models), n, owner) for n in penalty.parameters]
+        resolved.append(penalty if tuple(names) == penalty.parameters else penalty.with_parameter_names(names))
+    return tuple(resolved)
 
 
 def prior_type(p: Parameter) -> str:
