@@ -277,6 +277,144 @@ class SpectralModel(ModelBase):
             return u.Quantity(value, parse_unit(self.dnde_unit) * u.TeV**2)
         return self.energy_flux_array(energy_min, energy_max)
 
+    # errors, index, pivot, inverse, plots (Gammapy's SpectralModel methods) ---------------------------
+    def sample_parameters_from_covariance(
+        self, covariance: Any, n_samples: int = 1000, random_state: Any = 42
+    ) -> np.ndarray:
+        """Parameter samples ``(n_samples, n_parameters)`` (the model's order, all parameters,
+        canonical units) from the multivariate normal of ``covariance`` (a Covariance such as
+        ``result.covariance_of("crab")``, or a matrix), as Gammapy's with ``free_only=False``."""
+        from ._spectral_tools import sample_parameters
+
+        return sample_parameters(self, covariance, n_samples, random_state)
+
+    def _errors(self, fn: Any, covariance: Any, n_samples: int, random_state: Any, samples: Any) -> np.ndarray:
+        from ._spectral_tools import propagate
+
+        return propagate(self, fn, covariance, n_samples, random_state, samples)
+
+    def evaluate_error(
+        self, energy: Any, covariance: Any, n_samples: int = 3500, random_state: Any = 42, samples: Any = None
+    ) -> Any:
+        """``[dnde, dnde_errn, dnde_errp]`` at ``energy``: the median and 1-sigma percentile
+        distances of dN/dE over parameter samples (``n_samples`` per parameter; Gammapy's
+        ``evaluate_error``, same sampling). A Quantity energy gives a Quantity."""
+        from ._spectral_tools import _energy_tev
+
+        energy_tev = jnp.asarray(_energy_tev(energy))
+        out = self._errors(lambda m: m.dnde(energy_tev), covariance, n_samples, random_state, samples)
+        return u.Quantity(out, parse_unit(self.dnde_unit)) if _is_quantity(energy) else out
+
+    def integral_error(
+        self, energy_min: Any, energy_max: Any, covariance: Any, n_samples: int = 3500, random_state: Any = 42,
+        samples: Any = None,
+    ) -> Any:  # fmt: skip
+        """``[flux, flux_errn, flux_errp]`` between the energy bounds over parameter samples
+        (Gammapy's ``integral_error``: each sample integrated with its log-log trapezoid)."""
+        from ._spectral_tools import _energy_tev, numeric_integral
+
+        lo, hi = _energy_tev(energy_min), _energy_tev(energy_max)
+        out = self._errors(lambda m: numeric_integral(m, lo, hi), covariance, n_samples, random_state, samples)
+        quantity = _is_quantity(energy_min, energy_max)
+        return u.Quantity(out, parse_unit(self.dnde_unit) * u.TeV) if quantity else out
+
+    def energy_flux_error(
+        self, energy_min: Any, energy_max: Any, covariance: Any, n_samples: int = 3500, random_state: Any = 42,
+        samples: Any = None,
+    ) -> Any:  # fmt: skip
+        """``[eflux, eflux_errn, eflux_errp]`` between the energy bounds over parameter samples
+        (Gammapy's ``energy_flux_error``)."""
+        from ._spectral_tools import _energy_tev, numeric_integral
+
+        lo, hi = _energy_tev(energy_min), _energy_tev(energy_max)
+        out = self._errors(
+            lambda m: numeric_integral(m, lo, hi, energy_flux=True), covariance, n_samples, random_state, samples
+        )
+        quantity = _is_quantity(energy_min, energy_max)
+        return u.Quantity(out, parse_unit(self.dnde_unit) * u.TeV**2) if quantity else out
+
+    def spectral_index(self, energy: Any, epsilon: float | None = None) -> Any:
+        """The local index ``-d ln(dN/dE) / d ln E`` at ``energy``: exact (a forward-mode
+        derivative) by default; with ``epsilon``, Gammapy's finite difference
+        ``ln(f(E) / f(E (1 + epsilon))) / ln(1 + epsilon)`` (Gammapy's default epsilon is 1e-5)."""
+        from ._spectral_tools import spectral_index
+
+        return spectral_index(self, energy, epsilon)
+
+    def spectral_index_error(
+        self, energy: Any, covariance: Any, n_samples: int = 3500, random_state: Any = 42, samples: Any = None
+    ) -> np.ndarray:
+        """``[index, index_errn, index_errp]`` at ``energy`` over parameter samples (Gammapy's
+        ``spectral_index_error``; the index of each sample exact)."""
+        from ._spectral_tools import _energy_tev, log_slope
+
+        energy_tev = jnp.asarray(_energy_tev(energy))
+        return self._errors(lambda m: log_slope(m, energy_tev), covariance, n_samples, random_state, samples)
+
+    def pivot_energy(self, covariance: Any) -> u.Quantity:
+        """The decorrelation energy: where the relative error of dN/dE is smallest, searched in
+        ``reference x e^(+-3)`` as Gammapy does; the error from first-order propagation with the
+        exact Jacobian (Gammapy's from 500 samples per parameter, so it scatters by ~1 %)."""
+        from ._spectral_tools import pivot_energy
+
+        return pivot_energy(self, covariance)
+
+    def inverse(self, value: Any, energy_min: Any = "0.1 TeV", energy_max: Any = "100 TeV") -> u.Quantity:
+        """The energies at which dN/dE equals ``value`` (Gammapy's ``inverse``: roots bracketed on
+        100 log bins, Brent's method; ``[nan]`` without one)."""
+        from ._spectral_tools import inverse
+
+        return inverse(self, value, energy_min, energy_max)
+
+    def inverse_all(self, values: Any, energy_min: Any = "0.1 TeV", energy_max: Any = "100 TeV") -> list[u.Quantity]:
+        """:meth:`inverse` of each of ``values``."""
+        values = values if isinstance(values, u.Quantity) and values.isscalar is False else np.atleast_1d(values)
+        return [self.inverse(v, energy_min, energy_max) for v in values]
+
+    def reference_fluxes(self, energy_axis: Any) -> dict[str, u.Quantity]:
+        """Gammapy's ``reference_fluxes``: e_ref, e_min, e_max, ref_dnde, ref_flux, ref_eflux,
+        ref_e2dnde of the model over an energy axis (a MapAxis)."""
+        energy = u.Quantity(energy_axis.center, energy_axis.unit).to(u.TeV)
+        edges = u.Quantity(energy_axis.edges, energy_axis.unit).to(u.TeV)
+        e_min, e_max = edges[:-1], edges[1:]
+        return {
+            "e_ref": energy,
+            "e_min": e_min,
+            "e_max": e_max,
+            "ref_dnde": self(energy),
+            "ref_flux": self.integral(e_min, e_max),
+            "ref_eflux": self.energy_flux(e_min, e_max),
+            "ref_e2dnde": self(energy) * energy**2,
+        }
+
+    def plot(
+        self, energy_bounds: Any, ax: Any = None, sed_type: str = "dnde", energy_power: int = 0, n_points: int = 100,
+        **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """Plot the model's SED (Gammapy's ``SpectralModel.plot``): ``sed_type`` "dnde", "e2dnde",
+        "flux" or "eflux" (norm models: "norm") at the centres of ``n_points`` log bins between the
+        two ``energy_bounds`` (or the bins of an energy MapAxis), times ``E^energy_power``, in
+        Gammapy's default units (cm-2 s-1 TeV-1, erg cm-2 s-1, cm-2 s-1, erg cm-2 s-1, times
+        TeV^energy_power), log-log axes. Keyword arguments go to ``ax.plot``. Returns the axes."""
+        from ._spectral_tools import plot
+
+        return plot(self, energy_bounds, ax, sed_type, energy_power, n_points, **kwargs)
+
+    def plot_error(
+        self, energy_bounds: Any, covariance: Any, ax: Any = None, sed_type: str = "dnde", energy_power: int = 0,
+        n_points: int = 100, n_samples: int = 3500, random_state: Any = 42, samples: Any = None, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """Plot the model's error band (Gammapy's ``SpectralModel.plot_error``): median -errn /
+        +errp of the SED over parameter samples of ``covariance`` (e.g.
+        ``result.covariance_of("crab")``), in :meth:`plot`'s units; keyword arguments go to
+        ``fill_between`` (default black, alpha 0.2)."""
+        from ._spectral_tools import plot_error
+
+        return plot_error(
+            self, energy_bounds, covariance, ax, sed_type, energy_power, n_points, n_samples, random_state, samples,
+            **kwargs,
+        )  # fmt: skip
+
     # compound models --------------------------------------------------------------------------------
     # As in Gammapy, a number added or subtracted becomes a ConstantSpectralModel (in cm-2 s-1 TeV-1).
     def __add__(self, other: Any) -> SpectralModel:
