@@ -1,5 +1,6 @@
 """Gammapy's SpectralModel extras: plot / plot_error, evaluate_error, integral_error,
-energy_flux_error, spectral_index(_error), pivot_energy, inverse, reference_fluxes.
+energy_flux_error, spectral_index(_error), pivot_energy, inverse, reference_fluxes; and
+FluxPoints.plot.
 
 Given the same parameter samples, the errors must equal Gammapy's; our own samples must have the
 covariance asked for (also where Gammapy's draws lose a correlated amplitude's variance), and the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 
 import astropy.units as u
 import jax
@@ -88,7 +90,7 @@ def test_plot_and_plot_error_draw_gammapys_curves(sed_type, energy_power):
         band_ours = ax_ours.collections[0].get_paths()[0].vertices
         band_theirs = ax_theirs.collections[0].get_paths()[0].vertices
         np.testing.assert_allclose(band_ours, band_theirs, rtol=1e-10)
-        assert ax_ours.get_ylabel() == ax_theirs.get_ylabel()
+        assert (ax_ours.get_xlabel(), ax_ours.get_ylabel()) == (ax_theirs.get_xlabel(), ax_theirs.get_ylabel())
         assert ax_ours.get_xscale() == ax_theirs.get_xscale() == "log"
     finally:
         plt.close(fig)
@@ -107,6 +109,86 @@ def test_norm_model_plot_and_energy_axis_bounds():
         np.testing.assert_allclose(ax_ours.lines[0].get_xydata(), ax_theirs.lines[0].get_xydata(), rtol=1e-12)
         assert ax_ours.get_ylabel() == ax_theirs.get_ylabel()
         assert ax_ours.get_ylabel().startswith("norm")
+    finally:
+        plt.close(fig)
+
+
+def _flux_point_segments(ax) -> list[np.ndarray]:
+    return [seg for collection in ax.collections for seg in collection.get_segments()]
+
+
+def _flux_points_table():
+    from astropy.table import Table
+
+    e_edges = np.geomspace(0.5, 40.0, 6)
+    table = Table()
+    table["e_min"], table["e_max"] = e_edges[:-1] * u.TeV, e_edges[1:] * u.TeV
+    e_ref = np.sqrt(e_edges[:-1] * e_edges[1:])
+    dnde = 3e-11 * e_ref**-2.6
+    table["dnde"] = dnde * u.Unit("cm-2 s-1 TeV-1")
+    table["dnde_errn"] = 0.10 * dnde * u.Unit("cm-2 s-1 TeV-1")
+    table["dnde_errp"] = 0.14 * dnde * u.Unit("cm-2 s-1 TeV-1")
+    table["dnde_ul"] = 2.5 * dnde * u.Unit("cm-2 s-1 TeV-1")
+    table["is_ul"] = [False, False, False, True, True]
+    table.meta["SED_TYPE"] = "dnde"
+    return table
+
+
+@needs_gammapy
+@pytest.mark.parametrize(("sed_type", "energy_power"), [(None, 0), ("e2dnde", 0), ("flux", 2), ("eflux", 0), ("dnde", 2)])
+def test_flux_points_plot_draws_gammapys_points(gammapy_data, sed_type, energy_power):
+    """HAWC's points (symmetric errors, ULs by TS) and a table with asymmetric errors and upper
+    limits: the same points, error bars (energy bins, errn / errp, ULs at the UL with half-length
+    arrows), labels and limits as Gammapy's FluxPoints.plot."""
+    from gammapy.estimators import FluxPoints as GFluxPoints
+
+    from jaxgamma.datasets.flux_points import FluxPoints
+
+    path = gammapy_data / "hawc" / "crab_flux" / "HAWC19_flux_points.fits"
+    table = _flux_points_table()
+    for ours, theirs in (
+        (FluxPoints.read(path), GFluxPoints.read(path)),
+        (FluxPoints.from_table(table), GFluxPoints.from_table(table)),
+    ):
+        fig, (ax_ours, ax_theirs) = plt.subplots(1, 2)
+        try:
+            ours.plot(ax=ax_ours, sed_type=sed_type, energy_power=energy_power)
+            with warnings.catch_warnings():  # Gammapy's own (a 0 / 0 in its eflux of the HAWC points)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                theirs.plot(ax=ax_theirs, sed_type=sed_type, energy_power=energy_power)
+            np.testing.assert_allclose(ax_ours.lines[0].get_xydata(), ax_theirs.lines[0].get_xydata(), rtol=1e-12)
+            segments, g_segments = _flux_point_segments(ax_ours), _flux_point_segments(ax_theirs)
+            assert len(segments) == len(g_segments) > 0
+            for a, b in zip(segments, g_segments, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-12)
+            assert (ax_ours.get_xlabel(), ax_ours.get_ylabel()) == (ax_theirs.get_xlabel(), ax_theirs.get_ylabel())
+            np.testing.assert_allclose(ax_ours.get_xlim(), ax_theirs.get_xlim(), rtol=1e-12)
+        finally:
+            plt.close(fig)
+
+
+@needs_gammapy
+def test_model_and_flux_points_overlay_in_gammapys_units(gammapy_data):
+    """e2dnde x E^2: Gammapy's flux points alone are scaled in erg^2 (its scale_plot_flux takes the
+    energy unit of erg cm-2 s-1), after a model plot in the axis' TeV^2 erg units; ours are always
+    in the model plot's units, so the overlay (the usual figure) is Gammapy's."""
+    from gammapy.estimators import FluxPoints as GFluxPoints
+    from gammapy.modeling.models import PowerLawSpectralModel as GPowerLaw
+
+    from jaxgamma.datasets.flux_points import FluxPoints
+
+    path = gammapy_data / "hawc" / "crab_flux" / "HAWC19_flux_points.fits"
+    fig, (ax_ours, ax_theirs) = plt.subplots(1, 2)
+    try:
+        PowerLawSpectralModel().plot([1, 300] * u.TeV, ax=ax_ours, sed_type="e2dnde", energy_power=2)
+        FluxPoints.read(path).plot(ax=ax_ours, sed_type="e2dnde", energy_power=2)
+        GPowerLaw().plot([1, 300] * u.TeV, ax=ax_theirs, sed_type="e2dnde", energy_power=2)
+        with warnings.catch_warnings():  # matplotlib on Gammapy's second quantity converter
+            warnings.simplefilter("ignore", UserWarning)
+            GFluxPoints.read(path).plot(ax=ax_theirs, sed_type="e2dnde", energy_power=2)
+        for k in (0, 1):
+            np.testing.assert_allclose(ax_ours.lines[k].get_xydata(), ax_theirs.lines[k].get_xydata(), rtol=1e-12)
+        assert (ax_ours.get_xlabel(), ax_ours.get_ylabel()) == (ax_theirs.get_xlabel(), ax_theirs.get_ylabel())
     finally:
         plt.close(fig)
 

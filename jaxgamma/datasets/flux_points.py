@@ -35,7 +35,7 @@ from astropy.table import Table
 
 from .. import stats
 from ..irf._irf_base import trapz_loglog
-from ..units import DNDE, ENERGY, FLUX
+from ..units import DNDE, ENERGY, FLUX, parse_unit
 from .core import Dataset, DatasetPlan, _as_models, time_intervals
 
 __all__ = [
@@ -751,6 +751,56 @@ class FluxPoints:
         table = self.to_table(sed_type=sed_type, format=format)
         extra = [fits.BinTableHDU(self.gti, name="GTI")] if self.gti is not None else []
         _write_table(path, table, overwrite=overwrite, hdu_name="FLUXPOINTS", extra_hdus=extra)
+
+    # -- plotting ------------------------------------------------------------------------------------
+    def plot(self, ax: Any = None, sed_type: str | None = None, energy_power: int = 0, **kwargs: Any) -> Any:
+        """Plot the flux points (Gammapy's ``FluxPoints.plot``): ``sed_type`` (default the type they
+        were read in; "dnde" for likelihood points) in Gammapy's default units times
+        ``E_ref^energy_power`` (TeV), errors ``*_errn`` / ``*_errp`` (or the symmetric ``*_err``),
+        energy bins as x errors, upper limits at the UL value with a downward arrow of half its
+        length. Keyword arguments go to ``ax.errorbar`` (defaults: marker "o", markersize 4, no line).
+        Returns the axes."""
+        import matplotlib.pyplot as plt
+
+        if sed_type is None:
+            sed_type = "dnde" if self._sed_type == "likelihood" else self._sed_type
+        if sed_type not in _TABLE_UNIT or sed_type == "likelihood":
+            raise ValueError(f"FluxPoints.plot: sed_type must be one of dnde, e2dnde, flux, eflux; got {sed_type!r}")
+        ax = plt.gca() if ax is None else ax
+        y_unit = parse_unit(_TABLE_UNIT[sed_type]) * u.TeV**energy_power
+        scale = (1.0 * parse_unit(_CANONICAL_UNIT[sed_type]) * u.TeV**energy_power).to_value(y_unit)
+        scale = scale * self._energy_ref**energy_power
+        flux = np.array(self.get(sed_type), dtype=np.float64)
+        errn = errp = None
+        if "norm_err" in self.available_quantities:
+            errn = np.array(self.get(sed_type + "_err"), dtype=np.float64)
+            errp = errn.copy()
+        if "norm_errp" in self.available_quantities:
+            errn = np.array(self.get(sed_type + "_errn"), dtype=np.float64)
+            errp = np.array(self.get(sed_type + "_errp"), dtype=np.float64)
+        is_ul = np.asarray(self.is_ul, dtype=bool)
+        if self.has_ul and errn is not None and errp is not None and is_ul.any():
+            flux_ul = np.asarray(self.get(sed_type + "_ul"), dtype=np.float64)
+            errn[is_ul] = np.clip(0.5 * flux_ul[is_ul], 0, np.inf)
+            errp[is_ul] = 0.0
+            flux[is_ul] = flux_ul[is_ul]
+            kwargs.setdefault("uplims", is_ul)
+        if errn is not None and errp is not None:
+            kwargs.setdefault("yerr", (np.clip(errn * scale, 0, np.inf), np.clip(errp * scale, 0, np.inf)))
+        kwargs.setdefault("marker", "o")
+        kwargs.setdefault("markersize", 4)
+        kwargs.setdefault("ls", "None")
+        if self._energy_edges is not None:
+            kwargs.setdefault("xerr", (self._energy_ref - self.energy_min, self.energy_max - self._energy_ref))
+        ax.errorbar(x=self._energy_ref, y=flux * scale, **kwargs)
+        ax.set_xscale("log")
+        ax.set_xlabel("Energy [$\\mathrm{TeV}$]")  # Gammapy's label
+        if self._energy_edges is not None:
+            ax.set_xlim(self._energy_edges[0], self._energy_edges[-1])
+        quantity = f"e{energy_power} * {sed_type}" if energy_power > 0 else sed_type
+        ax.set_ylabel(f"{quantity} [{y_unit.to_string('latex_inline')}]")
+        ax.set_yscale("log", nonpositive="clip")
+        return ax
 
     def __repr__(self) -> str:
         emin = self._energy_edges[0] if self._energy_edges is not None else self._energy_ref[0]

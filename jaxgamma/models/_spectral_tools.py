@@ -286,7 +286,7 @@ def _plot_setup(model: Any, energy_bounds: Any, sed_type: str, energy_power: int
 
 
 def _format_axes(ax: Any, sed_type: str, energy_power: int, y_unit: u.UnitBase) -> None:
-    ax.set_xlabel("Energy [TeV]")
+    ax.set_xlabel("Energy [$\\mathrm{TeV}$]")  # Gammapy's label
     quantity = f"e{energy_power} * {sed_type}" if energy_power > 0 else sed_type
     ax.set_ylabel(f"{quantity} [{y_unit.to_string('latex_inline')}]")  # Gammapy's label, "[$\\mathrm{}$]" for none
     ax.set_xscale("log", nonpositive="clip")
