@@ -120,6 +120,9 @@ class LightCurve(_StackedFluxPoints):
         for name in names:
             column = sed[name]
             values = np.asarray(column)[:, 0]  # the one energy bin
+            # Gammapy squeezes every axis of length 1 (a per-dataset column of one dataset); the
+            # time axis is kept whatever its length
+            values = values.reshape((values.shape[0], *[n for n in values.shape[1:] if n != 1]))
             table[name] = u.Quantity(values, column.unit) if column.unit is not None and values.dtype.kind == "f" else values
         return table
 
