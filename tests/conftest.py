@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 
+# pytest-xdist workers (pyproject's addopts) each get their own persistent compilation cache: JAX
+# writes cache entries in place, so one worker could read another's half-written entry
+if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("JAXGAMMA_COMPILATION_CACHE"):
+    _cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaxgamma"
+    os.environ["JAXGAMMA_COMPILATION_CACHE"] = str(_cache / f"jax-tests-{os.environ['PYTEST_XDIST_WORKER']}")
+
 import jaxgamma  # noqa: F401  (enables float64 before any test builds arrays)
 
 

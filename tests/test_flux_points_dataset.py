@@ -743,3 +743,53 @@ def test_gammapy_reference_model_and_gaps(gammapy_data, tmp_path, sed_type):
     with _quiet():
         theirs = GFluxPoints.read(path, reference_model=glp)
     _compare_points(ours, theirs, rtol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["diff", "diff/model"])
+def test_plot_fit_draws_gammapys_figure(gammapy_data, method):
+    """plot_fit after a fit of the HAWC points: the points, the best-fit curve and the residuals
+    with their error bars as Gammapy's plot_fit draws them for the same model; the error band is
+    the model's plot_error with the fit's covariance."""
+    pytest.importorskip("gammapy")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from gammapy.datasets import FluxPointsDataset as GFluxPointsDataset
+    from gammapy.estimators import FluxPoints as GFluxPoints
+
+    import jaxgamma as jg
+
+    dataset = _hawc(gammapy_data)
+    result = jg.fit(dataset, Models([_lp_model("crab")]))
+    assert result.success
+    theirs = GFluxPointsDataset(data=GFluxPoints.read(gammapy_data / HAWC), models=_gammapy_models(result.models), name="HAWC")
+    ax_s, ax_r = dataset.plot_fit(result, kwargs_residuals={"method": method})
+    with warnings.catch_warnings():  # matplotlib on Gammapy's second quantity converter
+        warnings.simplefilter("ignore", UserWarning)
+        g_ax_s, g_ax_r = theirs.plot_fit(kwargs_residuals={"method": method})
+    try:
+        for ours, gammapy in ((ax_s, g_ax_s), (ax_r, g_ax_r)):
+            assert len(ours.lines) == len(gammapy.lines)
+            for a, b in zip(ours.lines, gammapy.lines, strict=True):
+                np.testing.assert_allclose(a.get_xydata(), b.get_xydata(), rtol=1e-9, atol=1e-300)
+            assert (ours.get_xlabel(), ours.get_ylabel()) == (gammapy.get_xlabel(), gammapy.get_ylabel())
+        segments = [s for c in ax_r.collections for s in c.get_segments()]
+        g_segments = [s for c in g_ax_r.collections for s in c.get_segments()]
+        assert len(segments) == len(g_segments) > 0
+        for a, b in zip(segments, g_segments, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9)
+        # symmetric y limits 5 % beyond the farthest error bar (Gammapy's limits broadcast its (n, 1, 1)
+        # residuals against (n,) errors, mixing points: not reproduced)
+        low, high = ax_r.get_ylim()
+        reach = max(np.nanmax(np.abs(np.reshape(s, (-1, 2))[:, 1]), initial=0.0) for s in segments)
+        assert -low == pytest.approx(high) and high == pytest.approx(1.05 * reach, rel=1e-9)
+        # the band: the spectral model's plot_error with the fit's covariance
+        _, ax = plt.subplots()
+        bounds = [dataset.data.energy_min.min(), dataset.data.energy_max.max()]
+        result.models["crab"].spectral_model.plot_error(bounds, result.covariance_of("crab"), ax=ax, sed_type="e2dnde")
+        band = [c for c in ax_s.collections if len(c.get_paths()) and c.get_paths()[0].vertices.shape[0] > 10]
+        assert len(band) == 1
+        np.testing.assert_allclose(band[0].get_paths()[0].vertices, ax.collections[0].get_paths()[0].vertices, rtol=1e-12)
+    finally:
+        plt.close("all")

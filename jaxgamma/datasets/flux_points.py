@@ -811,6 +811,16 @@ class FluxPoints:
         )
 
 
+def _models_and_covariance(models: Any) -> tuple[Any, Any]:
+    """(Models, their covariance or None) from Models, a model list or a FitResult."""
+    from ..fit.result import FitResult
+
+    if isinstance(models, FitResult):
+        models = models.models
+    models = _as_models(models)
+    return models, models.covariance
+
+
 def _check_energies(energy: np.ndarray, where: str, what: str) -> None:
     if not np.all(np.isfinite(energy)) or not np.all(energy > 0):
         raise ValueError(f"{where}: energy columns {what} must be finite and positive")
@@ -1098,6 +1108,108 @@ class FluxPointsDataset(Dataset):
         else:
             raise ValueError(f'Invalid method {method!r}, choose between "diff" and "diff/model"')
         return np.where(np.asarray(self.data.is_ul), np.nan, res)
+
+    # -- plotting ------------------------------------------------------------------------------------
+    _RESIDUALS_LABELS: ClassVar[dict[str, str]] = {
+        "diff": "data - model",
+        "diff/model": "(data - model) / model",
+        "diff/sqrt(model)": "(data - model) / sqrt(model)",
+    }
+
+    def _energy_bounds(self) -> np.ndarray:
+        if self.data.energy_edges is not None:
+            return np.array([self.data.energy_min.min(), self.data.energy_max.max()])
+        return np.array([self.data.energy_ref.min(), self.data.energy_ref.max()])
+
+    def plot_spectrum(
+        self, models: Any, ax: Any = None, kwargs_fp: dict[str, Any] | None = None,
+        kwargs_model: dict[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        """Gammapy's ``FluxPointsDataset.plot_spectrum``: the flux points (``FluxPoints.plot``, default
+        e2dnde), each sky model that applies to this dataset (``SpectralModel.plot``, label "Best
+        fit model") and its error band (``plot_error``) when ``models`` carries a covariance (a fit
+        result's ``result.models`` does; a FitResult is taken too). Returns the axes."""
+        from ..models.sky import SkyModel
+
+        models, covariance = _models_and_covariance(models)
+        kwargs_fp = dict(kwargs_fp or {})
+        kwargs_model = dict(kwargs_model or {})
+        kwargs_fp.setdefault("sed_type", "e2dnde")
+        ax = self.data.plot(ax=ax, **kwargs_fp)
+        kwargs_model.setdefault("label", "Best fit model")
+        kwargs_model.setdefault("zorder", 10)
+        kwargs_model.setdefault("sed_type", "e2dnde")
+        kwargs_model.setdefault("energy_bounds", self._energy_bounds())
+        applying = [m for m in models if isinstance(m, SkyModel) and m.applies_to(self.name)]
+        for model in applying:
+            model.spectral_model.plot(ax=ax, **kwargs_model)
+        if applying:
+            kwargs_model["color"] = ax.lines[-1].get_color()
+        kwargs_model.pop("label")
+        for model in applying:
+            names = [] if covariance is None else [n for n in covariance.names if n.split(".")[0] == model.name]
+            if names:
+                model.spectral_model.plot_error(covariance=covariance.get_subcovariance(names), ax=ax, **kwargs_model)
+        return ax
+
+    def plot_residuals(self, models: Any, ax: Any = None, method: str = "diff", **kwargs: Any) -> Any:
+        """Gammapy's ``FluxPointsDataset.plot_residuals``: :meth:`residuals` with the points' dN/dE
+        errors (divided by the prediction for ``"diff/model"``), energy bins as x errors, a line at
+        0 and symmetric y limits. Keyword arguments go to ``ax.errorbar``. Returns the axes."""
+        import matplotlib.pyplot as plt
+
+        if method not in ("diff", "diff/model"):
+            raise ValueError(f'Invalid method {method!r}, choose between "diff" and "diff/model"')
+        models, _ = _models_and_covariance(models)
+        ax = plt.gca() if ax is None else ax
+        fp = self.data
+        residuals = self.residuals(models, method)
+        if "norm_errp" in fp.available_quantities:
+            errn, errp = np.asarray(fp.dnde_errn, dtype=np.float64), np.asarray(fp.dnde_errp, dtype=np.float64)
+        elif "norm_err" in fp.available_quantities:
+            errn = errp = np.asarray(fp.dnde_err, dtype=np.float64)
+        else:
+            raise ValueError(f"FluxPointsDataset {self.name!r}: the flux points have no errors to plot")
+        if method == "diff/model":
+            prediction = np.asarray(self.flux_pred(models), dtype=np.float64)
+            errn, errp = errn / prediction, errp / prediction
+        xerr = None
+        if fp.energy_edges is not None:
+            xerr = (fp.energy_ref - fp.energy_min, fp.energy_max - fp.energy_ref)
+        kwargs.setdefault("color", kwargs.pop("c", "black"))
+        kwargs.setdefault("marker", "+")
+        kwargs.setdefault("linestyle", kwargs.pop("ls", "none"))
+        ax.errorbar(fp.energy_ref, residuals, xerr=xerr, yerr=(errn, errp), **kwargs)
+        ax.axhline(0, color=kwargs["color"], lw=0.5)
+        ax.set_xlabel("Energy [$\\mathrm{TeV}$]")  # Gammapy's label
+        ax.set_xscale("log")
+        ax.set_ylabel(f"Residuals\n {self._RESIDUALS_LABELS[method]}")
+        ymax = max(abs(np.nanmin(residuals - errn)), np.nanmax(residuals + errp))
+        ax.set_ylim(-1.05 * ymax, 1.05 * ymax)
+        return ax
+
+    def plot_fit(
+        self, models: Any, ax_spectrum: Any = None, ax_residuals: Any = None,
+        kwargs_spectrum: dict[str, Any] | None = None, kwargs_residuals: dict[str, Any] | None = None,
+    ) -> tuple[Any, Any]:  # fmt: skip
+        """Gammapy's ``FluxPointsDataset.plot_fit``: :meth:`plot_spectrum` above :meth:`plot_residuals`
+        (``"diff/model"`` by default) on a 7-row grid (5 + 2). Returns both axes."""
+        import matplotlib.pyplot as plt
+        from matplotlib.gridspec import GridSpec
+
+        fig = plt.figure(figsize=(9, 7))
+        grid = GridSpec(7, 1)
+        if ax_spectrum is None:
+            ax_spectrum = fig.add_subplot(grid[:5, :])
+            if ax_residuals is None:
+                plt.setp(ax_spectrum.get_xticklabels(), visible=False)
+        if ax_residuals is None:
+            ax_residuals = fig.add_subplot(grid[5:, :], sharex=ax_spectrum)
+        kwargs_residuals = dict(kwargs_residuals or {})
+        kwargs_residuals.setdefault("method", "diff/model")
+        self.plot_spectrum(models, ax=ax_spectrum, **(kwargs_spectrum or {}))
+        self.plot_residuals(models, ax=ax_residuals, **kwargs_residuals)
+        return ax_spectrum, ax_residuals
 
     # -- I/O -----------------------------------------------------------------------------------------
     @classmethod
