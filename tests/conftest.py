@@ -14,7 +14,27 @@ if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("JAXGAMMA_COMPIL
     _cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaxgamma"
     os.environ["JAXGAMMA_COMPILATION_CACHE"] = str(_cache / f"jax-tests-{os.environ['PYTEST_XDIST_WORKER']}")
 
+# The suite is dominated by XLA compilation (thousands of small programs, most run a few times):
+# LLVM's optimisation level 0 compiles them ~30 % faster (test_batch: 173 s -> 122 s). It changes
+# no semantics (no fast-math either way); benchmarks and users keep XLA's default.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+
 import jaxgamma  # noqa: F401  (enables float64 before any test builds arrays)
+
+# Modules that take longest (Gammapy-side reductions and fits, dense Hessians), scheduled first so
+# that the parallel workers finish together (longest-first; the rest keep their order).
+SLOW_MODULES = (
+    "test_batch.py", "test_flux_points_estimator.py", "test_parameter_estimator.py", "test_lightcurve.py",
+    "test_spectrum_reduction.py", "test_ts_map.py", "test_analysis.py", "test_estimators.py",
+    "test_flux_profile.py", "test_sampling.py", "test_fit_seed.py", "test_map_dataset_onoff.py", "test_fit.py",
+    "test_nested.py", "test_spectral.py", "test_simulate_dl3.py", "test_map_dataset.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: k for k, name in enumerate(SLOW_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(autouse=True, scope="module")
