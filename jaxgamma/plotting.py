@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .models._spectral_tools import match_covariance_names
 from .models.sky import Covariance
 from .models.spectral import SpectralModel
 from .parameters import ParameterVector
@@ -51,17 +52,12 @@ def _covariance_for(model: SpectralModel, covariance: Any, names: tuple[str, ...
     ``"Crab Nebula.spectral.alpha"`` or ``"alpha"``), or a square array in ``names`` order.
     """
     if isinstance(covariance, Covariance):
-        index = []
-        for name in names:
-            matches = [
-                i for i, n in enumerate(covariance.names) if n == name or n.endswith(f".spectral.{name}") or n.endswith(f".{name}")
-            ]
-            if len(matches) != 1:
-                raise ValueError(
-                    f"covariance has {len(matches)} entries for parameter {name!r}; names: {list(covariance.names)}"
-                )
-            index.append(matches[0])
-        return covariance.matrix[np.ix_(index, index)]
+        index = match_covariance_names(covariance.names, names, "spectrum_error_band")
+        missing = [name for name, i in zip(names, index, strict=True) if i is None]
+        if missing:
+            raise ValueError(f"covariance has no entry for parameters {missing}; names: {list(covariance.names)}")
+        rows = [int(i) for i in index if i is not None]
+        return covariance.matrix[np.ix_(rows, rows)]
     matrix = np.asarray(covariance, dtype=np.float64)
     if matrix.shape != (len(names), len(names)):
         raise ValueError(f"covariance of shape {matrix.shape} for the {len(names)} free parameters {list(names)}")

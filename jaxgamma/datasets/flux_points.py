@@ -1117,8 +1117,9 @@ class FluxPointsDataset(Dataset):
     }
 
     def _energy_bounds(self) -> np.ndarray:
-        if self.data.energy_edges is not None:
-            return np.array([self.data.energy_min.min(), self.data.energy_max.max()])
+        edges = self.data.energy_edges
+        if edges is not None:
+            return np.array([edges.min(), edges.max()])
         return np.array([self.data.energy_ref.min(), self.data.energy_ref.max()])
 
     def plot_spectrum(

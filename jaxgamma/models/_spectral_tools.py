@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..parameters import ParameterVector, iter_parameters, map_parameters
-from ..units import parse_unit
+from ..units import ENERGY, as_float_array, parse_unit
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,23 @@ PLOT_UNITS = {
 
 
 def _energy_tev(energy: Any, what: str = "energy") -> np.ndarray:
-    if isinstance(energy, (u.Quantity, str)):
-        return np.asarray(u.Quantity(energy).to_value(u.TeV, equivalencies=u.spectral()), dtype=np.float64)
-    if isinstance(energy, (list, tuple)) and any(isinstance(e, (u.Quantity, str)) for e in energy):
-        return np.array([_energy_tev(e, what) for e in energy], dtype=np.float64)
-    try:
-        return np.asarray(energy, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be energies (Quantity, or numbers in TeV), got {energy!r}") from None
+    """Energies in TeV from a Quantity, a string, numbers (TeV) or a list of any of these."""
+    if isinstance(energy, (list, tuple)):
+        return np.array([as_float_array(e, ENERGY, what=what) for e in energy], dtype=np.float64)
+    return as_float_array(energy, ENERGY, what=what)
+
+
+def match_covariance_names(cov_names: Any, names: Any, owner: str) -> list[int | None]:
+    """The index in ``cov_names`` of each of ``names`` (equal, or ending with ``"." + name``, as
+    ``"crab.spectral.alpha"`` for ``"alpha"``); None where absent, an error where ambiguous."""
+    cov_names = list(cov_names)
+    index: list[int | None] = []
+    for name in names:
+        matches = [k for k, c in enumerate(cov_names) if c == name or c.endswith("." + name)]
+        if len(matches) > 1:
+            raise ValueError(f"{owner}: the covariance has {len(matches)} entries for parameter {name!r}: {cov_names}")
+        index.append(matches[0] if matches else None)
+    return index
 
 
 def _all_free(model: Any) -> tuple[Any, ParameterVector]:
@@ -69,12 +78,7 @@ def model_covariance(model: Any, covariance: Any, owner: str) -> np.ndarray:
     if hasattr(covariance, "names") and hasattr(covariance, "matrix"):
         cov_names = list(covariance.names)
         matrix = np.asarray(covariance.matrix, dtype=np.float64)
-        index = []
-        for name in names:
-            matches = [k for k, c in enumerate(cov_names) if c == name or c.endswith("." + name)]
-            if len(matches) > 1:
-                raise ValueError(f"{owner}: the covariance has {len(matches)} entries for parameter {name!r}: {cov_names}")
-            index.append(matches[0] if matches else None)
+        index = match_covariance_names(cov_names, names, owner)
         out = np.zeros((n, n))
         held = [k for k, i in enumerate(index) if i is not None]
         if not held:

@@ -368,8 +368,7 @@ class SpectralModel(ModelBase):
 
     def inverse_all(self, values: Any, energy_min: Any = "0.1 TeV", energy_max: Any = "100 TeV") -> list[u.Quantity]:
         """:meth:`inverse` of each of ``values``."""
-        values = values if isinstance(values, u.Quantity) and values.isscalar is False else np.atleast_1d(values)
-        return [self.inverse(v, energy_min, energy_max) for v in values]
+        return [self.inverse(v, energy_min, energy_max) for v in np.atleast_1d(values)]
 
     def reference_fluxes(self, energy_axis: Any) -> dict[str, u.Quantity]:
         """Gammapy's ``reference_fluxes``: e_ref, e_min, e_max, ref_dnde, ref_flux, ref_eflux,
