@@ -3,8 +3,6 @@ images, and every option against Gammapy 2.1 on the same images."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import astropy.units as u
 import numpy as np
 import pytest
@@ -13,10 +11,6 @@ from astropy.table import Table
 
 from jaxgamma.estimators import ImageProfile, ImageProfileEstimator
 from jaxgamma.geom import WcsGeom
-
-needs_gammapy = pytest.mark.skipif(
-    importlib.util.find_spec("gammapy") is None, reason="Gammapy (the crosscheck extra) is not installed"
-)
 
 GEOMS = {
     # a galactic map across l = 0 (the longitudes wrap at 180 deg), and a TAN map in ICRS
@@ -97,7 +91,7 @@ CASES = {
 }
 
 
-@needs_gammapy
+@pytest.mark.gammapy
 @pytest.mark.parametrize("geom_name", list(GEOMS))
 @pytest.mark.parametrize("case", list(CASES))
 def test_profiles_match_gammapy(geom_name, case):

@@ -8,7 +8,6 @@ piecewise norm with a smoothness penalty on the norms) must land where Gammapy's
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import operator
 
@@ -30,10 +29,6 @@ from jaxgamma.models import (
     SkyModel,
 )
 from jaxgamma.stats import GaussianPriorPenalty
-
-needs_gammapy = pytest.mark.skipif(
-    importlib.util.find_spec("gammapy") is None, reason="Gammapy (the crosscheck extra) is not installed"
-)
 
 NODES = [0.7, 2.0, 6.0, 20.0]
 
@@ -82,7 +77,7 @@ def test_penalty_is_lambda_times_the_quadratic_form(case):
     assert penalty != _make(names, method, {**kwargs, "lambda_": 9.0})
 
 
-@needs_gammapy
+@pytest.mark.gammapy
 @pytest.mark.parametrize("case", range(5))
 def test_penalty_terms_equal_gammapys(case):
     import astropy.units as u
@@ -199,7 +194,7 @@ def test_penalties_enter_the_posterior():
         assert float(d_pen(u0 + shift)) == pytest.approx(float(d_plain(u0 + shift)) - 0.5 * float(penalty(x)), rel=1e-12)
 
 
-@needs_gammapy
+@pytest.mark.gammapy
 def test_regularized_unfolding_lands_where_gammapys_does(gammapy_data):
     """H.E.S.S. run 23523 (WStat): a fixed power law times a four-node piecewise norm, the norms
     tied by Gammapy's smoothness penalty around 1."""

@@ -7,7 +7,6 @@ where Gammapy's does. Files: Gammapy's YAML form both ways.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import astropy.units as u
@@ -31,10 +30,6 @@ from jaxgamma.models import (
     UniformPrior,
 )
 from jaxgamma.parameters import Parameter
-
-needs_gammapy = pytest.mark.skipif(
-    importlib.util.find_spec("gammapy") is None, reason="Gammapy (the crosscheck extra) is not installed"
-)
 
 PRIORS = [
     (GaussianPrior(mu=2.3, sigma=0.1), stats.norm(2.3, 0.1), [1.9, 2.3, 2.45]),
@@ -60,7 +55,7 @@ def test_prior_is_weight_times_minus_two_log_density(prior, rv, values):
     assert float(jax.grad(prior)(x)) == pytest.approx(numeric, rel=1e-5, abs=1e-7 / h * 1e-6)
 
 
-@needs_gammapy
+@pytest.mark.gammapy
 @pytest.mark.parametrize(("prior", "rv", "values"), PRIORS)
 def test_prior_terms_equal_gammapys(prior, rv, values):
     from gammapy.modeling import Parameter as GParameter
@@ -193,7 +188,7 @@ def test_models_file_prior_errors_and_units(tmp_path):
     assert read.prior == GaussianPrior(mu=2000.0, sigma=500.0)
 
 
-@needs_gammapy
+@pytest.mark.gammapy
 def test_models_files_are_exchanged_with_gammapy(tmp_path):
     from gammapy.modeling.models import Models as GModels
 
@@ -211,7 +206,7 @@ def test_models_files_are_exchanged_with_gammapy(tmp_path):
     assert [p.prior for p in back.parameters] == [p.prior for p in models.parameters]
 
 
-@needs_gammapy
+@pytest.mark.gammapy
 def test_fit_with_priors_lands_where_gammapys_does(gammapy_data):
     """H.E.S.S. run 23523 (WStat) with a Gaussian prior on the index that pulls it away from the
     likelihood's best value and a log-uniform prior on the amplitude."""

@@ -10,7 +10,6 @@ the pivot energy are checked against closed forms.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import warnings
 
@@ -31,10 +30,6 @@ from jaxgamma.models.sky import Covariance
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-needs_gammapy = pytest.mark.skipif(
-    importlib.util.find_spec("gammapy") is None, reason="Gammapy (the crosscheck extra) is not installed"
-)
 
 LP_VALUES = {"amplitude": "3.8e-11 cm-2 s-1 TeV-1", "reference": "1 TeV", "alpha": 2.5, "beta": 0.1}
 # amplitude, reference (frozen: zero), alpha, beta; correlations 0.5, 0.3, 0.8
@@ -67,7 +62,7 @@ def _linear_error(model, fn, covariance: np.ndarray) -> np.ndarray:
 
 
 # -- plots -------------------------------------------------------------------------------------------
-@needs_gammapy
+@pytest.mark.gammapy
 @pytest.mark.parametrize("sed_type", ["dnde", "e2dnde", "flux", "eflux"])
 @pytest.mark.parametrize("energy_power", [0, 2])
 def test_plot_and_plot_error_draw_gammapys_curves(sed_type, energy_power):
@@ -96,7 +91,7 @@ def test_plot_and_plot_error_draw_gammapys_curves(sed_type, energy_power):
         plt.close(fig)
 
 
-@needs_gammapy
+@pytest.mark.gammapy
 def test_norm_model_plot_and_energy_axis_bounds():
     from gammapy.maps import MapAxis as GMapAxis
     from gammapy.modeling.models import PowerLawNormSpectralModel as GNorm
@@ -134,7 +129,7 @@ def _flux_points_table():
     return table
 
 
-@needs_gammapy
+@pytest.mark.gammapy
 @pytest.mark.parametrize(("sed_type", "energy_power"), [(None, 0), ("e2dnde", 0), ("flux", 2), ("eflux", 0), ("dnde", 2)])
 def test_flux_points_plot_draws_gammapys_points(gammapy_data, sed_type, energy_power):
     """HAWC's points (symmetric errors, ULs by TS) and a table with asymmetric errors and upper
@@ -167,7 +162,7 @@ def test_flux_points_plot_draws_gammapys_points(gammapy_data, sed_type, energy_p
             plt.close(fig)
 
 
-@needs_gammapy
+@pytest.mark.gammapy
 def test_model_and_flux_points_overlay_in_gammapys_units(gammapy_data):
     """e2dnde x E^2: Gammapy's flux points alone are scaled in erg^2 (its scale_plot_flux takes the
     energy unit of erg cm-2 s-1), after a model plot in the axis' TeV^2 erg units; ours are always
@@ -211,7 +206,7 @@ def test_plot_errors_are_clear():
 
 
 # -- errors ------------------------------------------------------------------------------------------
-@needs_gammapy
+@pytest.mark.gammapy
 def test_errors_equal_gammapys_for_the_same_samples():
     ours, covariance = _log_parabola()
     theirs = _gammapy_log_parabola()
@@ -266,7 +261,7 @@ def test_sampled_errors_agree_with_linear_propagation():
 
 
 # -- index, pivot, inverse, reference fluxes -------------------------------------------------------
-@needs_gammapy
+@pytest.mark.gammapy
 def test_spectral_index_exact_and_gammapys_finite_difference():
     from gammapy.modeling.models import LogParabolaSpectralModel as GLogParabola
 
@@ -298,7 +293,7 @@ def test_pivot_energy_of_a_power_law_is_the_decorrelation_energy(caplog):
     assert "does not depend on energy" in caplog.text
 
 
-@needs_gammapy
+@pytest.mark.gammapy
 def test_inverse_and_reference_fluxes_equal_gammapys():
     from gammapy.maps import MapAxis as GMapAxis
     from gammapy.modeling.models import LogParabolaSpectralModel as GLogParabola
