@@ -43,8 +43,6 @@ from jaxgamma.estimators import ExcessMapEstimator
 from jaxgamma.models import Models
 from jaxgamma.plotting import (
     plot_map,
-    plot_residuals_spatial,
-    plot_residuals_spectral,
     plot_significance_distribution,
     plot_spectrum,
 )
@@ -182,14 +180,14 @@ def significance(analysis: Analysis, outdir: Path) -> None:
     fig.savefig(outdir / "residual_significance.png", dpi=80)
     print(f"significance distribution: all bins mean {mean_all:.3f} std {std_all:.3f}; > 1 deg from the GC mean {mean:.3f} std {std:.3f}")
     print(f"plot written to {outdir / 'residual_significance.png'}")
-    fig = plt.figure(figsize=(12, 4))
-    ax1 = fig.add_subplot(1, 2, 1, projection=dataset.geom.wcs)
-    plot_residuals_spatial(dataset, analysis.models, ax=ax1, method="diff/sqrt(model)")
+    ax1, ax2 = dataset.plot_residuals(  # Gammapy's MapDataset.plot_residuals; the region is outlined
+        analysis.models,
+        kwargs_spatial={"method": "diff/sqrt(model)"},
+        kwargs_spectral={"region": (dataset.geom.center_skydir, 0.5 * u.deg)},
+    )
     ax1.set_title("residuals (data - model) / sqrt(model), smoothed 0.1 deg")
-    ax2 = fig.add_subplot(1, 2, 2)
-    plot_residuals_spectral(dataset, analysis.models, ax=ax2, region=(dataset.geom.center_skydir, 0.5 * u.deg))
     ax2.set_title("spectral residuals within 0.5 deg of the map centre")
-    fig.savefig(outdir / "residuals.png", dpi=80)
+    ax1.figure.savefig(outdir / "residuals.png", dpi=80)
     print(f"plot written to {outdir / 'residuals.png'}")
 
 

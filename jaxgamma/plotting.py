@@ -205,6 +205,22 @@ def plot_map(image: Any, geom: Any, ax: Any = None, add_cbar: bool = True, **kwa
     artist = ax.imshow(image, **opts)
     if add_cbar:
         plt.colorbar(artist, ax=ax)
+    return format_sky_axes(ax)
+
+
+def format_sky_axes(ax: Any) -> Any:
+    """Gammapy's sky-axis labels on a WCSAxes ("Galactic Longitude" / "Galactic Latitude" or
+    "Right Ascension" / "Declination"); plain axes are left as they are."""
+    coords = getattr(ax, "coords", None)
+    if coords is None:
+        return ax
+    for names, labels in ((("glon", "glat"), ("Galactic Longitude", "Galactic Latitude")), (("ra", "dec"), ("Right Ascension", "Declination"))):
+        try:
+            for name, label in zip(names, labels, strict=True):
+                coords[name].set_axislabel(label)
+            return ax
+        except (KeyError, ValueError):
+            continue
     return ax
 
 
@@ -286,8 +302,8 @@ def spectral_residuals(
     errors)`` of the masked counts and ``npred(models)`` summed in ``region`` (a boolean image, or
     ``(center, radius)`` with pixel centres within the radius; default the whole map), the errors
     from the counts statistic (Cash or WStat) of those sums."""
+    from .datasets._plots import residual_errors
     from .datasets.map import _residuals
-    from .stats import CashCountsStatistic, WStatCountsStatistic
 
     if method not in ("diff", "diff/sqrt(model)"):
         raise ValueError(f"spectral_residuals: invalid method {method!r}; choose 'diff' or 'diff/sqrt(model)'")
@@ -301,15 +317,10 @@ def spectral_residuals(
     counts = spectrum(np.asarray(dataset.counts, dtype=np.float64) * weight)
     npred = spectrum(np.asarray(dataset.npred(models), dtype=np.float64) * weight)
     residuals = _residuals(counts, npred, method)
+    wstat = None
     if getattr(dataset, "stat_type", "cash") == "wstat":
-        counts_off = spectrum(dataset.counts_off)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            alpha = spectrum(dataset.background) / counts_off
-        stat: Any = WStatCountsStatistic(counts, counts_off, alpha, spectrum(dataset.npred_signal(models)))
-    else:
-        stat = CashCountsStatistic(counts, npred)
-    with np.errstate(invalid="ignore", divide="ignore"):  # energy bins outside the mask
-        errors = stat.error if method == "diff" else stat.error / np.sqrt(npred)
+        wstat = (spectrum(dataset.counts_off), spectrum(dataset.background), spectrum(dataset.npred_signal(models)))
+    errors = residual_errors(counts, npred, method, wstat)
     return np.asarray(dataset.geom.axis("energy").center, dtype=np.float64), residuals, errors
 
 
@@ -349,21 +360,22 @@ def plot_residuals_spatial(
 
 
 def plot_residuals_spectral(
-    dataset: Any, models: Any = None, ax: Any = None, method: str = "diff", region: Any = None, **kwargs: Any
-) -> Any:
-    """Plot :func:`spectral_residuals` against energy with their error bars (Gammapy's
-    ``plot_residuals_spectral``)."""
-    import matplotlib.pyplot as plt
+    dataset: Any, models: Any = None, ax: Any = None, method: str = "diff", region: Any = None,
+    kwargs_fit: dict[str, Any] | None = None, kwargs_safe: dict[str, Any] | None = None, **kwargs: Any,
+) -> Any:  # fmt: skip
+    """Plot :func:`spectral_residuals` against energy as Gammapy's ``plot_residuals_spectral``: error
+    bars over the energy bins, a line at 0, a linear y axis to 1.05 x the extremes, and the energy
+    ranges where any pixel is in ``mask_fit`` / ``mask_safe``."""
+    from .datasets._plots import draw_residuals_spectral
 
-    energy, residuals, errors = spectral_residuals(dataset, models, method, region)
-    ax = plt.gca() if ax is None else ax
-    kwargs.setdefault("color", kwargs.pop("c", "black"))
-    kwargs.setdefault("marker", "o")
-    kwargs.setdefault("linestyle", "none")
-    edges = dataset.geom.axis("energy").edges
-    ax.errorbar(energy, residuals, yerr=errors, xerr=[energy - edges[:-1], edges[1:] - energy], **kwargs)
-    ax.axhline(0, color=kwargs["color"], lw=0.5)
-    ax.set_xscale("log")
-    ax.set_xlabel("Energy [TeV]")
-    ax.set_ylabel("Residuals (data - model)" if method == "diff" else "Residuals ((data - model) / sqrt(model))")
-    return ax
+    _, residuals, errors = spectral_residuals(dataset, models, method, region)
+    axis = dataset.geom.axis("energy")
+    edges = np.asarray(axis.edges, dtype=np.float64)
+
+    def image_any(mask: Any) -> np.ndarray | None:
+        return None if mask is None else np.any(np.asarray(mask), axis=(1, 2))
+
+    mask_fit, mask_safe = image_any(dataset.mask_fit), image_any(dataset.mask_safe)
+    return draw_residuals_spectral(
+        ax, edges, residuals, errors, method, mask_fit, mask_safe, kwargs_fit, kwargs_safe, str(axis.unit or "TeV"), **kwargs
+    )

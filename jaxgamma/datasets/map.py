@@ -1283,6 +1283,69 @@ class _AbstractMapDataset(Dataset):
             residuals[~mask] = np.nan
         return residuals
 
+    # -- plots (Gammapy's names; models are an argument: Models, a model list or a FitResult) --------
+    @staticmethod
+    def _plot_models(models: Any) -> Any:
+        from .flux_points import _models_and_covariance
+
+        return None if models is None else _models_and_covariance(models)[0]
+
+    def plot_residuals_spatial(
+        self, models: Any = None, ax: Any = None, method: str = "diff", smooth_kernel: str = "gauss",
+        smooth_radius: Any = "0.1 deg", **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """Gammapy's ``plot_residuals_spatial``: counts and ``npred(models)`` masked, summed over
+        energy, smoothed (``smooth_kernel`` "gauss" or "disk", ``smooth_radius`` an angle or a number
+        of pixels) and compared with ``method``, on the sky (``cmap="coolwarm"``, -5 to 5, colour
+        bar). Returns the axes (a WCSAxes unless given)."""
+        from ..plotting import plot_residuals_spatial
+
+        models = self._plot_models(models)
+        return plot_residuals_spatial(self, models, ax, method, smooth_kernel, smooth_radius, **kwargs)
+
+    def plot_residuals_spectral(
+        self, models: Any = None, ax: Any = None, method: str = "diff", region: Any = None,
+        kwargs_fit: dict[str, Any] | None = None, kwargs_safe: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """Gammapy's ``plot_residuals_spectral``: the masked counts and ``npred(models)`` summed in
+        ``region`` (``(center, radius)`` or a boolean image; default the whole map), ``method``
+        "diff" or "diff/sqrt(model)", error bars from the counts statistic (Cash or WStat), a line
+        at 0 and the masks. Returns the axes."""
+        from ..plotting import plot_residuals_spectral
+
+        models = self._plot_models(models)
+        return plot_residuals_spectral(self, models, ax, method, region, kwargs_fit, kwargs_safe, **kwargs)
+
+    def plot_residuals(
+        self, models: Any = None, ax_spatial: Any = None, ax_spectral: Any = None,
+        kwargs_spatial: dict[str, Any] | None = None, kwargs_spectral: dict[str, Any] | None = None,
+    ) -> tuple[Any, Any]:  # fmt: skip
+        """Gammapy's ``plot_residuals``: :meth:`plot_residuals_spatial` beside
+        :meth:`plot_residuals_spectral` (a 12 x 4 inch figure unless both axes are given), the
+        spectral ``region`` (in ``kwargs_spectral``) outlined on the map. Returns both axes."""
+        from ._plots import draw_region, two_axes
+
+        image_wcs = {"projection": self.geom.to_image().wcs}
+        ax_spatial, ax_spectral = two_axes(ax_spatial, ax_spectral, (12, 4), (1, 2, 1), (1, 2, 2), image_wcs)
+        kwargs_spatial = kwargs_spatial or {}
+        kwargs_spectral = kwargs_spectral or {}
+        self.plot_residuals_spatial(models, ax_spatial, **kwargs_spatial)
+        self.plot_residuals_spectral(models, ax_spectral, **kwargs_spectral)
+        if kwargs_spectral.get("region") is not None:
+            draw_region(ax_spatial, self.geom, kwargs_spectral["region"])
+        return ax_spatial, ax_spectral
+
+    def peek(self, models: Any = None, figsize: tuple[float, float] = (13, 7)) -> np.ndarray:
+        """Gammapy's ``peek``: the exposure map (middle true-energy bin), the counts and the
+        ``npred(models)`` maps summed over energy with the masks, and at the map centre the
+        exposure against true energy, the 68 % / 95 % PSF containment radii and the
+        energy-dispersion matrix. Returns the 2 x 3 axes."""
+        from ._plots import peek_map_dataset
+
+        if self.counts is None:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: no counts, nothing to peek at")
+        return peek_map_dataset(self, self._plot_models(models), figsize)
+
     # -- summaries ------------------------------------------------------------------------------------
     def summary(self, models: Any = None) -> str:
         """Gammapy's dataset summary; with ``models``, the predicted counts, statistic and models."""

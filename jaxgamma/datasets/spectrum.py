@@ -520,6 +520,160 @@ class _AbstractSpectrumDataset(Dataset):
     def __str__(self) -> str:
         return self.summary()
 
+    # -- plots (Gammapy's spectrum-dataset PlotMixin; models are an argument) -------------------------
+    def _excess_error(self, models: Any) -> np.ndarray:  # pragma: no cover - concrete classes
+        raise NotImplementedError
+
+    def _residual_wstat(self, models: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        return None
+
+    def _plot_edges(self, true: bool = False) -> np.ndarray:
+        """Energy edges in the dataset's energy unit (Gammapy plots OGIP spectra in keV)."""
+        if not true and self.energy_edges_native is not None:
+            return self.energy_edges_native
+        edges = self.energy_true_edges if true else self.energy_edges
+        return edges * u.Unit(ENERGY).to(self.energy_unit)
+
+    def _plot_models(self, models: Any) -> Any:
+        from .flux_points import _models_and_covariance
+
+        return None if models is None else _models_and_covariance(models)[0]
+
+    def _require_counts(self, what: str) -> np.ndarray:
+        if self.counts is None:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: no counts, nothing to plot in {what}")
+        return np.asarray(self.counts, dtype=np.float64)
+
+    def plot_counts(
+        self, ax: Any = None, kwargs_counts: dict[str, Any] | None = None,
+        kwargs_background: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """Gammapy's ``plot_counts``: step histograms of the counts ("Counts") and of the background
+        ("Background"; ``alpha * counts_off`` ON/OFF, none drawn without one) per reconstructed
+        energy bin. ``kwargs`` go to both ``ax.hist`` calls. Returns the axes."""
+        from ._plots import current_axes, plot_hist
+
+        counts = self._require_counts("plot_counts")
+        ax = current_axes(ax)
+        options = {**kwargs, **(kwargs_counts or {})}
+        options.setdefault("label", "Counts")
+        plot_hist(ax, self._plot_edges(), counts, self.energy_unit, **options)
+        background = getattr(self, "background", None)  # a field, or alpha * counts_off
+        if background is not None:
+            options = {**kwargs, **(kwargs_background or {})}
+            options.setdefault("label", "Background")
+            plot_hist(ax, self._plot_edges(), background, self.energy_unit, **options)
+        ax.legend(numpoints=1)
+        return ax
+
+    def plot_masks(
+        self, ax: Any = None, kwargs_fit: dict[str, Any] | None = None, kwargs_safe: dict[str, Any] | None = None
+    ) -> Any:
+        """Gammapy's ``plot_masks``: shaded energy ranges of ``mask_fit`` ("Mask fit", green) and
+        ``mask_safe`` ("Mask safe", black), where the dataset has them. Returns the axes."""
+        from ._plots import plot_dataset_masks
+
+        edges = self._plot_edges()
+        return plot_dataset_masks(ax, edges, self.mask_fit, self.mask_safe, kwargs_fit, kwargs_safe, self.energy_unit)
+
+    def plot_excess(
+        self, models: Any = None, ax: Any = None, kwargs_excess: dict[str, Any] | None = None,
+        kwargs_npred_signal: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """Gammapy's ``plot_excess``: the excess counts ("Excess counts") with the symmetric error of
+        the counts statistic (Cash of counts and predicted background; WStat of ON, OFF and alpha)
+        and a step histogram of ``npred_signal(models)`` ("Predicted signal counts"). ``models`` is
+        a Models, a model list or a FitResult. Returns the axes."""
+        from ._plots import current_axes, plot_hist, plot_points
+
+        self._require_counts("plot_excess")
+        excess = getattr(self, "excess", None)
+        if excess is None:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: no background, no excess to plot")
+        models = self._plot_models(models)
+        ax = current_axes(ax)
+        options = {**kwargs, **(kwargs_excess or {})}
+        options.setdefault("label", "Excess counts")
+        edges = self._plot_edges()
+        plot_points(ax, edges, excess, yerr=self._excess_error(models), unit=self.energy_unit, **options)
+        options = {**kwargs, **(kwargs_npred_signal or {})}
+        options.setdefault("label", "Predicted signal counts")
+        plot_hist(ax, edges, self.npred_signal(models), self.energy_unit, **options)
+        ax.legend(numpoints=1)
+        return ax
+
+    def plot_residuals_spectral(
+        self, models: Any = None, ax: Any = None, method: str = "diff", kwargs_fit: dict[str, Any] | None = None,
+        kwargs_safe: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """Gammapy's ``plot_residuals_spectral``: residuals of the masked counts against the masked
+        ``npred(models)`` (``method`` "diff" or "diff/sqrt(model)"), error bars from the counts
+        statistic, a line at 0, the masks. Keyword arguments go to ``ax.errorbar``. Returns the axes."""
+        from ._plots import draw_residuals_spectral, residual_errors
+        from .map import _residuals
+
+        counts = self._require_counts("plot_residuals_spectral")
+        models = self._plot_models(models)
+        npred = np.asarray(self.npred(models), dtype=np.float64)
+        if self.mask is not None:
+            counts, npred = counts * self.mask, npred * self.mask
+        errors = residual_errors(counts, npred, method, self._residual_wstat(models))
+        residuals = _residuals(counts, npred, method)
+        return draw_residuals_spectral(
+            ax, self._plot_edges(), residuals, errors, method, self.mask_fit, self.mask_safe,
+            kwargs_fit, kwargs_safe, self.energy_unit, **kwargs,
+        )  # fmt: skip
+
+    def plot_residuals_spatial(self, *args: Any, **kwargs: Any) -> Any:
+        """Not supported for spectrum datasets (Gammapy's error)."""
+        raise NotImplementedError("Method not supported on a spectrum dataset")
+
+    def plot_fit(
+        self, models: Any = None, ax_spectrum: Any = None, ax_residuals: Any = None,
+        kwargs_spectrum: dict[str, Any] | None = None, kwargs_residuals: dict[str, Any] | None = None,
+    ) -> tuple[Any, Any]:  # fmt: skip
+        """Gammapy's ``plot_fit``: :meth:`plot_excess` above :meth:`plot_residuals_spectral` on a
+        7-row grid (5 + 2) of an 8 x 7 inch figure, the masks on both; give both axes or neither.
+        Returns both axes."""
+        import matplotlib.pyplot as plt
+
+        from ._plots import RESIDUALS_LABELS, two_axes
+
+        visible = not (ax_spectrum is None and ax_residuals is None)
+        ax_spectrum, ax_residuals = two_axes(ax_spectrum, ax_residuals, (8, 7), (7, 1, (1, 5)), (7, 1, (6, 7)))
+        kwargs_spectrum = kwargs_spectrum or {}
+        kwargs_residuals = kwargs_residuals or {}
+        self.plot_excess(models, ax_spectrum, **kwargs_spectrum)
+        self.plot_residuals_spectral(models, ax_residuals, **kwargs_residuals)
+        ax_residuals.set_ylabel(f"Residuals\n{RESIDUALS_LABELS[kwargs_residuals.get('method', 'diff')]}")
+        plt.setp(ax_spectrum.get_xticklabels(), visible=visible)
+        self.plot_masks(ax=ax_spectrum)
+        return ax_spectrum, ax_residuals
+
+    def peek(self, figsize: tuple[float, float] = (16, 4)) -> tuple[Any, Any, Any]:
+        """Gammapy's ``peek``: counts with background and masks, the exposure against true energy,
+        and the energy-dispersion matrix, side by side. Returns the three axes."""
+        import matplotlib.pyplot as plt
+
+        from ._plots import plot_edisp_matrix, plot_points, unit_label
+
+        _, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=figsize)
+        ax1.set_title("Counts")
+        self.plot_counts(ax1)
+        self.plot_masks(ax=ax1)
+        ax1.legend()
+        ax2.set_title("Exposure")
+        if self.exposure is not None:
+            edges = self._plot_edges(true=True)
+            options = {"ls": "-", "markersize": 0, "xerr": None}
+            plot_points(ax2, edges, self.exposure, name="energy_true", unit=self.energy_unit, **options)
+            ax2.set_ylabel(f"Exposure [{unit_label(EXPOSURE_UNIT)}]")
+        ax3.set_title("Energy Dispersion")
+        if self.edisp is not None:
+            edges, edges_true = self._plot_edges(), self._plot_edges(true=True)
+            plot_edisp_matrix(ax3, edges_true, edges, self.edisp, add_cbar=True, unit=self.energy_unit)
+        return ax1, ax2, ax3
+
 
 class SpectrumDataset(_AbstractSpectrumDataset):
     """Spectrum dataset with a known background: Cash statistic.
@@ -633,6 +787,11 @@ class SpectrumDataset(_AbstractSpectrumDataset):
         if self.counts is None or self.background is None:
             return None
         return self.counts - self.background
+
+    def _excess_error(self, models: Any) -> np.ndarray:
+        from ..stats import CashCountsStatistic
+
+        return np.asarray(CashCountsStatistic(self.counts, self.npred_background(models)).error)
 
     def fake(self, models: Any, seed: Any = None) -> SpectrumDataset:
         """A copy whose counts are a Poisson realisation of ``npred(models)`` (seeded as Gammapy)."""
@@ -811,6 +970,16 @@ class SpectrumDatasetOnOff(_AbstractSpectrumDataset):
         if self.counts is None or self.counts_off is None:
             return None
         return self.counts - self.background
+
+    def _excess_error(self, models: Any) -> np.ndarray:
+        from ..stats import WStatCountsStatistic
+
+        return np.asarray(WStatCountsStatistic(self.counts, self.counts_off, self.alpha).error)
+
+    def _residual_wstat(self, models: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        if self.counts_off is None or self.background is None:
+            return None
+        return np.asarray(self.counts_off, dtype=np.float64), self.background, self.npred_signal(models)
 
     def plan(self, models: Any) -> SpectrumOnOffPlan:
         fields = self._plan_signal_fields(models)
