@@ -375,6 +375,21 @@ class _AbstractSpectrumDataset(Dataset):
 
         return resample_energy_axis(self, energy_axis, name=name)
 
+    def downsample(self, factor: int, axis_name: str = "energy", name: str | None = None) -> Any:
+        """Every ``factor`` reconstructed-energy bins merged into one (Gammapy's ``downsample`` of a
+        spectrum dataset): :meth:`resample_energy_axis` onto every ``factor``-th edge; the number
+        of bins must be divisible by ``factor``."""
+        if axis_name != "energy":
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r}.downsample: a spectrum has one axis to downsample, "
+                f"'energy'; got axis_name={axis_name!r}"
+            )
+        try:
+            axis = self.energy_axis.downsample(factor)
+        except ValueError as err:
+            raise ValueError(f"{type(self).__name__} {self.name!r}.downsample: {err}") from None
+        return self.resample_energy_axis(axis, name=name)
+
     def to_image(self, name: str | None = None) -> Any:
         """One reconstructed-energy bin: :meth:`resample_energy_axis` onto the squashed axis."""
         from ._spectrum_ops import to_image
