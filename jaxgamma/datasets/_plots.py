@@ -21,6 +21,14 @@ RESIDUALS_LABELS = {
 }
 
 
+def plot_models(models: Any) -> Any:
+    """The Models of a plot method's ``models`` argument (Models, a model list or a FitResult), or
+    None."""
+    from .flux_points import _models_and_covariance
+
+    return None if models is None else _models_and_covariance(models)[0]
+
+
 def current_axes(ax: Any) -> Any:
     import matplotlib.pyplot as plt
 

@@ -1284,12 +1284,6 @@ class _AbstractMapDataset(Dataset):
         return residuals
 
     # -- plots (Gammapy's names; models are an argument: Models, a model list or a FitResult) --------
-    @staticmethod
-    def _plot_models(models: Any) -> Any:
-        from .flux_points import _models_and_covariance
-
-        return None if models is None else _models_and_covariance(models)[0]
-
     def plot_residuals_spatial(
         self, models: Any = None, ax: Any = None, method: str = "diff", smooth_kernel: str = "gauss",
         smooth_radius: Any = "0.1 deg", **kwargs: Any,
@@ -1299,8 +1293,9 @@ class _AbstractMapDataset(Dataset):
         of pixels) and compared with ``method``, on the sky (``cmap="coolwarm"``, -5 to 5, colour
         bar). Returns the axes (a WCSAxes unless given)."""
         from ..plotting import plot_residuals_spatial
+        from ._plots import plot_models
 
-        models = self._plot_models(models)
+        models = plot_models(models)
         return plot_residuals_spatial(self, models, ax, method, smooth_kernel, smooth_radius, **kwargs)
 
     def plot_residuals_spectral(
@@ -1312,8 +1307,9 @@ class _AbstractMapDataset(Dataset):
         "diff" or "diff/sqrt(model)", error bars from the counts statistic (Cash or WStat), a line
         at 0 and the masks. Returns the axes."""
         from ..plotting import plot_residuals_spectral
+        from ._plots import plot_models
 
-        models = self._plot_models(models)
+        models = plot_models(models)
         return plot_residuals_spectral(self, models, ax, method, region, kwargs_fit, kwargs_safe, **kwargs)
 
     def plot_residuals(
@@ -1340,11 +1336,11 @@ class _AbstractMapDataset(Dataset):
         ``npred(models)`` maps summed over energy with the masks, and at the map centre the
         exposure against true energy, the 68 % / 95 % PSF containment radii and the
         energy-dispersion matrix. Returns the 2 x 3 axes."""
-        from ._plots import peek_map_dataset
+        from ._plots import peek_map_dataset, plot_models
 
         if self.counts is None:
             raise ValueError(f"{type(self).__name__} {self.name!r}: no counts, nothing to peek at")
-        return peek_map_dataset(self, self._plot_models(models), figsize)
+        return peek_map_dataset(self, plot_models(models), figsize)
 
     # -- summaries ------------------------------------------------------------------------------------
     def summary(self, models: Any = None) -> str:

@@ -549,11 +549,6 @@ class _AbstractSpectrumDataset(Dataset):
         edges = self.energy_true_edges if true else self.energy_edges
         return edges * u.Unit(ENERGY).to(self.energy_unit)
 
-    def _plot_models(self, models: Any) -> Any:
-        from .flux_points import _models_and_covariance
-
-        return None if models is None else _models_and_covariance(models)[0]
-
     def _require_counts(self, what: str) -> np.ndarray:
         if self.counts is None:
             raise ValueError(f"{type(self).__name__} {self.name!r}: no counts, nothing to plot in {what}")
@@ -599,13 +594,13 @@ class _AbstractSpectrumDataset(Dataset):
         the counts statistic (Cash of counts and predicted background; WStat of ON, OFF and alpha)
         and a step histogram of ``npred_signal(models)`` ("Predicted signal counts"). ``models`` is
         a Models, a model list or a FitResult. Returns the axes."""
-        from ._plots import current_axes, plot_hist, plot_points
+        from ._plots import current_axes, plot_hist, plot_models, plot_points
 
         self._require_counts("plot_excess")
         excess = getattr(self, "excess", None)
         if excess is None:
             raise ValueError(f"{type(self).__name__} {self.name!r}: no background, no excess to plot")
-        models = self._plot_models(models)
+        models = plot_models(models)
         ax = current_axes(ax)
         options = {**kwargs, **(kwargs_excess or {})}
         options.setdefault("label", "Excess counts")
@@ -624,11 +619,11 @@ class _AbstractSpectrumDataset(Dataset):
         """Gammapy's ``plot_residuals_spectral``: residuals of the masked counts against the masked
         ``npred(models)`` (``method`` "diff" or "diff/sqrt(model)"), error bars from the counts
         statistic, a line at 0, the masks. Keyword arguments go to ``ax.errorbar``. Returns the axes."""
-        from ._plots import draw_residuals_spectral, residual_errors
+        from ._plots import draw_residuals_spectral, plot_models, residual_errors
         from .map import _residuals
 
         counts = self._require_counts("plot_residuals_spectral")
-        models = self._plot_models(models)
+        models = plot_models(models)
         npred = np.asarray(self.npred(models), dtype=np.float64)
         if self.mask is not None:
             counts, npred = counts * self.mask, npred * self.mask
