@@ -240,3 +240,30 @@ def test_map_peek_draws_gammapys_panels(cta, tmp_path):
     np.testing.assert_allclose(np.asarray(axs[1, 2].collections[0].get_array()), np.asarray(g_edisp.collections[0].get_array()), rtol=1e-6, atol=1e-7)
     for ax, g_ax in ((axs[1, 1], g_psf), (axs[1, 2], g_edisp)):
         assert (ax.get_xlabel(), ax.get_ylabel()) == (g_ax.get_xlabel(), g_ax.get_ylabel())
+
+
+def test_onoff_map_plots_use_wstat_errors(cta_plain):
+    """MapDatasetOnOff: the spectral residual error bars are the WStat errors of the summed ON, OFF,
+    background and signal; peek and plot_residuals draw (a boolean-image region outlined)."""
+    from jaxgamma.datasets.map import MapDatasetOnOff
+    from jaxgamma.stats import WStatCountsStatistic
+
+    dataset = MapDataset.read(cta_plain, name="d").cutout(CENTRE, 1.0, name="d")
+    counts_off = np.random.default_rng(1).poisson(5 * np.asarray(dataset.background)).astype(float)
+    onoff = MapDatasetOnOff.from_map_dataset(
+        dataset, acceptance=np.ones(dataset.data_shape), acceptance_off=np.full(dataset.data_shape, 5.0), counts_off=counts_off
+    )
+    ax = onoff.plot_residuals_spectral()
+    mask = onoff.mask.astype(float)
+    n_on = (np.asarray(onoff.counts) * mask).sum(axis=(1, 2))
+    n_off = counts_off.sum(axis=(1, 2))
+    expected = WStatCountsStatistic(n_on, n_off, onoff.background.sum(axis=(1, 2)) / n_off, np.zeros_like(n_on)).error
+    bars = [seg for seg in _segments(ax) if np.isclose(seg[0, 0], seg[1, 0])]
+    np.testing.assert_allclose([(seg[1, 1] - seg[0, 1]) / 2 for seg in bars], expected, rtol=1e-12)
+    axs = onoff.peek()
+    assert axs.shape == (2, 3) and axs[0, 1].get_title() == "Counts map"
+    np.testing.assert_allclose(np.asarray(axs[0, 1].images[0].get_array()), np.asarray(onoff.counts).sum(axis=0))
+    region = np.zeros(dataset.geom.data_shape_image, dtype=bool)
+    region[20:30, 20:30] = True
+    ax_spatial, _ = onoff.plot_residuals(kwargs_spectral={"region": region})
+    assert len(ax_spatial.collections) >= 1  # the region's contour
