@@ -1110,12 +1110,6 @@ class FluxPointsDataset(Dataset):
         return np.where(np.asarray(self.data.is_ul), np.nan, res)
 
     # -- plotting ------------------------------------------------------------------------------------
-    _RESIDUALS_LABELS: ClassVar[dict[str, str]] = {
-        "diff": "data - model",
-        "diff/model": "(data - model) / model",
-        "diff/sqrt(model)": "(data - model) / sqrt(model)",
-    }
-
     def _energy_bounds(self) -> np.ndarray:
         edges = self.data.energy_edges
         if edges is not None:
@@ -1159,6 +1153,8 @@ class FluxPointsDataset(Dataset):
         0 and symmetric y limits. Keyword arguments go to ``ax.errorbar``. Returns the axes."""
         import matplotlib.pyplot as plt
 
+        from ._plots import RESIDUALS_LABELS
+
         if method not in ("diff", "diff/model"):
             raise ValueError(f'Invalid method {method!r}, choose between "diff" and "diff/model"')
         models, _ = _models_and_covariance(models)
@@ -1184,7 +1180,7 @@ class FluxPointsDataset(Dataset):
         ax.axhline(0, color=kwargs["color"], lw=0.5)
         ax.set_xlabel("Energy [$\\mathrm{TeV}$]")  # Gammapy's label
         ax.set_xscale("log")
-        ax.set_ylabel(f"Residuals\n {self._RESIDUALS_LABELS[method]}")
+        ax.set_ylabel(f"Residuals\n {RESIDUALS_LABELS[method]}")
         ymax = max(abs(np.nanmin(residuals - errn)), np.nanmax(residuals + errp))
         ax.set_ylim(-1.05 * ymax, 1.05 * ymax)
         return ax
