@@ -244,12 +244,17 @@ def _image_with_masks(ax: Any, image: np.ndarray, mask_fit: Any, mask_safe: Any,
     hatches) over the excluded pixels, as Gammapy's ``Map.plot_mask``."""
     artist = ax.imshow(image, origin="lower", **kwargs)
     ax.figure.colorbar(artist, ax=ax)
+    _shade_masks(ax, mask_fit, mask_safe)
+    ax.set_box_aspect(1)
+    return artist
+
+
+def _shade_masks(ax: Any, mask_fit: Any, mask_safe: Any) -> None:
+    """The pixels outside the fit mask shaded white (alpha 0.2), outside the safe mask hatched."""
     if mask_fit is not None:
         ax.contourf(np.asarray(mask_fit, dtype=float), levels=[0, 0.5], colors="w", alpha=0.2)
     if mask_safe is not None:
         ax.contourf(np.asarray(mask_safe, dtype=float), levels=[0, 0.5], colors="w", alpha=0.5, hatches=["///"])
-    ax.set_box_aspect(1)
-    return artist
 
 
 def _energy_title(what: str, value: float, unit: str) -> str:
@@ -299,8 +304,7 @@ def peek_map_dataset(dataset: Any, models: Any, figsize: tuple[float, float]) ->
         norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
         artist = image_axes[0].imshow(exposure, origin="lower", cmap=cmap, norm=norm, interpolation="nearest")
         fig.colorbar(artist, ax=image_axes[0], label=f"Exposure [{unit_label('cm2 s')}]")
-        if mask_safe is not None:
-            image_axes[0].contourf(mask_safe.astype(float), levels=[0, 0.5], colors="w", alpha=0.5, hatches=["///"])
+        _shade_masks(image_axes[0], None, mask_safe)
         center = float(np.sqrt(axis_true.edges[index] * axis_true.edges[index + 1]))
         image_axes[0].set_title(_energy_title("Exposure map", center, true_unit))
         image_axes[0].set_box_aspect(1)
