@@ -26,6 +26,7 @@ from .spectral import (
     LogParabola2SpectralModel,
     LogParabolaNormSpectralModel,
     LogParabolaSpectralModel,
+    MeyerCrabSpectralModel,
     PiecewiseNormSpectralModel,
     PowerLaw2SpectralModel,
     PowerLawNormSpectralModel,
@@ -36,6 +37,7 @@ from .spectral import (
     SuperExpCutoffPowerLaw4FGLDR3SpectralModel,
     SuperExpCutoffPowerLaw4FGLSpectralModel,
     TemplateSpectralModel,
+    create_crab_spectral_model,
 )
 from .spectral_compound import CompoundSpectralModel, ScaleSpectralModel
 from .spectral_ebl import EBLAbsorptionNormSpectralModel
@@ -80,6 +82,7 @@ __all__ = [
     "LogParabolaNormSpectralModel",
     "LogParabolaSpectralModel",
     "LogUniformPrior",
+    "MeyerCrabSpectralModel",
     "ModelBase",
     "Models",
     "PiecewiseNormSpectralModel",
@@ -105,5 +108,6 @@ __all__ = [
     "TemplateSpectralModel",
     "TemporalModel",
     "UniformPrior",
+    "create_crab_spectral_model",
     "get_model_class",
 ]

@@ -34,6 +34,7 @@ __all__ = [
     "LogParabola2SpectralModel",
     "LogParabolaNormSpectralModel",
     "LogParabolaSpectralModel",
+    "MeyerCrabSpectralModel",
     "PiecewiseNormSpectralModel",
     "PowerLaw2SpectralModel",
     "PowerLawNormSpectralModel",
@@ -44,6 +45,7 @@ __all__ = [
     "SuperExpCutoffPowerLaw4FGLDR3SpectralModel",
     "SuperExpCutoffPowerLaw4FGLSpectralModel",
     "TemplateSpectralModel",
+    "create_crab_spectral_model",
     "integrate_spectrum",
     "integration_grid",
     "piecewise_norm",
@@ -801,6 +803,62 @@ class GaussianSpectralModel(SpectralModel):
         a = amplitude * sigma / np.sqrt(2 * np.pi)
         b = amplitude * mean / 2
         return a * (jnp.exp(-(u_min**2)) - jnp.exp(-(u_max**2))) + b * (erf(u_max) - erf(u_min))
+
+
+class MeyerCrabSpectralModel(SpectralModel):
+    r"""The Crab nebula's log-polynomial spectrum of Meyer et al. (2010, A&A 523, A2, appendix D):
+    :math:`\log_{10}(E^2\,dN/dE\ /\ \mathrm{erg\,cm^{-2}\,s^{-1}})` is a fifth-order polynomial in
+    :math:`\log_{10}(E / \mathrm{TeV})`, scaled by a (frozen) ``norm``; numerical integral, as Gammapy.
+
+    Gammapy's class has no type tag and cannot be written to YAML; ours is written under its class
+    name (jaxgamma reads it back, Gammapy 2.1 does not)."""
+
+    tag = ("MeyerCrabSpectralModel",)
+    #: numpy.poly1d order: highest power first
+    coefficients: ClassVar[tuple[float, ...]] = (-0.00449161, 0, 0.0473174, -0.179475, -0.53616, -10.2708)
+    norm: Parameter = par("norm", 1.0, frozen=True)
+
+    @staticmethod
+    def evaluate(energy, norm):
+        log_energy = jnp.log10(jnp.asarray(energy, dtype=float))
+        log_flux = jnp.polyval(jnp.asarray(MeyerCrabSpectralModel.coefficients), log_energy)
+        return norm * (10**log_flux * _TEV_PER_ERG) / energy**2
+
+
+_TEV_PER_ERG = float((1 * u.erg).to_value(u.TeV))
+
+
+def create_crab_spectral_model(reference: str = "meyer") -> SpectralModel:
+    """A published Crab nebula spectrum, as Gammapy's ``create_crab_spectral_model``.
+
+    ``reference``: ``"meyer"`` (Meyer et al. 2010, :class:`MeyerCrabSpectralModel`), ``"hegra"``
+    (Aharonian et al. 2000), ``"hess_pl"`` / ``"hess_ecpl"`` (Aharonian et al. 2006), ``"magic_lp"`` /
+    ``"magic_ecpl"`` (Aleksic et al. 2015).
+
+    >>> crab = create_crab_spectral_model("hess_pl")
+    >>> float(crab.amplitude.value), float(crab.index.value)
+    (3.45e-11, 2.63)
+    """
+    if reference == "meyer":
+        return MeyerCrabSpectralModel()
+    if reference == "hegra":
+        return PowerLawSpectralModel(amplitude=2.83e-11, index=2.62, reference=1.0)
+    if reference == "hess_pl":
+        return PowerLawSpectralModel(amplitude=3.45e-11, index=2.63, reference=1.0)
+    if reference == "hess_ecpl":
+        return ExpCutoffPowerLawSpectralModel(amplitude=3.76e-11, index=2.39, lambda_=1 / 14.3, reference=1.0)
+    if reference == "magic_lp":
+        return LogParabolaSpectralModel(amplitude=3.23e-11, alpha=2.47, beta=0.24 / math.log(10), reference=1.0)
+    if reference == "magic_ecpl":
+        return ExpCutoffPowerLawSpectralModel(amplitude=3.80e-11, index=2.21, lambda_=1 / 6.0, reference=1.0)
+    raise ValueError(
+        f"create_crab_spectral_model: unknown reference {reference!r}; expected one of "
+        f"{list(CRAB_REFERENCES)}"
+    )
+
+
+#: the references :func:`create_crab_spectral_model` knows
+CRAB_REFERENCES = ("meyer", "hegra", "hess_pl", "hess_ecpl", "magic_lp", "magic_ecpl")
 
 
 # -- template ----------------------------------------------------------------------------------------

@@ -162,6 +162,8 @@ CASES: list[dict] = [
             "parameters": {"index": -0.2, "norm": 0.9, "reference": 5.0, "lambda_": 0.2, "alpha": 1.5},
         },
     },
+    {"id": "meyer-a", "spec": {"type": "MeyerCrabSpectralModel", "parameters": {"norm": 1.0}}},
+    {"id": "meyer-b", "spec": {"type": "MeyerCrabSpectralModel", "parameters": {"norm": 0.35}}},
     {
         "id": "ecpl3fgl-a",
         "spec": {
