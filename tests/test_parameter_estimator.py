@@ -22,7 +22,7 @@ from astropy.coordinates import SkyCoord
 from regions import CircleSkyRegion
 
 from jaxgamma.datasets import SpectrumDataset, SpectrumDatasetOnOff
-from jaxgamma.estimators import FluxPointsEstimator, ParameterEstimator
+from jaxgamma.estimators import FluxPointsEstimator, ParameterEstimator, ParameterSensitivityEstimator
 from jaxgamma.geom import MapAxis, RegionGeom
 from jaxgamma.models import PowerLawSpectralModel, SkyModel
 
@@ -95,6 +95,32 @@ def test_closed_form_single_amplitude():
     np.testing.assert_allclose(r3["amplitude_err"], 3 * r["amplitude_err"], rtol=1e-9)
     np.testing.assert_allclose(r3["stat_scan"], [stat(1e-12), stat(2e-12)], rtol=1e-10)
     assert "amplitude_errp" not in r3 and "amplitude_ul" not in r3
+
+
+def test_parameter_sensitivity_closed_form():
+    """The standalone estimator at a given model (no fit): the Asimov TS at value + null is
+    n_sigma^2 (to the root search's rtol); with rtol 1e-12 it equals ParameterEstimator's."""
+    dataset, model, s, b = synthetic()
+    result = ParameterEstimator(selection_optional=["sensitivity"], n_sigma_sensitivity=3).run(
+        dataset, [model], "amplitude"
+    )
+    for rtol in (0.01, 1e-12):
+        est = ParameterSensitivityEstimator("src.spectral.amplitude", 1e-13, n_sigma=3, rtol=rtol)
+        value = est.run(dataset, [model]) + 1e-13
+        asimov = b + value * s
+        ts = cash(asimov, b + 1e-13 * s) - cash(asimov, asimov)
+        np.testing.assert_allclose(np.sqrt(ts), 3.0, rtol=max(rtol, 1e-9) * 5)
+    exact = ParameterSensitivityEstimator("amplitude", 1e-150, n_sigma=3, rtol=1e-12).run(dataset, [model])
+    np.testing.assert_allclose(exact, result["amplitude_sensitivity"], rtol=1e-9)
+    # the search range comes from the parameter's bounds: none positive -> NaN
+    bounded = model.replace(spectral_model=model.spectral_model.with_parameters(amplitude={"value": -5e-13, "min": -1e-12, "max": -1e-13}))
+    assert np.isnan(ParameterSensitivityEstimator("amplitude", 0.0).run(dataset, [bounded]))
+    with pytest.raises(TypeError, match="parameter must be a parameter name"):
+        ParameterSensitivityEstimator(model.spectral_model.amplitude, 0.0)
+    with pytest.raises(ValueError, match="n_sigma and rtol must be positive"):
+        ParameterSensitivityEstimator("amplitude", 0.0, n_sigma=-1)
+    with pytest.raises(ValueError, match="ParameterSensitivityEstimator: no parameters match 'alpha'"):
+        ParameterSensitivityEstimator("alpha", 0.0).run(dataset, [model])
 
 
 def test_no_bin_in_the_mask_gives_nan():
@@ -179,6 +205,49 @@ def test_hess_run_matches_gammapy(data_dir, parameter, reoptimize):
         Fit().run(gdatasets)
         sensitivity = ParameterSensitivityEstimator(gdatasets.parameters["amplitude"], 1e-150, n_sigma=5)
         assert abs(sensitivity._fcn(ours["amplitude_sensitivity"] + 1e-150, gdatasets)) < 2e-3
+
+
+@pytest.mark.gammapy
+def test_parameter_sensitivity_matches_gammapy(data_dir):
+    """Run 23523 with an exponential-cutoff power law fitted by each library: the sensitivity to
+    the amplitude (null 0) and to the cutoff (lambda_, null 0) at 3 sigma, Gammapy's
+    ParameterSensitivityEstimator against ours with the same rtol; the exact root (rtol 1e-12)
+    is a zero of Gammapy's own significance function at its best fit."""
+    pytest.importorskip("gammapy")
+    from gammapy.datasets import Datasets as GDatasets
+    from gammapy.datasets import SpectrumDatasetOnOff as GSpectrumDatasetOnOff
+    from gammapy.estimators.parameter import ParameterSensitivityEstimator as GEstimator
+    from gammapy.modeling import Fit
+    from gammapy.modeling.models import ExpCutoffPowerLawSpectralModel as GECPL
+    from gammapy.modeling.models import SkyModel as GSkyModel
+
+    import jaxgamma
+    from jaxgamma.models import ExpCutoffPowerLawSpectralModel
+
+    filename = data_dir / "joint-crab/spectra/hess/pha_obs23523.fits"
+    start = {"amplitude": "3e-11 cm-2 s-1 TeV-1", "index": 2.5, "lambda_": "0.1 TeV-1"}
+    gdatasets = GDatasets([GSpectrumDatasetOnOff.read(filename)])
+    gdatasets[0].models = GSkyModel(spectral_model=GECPL(**start), name="crab")
+    datasets = [SpectrumDatasetOnOff.read(filename)]
+    result = jaxgamma.fit(datasets, [SkyModel(spectral_model=ExpCutoffPowerLawSpectralModel(**start), name="crab")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Fit().run(gdatasets)
+        assert result.success
+        for name in ("amplitude", "lambda_"):
+            theirs = GEstimator(gdatasets.parameters[name], 0.0, n_sigma=3).run(gdatasets)
+            ours = ParameterSensitivityEstimator(name, 0.0, n_sigma=3).run(datasets, result.models)
+            exact = ParameterSensitivityEstimator(name, 0.0, n_sigma=3, rtol=1e-12).run(datasets, result.models)
+            # ours stops within rtol = 1 % of the root, Gammapy's within 1 % or brentq's default
+            # absolute xtol (2e-12: its amplitude stops at the first iterate)
+            assert abs(ours / exact - 1) < 0.01, name
+            xtol = 2e-12 if name == "amplitude" else 0.0
+            assert abs(theirs - exact) < 0.01 * exact + xtol, name
+            # the exact root is one of Gammapy's significance function at its own best fit (the two
+            # fits differ by < 0.01 sigma)
+            best = gdatasets.parameters.value.copy()
+            assert abs(GEstimator(gdatasets.parameters[name], 0.0, n_sigma=3)._fcn(exact, gdatasets)) < 1e-4, name
+            gdatasets.parameters.value = best  # _fcn (and Gammapy's run) leave the parameter moved
 
 
 @pytest.mark.gammapy

@@ -5,7 +5,7 @@ from .core import FluxMaps
 from .excess import ExcessMapEstimator
 from .image_profile import ImageProfile, ImageProfileEstimator
 from .lightcurve import LightCurve, LightCurveEstimator
-from .parameter import ParameterEstimator
+from .parameter import ParameterEstimator, ParameterSensitivityEstimator
 from .points import FluxPointsEstimator
 from .profile import FluxProfile, FluxProfileEstimator
 from .sensitivity import SensitivityEstimator
@@ -14,4 +14,4 @@ from .ts import TSMapEstimator
 __all__ = [
     "ASmoothMapEstimator",
     "ASmoothMaps",
-    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "FluxProfile", "FluxProfileEstimator", "ImageProfile", "ImageProfileEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "SensitivityEstimator", "TSMapEstimator"]
+    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "FluxProfile", "FluxProfileEstimator", "ImageProfile", "ImageProfileEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "ParameterSensitivityEstimator", "SensitivityEstimator", "TSMapEstimator"]

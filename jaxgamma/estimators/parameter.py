@@ -27,7 +27,7 @@ from ..parameters import ParameterVector, iter_parameters, map_parameters, resol
 from ..stats import cash, masked_sum, wstat
 from .core import parse_selection_optional
 
-__all__ = ["ParameterEstimator"]
+__all__ = ["ParameterEstimator", "ParameterSensitivityEstimator", "parameter_matching_significance"]
 
 _SELECTION_OPTIONAL = ("errn-errp", "ul", "scan", "sensitivity")
 
@@ -305,42 +305,170 @@ class ParameterEstimator:
     def _sensitivity(
         self, datasets: Any, best: Any, full: str, value: float, error: float, large_min: float = 0.0
     ) -> float:
-        """Gammapy's ``ParameterSensitivityEstimator``: the first positive value where the Asimov
-        significance ``sqrt(ts_asimov)`` reaches ``n_sigma_sensitivity``, searched on Gammapy's
-        grid (100 bins over ``conf_min .. conf_max`` in the parameter's ``interp`` scale), each
-        bracket solved to full precision (Gammapy: brentq to 1 %); minus ``null_value``. NaN
-        without such a value. ``large_min`` floors the ``max(error, |value|)`` that sets the far
-        end of the range (1 for a flux-point norm)."""
-        from ..datasets.flux_points import FluxPointsDataset
-        from ..likelihood import plan_datasets
+        """Gammapy's ``ParameterSensitivityEstimator`` at the best fit (see
+        :func:`parameter_matching_significance`), solved to full precision (Gammapy: brentq to
+        1 %); minus ``null_value``. ``large_min`` floors the ``max(error, |value|)`` that sets the
+        far end of the range (1 for a flux-point norm)."""
+        root = parameter_matching_significance(
+            datasets, best, full, self.null_value, self.n_sigma_sensitivity, error, self.scan_n_sigma, large_min,
+            owner=self.tag,
+        )
+        return float(root - self.null_value)
 
-        for d in datasets:
-            if isinstance(d, FluxPointsDataset):
-                raise TypeError(
-                    f"{self.tag}: the sensitivity needs Asimov datasets (counts = prediction); dataset "
-                    f"{d.name!r} is a FluxPointsDataset (Gammapy has no Asimov flux points either)"
-                )
-        only = map_parameters(lambda n, p: p.replace(frozen=n != full), best)
-        vector = ParameterVector.from_tree(only)
-        plans = plan_datasets(datasets, only)
-        parameter = next(p for n, p in iter_parameters(only) if n == full)
-        step = error if error > 0 else abs(value)
-        large = max(step, abs(value), large_min)
-        lo = parameter.min if np.isfinite(parameter.min) else min(value - step * int(self.scan_n_sigma), -large * 1e5)
-        hi = parameter.max if np.isfinite(parameter.max) else max(value + step * int(self.scan_n_sigma), large * 1e5)
-        null = jnp.asarray(self.null_value)
 
-        def sigma(values: np.ndarray) -> np.ndarray:
-            ts = np.asarray(_asimov_ts(plans, only, vector, jnp.asarray(values, dtype=float), null))
-            return np.sqrt(np.clip(ts, 0.0, None)) - self.n_sigma_sensitivity
+def _conf_range(parameter: Any, value: float, error: float, scan_n_sigma: float, large_min: float) -> tuple[float, float]:
+    """Gammapy's ``Parameter.conf_min`` / ``conf_max``: the bounds where finite, else
+    ``value -+ int(scan_n_sigma) x step`` widened to at least ``-+1e5 x max(step, |value|)``
+    (``step``: the error, else ``|value|``)."""
+    step = error if error > 0 else abs(value)
+    large = max(step, abs(value), large_min)
+    lo = parameter.min if np.isfinite(parameter.min) else min(value - step * int(scan_n_sigma), -large * 1e5)
+    hi = parameter.max if np.isfinite(parameter.max) else max(value + step * int(scan_n_sigma), large * 1e5)
+    return float(lo), float(hi)
 
-        grid = scale_grid(lo, hi, 101, parameter.interp)
-        signs = np.sign(sigma(grid))
-        for k in np.nonzero(signs[:-1] != signs[1:])[0]:
-            a, b = grid[k], grid[k + 1]
-            if not (np.isfinite(signs[k]) and np.isfinite(signs[k + 1])):
-                continue
-            root = brentq(lambda x: float(sigma(np.array([x]))[0]), a, b, xtol=1e-14 * max(abs(a), abs(b)), rtol=1e-12)
-            if root > 0:
-                return float(root - self.null_value)
-        return math.nan
+
+def parameter_matching_significance(
+    datasets: Any,
+    models: Any,
+    full: str,
+    null_value: float,
+    n_sigma: float,
+    error: float,
+    scan_n_sigma: float = 2,
+    large_min: float = 0.0,
+    rtol: float | None = None,
+    max_niter: int | None = None,
+    owner: str = "ParameterSensitivityEstimator",
+) -> float:
+    """The first positive value of parameter ``full`` whose Asimov datasets (counts = the
+    prediction of ``models`` with the parameter at that value, every other parameter as in
+    ``models``) reach a significance ``sqrt(ts_asimov) = n_sigma`` against ``null_value``; NaN
+    without one. Searched as Gammapy's ``find_roots``: the signs on 101 points over the
+    parameter's confidence range (:func:`_conf_range`) evenly spaced in its ``interp`` scale (one
+    vmapped evaluation), then brentq in each bracket to the relative precision ``rtol`` (default
+    1e-12) within ``max_niter`` iterations."""
+    from ..datasets.flux_points import FluxPointsDataset
+    from ..likelihood import plan_datasets
+
+    for d in datasets:
+        if isinstance(d, FluxPointsDataset):
+            raise TypeError(
+                f"{owner}: the sensitivity needs Asimov datasets (counts = prediction); dataset "
+                f"{d.name!r} is a FluxPointsDataset (Gammapy has no Asimov flux points either)"
+            )
+    only = map_parameters(lambda n, p: p.replace(frozen=n != full), models)
+    vector = ParameterVector.from_tree(only)
+    plans = plan_datasets(datasets, only)
+    parameter = next(p for n, p in iter_parameters(only) if n == full)
+    value = float(np.asarray(parameter.value))
+    lo, hi = _conf_range(parameter, value, error, scan_n_sigma, large_min)
+    null = jnp.asarray(null_value)
+
+    def sigma(values: np.ndarray) -> np.ndarray:
+        ts = np.asarray(_asimov_ts(plans, only, vector, jnp.asarray(values, dtype=float), null))
+        return np.sqrt(np.clip(ts, 0.0, None)) - n_sigma
+
+    grid = scale_grid(lo, hi, 101, parameter.interp)
+    signs = np.sign(sigma(grid))
+    for k in np.nonzero(signs[:-1] != signs[1:])[0]:
+        a, b = grid[k], grid[k + 1]
+        if not (np.isfinite(signs[k]) and np.isfinite(signs[k + 1])):
+            continue
+        # xtol far below the root: brentq's default (2e-12, absolute) would stop a flux amplitude
+        # at its first iterate (Gammapy's does)
+        options: dict[str, Any] = {"xtol": 1e-14 * max(abs(a), abs(b)), "rtol": 1e-12 if rtol is None else rtol}
+        if max_niter is not None:
+            options["maxiter"] = max_niter
+        try:
+            root = brentq(lambda x: float(sigma(np.array([x]))[0]), a, b, **options)
+        except RuntimeError:  # not converged within max_niter: Gammapy's NaN
+            continue
+        if root > 0:
+            return float(root)
+    return math.nan
+
+
+class ParameterSensitivityEstimator:
+    """The sensitivity to one model parameter (Gammapy 2.1's ``ParameterSensitivityEstimator``):
+    how far from ``null_value`` the parameter must be for half of the measurements to exceed
+    ``n_sigma`` (the Asimov datasets' TS against the null value follows a non-central chi2, Wald /
+    Cowan et al. 2011, whose median significance is ``sqrt(ts_asimov)``).
+
+    Parameters
+    ----------
+    parameter : str
+        The parameter, a full name (``"crab.spectral.amplitude"``) or a unique suffix.
+    null_value : float
+        Its value under the null hypothesis.
+    n_sigma : float
+        The required significance (default 5).
+    n_free_parameters : int, optional
+        Kept for Gammapy's signature (its Asimov TS does not use it).
+    rtol, max_niter : float, int
+        Relative precision (default 0.01) and iteration limit (default 100) of the root search, as
+        Gammapy (whose brentq also keeps its default absolute tolerance, 2e-12: a flux amplitude
+        stops at its first iterate there; ours is within ``rtol``).
+    scan_n_sigma : float
+        Sets the search range when the parameter has no bounds (Gammapy's ``Parameter.scan_n_sigma``,
+        default 2; see ``conf_min`` / ``conf_max``).
+
+    Examples
+    --------
+    >>> result = jaxgamma.fit(datasets, models)
+    >>> ParameterSensitivityEstimator("amplitude", 0.0).run(datasets, result.models)
+    """
+
+    tag = "ParameterSensitivityEstimator"
+
+    def __init__(
+        self,
+        parameter: str,
+        null_value: float,
+        n_sigma: float = 5,
+        n_free_parameters: int | None = None,
+        rtol: float = 0.01,
+        max_niter: int = 100,
+        scan_n_sigma: float = 2,
+    ):
+        if not isinstance(parameter, str):
+            raise TypeError(
+                f"{self.tag}: parameter must be a parameter name (jaxgamma's parameters are immutable "
+                f"values), got {type(parameter).__name__}"
+            )
+        self.parameter = parameter
+        self.null_value = float(null_value)
+        for label, number in (("null_value", self.null_value), ("n_sigma", n_sigma), ("rtol", rtol)):
+            if not np.isfinite(float(number)):
+                raise ValueError(f"{self.tag}: {label} must be finite, got {number!r}")
+        if float(n_sigma) <= 0 or float(rtol) <= 0 or int(max_niter) < 1:
+            raise ValueError(f"{self.tag}: n_sigma and rtol must be positive and max_niter >= 1")
+        self.n_sigma = float(n_sigma)
+        self.n_free_parameters = n_free_parameters
+        self.rtol = float(rtol)
+        self.max_niter = int(max_niter)
+        self.scan_n_sigma = float(scan_n_sigma)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(parameter={self.parameter!r}, null_value={self.null_value}, "
+            f"n_sigma={self.n_sigma})"
+        )
+
+    def parameter_matching_significance(self, datasets: Any, models: Any) -> float:
+        """The parameter value whose Asimov significance is ``n_sigma`` (NaN without one)."""
+        from .points import _as_datasets
+
+        datasets, models = _as_datasets(datasets), _as_models(models)
+        full = _resolve(models, self.parameter, owner=self.tag)
+        parameter = next(p for n, p in iter_parameters(models) if n == full)
+        error = float(parameter.error or 0.0)
+        return parameter_matching_significance(
+            datasets, models, full, self.null_value, self.n_sigma, error, self.scan_n_sigma,
+            rtol=self.rtol, max_niter=self.max_niter, owner=self.tag,
+        )
+
+    def run(self, datasets: Any, models: Any) -> float:
+        """The sensitivity: the value matching ``n_sigma`` minus ``null_value``. Every other
+        parameter stays at its value in ``models`` (usually a best fit); the parameter's error in
+        ``models`` sets the search range where it has no bounds."""
+        return self.parameter_matching_significance(datasets, models) - self.null_value
