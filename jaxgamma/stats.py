@@ -27,6 +27,7 @@ __all__ = [
     "CashCountsStatistic",
     "FitStatisticPenalty",
     "GaussianPriorPenalty",
+    "TimmerKonig_lightcurve_simulator",
     "WStatCountsStatistic",
     "apply_threshold_sensitivity",
     "cash",
@@ -443,6 +444,151 @@ def ts_to_sigma(ts: Any, df: int = 1, ts_asimov: Any = 0.0) -> Any:
 
     p_value = ncx2.sf(ts, df=df, nc=ts_asimov)
     return np.sqrt(ncx2.isf(p_value, df=1, nc=ts_asimov))
+
+
+# -- light-curve simulation --------------------------------------------------------------------------
+def _is_prng_key(value: Any) -> bool:
+    if not isinstance(value, jax.Array):
+        return False
+    if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
+        return True
+    return value.dtype == jnp.uint32 and value.shape == (2,)
+
+
+def TimmerKonig_lightcurve_simulator(
+    power_spectrum: Any,
+    npoints: int,
+    spacing: Any,
+    nchunks: int = 10,
+    random_state: Any = "random-seed",
+    power_spectrum_params: dict[str, Any] | None = None,
+    mean: Any = 0.0,
+    std: Any = 1.0,
+    poisson: bool = False,
+) -> tuple[Any, Any]:
+    """A time series with the power spectrum ``power_spectrum(frequency, **power_spectrum_params)``
+    (Timmer & Koenig 1995, section 3), as Gammapy's ``TimmerKonig_lightcurve_simulator``.
+
+    The series is simulated ``nchunks`` times longer than ``npoints`` (against red-noise leakage),
+    its central ``npoints`` kept, scaled to ``mean`` and ``std`` and, with ``poisson``, drawn as
+    Poisson counts per ``spacing`` divided by ``spacing``. Frequencies are in the inverse unit of
+    ``spacing`` (a Quantity).
+
+    ``random_state``: an int, a numpy ``RandomState``, ``"random-seed"`` or ``"global-rng"`` (numpy,
+    the same draws as Gammapy: the same seed gives Gammapy's series), or a JAX PRNG key: then the
+    series is a JAX array and the call can be jitted or vmapped over keys (many light curves at once;
+    ``power_spectrum`` must then be written with ``jnp``).
+
+    Returns
+    -------
+    time_series : array, shape (npoints,)
+        A Quantity in the unit of ``mean`` when ``mean`` is one (numpy draws only; Gammapy's fails
+        with ``poisson`` then, ours draws the counts).
+    time_axis : Quantity
+        ``npoints`` times from 0 to ``npoints x spacing`` (Gammapy's ``linspace``), unit of ``spacing``.
+
+    Examples
+    --------
+    >>> import astropy.units as u
+    >>> series, times = TimmerKonig_lightcurve_simulator(lambda f: f**-2.0, 20, 1 * u.h, random_state=0)
+    >>> series.shape, times.unit
+    ((20,), Unit("h"))
+    """
+    import warnings
+
+    import astropy.units as u
+
+    if not callable(power_spectrum):
+        raise ValueError("TimmerKonig_lightcurve_simulator: the power spectrum must be a callable (frequency -> power)")
+    if not isinstance(npoints * nchunks, int) or isinstance(npoints, bool):
+        raise TypeError(
+            f"TimmerKonig_lightcurve_simulator: npoints and nchunks must be integers, got {npoints!r} and {nchunks!r}"
+        )
+    if npoints < 1 or nchunks < 1:
+        raise ValueError(f"TimmerKonig_lightcurve_simulator: npoints and nchunks must be >= 1, got {npoints} and {nchunks}")
+    spacing = u.Quantity(spacing)
+    step = float(spacing.value)
+    unit = mean.unit if isinstance(mean, u.Quantity) else None
+    mean_value = float(mean.value) if unit is not None else float(mean)
+    std_value = float(u.Quantity(std).to_value(unit)) if unit is not None else float(std)
+    if poisson and mean_value * step < 1.0:
+        warnings.warn(
+            "Poisson noise was requested but the target mean is too low - resulting counts will likely be 0.",
+            stacklevel=2,
+        )
+    use_jax = _is_prng_key(random_state)
+    xp: Any = jnp if use_jax else np
+
+    npoints_ext = npoints * nchunks
+    frequencies = np.fft.fftfreq(npoints_ext, step)
+    real_frequencies = np.sort(np.abs(frequencies[frequencies < 0]))
+    periodogram = xp.asarray(power_spectrum(real_frequencies, **(power_spectrum_params or {})))
+    n = len(real_frequencies)
+    even = npoints_ext % 2 == 0
+
+    real_part: Any
+    imaginary_part: Any
+    random_factor: Any
+    if use_jax:
+        key = random_state if jnp.issubdtype(random_state.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(random_state)
+        k_real, k_imag, k_nyq, k_poisson = jax.random.split(key, 4)
+        real_part = jax.random.normal(k_real, (n - 1,))
+        imaginary_part = jax.random.normal(k_imag, (n - 1,))
+        draws = jax.random.normal(k_nyq, (2,))
+        random_factor = draws[0] if even else draws[0] + 1j * draws[1]
+    else:
+        rng = _numpy_random_state(random_state)
+        # Gammapy's draw order: real parts, imaginary parts, then the Nyquist term
+        real_part = rng.normal(0, 1, n - 1)
+        imaginary_part = rng.normal(0, 1, n - 1)
+        random_factor = rng.normal(0, 1) if even else rng.normal(0, 1) + 1j * rng.normal(0, 1)
+
+    idx0 = -2 if even else -1
+    coeffs = xp.concatenate(
+        [
+            xp.sqrt(0.5 * periodogram[:-1]) * (real_part + 1j * imaginary_part),
+            xp.sqrt(0.5 * periodogram[-1:]) * random_factor,
+        ]
+    )
+    coeffs = xp.concatenate([xp.zeros(1, dtype=coeffs.dtype), coeffs, xp.conj(coeffs[idx0::-1])])
+    series = xp.fft.ifft(coeffs).real
+
+    ndiv = npoints_ext // (2 * nchunks)
+    start = npoints_ext // 2 - ndiv
+    end = npoints_ext // 2 + ndiv + (1 if npoints % 2 != 0 else 0)
+    series = series[start:end]
+    series = (series - series.mean()) / series.std()
+    series = series * std_value + mean_value
+    if poisson:
+        lam = xp.where(series >= 0, series, 0) * step
+        if use_jax:
+            series = jax.random.poisson(k_poisson, lam).astype(float) / step
+        else:
+            series = rng.poisson(lam) / step
+    time_axis = np.linspace(0, npoints * step, npoints) * spacing.unit
+    if unit is not None and not use_jax:
+        series = u.Quantity(series, unit)
+    return series, time_axis
+
+
+def _numpy_random_state(random_state: Any) -> np.random.RandomState:
+    """Gammapy's ``get_random_state``: an int seeds a new ``RandomState``, ``"random-seed"`` seeds
+    one from the OS, ``"global-rng"`` is numpy's global one, a ``RandomState`` is used as is."""
+    if isinstance(random_state, np.random.RandomState):
+        return random_state
+    if isinstance(random_state, str):
+        if random_state == "random-seed":
+            return np.random.RandomState()
+        if random_state == "global-rng":
+            return np.random.mtrand._rand
+        raise ValueError(
+            f"random_state must be an int, a numpy RandomState, 'random-seed', 'global-rng' or a JAX PRNG key, got {random_state!r}"
+        )
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return np.random.RandomState(int(random_state))
+    raise TypeError(
+        f"random_state must be an int, a numpy RandomState, 'random-seed', 'global-rng' or a JAX PRNG key, got {type(random_state).__name__}"
+    )
 
 
 # -- penalties ---------------------------------------------------------------------------------------
