@@ -28,7 +28,7 @@ CENTRE = SkyCoord(0.0, 0.0, unit="deg", frame="galactic")
 
 
 @pytest.mark.parametrize("mode", ["reflect", "constant"])
-@pytest.mark.parametrize("kernel", ["gauss", "disk"])
+@pytest.mark.parametrize("kernel", ["gauss", "disk", "box"])
 def test_smoothing_is_scipy_ndimage(kernel, mode):
     ndimage = pytest.importorskip("scipy.ndimage")
     from astropy.convolution import Tophat2DKernel
@@ -37,13 +37,19 @@ def test_smoothing_is_scipy_ndimage(kernel, mode):
     ours = smooth_images(images, 2.3, kernel=kernel, mode=mode)
     if kernel == "gauss":
         expected = [ndimage.gaussian_filter(im, 2.3, mode=mode) for im in images]
+    elif kernel == "box":  # side int(2.3) = 2: an even window; and an odd one
+        expected = [ndimage.uniform_filter(im, 2.3, mode=mode) for im in images]
+        odd = [ndimage.uniform_filter(im, 5, mode=mode) for im in images]
+        np.testing.assert_allclose(smooth_images(images, 5, kernel="box", mode=mode), odd, rtol=1e-12, atol=1e-15)
     else:
         disk = Tophat2DKernel(2.3)
         disk.normalize("integral")
         expected = [ndimage.convolve(im, disk.array, mode=mode) for im in images]
     np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match="unknown kernel"):
-        smooth_images(images, 2.0, kernel="box")
+        smooth_images(images, 2.0, kernel="tophat")
+    with pytest.raises(ValueError, match="box side must be >= 1 pixel"):
+        smooth_images(images, 0.5, kernel="box")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +71,7 @@ def pair(cta_plain: Path, cta_gc_models, tmp_path_factory):
 @pytest.mark.parametrize("method", ["diff", "diff/model", "diff/sqrt(model)"])
 def test_residual_maps_match_gammapy(pair, method):
     ours, theirs, models = pair
-    for options in ({}, {"width": "0.1 deg"}, {"width": 3.0, "kernel": "disk"}):
+    for options in ({}, {"width": "0.1 deg"}, {"width": 3.0, "kernel": "disk"}, {"width": "0.2 deg", "kernel": "box"}):
         expected = theirs.residuals(method, **options).data
         value = ours.residuals(models, method, **options)
         assert np.array_equal(np.isnan(value), np.isnan(expected))

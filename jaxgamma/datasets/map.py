@@ -1253,7 +1253,7 @@ class _AbstractMapDataset(Dataset):
         """Residual map ``(E, ny, nx)`` of ``counts`` against ``npred(models)``, as Gammapy's
         ``MapDataset.residuals``: ``method`` "diff", "diff/model" or "diff/sqrt(model)"; both maps
         masked with ``mask`` (NaN outside). With smoothing options (``width``, default "0.1 deg";
-        ``kernel`` "gauss" or "disk"; ``mode``, default "constant") the masked maps are smoothed
+        ``kernel`` "gauss", "disk" or "box"; ``mode``, default "constant") the masked maps are smoothed
         and divided by the smoothed mask first."""
         from ..geom.smooth import smooth_images
 
@@ -1289,7 +1289,7 @@ class _AbstractMapDataset(Dataset):
         smooth_radius: Any = "0.1 deg", **kwargs: Any,
     ) -> Any:  # fmt: skip
         """Gammapy's ``plot_residuals_spatial``: counts and ``npred(models)`` masked, summed over
-        energy, smoothed (``smooth_kernel`` "gauss" or "disk", ``smooth_radius`` an angle or a number
+        energy, smoothed (``smooth_kernel`` "gauss", "disk" or "box", ``smooth_radius`` an angle or a number
         of pixels) and compared with ``method``, on the sky (``cmap="coolwarm"``, -5 to 5, colour
         bar). Returns the axes (a WCSAxes unless given)."""
         from ..plotting import plot_residuals_spatial

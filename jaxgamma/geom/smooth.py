@@ -1,7 +1,8 @@
 """Image smoothing as Gammapy's ``Map.smooth`` (scipy.ndimage's filters), in numpy.
 
 ``gauss`` is ``scipy.ndimage.gaussian_filter`` (separable, truncated at 4 sigma) and ``disk`` a
-convolution with astropy's ``Tophat2DKernel`` normalised to unit integral; the border modes are
+convolution with astropy's ``Tophat2DKernel`` normalised to unit integral, ``box``
+``scipy.ndimage.uniform_filter`` (side ``int(width)`` pixels); the border modes are
 scipy's ``reflect`` (the image mirrored about its edge, Gammapy's default) and ``constant`` (0).
 """
 
@@ -68,7 +69,7 @@ def fft_convolve_images(images: Any, kernel: Any) -> np.ndarray:
 
 def smooth_images(images: Any, width_pix: float, kernel: str = "gauss", mode: str = "reflect") -> np.ndarray:
     """Smooth each image of ``images`` (``(..., ny, nx)``) with a kernel of ``width_pix`` pixels
-    (the Gaussian sigma, or the disc radius), as Gammapy's ``Map.smooth``."""
+    (the Gaussian sigma, the disc radius or the box side), as Gammapy's ``Map.smooth``."""
     images = np.asarray(images, dtype=np.float64)
     if mode not in _PAD_MODES:
         raise ValueError(f"smooth_images: unknown mode {mode!r}; choose from {sorted(_PAD_MODES)}")
@@ -84,4 +85,14 @@ def smooth_images(images: Any, width_pix: float, kernel: str = "gauss", mode: st
         disk = Tophat2DKernel(width_pix)
         disk.normalize("integral")
         return convolve_images(images, disk.array, mode=mode)
-    raise ValueError(f"smooth_images: unknown kernel {kernel!r}; choose 'gauss' or 'disk'")
+    if kernel == "box":
+        # scipy.ndimage.uniform_filter(size=int(width)): an even window reaches one pixel further
+        # before the centre than after it
+        size = int(width_pix)
+        if size < 1:
+            raise ValueError(f"smooth_images: the box side must be >= 1 pixel, got {width_pix}")
+        weights = np.full(size + (1 - size % 2), 1.0 / size)
+        if size % 2 == 0:
+            weights[-1] = 0.0
+        return _filter1d(_filter1d(images, weights, -2, mode), weights, -1, mode)
+    raise ValueError(f"smooth_images: unknown kernel {kernel!r}; choose 'gauss', 'disk' or 'box'")
