@@ -17,7 +17,7 @@ Flux points (``FluxPointsEstimator``, errn/errp, UL and profiles):
 Adaptive smoothing (``ASmoothMapEstimator``) and sensitivity (``SensitivityEstimator``): see
 ``_asmooth_cases`` and ``_sensitivity_cases``.
 
-One parameter (``ParameterEstimator``): see ``_parameter_cases``.
+One parameter (``ParameterEstimator``, ``ParameterSensitivityEstimator``): see ``_parameter_cases``.
 
 Flux profiles (``FluxProfileEstimator``) on the stacked CTA-1DC dataset:
 - ``prof-rect``: 21 rectangles 1 deg tall along l = -1..1 deg, one group 0.3-10 TeV, UL;
@@ -366,7 +366,49 @@ def _parameter_cases(data: Path, tmp: Path) -> list[tuple[str, Any, Any, Any]]:
             f"d ts {out['ts'] - ref['ts']:.1e}"
         )
 
+    # ParameterSensitivityEstimator at each library's own best fit (fitted before the timer):
+    # the cutoff of an exponential-cutoff power law on run 23523 and the curvature of the demo's
+    # log-parabola, null value 0, 3 sigma
+    from gammapy.estimators.parameter import ParameterSensitivityEstimator as GammapySensitivity
+    from gammapy.modeling import Fit as GammapyFit
+    from gammapy.modeling.models import ExpCutoffPowerLawSpectralModel as GammapyECPL
+
+    import jaxgamma as jg
+    from jaxgamma.estimators import ParameterSensitivityEstimator
+    from jaxgamma.models import ExpCutoffPowerLawSpectralModel
+
+    ecpl = {"amplitude": "3e-11 cm-2 s-1 TeV-1", "index": 2.5, "lambda_": "0.1 TeV-1"}
+    ecpl_fit = jg.fit([hess], [SkyModel(spectral_model=ExpCutoffPowerLawSpectralModel(**ecpl), name="crab")]).models
+    ecpl_gp = GammapyDatasets([GammapyOnOff.read(run)])
+    ecpl_gp[0].models = GammapySkyModel(GammapyECPL(**ecpl), name="crab")
+    demo_fit = jg.fit(demo, _start_models()).models
+    demo_fit_gp = copy.deepcopy(demo_gp)
+    GammapyFit().run(ecpl_gp)
+    GammapyFit().run(demo_fit_gp)
+
+    def gammapy_sensitivity(datasets: Any, name: str) -> float:
+        datasets = copy.deepcopy(datasets)  # its run leaves the parameter at the last value tried
+        return GammapySensitivity(datasets.parameters[name], 0.0, n_sigma=3).run(datasets)
+
+    def compare_sensitivity(out: float, ref: float) -> str:
+        return f"sensitivity {out:.5g} vs {ref:.5g} (rel. diff {out / ref - 1:.1e}; both to rtol 1 %)"
+
+    sensitivity_cases = [
+        (
+            "psens-hess",
+            lambda: ParameterSensitivityEstimator("lambda_", 0.0, n_sigma=3).run([hess], ecpl_fit),
+            lambda: gammapy_sensitivity(ecpl_gp, "lambda_"),
+            compare_sensitivity,
+        ),
+        (
+            "psens-demo",
+            lambda: ParameterSensitivityEstimator("beta", 0.0, n_sigma=3).run(demo, demo_fit),
+            lambda: gammapy_sensitivity(demo_fit_gp, "beta"),
+            compare_sensitivity,
+        ),
+    ]
     return [
+        *sensitivity_cases,
         (
             "param-hess",
             lambda: ParameterEstimator(selection_optional="all").run(hess, hess_model, "amplitude"),
