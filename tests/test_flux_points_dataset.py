@@ -745,6 +745,39 @@ def test_gammapy_reference_model_and_gaps(gammapy_data, tmp_path, sed_type):
     _compare_points(ours, theirs, rtol=1e-9)
 
 
+@pytest.mark.gammapy
+@pytest.mark.parametrize("make_table", [_asymmetric_table, _nodes_table], ids=["bins", "nodes"])
+def test_points_plot_like_gammapy(tmp_path, make_table):
+    """FluxPoints.plot draws Gammapy's error bars: x errors from the bins, or for points at e_ref
+    only from the bins Gammapy's axis interpolates between the nodes; the same x limits."""
+    pytest.importorskip("gammapy")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from gammapy.estimators import FluxPoints as GFluxPoints
+
+    path = tmp_path / "points.ecsv"
+    _write_table(make_table(), path)
+    ours = FluxPoints.read(path)
+    with _quiet():
+        theirs = GFluxPoints.read(path)
+    drawn = []
+    for points in (ours, theirs):
+        fig, ax = plt.subplots()
+        with _quiet():
+            points.plot(ax=ax, sed_type="e2dnde")
+        xerr = ax.collections[0].get_segments()  # the x error bars
+        drawn.append(([np.asarray(seg).reshape(-1, 2)[:, 0] for seg in xerr], ax.get_xlim(), ax.get_xscale()))
+        plt.close(fig)
+    (ours_x, ours_lim, ours_scale), (theirs_x, theirs_lim, theirs_scale) = drawn
+    assert len(ours_x) == len(theirs_x) == len(ours.energy_ref)
+    for mine, gammapys in zip(ours_x, theirs_x, strict=True):  # (a point without flux has none)
+        np.testing.assert_allclose(mine, gammapys, rtol=1e-12)
+    np.testing.assert_allclose(ours_lim, theirs_lim, rtol=1e-12)
+    assert ours_scale == theirs_scale == "log"
+
+
 @pytest.mark.parametrize("method", ["diff", "diff/model"])
 def test_plot_fit_draws_gammapys_figure(gammapy_data, method):
     """plot_fit after a fit of the HAWC points: the points, the best-fit curve and the residuals

@@ -555,6 +555,20 @@ class FluxPoints:
         return None if self._energy_edges is None else self._energy_edges[1:]
 
     @property
+    def _plot_edges(self) -> np.ndarray | None:
+        """The bin edges, or for points at ``e_ref`` only the edges Gammapy's energy axis
+        interpolates between its nodes (``MapAxis.from_nodes(interp="log")``: log midpoints, the
+        outer half-steps mirrored); None for a single node."""
+        if self._energy_edges is not None:
+            return self._energy_edges
+        if self._energy_ref.size < 2:
+            return None
+        log_nodes = np.log(self._energy_ref)
+        half = 0.5 * np.diff(log_nodes)
+        inner = log_nodes[:-1] + half
+        return np.exp(np.concatenate([[log_nodes[0] - half[0]], inner, [log_nodes[-1] + half[-1]]]))
+
+    @property
     def is_convertible_to_flux_sed_type(self) -> bool:
         return self._energy_edges is not None
 
@@ -757,9 +771,10 @@ class FluxPoints:
         """Plot the flux points (Gammapy's ``FluxPoints.plot``): ``sed_type`` (default the type they
         were read in; "dnde" for likelihood points) in Gammapy's default units times
         ``E_ref^energy_power`` (TeV), errors ``*_errn`` / ``*_errp`` (or the symmetric ``*_err``),
-        energy bins as x errors, upper limits at the UL value with a downward arrow of half its
-        length. Keyword arguments go to ``ax.errorbar`` (defaults: marker "o", markersize 4, no line).
-        Returns the axes."""
+        energy bins as x errors (for points at ``e_ref`` only, the bins Gammapy interpolates between
+        the nodes), upper limits at the UL value with a downward arrow of half its length. Keyword
+        arguments go to ``ax.errorbar`` (defaults: marker "o", markersize 4, no line). Returns the
+        axes."""
         import matplotlib.pyplot as plt
 
         if sed_type is None:
@@ -790,13 +805,16 @@ class FluxPoints:
         kwargs.setdefault("marker", "o")
         kwargs.setdefault("markersize", 4)
         kwargs.setdefault("ls", "None")
-        if self._energy_edges is not None:
-            kwargs.setdefault("xerr", (self._energy_ref - self.energy_min, self.energy_max - self._energy_ref))
+        edges = self._plot_edges
+        if edges is not None:
+            kwargs.setdefault("xerr", (self._energy_ref - edges[:-1], edges[1:] - self._energy_ref))
         ax.errorbar(x=self._energy_ref, y=flux * scale, **kwargs)
         ax.set_xscale("log")
         ax.set_xlabel("Energy [$\\mathrm{TeV}$]")  # Gammapy's label
-        if self._energy_edges is not None:
-            ax.set_xlim(self._energy_edges[0], self._energy_edges[-1])
+        # Gammapy's axis bounds: the outer edges, or the outer nodes of points at e_ref only
+        bounds = self._energy_edges if self._energy_edges is not None else self._energy_ref
+        if bounds[0] != bounds[-1]:
+            ax.set_xlim(bounds[0], bounds[-1])
         quantity = f"e{energy_power} * {sed_type}" if energy_power > 0 else sed_type
         ax.set_ylabel(f"{quantity} [{y_unit.to_string('latex_inline')}]")
         ax.set_yscale("log", nonpositive="clip")
@@ -1171,8 +1189,9 @@ class FluxPointsDataset(Dataset):
             prediction = np.asarray(self.flux_pred(models), dtype=np.float64)
             errn, errp = errn / prediction, errp / prediction
         xerr = None
-        if fp.energy_edges is not None:
-            xerr = (fp.energy_ref - fp.energy_min, fp.energy_max - fp.energy_ref)
+        edges = fp._plot_edges
+        if edges is not None:
+            xerr = (fp.energy_ref - edges[:-1], edges[1:] - fp.energy_ref)
         kwargs.setdefault("color", kwargs.pop("c", "black"))
         kwargs.setdefault("marker", "+")
         kwargs.setdefault("linestyle", kwargs.pop("ls", "none"))
