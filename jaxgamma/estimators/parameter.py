@@ -233,7 +233,7 @@ class ParameterEstimator:
         if "scan" in self.selection_optional:
             out.update(self._scan(datasets, result, full, short))
         if "sensitivity" in self.selection_optional:
-            out[f"{short}_sensitivity"] = self._sensitivity(datasets, best, full, value, error)
+            out[f"{short}_sensitivity"] = self._sensitivity(datasets, best, full, error)
         out.update(self._counts(datasets, masks))
         return out
 
@@ -302,16 +302,12 @@ class ParameterEstimator:
         profile = stat_profile(datasets, result, full, values=values, reoptimize=self.reoptimize)
         return {f"{short}_scan": np.asarray(values), "stat_scan": np.asarray(profile["stat_scan"])}
 
-    def _sensitivity(
-        self, datasets: Any, best: Any, full: str, value: float, error: float, large_min: float = 0.0
-    ) -> float:
+    def _sensitivity(self, datasets: Any, best: Any, full: str, error: float) -> float:
         """Gammapy's ``ParameterSensitivityEstimator`` at the best fit (see
         :func:`parameter_matching_significance`), solved to full precision (Gammapy: brentq to
-        1 %); minus ``null_value``. ``large_min`` floors the ``max(error, |value|)`` that sets the
-        far end of the range (1 for a flux-point norm)."""
+        1 %); minus ``null_value``."""
         root = parameter_matching_significance(
-            datasets, best, full, self.null_value, self.n_sigma_sensitivity, error, self.scan_n_sigma, large_min,
-            owner=self.tag,
+            datasets, best, full, self.null_value, self.n_sigma_sensitivity, error, self.scan_n_sigma, owner=self.tag
         )
         return float(root - self.null_value)
 

@@ -542,13 +542,12 @@ class FluxPointsEstimator:
             if "ul" in self.selection_optional:
                 rows["norm_ul"][g] = norm + confidence(sliced, result, name, sigma=self.n_sigma_ul)["errp"]
             if "sensitivity" in self.selection_optional:
-                from .parameter import ParameterEstimator
+                from .parameter import parameter_matching_significance
 
-                sensitivity = ParameterEstimator(
-                    n_sigma_sensitivity=self.n_sigma_sensitivity, null_value=0.0, scan_n_sigma=self._scan_n_sigma
-                )
-                rows["norm_sensitivity"][g] = sensitivity._sensitivity(
-                    sliced, best, name, norm, result.error(name), large_min=1.0
+                # against norm 0; the far end of the range at least norm 1e5
+                rows["norm_sensitivity"][g] = parameter_matching_significance(
+                    sliced, best, name, 0.0, self.n_sigma_sensitivity, result.error(name), self._scan_n_sigma,
+                    large_min=1.0, owner=self.tag,
                 )
             if "scan" in self.selection_optional:
                 profile = stat_profile(sliced, result, name, values=self.scan_values, reoptimize=True)
