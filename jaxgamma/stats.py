@@ -537,7 +537,7 @@ def TimmerKonig_lightcurve_simulator(
         draws = jax.random.normal(k_nyq, (2,))
         random_factor = draws[0] if even else draws[0] + 1j * draws[1]
     else:
-        rng = _numpy_random_state(random_state)
+        rng = _numpy_random_state(random_state, also=" or a JAX PRNG key")
         # Gammapy's draw order: real parts, imaginary parts, then the Nyquist term
         real_part = rng.normal(0, 1, n - 1)
         imaginary_part = rng.normal(0, 1, n - 1)
@@ -571,9 +571,11 @@ def TimmerKonig_lightcurve_simulator(
     return series, time_axis
 
 
-def _numpy_random_state(random_state: Any) -> np.random.RandomState:
+def _numpy_random_state(random_state: Any, also: str = "") -> np.random.RandomState:
     """Gammapy's ``get_random_state``: an int seeds a new ``RandomState``, ``"random-seed"`` seeds
-    one from the OS, ``"global-rng"`` is numpy's global one, a ``RandomState`` is used as is."""
+    one from the OS, ``"global-rng"`` is numpy's global one, a ``RandomState`` is used as is.
+    ``also`` names further accepted forms in the error message (e.g. " or a JAX PRNG key")."""
+    expected = f"an int, a numpy RandomState, 'random-seed' or 'global-rng'{also}"
     if isinstance(random_state, np.random.RandomState):
         return random_state
     if isinstance(random_state, str):
@@ -581,14 +583,10 @@ def _numpy_random_state(random_state: Any) -> np.random.RandomState:
             return np.random.RandomState()
         if random_state == "global-rng":
             return np.random.mtrand._rand
-        raise ValueError(
-            f"random_state must be an int, a numpy RandomState, 'random-seed', 'global-rng' or a JAX PRNG key, got {random_state!r}"
-        )
+        raise ValueError(f"random_state must be {expected}, got {random_state!r}")
     if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
         return np.random.RandomState(int(random_state))
-    raise TypeError(
-        f"random_state must be an int, a numpy RandomState, 'random-seed', 'global-rng' or a JAX PRNG key, got {type(random_state).__name__}"
-    )
+    raise TypeError(f"random_state must be {expected}, got {type(random_state).__name__}")
 
 
 # -- penalties ---------------------------------------------------------------------------------------

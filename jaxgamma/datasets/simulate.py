@@ -40,8 +40,9 @@ from ..data.events import EventList
 from ..data.observation import earth_location_to_dict
 from ..irf._irf_base import GADF_KEYWORDS
 from ..models.sky import SkyModel
+from ..stats import _numpy_random_state
 from ..units import parse_unit
-from .core import _as_models, _random_state
+from .core import _as_models
 
 __all__ = [
     "MapDatasetEventSampler",
@@ -56,11 +57,8 @@ _DAY = 86400.0
 
 
 def _rng(random_state: Any) -> np.random.RandomState:
-    if isinstance(random_state, str):
-        if random_state != "random-seed":
-            raise ValueError(f"random_state must be an int, a RandomState or 'random-seed', got {random_state!r}")
-        return np.random.RandomState()
-    return _random_state(random_state)
+    # Gammapy's get_random_state (None, as before, seeds from the OS)
+    return np.random.RandomState() if random_state is None else _numpy_random_state(random_state)
 
 
 def _inverse_cdf(pdf: np.ndarray, n: int, rng: np.random.RandomState) -> np.ndarray:
