@@ -8,6 +8,10 @@ Each statistic is ``-2 ln L`` up to terms independent of the model.
 (excess, TS, significance, errors, upper limits and sensitivity of counts in bins, as the excess
 map estimator uses them), vectorised in numpy over any array shape.
 
+The variability estimators of flux series (``compute_fvar``, ``compute_fpp``, ``compute_chisq``,
+``compute_flux_doubling``, ``structure_function``, ``discrete_correlation``; from
+:mod:`jaxgamma.variability`) and :func:`TimmerKonig_lightcurve_simulator` are here, as in Gammapy.
+
 :class:`GaussianPriorPenalty` is Gammapy's penalty on several parameters (multivariate Gaussian,
 L2 / ridge, finite-difference smoothness), set on the models with ``Models.set_penalties``.
 """
@@ -22,6 +26,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erfc
 
+from .variability import (
+    compute_chisq,
+    compute_flux_doubling,
+    compute_fpp,
+    compute_fvar,
+    discrete_correlation,
+    structure_function,
+)
+
 __all__ = [
     "TRUNCATION_VALUE",
     "CashCountsStatistic",
@@ -34,9 +47,15 @@ __all__ = [
     "cash_sum",
     "chi2",
     "chi2_asymmetric",
+    "compute_chisq",
+    "compute_flux_doubling",
+    "compute_fpp",
+    "compute_fvar",
+    "discrete_correlation",
     "masked_sum",
     "penalty_stat_sum",
     "sigma_to_ts",
+    "structure_function",
     "ts_to_sigma",
     "wstat",
     "wstat_gof_terms",

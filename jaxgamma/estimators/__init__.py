@@ -10,8 +10,19 @@ from .points import FluxPointsEstimator
 from .profile import FluxProfile, FluxProfileEstimator
 from .sensitivity import SensitivityEstimator
 from .ts import TSMapEstimator
+from .utils import (
+    compute_lightcurve_discrete_correlation,
+    compute_lightcurve_doublingtime,
+    compute_lightcurve_fpp,
+    compute_lightcurve_fvar,
+)
 
 __all__ = [
     "ASmoothMapEstimator",
     "ASmoothMaps",
-    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "FluxProfile", "FluxProfileEstimator", "ImageProfile", "ImageProfileEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "ParameterSensitivityEstimator", "SensitivityEstimator", "TSMapEstimator"]
+    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "FluxProfile", "FluxProfileEstimator", "ImageProfile", "ImageProfileEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "ParameterSensitivityEstimator", "SensitivityEstimator", "TSMapEstimator",
+    "compute_lightcurve_discrete_correlation",
+    "compute_lightcurve_doublingtime",
+    "compute_lightcurve_fpp",
+    "compute_lightcurve_fvar",
+]
