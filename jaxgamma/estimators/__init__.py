@@ -15,6 +15,9 @@ from .utils import (
     compute_lightcurve_doublingtime,
     compute_lightcurve_fpp,
     compute_lightcurve_fvar,
+    find_peaks,
+    find_peaks_in_flux_map,
+    resample_energy_edges,
 )
 
 __all__ = [
@@ -25,4 +28,7 @@ __all__ = [
     "compute_lightcurve_doublingtime",
     "compute_lightcurve_fpp",
     "compute_lightcurve_fvar",
+    "find_peaks",
+    "find_peaks_in_flux_map",
+    "resample_energy_edges",
 ]

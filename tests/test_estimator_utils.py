@@ -1,0 +1,169 @@
+"""Peak finding and energy regrouping (jaxgamma.estimators.utils) against Gammapy 2.1 and known truth."""
+
+from __future__ import annotations
+
+import warnings
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+
+from jaxgamma.datasets import Datasets, MapDataset, SpectrumDatasetOnOff
+from jaxgamma.estimators import (
+    ExcessMapEstimator,
+    FluxMaps,
+    find_peaks,
+    find_peaks_in_flux_map,
+    resample_energy_edges,
+)
+from jaxgamma.geom import MapAxis, WcsGeom
+from jaxgamma.models import PowerLawSpectralModel, SkyModel
+
+HESS_RUNS = (23523, 23526)
+
+
+def _blobs(geom, centres, amplitudes, sigma_pix=2.0):
+    ny, nx = geom.data_shape_image
+    y, x = np.mgrid[:ny, :nx]
+    image = np.zeros((ny, nx))
+    for (cx, cy), a in zip(centres, amplitudes, strict=True):
+        image += a * np.exp(-0.5 * ((x - cx) ** 2 + (y - cy) ** 2) / sigma_pix**2)
+    return image
+
+
+def test_find_peaks_known_blobs():
+    geom = WcsGeom.create(skydir=(83.63, 22.01), width=(4, 3), binsz=0.05, frame="icrs")
+    centres, amplitudes = [(20, 15), (60, 40), (25, 45)], [3.0, 8.0, 5.0]
+    image = _blobs(geom, centres, amplitudes)
+    table = find_peaks(image, geom, threshold=1.0, unit="ct")
+    assert list(table["x"]) == [60, 25, 20] and list(table["y"]) == [40, 45, 15]  # highest first
+    np.testing.assert_allclose(table["value"].quantity.to_value("ct"), [8.0, 5.0, 3.0], rtol=1e-12)
+    coord = SkyCoord.from_pixel(table["x"], table["y"], wcs=geom.wcs).icrs
+    np.testing.assert_allclose(table["ra"].quantity.to_value("deg"), coord.ra.deg, rtol=1e-14)
+    # the threshold: a number or one per pixel
+    assert list(find_peaks(image, geom, threshold=4.0)["x"]) == [60, 25]
+    per_pixel = np.full(image.shape, 1.0)
+    per_pixel[40, 60] = 10.0
+    assert list(find_peaks(image, geom, threshold=per_pixel)["x"]) == [25, 20]
+    # min_distance as an angle: 0.55 deg = 11 pixels suppresses the blob 10.8 pixels from a higher one
+    close = _blobs(geom, [(30, 30), (40, 34)], [5.0, 4.0])
+    assert len(find_peaks(close, geom, threshold=1.0, min_distance=5)) == 2
+    assert list(find_peaks(close, geom, threshold=1.0, min_distance="0.55 deg")["x"]) == [30]
+    # leading axes of length 1, NaN pixels (the image minimum), constant images
+    with_nan = image.copy()
+    with_nan[0, :5] = np.nan
+    assert len(find_peaks(with_nan[np.newaxis], geom, threshold=1.0)) == 3
+    assert len(find_peaks(np.full(image.shape, 2.0), geom, threshold=1.0)) == 0
+    assert len(find_peaks(np.full(image.shape, np.nan), geom, threshold=1.0)) == 0
+    with pytest.raises(ValueError, match=r"image must have shape \(60, 80\)"):
+        find_peaks(np.stack([image, image]), geom, threshold=1.0)
+    with pytest.raises(ValueError, match="threshold must be a number or an array"):
+        find_peaks(image, geom, threshold=np.ones((3, 3)))
+    with pytest.raises(ValueError, match="min_distance must be a number of pixels or an angle"):
+        find_peaks(image, geom, threshold=1.0, min_distance="3 m")
+
+
+@pytest.mark.gammapy
+def test_find_peaks_match_gammapy(cta_plain):
+    gdatasets = pytest.importorskip("gammapy.datasets")
+    from gammapy.estimators import ExcessMapEstimator as GammapyEstimator
+    from gammapy.estimators import utils as gutils
+
+    options = {"correlation_radius": "0.1 deg", "energy_edges": [0.1, 10] * u.TeV}
+    centre, width = SkyCoord(0, 0, unit="deg", frame="galactic"), 4 * u.deg
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = GammapyEstimator(**options).run(gdatasets.MapDataset.read(cta_plain).cutout(centre, width))
+        expected = gutils.find_peaks(theirs["sqrt_ts"], threshold=5, min_distance="0.25 deg")
+        expected_maps = gutils.find_peaks_in_flux_map(theirs, threshold=5, min_distance="0.25 deg")
+    ours = ExcessMapEstimator(**options).run(MapDataset.read(cta_plain).cutout(centre, width))
+    assert len(expected) >= 3
+
+    # on Gammapy's own significance image: the same table
+    exact = find_peaks(theirs["sqrt_ts"].data, ours.geom, threshold=5, min_distance="0.25 deg")
+    assert exact.colnames == expected.colnames
+    for column in ("x", "y"):
+        np.testing.assert_array_equal(exact[column], expected[column])
+    for column in ("value", "ra", "dec"):
+        np.testing.assert_allclose(u.Quantity(exact[column]).value, u.Quantity(expected[column]).value, rtol=1e-12)
+        assert exact[column].format == expected[column].format
+
+    # on our own excess map (Gammapy's is float32): the same peaks, every quantity at them
+    got = find_peaks_in_flux_map(ours, threshold=5, min_distance="0.25 deg")
+    assert got.colnames == expected_maps.colnames
+    np.testing.assert_array_equal(got["x"], expected_maps["x"])  # Gammapy's order: lowest sqrt_ts first
+    np.testing.assert_array_equal(got["y"], expected_maps["y"])
+    for column in got.colnames[2:]:
+        assert got[column].unit == expected_maps[column].unit and got[column].format == expected_maps[column].format
+        np.testing.assert_allclose(u.Quantity(got[column]).value, u.Quantity(expected_maps[column]).value, rtol=2e-6)
+
+
+def test_find_peaks_in_flux_map_checks_input():
+    geom = WcsGeom.create(skydir=(0, 0), width=1, binsz=0.1, axes=[MapAxis.from_energy_bounds(1, 10, 2, unit="TeV")])
+    maps = FluxMaps({"norm": np.ones(geom.data_shape), "ts": np.ones(geom.data_shape)}, geom, PowerLawSpectralModel())
+    with pytest.raises(ValueError, match="energy axis of length 1"):
+        find_peaks_in_flux_map(maps, threshold=1)
+    with pytest.raises(TypeError, match="expects FluxMaps input"):
+        find_peaks_in_flux_map(np.ones((3, 3)), threshold=1)
+
+
+def _hess_stacked(data_dir):
+    paths = [data_dir / f"joint-crab/spectra/hess/pha_obs{obs}.fits" for obs in HESS_RUNS]
+    return paths, Datasets([SpectrumDatasetOnOff.read(p) for p in paths]).stack_reduce()
+
+
+@pytest.mark.gammapy
+def test_resample_energy_edges_match_gammapy(data_dir):
+    pytest.importorskip("gammapy")
+    from gammapy.datasets import Datasets as GammapyDatasets
+    from gammapy.datasets import SpectrumDatasetOnOff as GammapyOnOff
+    from gammapy.estimators.utils import resample_energy_edges as gammapy_resample
+
+    paths, ours = _hess_stacked(data_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = GammapyDatasets([GammapyOnOff.read(p) for p in paths]).stack_reduce()
+    for conditions in ({"sqrt_ts_min": 2}, {"counts_min": 50}, {"excess_min": 20, "background_min": 1}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = gammapy_resample(theirs, conditions=conditions)
+        got = resample_energy_edges(ours, conditions=conditions)
+        assert len(got) == len(expected) > 4
+        np.testing.assert_allclose(got.to_value("TeV"), expected.to_value("TeV"), rtol=1e-12)
+
+
+def _meets(dataset, lo, hi, conditions, models=None):
+    info = dataset.slice_by_energy(lo * u.TeV, hi * u.TeV).info_dict(models)
+    return all(info[key.removesuffix("_min")] > value for key, value in conditions.items())
+
+
+def test_resample_energy_edges_groups_are_minimal(data_dir):
+    """Every group meets the conditions and loses them without its lowest bin; the bins left below
+    the last such group are merged into it; impossible conditions are refused."""
+    _, dataset = _hess_stacked(data_dir)
+    edges_all = dataset.energy_axis.edges
+    model = SkyModel(spectral_model=PowerLawSpectralModel(index=2.6, amplitude="3e-11 cm-2 s-1 TeV-1"), name="crab")
+    for conditions, models in (({"sqrt_ts_min": 3}, None), ({"npred_signal_min": 30}, [model])):
+        edges = resample_energy_edges(dataset, conditions, models=models).to_value("TeV")
+        lows, highs = edges[:-1], edges[1:]
+        for lo, hi in zip(lows[1:], highs[1:], strict=True):  # the lowest group may hold the remainder
+            assert _meets(dataset, lo, hi, conditions, models)
+            next_lo = edges_all[np.searchsorted(edges_all, lo * (1 + 1e-9))]
+            if next_lo < hi * (1 - 1e-9):  # groups of one bin are minimal
+                assert not _meets(dataset, next_lo, hi, conditions, models)
+    merged = resample_energy_edges(dataset, {"sqrt_ts_min": 15}).to_value("TeV")
+    assert len(merged) == 3 and merged[0] == pytest.approx(edges_all[np.flatnonzero(dataset.mask_safe)[0]])
+    # the lowest group is the group met from the top (down to `split`) plus the failing remainder
+    inner = edges_all[(edges_all > merged[0] * (1 + 1e-9)) & (edges_all < merged[1] * (1 - 1e-9))]
+    split = max(e for e in inner if _meets(dataset, e, merged[1], {"sqrt_ts_min": 15}))
+    assert not _meets(dataset, merged[0], split, {"sqrt_ts_min": 15})
+    assert _meets(dataset, merged[0], merged[1], {"sqrt_ts_min": 15})
+    with pytest.raises(ValueError, match="cannot be met"):
+        resample_energy_edges(dataset, {"sqrt_ts_min": 1000})
+    with pytest.raises(ValueError, match="Unrecognized option"):
+        resample_energy_edges(dataset, {"ts_min": 2})
+    with pytest.raises(ValueError, match="need models"):
+        resample_energy_edges(dataset, {"npred_min": 2})
+    with pytest.raises(NotImplementedError, match="spectrum datasets only"):
+        resample_energy_edges(Datasets([dataset]), {"counts_min": 2})
