@@ -13,8 +13,12 @@ from jaxgamma.datasets import Datasets, MapDataset, SpectrumDatasetOnOff
 from jaxgamma.estimators import (
     ExcessMapEstimator,
     FluxMaps,
+    combine_flux_maps,
+    combine_significance_maps,
     find_peaks,
     find_peaks_in_flux_map,
+    get_combined_flux_maps,
+    get_combined_significance_maps,
     resample_energy_edges,
 )
 from jaxgamma.geom import MapAxis, WcsGeom
@@ -167,3 +171,83 @@ def test_resample_energy_edges_groups_are_minimal(data_dir):
         resample_energy_edges(dataset, {"npred_min": 2})
     with pytest.raises(NotImplementedError, match="spectrum datasets only"):
         resample_energy_edges(Datasets([dataset]), {"counts_min": 2})
+
+
+def _synthetic_maps(norms, errs, ts, excess):
+    geom = WcsGeom.create(skydir=(0, 0), width=0.3, binsz=0.1, axes=[MapAxis.from_energy_bounds(1, 10, 2, unit="TeV")])
+    reference = PowerLawSpectralModel(index=2.0, amplitude="1e-12 cm-2 s-1 TeV-1")
+    out = []
+    for n, e, t, x in zip(norms, errs, ts, excess, strict=True):
+        full = {k: np.broadcast_to(np.asarray(v, float)[:, None, None], geom.data_shape) for k, v in
+                (("norm", n), ("norm_err", e), ("ts", t), ("npred_excess", x))}  # fmt: skip
+        out.append(FluxMaps(full, geom, reference, meta={"n_sigma": 1}))
+    return out
+
+
+def test_combine_maps_closed_forms():
+    from scipy.stats import chi2, norm
+
+    maps = _synthetic_maps(
+        norms=[[2.0, 1.0], [4.0, np.nan]], errs=[[1.0, 0.5], [2.0, np.nan]],
+        ts=[[4.0, 9.0], [5.0, np.nan]], excess=[[10.0, 5.0], [-3.0, np.nan]],
+    )  # fmt: skip
+    combined = combine_significance_maps(maps)
+    # TS 4 + 9 + 5 with 3 degrees of freedom; the sign of the TS-weighted excess (4 + 9 - 5 > 0)
+    expected = norm.isf(chi2.sf(18.0, 3) / 2)
+    np.testing.assert_allclose(combined["significance"], expected, rtol=1e-9)
+    assert np.all(combined["df"] == 3) and np.all(combined["ts"] == 18.0) and np.all(combined["npred_excess"] == 12.0)
+    assert combined["geom"].data_shape == (3, 3) and combined["estimator_results"] == maps
+
+    flux = combine_flux_maps(maps)
+    ref = maps[0]["dnde"] / maps[0]["norm"]
+    # bin 1: inverse-variance mean of 2 +- 1 and 4 +- 2, TS = (mean / sigma)^2 + departures (4 - 4) + (5 - 4)
+    mean, sigma = (2 * 4 + 4 * 1) / 5, 1 * 2 / np.sqrt(5)
+    np.testing.assert_allclose(flux["dnde"][0], mean * ref[0], rtol=1e-12)
+    np.testing.assert_allclose(flux["dnde_err"][0], sigma * ref[0], rtol=1e-12)
+    np.testing.assert_allclose(flux["ts"][0], (mean / sigma) ** 2 + 1.0, rtol=1e-12)
+    # bin 2: valid in the first map only
+    np.testing.assert_allclose(flux["norm"][1], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(flux["ts"][1], 4.0 + 5.0, rtol=1e-12)  # (1 / 0.5)^2 + (9 - 4)
+    assert flux.meta["sed_type_init"] == "dnde" and flux.meta["n_sigma"] == 1
+    # another reference spectrum: other norms, the same fluxes
+    other = combine_flux_maps(maps, reference_model=PowerLawSpectralModel(index=3.0))
+    np.testing.assert_allclose(other["dnde"], flux["dnde"], rtol=1e-12)
+    with pytest.raises(ValueError, match="less than two"):
+        combine_flux_maps(maps[:1])
+    with pytest.raises(NotImplementedError, match="'profile'"):
+        combine_flux_maps(maps, method="profile")
+    with pytest.raises(ValueError, match="Invalid method"):
+        combine_flux_maps(maps, method="median")
+
+
+@pytest.mark.gammapy
+def test_combined_maps_match_gammapy(cta_plain, tmp_path):
+    gdatasets = pytest.importorskip("gammapy.datasets")
+    from gammapy.estimators import ExcessMapEstimator as GammapyEstimator
+    from gammapy.estimators import utils as gutils
+
+    from jaxgamma.models import Models
+
+    cut = MapDataset.read(cta_plain).cutout(SkyCoord(0, 0, unit="deg", frame="galactic"), 3 * u.deg, name="a")
+    cut.write(tmp_path / "a.fits")
+    cut.fake(Models([]), seed=3).write(tmp_path / "b.fits")  # a second observation: background only
+    paths = [tmp_path / "a.fits", tmp_path / "b.fits"]
+    options = {"correlation_radius": "0.1 deg", "energy_edges": [0.1, 1, 10] * u.TeV}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = [gdatasets.MapDataset.read(p) for p in paths]
+        expected = gutils.get_combined_significance_maps(GammapyEstimator(**options), theirs)
+        expected_flux = gutils.get_combined_flux_maps(GammapyEstimator(**options), theirs)["flux_maps"]
+    ours = [MapDataset.read(p) for p in paths]
+    got = get_combined_significance_maps(ExcessMapEstimator(**options), ours)
+    got_flux = get_combined_flux_maps(ExcessMapEstimator(**options), ours)["flux_maps"]
+    # Gammapy's excess maps are float32
+    for key, atol in (("significance", 1e-4), ("df", 0), ("ts", 1e-4), ("npred_excess", 1e-3)):
+        g, e = got[key], expected[key].data
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(e))
+        np.testing.assert_allclose(g[~np.isnan(g)], e[~np.isnan(e)], rtol=1e-5, atol=atol, err_msg=key)
+    assert got_flux.available_quantities == expected_flux.available_quantities
+    for key in ("dnde", "dnde_err", "ts", "norm"):
+        g, e = got_flux[key], expected_flux[key].data
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(e))
+        np.testing.assert_allclose(g[~np.isnan(g)], e[~np.isnan(e)], rtol=1e-5, atol=1e-6 * np.nanmax(np.abs(e)), err_msg=key)

@@ -11,12 +11,16 @@ from .profile import FluxProfile, FluxProfileEstimator
 from .sensitivity import SensitivityEstimator
 from .ts import TSMapEstimator
 from .utils import (
+    combine_flux_maps,
+    combine_significance_maps,
     compute_lightcurve_discrete_correlation,
     compute_lightcurve_doublingtime,
     compute_lightcurve_fpp,
     compute_lightcurve_fvar,
     find_peaks,
     find_peaks_in_flux_map,
+    get_combined_flux_maps,
+    get_combined_significance_maps,
     resample_energy_edges,
 )
 
@@ -24,11 +28,15 @@ __all__ = [
     "ASmoothMapEstimator",
     "ASmoothMaps",
     "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "FluxProfile", "FluxProfileEstimator", "ImageProfile", "ImageProfileEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "ParameterSensitivityEstimator", "SensitivityEstimator", "TSMapEstimator",
+    "combine_flux_maps",
+    "combine_significance_maps",
     "compute_lightcurve_discrete_correlation",
     "compute_lightcurve_doublingtime",
     "compute_lightcurve_fpp",
     "compute_lightcurve_fvar",
     "find_peaks",
     "find_peaks_in_flux_map",
+    "get_combined_flux_maps",
+    "get_combined_significance_maps",
     "resample_energy_edges",
 ]

@@ -3,6 +3,10 @@
 - Peaks: :func:`find_peaks` (local maxima of an image above a threshold, at least ``min_distance``
   apart) and :func:`find_peaks_in_flux_map` (the same on the ``sqrt_ts`` map of a
   :class:`~jaxgamma.estimators.FluxMaps`, with every quantity at the peaks).
+- Combining maps of several datasets: :func:`combine_significance_maps` (the TS summed over
+  datasets and energy bins, one degree of freedom per valid bin) and :func:`combine_flux_maps`
+  (inverse-variance weighted fluxes), and their ``get_combined_*`` forms that run an estimator on
+  each dataset first.
 - Binning: :func:`resample_energy_edges` (energy groups of a spectrum that each meet conditions on
   their counts, excess, significance or predicted counts, for flux points).
 - Light-curve variability: the fractional and point-to-point excess variance, the doubling /
@@ -23,16 +27,151 @@ from astropy.time import TimeDelta
 from ..variability import compute_flux_doubling, compute_fpp, compute_fvar, discrete_correlation
 
 __all__ = [
+    "combine_flux_maps",
+    "combine_significance_maps",
     "compute_lightcurve_discrete_correlation",
     "compute_lightcurve_doublingtime",
     "compute_lightcurve_fpp",
     "compute_lightcurve_fvar",
     "find_peaks",
     "find_peaks_in_flux_map",
+    "get_combined_flux_maps",
+    "get_combined_significance_maps",
     "resample_energy_edges",
 ]
 
 _FLUX_QUANTITIES = ("dnde", "flux", "e2dnde", "eflux")
+
+
+# -- combining maps --------------------------------------------------------------------------------
+
+
+def _check_flux_maps(maps: Any, what: str) -> list[Any]:
+    from .core import FluxMaps
+
+    maps = list(maps)
+    if len(maps) < 2:
+        raise ValueError("List of flux maps has less than two elements")
+    for i, m in enumerate(maps):
+        if not isinstance(m, FluxMaps):
+            raise TypeError(f"{what}: element {i} is a {type(m).__name__}, expected FluxMaps")
+        if m.geom.data_shape != maps[0].geom.data_shape or not np.allclose(
+            m.energy_axis.edges, maps[0].energy_axis.edges, rtol=1e-10
+        ):
+            raise ValueError(f"{what}: the flux maps must share one geometry; element {i} differs from the first")
+    return maps
+
+
+def combine_significance_maps(maps: Any) -> dict[str, Any]:
+    """The joint significance of several independent :class:`~jaxgamma.estimators.FluxMaps` (e.g.
+    one excess or TS map per observation), as Gammapy's ``combine_significance_maps``: the TS summed
+    over the maps and their energy bins follows a chi2 with one degree of freedom per bin of
+    positive TS (Lancaster 1961); its significance carries the sign of the TS-weighted excess.
+
+    Returns
+    -------
+    dict
+        ``significance``, ``df``, ``ts``, ``npred_excess``: images ``(ny, nx)`` on ``geom`` (the
+        maps' image geometry, an addition to Gammapy's keys), and ``estimator_results``: the maps.
+    """
+    from ..stats import ts_to_sigma
+
+    maps = _check_flux_maps(maps, "combine_significance_maps")
+    shape = maps[0].geom.data_shape_image
+    ts_sum, ts_sign, excess, df = (np.zeros(shape) for _ in range(4))
+    for result in maps:
+        ts = np.asarray(result["ts"], dtype=np.float64)
+        npred_excess = np.asarray(result["npred_excess"], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            df += np.sum(ts > 0, axis=0)  # one degree of freedom (the norm) per valid bin
+        ts_sum += np.nansum(ts, axis=0)
+        ts_sign += np.nansum(ts * np.sign(npred_excess), axis=0)
+        excess += np.nansum(npred_excess, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        significance = np.where(df > 0, ts_to_sigma(ts_sum, np.maximum(df, 1)), np.nan) * np.sign(ts_sign)
+    return {
+        "significance": significance,
+        "df": df,
+        "ts": ts_sum,
+        "npred_excess": excess,
+        "geom": maps[0].geom.to_image(),
+        "estimator_results": maps,
+    }
+
+
+def _run_each(estimator: Any, datasets: Any, models: Any, what: str) -> list[Any]:
+    from .excess import ExcessMapEstimator
+    from .ts import TSMapEstimator
+
+    if not isinstance(estimator, (ExcessMapEstimator, TSMapEstimator)):
+        raise TypeError(f"{what}: estimator should be an ExcessMapEstimator or a TSMapEstimator, got {type(estimator).__name__}")
+    return [estimator.run(dataset, models) for dataset in datasets]
+
+
+def get_combined_significance_maps(estimator: Any, datasets: Any, models: Any = None) -> dict[str, Any]:
+    """:func:`combine_significance_maps` of ``estimator.run(dataset, models)`` for each dataset
+    (an :class:`ExcessMapEstimator` or a :class:`TSMapEstimator`), as Gammapy's
+    ``get_combined_significance_maps`` (``models``: jaxgamma's datasets do not hold them)."""
+    return combine_significance_maps(_run_each(estimator, datasets, models, "get_combined_significance_maps"))
+
+
+def combine_flux_maps(maps: Any, method: str = "gaussian_errors", reference_model: Any = None, dnde_scan_axis: Any = None) -> Any:
+    """One :class:`~jaxgamma.estimators.FluxMaps` from several independent measurements of the same
+    flux on one geometry, as Gammapy's ``combine_flux_maps`` with ``method="gaussian_errors"``:
+    ``dnde`` and ``dnde_err`` combined with inverse-variance weights (bins valid in one map only
+    keep its values), ``ts = dnde^2 / dnde_err^2`` plus the summed departures of each map's TS from
+    its Gaussian value; metas merged.
+
+    ``reference_model``: the reference spectrum of the result (default: the first map's); the
+    ``dnde`` values do not depend on it. Gammapy's ``"distrib"`` and ``"profile"`` methods (combined
+    likelihood profiles) are not available yet.
+    """
+    from .core import FluxMaps
+
+    if method in ("distrib", "profile"):
+        raise NotImplementedError(
+            f"combine_flux_maps: method {method!r} (combined likelihood profiles) is not available yet in jaxgamma; "
+            "use 'gaussian_errors'"
+        )
+    if method != "gaussian_errors":
+        raise ValueError(
+            f'Invalid method provided : {method}. Available methods are : "gaussian_errors", "distrib", "profile"'
+        )
+    maps = _check_flux_maps(maps, "combine_flux_maps")
+    meta: dict[str, Any] = {}
+    for m in maps:
+        meta.update(m.meta)
+    reference = maps[0].reference_model if reference_model is None else getattr(reference_model, "spectral_model", reference_model)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ts_diff = np.nansum([m["ts"] - (m["dnde"] / m["dnde_err"]) ** 2 for m in maps], axis=0)
+        mean = np.array(maps[0]["dnde"], dtype=np.float64)
+        sigma = np.array(maps[0]["dnde_err"], dtype=np.float64)
+        for m in maps[1:]:
+            mean_k, sigma_k = np.asarray(m["dnde"]), np.asarray(m["dnde_err"])
+            valid = np.isfinite(mean) & np.isfinite(sigma) & (sigma != 0)
+            valid_k = np.isfinite(mean_k) & np.isfinite(sigma_k) & (sigma_k != 0)
+            both, only_k = valid & valid_k, ~valid & valid_k
+            combined_mean = (mean * sigma_k**2 + mean_k * sigma**2) / (sigma**2 + sigma_k**2)
+            combined_sigma = sigma * sigma_k / np.sqrt(sigma**2 + sigma_k**2)
+            mean = np.where(both, combined_mean, np.where(only_k, mean_k, mean))
+            sigma = np.where(both, combined_sigma, np.where(only_k, sigma_k, sigma))
+        ts = mean * mean / sigma / sigma + ts_diff
+        ts[~np.isfinite(ts)] = np.nan
+        probe = FluxMaps({"norm": np.ones(maps[0].geom.data_shape)}, maps[0].geom, reference)
+        ref_dnde = probe["dnde"]
+        data = {"norm": mean / ref_dnde, "norm_err": sigma / ref_dnde, "ts": ts}
+    return FluxMaps(data, maps[0].geom, reference, meta={**meta, "sed_type_init": "dnde"})
+
+
+def get_combined_flux_maps(
+    estimator: Any, datasets: Any, method: str = "gaussian_errors", reference_model: Any = None,
+    dnde_scan_axis: Any = None, models: Any = None,
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`combine_flux_maps` of ``estimator.run(dataset, models)`` for each dataset, as Gammapy's
+    ``get_combined_flux_maps``: ``{"flux_maps": combined, "estimator_results": [maps, ...]}``."""
+    results = _run_each(estimator, datasets, models, "get_combined_flux_maps")
+    combined = combine_flux_maps(results, method=method, reference_model=reference_model, dnde_scan_axis=dnde_scan_axis)
+    return {"flux_maps": combined, "estimator_results": results}
 
 
 # -- binning -----------------------------------------------------------------------------------------
