@@ -456,9 +456,9 @@ def sigma_to_ts(n_sigma: float, df: int = 1, n_sigma_asimov: float = 0.0) -> flo
     return float(ncx2.isf(p_value, df=df, nc=ts_asimov))
 
 
-def ts_to_sigma(ts: Any, df: int = 1, ts_asimov: Any = 0.0) -> Any:
+def ts_to_sigma(ts: Any, df: Any = 1, ts_asimov: Any = 0.0) -> Any:
     """Gammapy's ``ts_to_sigma``: the significance of a TS with ``df`` degrees of freedom (Wilks;
-    Wald's non-central chi2 with ``ts_asimov``)."""
+    Wald's non-central chi2 with ``ts_asimov``); arrays broadcast."""
     from scipy.stats import ncx2
 
     p_value = ncx2.sf(ts, df=df, nc=ts_asimov)
