@@ -28,6 +28,7 @@ __all__ = [
     "plot_significance_distribution",
     "plot_spectrum",
     "plot_temporal",
+    "plot_theta_squared_table",
     "spatial_residuals",
     "spectral_residuals",
     "spectrum_error_band",
@@ -269,6 +270,45 @@ def plot_significance_distribution(
     ax.set_xlabel("significance")
     ax.set_ylabel("density")
     return ax, mean, std
+
+
+def plot_theta_squared_table(table: Any, fig: Any = None) -> tuple[Any, Any]:
+    """The theta-squared distribution of :func:`~jaxgamma.makers.make_theta_squared_table` as
+    Gammapy's ``plot_theta_squared_table``: ON counts, OFF counts (Poisson errors) and the excess
+    (WStat errors) against theta2 above, the significance below, on ``fig`` (default the current
+    figure).
+
+    Returns
+    -------
+    ax_counts, ax_significance
+    """
+    import matplotlib.pyplot as plt
+
+    for column in ("theta2_min", "theta2_max", "counts", "counts_off", "excess", "excess_errn", "excess_errp", "sqrt_ts"):
+        if column not in table.colnames:
+            raise ValueError(f"plot_theta_squared_table: the table has no {column!r} column (make_theta_squared_table's)")
+    unit = table["theta2_min"].unit or u.Unit("deg2")
+    lo = u.Quantity(table["theta2_min"], unit).value
+    hi = u.Quantity(table["theta2_max"], unit).value
+    x = 0.5 * (lo + hi)
+    xerr = (x - lo, hi - x)
+    fig = plt.gcf() if fig is None else fig
+    ax0 = fig.add_subplot(2, 1, 1)
+    ax0.errorbar(x, table["counts"], xerr=xerr, yerr=np.sqrt(table["counts"]), linestyle="None", label="Counts")
+    ax0.errorbar(x, table["counts_off"], xerr=xerr, yerr=np.sqrt(table["counts_off"]), linestyle="None", label="Counts Off")
+    ax0.errorbar(
+        x, table["excess"], xerr=xerr, yerr=(table["excess_errn"], table["excess_errp"]), fmt="+",
+        linestyle="None", label="Excess",
+    )  # fmt: skip
+    ax0.set_ylabel("Counts")
+    ax0.set_xticks([])
+    ax0.set_xlabel("")
+    ax0.legend()
+    ax1 = fig.add_subplot(2, 1, 2)
+    ax1.errorbar(x, table["sqrt_ts"], xerr=xerr, linestyle="None")
+    ax1.set_xlabel(f"Theta [{u.Unit(unit).to_string('latex_inline')}]")
+    ax1.set_ylabel("Significance")
+    return ax0, ax1
 
 
 # -- residuals of map datasets -----------------------------------------------------------------------

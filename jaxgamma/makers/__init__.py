@@ -34,6 +34,7 @@ from .reflected import ReflectedRegionsBackgroundMaker, ReflectedRegionsFinder, 
 from .ring import AdaptiveRingBackgroundMaker, RingBackgroundMaker
 from .safe import SafeMaskMaker
 from .spectrum import SpectrumDatasetMaker, make_region_counts
+from .theta2 import make_theta_squared_table
 
 __all__ = [
     "AdaptiveRingBackgroundMaker",
@@ -55,5 +56,6 @@ __all__ = [
     "make_map_exposure_true_energy",
     "make_psf_map",
     "make_region_counts",
+    "make_theta_squared_table",
     "pixel_offsets",
 ]
