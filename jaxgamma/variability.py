@@ -62,9 +62,17 @@ def _check_same_shape(flux: Any, flux_err: Any, what: str) -> None:
         raise ValueError(f"{what}: flux and flux_err must have the same shape, got {np.shape(flux)} and {np.shape(flux_err)}")
 
 
-def _excess_variance(s_square: Any, flux_mean: Any, sig_square: Any, n_points: Any, xp: Any) -> tuple[Any, Any]:
-    """Gammapy's excess variance and its error (Vaughan et al. 2003, eq. 11) from the sample
-    variance ``s_square`` and the mean squared error ``sig_square``."""
+def _excess_variance(flux: Any, flux_err: Any, axis: int, what: str, squared_deviation: Any) -> tuple[Any, Any]:
+    """Gammapy's excess variance and its error (Vaughan et al. 2003, eq. 11): the variance
+    estimate ``squared_deviation(flux, mean, xp) / (n - 1)`` less the mean squared error, over the
+    squared mean (NaN fluxes left out)."""
+    _check_same_shape(flux, flux_err, what)
+    flux, flux_err = _values(flux, flux_err, what)
+    xp = _xp(flux, flux_err)
+    flux_mean = xp.nanmean(flux, axis=axis)
+    n_points = xp.sum(~xp.isnan(flux), axis=axis)
+    s_square = xp.nansum(squared_deviation(flux, xp.expand_dims(flux_mean, axis), xp), axis=axis) / (n_points - 1)
+    sig_square = xp.nansum(flux_err**2, axis=axis) / n_points
     value = xp.sqrt(xp.abs(s_square - sig_square)) / flux_mean
     err_a = xp.sqrt(2 / n_points) * sig_square / flux_mean**2
     err_b = xp.sqrt(sig_square / n_points) * (2 * value / flux_mean)
@@ -82,14 +90,7 @@ def compute_fvar(flux: Any, flux_err: Any, axis: int = 0) -> tuple[Any, Any]:
     fvar, fvar_err : arrays
         The shape of ``flux`` without ``axis``; JAX arrays for JAX input (jit- and vmap-able).
     """
-    _check_same_shape(flux, flux_err, "compute_fvar")
-    flux, flux_err = _values(flux, flux_err, "compute_fvar")
-    xp = _xp(flux, flux_err)
-    flux_mean = xp.nanmean(flux, axis=axis)
-    n_points = xp.sum(~xp.isnan(flux), axis=axis)
-    s_square = xp.nansum((flux - xp.expand_dims(flux_mean, axis)) ** 2, axis=axis) / (n_points - 1)
-    sig_square = xp.nansum(flux_err**2, axis=axis) / n_points
-    return _excess_variance(s_square, flux_mean, sig_square, n_points, xp)
+    return _excess_variance(flux, flux_err, axis, "compute_fvar", lambda f, mean, xp: (f - mean) ** 2)
 
 
 def compute_fpp(flux: Any, flux_err: Any, axis: int = 0) -> tuple[Any, Any]:
@@ -110,14 +111,7 @@ def compute_fpp(flux: Any, flux_err: Any, axis: int = 0) -> tuple[Any, Any]:
     fpp, fpp_err : arrays
         The shape of ``flux`` without ``axis``; JAX arrays for JAX input (jit- and vmap-able).
     """
-    _check_same_shape(flux, flux_err, "compute_fpp")
-    flux, flux_err = _values(flux, flux_err, "compute_fpp")
-    xp = _xp(flux, flux_err)
-    flux_mean = xp.nanmean(flux, axis=axis)
-    n_points = xp.sum(~xp.isnan(flux), axis=axis)
-    s_square = xp.nansum(xp.diff(flux, axis=axis) ** 2, axis=axis) / (2 * (n_points - 1))
-    sig_square = xp.nansum(flux_err**2, axis=axis) / n_points
-    return _excess_variance(s_square, flux_mean, sig_square, n_points, xp)
+    return _excess_variance(flux, flux_err, axis, "compute_fpp", lambda f, mean, xp: xp.diff(f, axis=axis) ** 2 / 2)
 
 
 def compute_chisq(flux: Any) -> tuple[Any, Any]:
