@@ -89,7 +89,7 @@ def test_plot_matches_gammapys_drawing(observations):
         np.testing.assert_allclose(np.asarray(y1, float), np.asarray(y2, float), rtol=1e-12)
 
 
-def test_bad_input(observations):
+def test_bad_input(observations, data_dir):
     with pytest.raises(ValueError, match="equivalent to deg2"):
         make_theta_squared_table(observations, MapAxis.from_edges([0, 0.1, 0.2], unit="deg"), SGR_A)
     with pytest.raises(ValueError, match="overlaps with the ON region"):
@@ -101,5 +101,8 @@ def test_bad_input(observations):
     big = MapAxis.from_edges([0, 1, 2], unit="deg2")  # radius 1.41 deg > the 1.25 deg offset of run 110380
     with pytest.raises(ValueError, match="ON region radius is larger than its separation"):
         make_theta_squared_table(observations, big, SGR_A)
+    far = DataStore.from_dir(data_dir / STORE).get_observations([111630])  # pointed 96 deg away
+    with pytest.raises(ValueError, match="needs an offset below 45 deg"):
+        make_theta_squared_table(far, AXIS, SGR_A)
     with pytest.raises(ValueError, match="no 'counts_off' column"):
         plot_theta_squared_table(make_theta_squared_table(observations, AXIS, SGR_A)[["theta2_min", "theta2_max", "counts"]])

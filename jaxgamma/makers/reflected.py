@@ -70,7 +70,13 @@ class _RegionsFinder:
     def _reference_geom(self, region: Any, center: SkyCoord) -> WcsGeom:
         """Gammapy's ``_create_reference_geometry``: TAN at ``center``, 4 x offset + 0.3 deg wide."""
         frame = region.center.frame.name
-        width = 4 * float(region.center.separation(center).deg) + 0.3
+        offset = float(region.center.separation(center).deg)
+        if offset >= 45:  # the map's corners would lie beyond the TAN projection's 90 deg
+            raise ValueError(
+                f"{type(self).__name__}: the region is {offset:.1f} deg from the center {center}; the reference map "
+                "(TAN, 4 x offset + 0.3 deg wide) needs an offset below 45 deg (is the observation pointed elsewhere?)"
+            )
+        width = 4 * offset + 0.3
         return WcsGeom.create(skydir=center, binsz=self.binsz.deg, width=width, frame=frame, proj="TAN")
 
     @staticmethod
