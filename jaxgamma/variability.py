@@ -303,13 +303,21 @@ def discrete_correlation(
     bins = np.linspace(min_factor, max_factor, int(np.abs(max_factor) + np.abs(min_factor) + 1)) * step
     bin_index = np.digitize(lags, bins)
 
-    members = bin_index[np.newaxis, :] == np.arange(1, len(bins))[:, np.newaxis]  # (n_bins, n_pairs)
-    valid = members[..., np.newaxis] & ~np.isnan(udcf)[np.newaxis]
-    filled = np.where(np.isnan(udcf), 0.0, udcf)[np.newaxis]
+    # per-bin sums over the pairs (memory of the pairs, not bins x pairs): bin k holds index k + 1
+    n_bins = len(bins) - 1
+    inside = (bin_index >= 1) & (bin_index <= n_bins)
+    which, udcf = bin_index[inside] - 1, udcf[inside]
+    valid = ~np.isnan(udcf)
+    filled = np.where(valid, udcf, 0.0)
+    sums, n_valid = np.zeros((n_bins, udcf.shape[1])), np.zeros((n_bins, udcf.shape[1]))
+    np.add.at(sums, which, filled)
+    np.add.at(n_valid, which, valid)
+    n_pairs = np.bincount(which, minlength=n_bins)[:, np.newaxis]
     with np.errstate(divide="ignore", invalid="ignore"):
-        dcf = np.sum(np.where(valid, filled, 0.0), axis=1) / np.sum(valid, axis=1)
-        terms = np.where(valid, (dcf[:, np.newaxis] - filled) ** 2, 0.0)
-        dcf_err = np.sqrt(np.sum(terms, axis=1)) / (np.sum(members, axis=1)[:, np.newaxis] - 1)
+        dcf = sums / n_valid
+        squares = np.zeros_like(sums)
+        np.add.at(squares, which, np.where(valid, (dcf[which] - filled) ** 2, 0.0))
+        dcf_err = np.sqrt(squares) / (n_pairs - 1)
     shape = (len(bins) - 1, *udcf1.shape[1:])
     centers = 0.5 * (bins[1:] + bins[:-1])
     return (centers if unit is None else u.Quantity(centers, unit)), dcf.reshape(shape), dcf_err.reshape(shape)
