@@ -210,7 +210,7 @@ def _local_structure(fun: Any) -> tuple[tuple[_LocalGroup, ...], np.ndarray] | N
         if not local_vector.names:
             continue
         rows = [
-            [vector.names.index(f"{name}.spectral.{p}") for p in local_vector.names]
+            [vector.index(f"{name}.spectral.{p}") for p in local_vector.names]
             for name in plan.background_model_names
         ]
         groups.append(_LocalGroup(k, np.asarray(rows, dtype=np.int32), local_vector))
@@ -223,6 +223,12 @@ def _local_structure(fun: Any) -> tuple[tuple[_LocalGroup, ...], np.ndarray] | N
     if len(used) != len(set(used)):
         return None
     local = np.concatenate([g.local_index.ravel() for g in groups])
+    # a background parameter linked to one outside these background models (a source's, say) is
+    # not "own": its other copies would be held fixed in the blocks
+    batched_models = {n for g in groups for n in plans[g.position].background_model_names}
+    for name, k in zip(vector.leaf_names, vector.leaf_index, strict=True):
+        if k in local and name.split(".")[0] not in batched_models:
+            return None
     shared = np.setdiff1d(np.arange(len(vector.names)), local).astype(np.int32)
     return tuple(groups), shared
 

@@ -11,8 +11,10 @@ to an unconstrained space, scaled by Gammapy-style powers of ten.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import astropy.units as u
@@ -29,7 +31,9 @@ __all__ = [
     "ParameterVector",
     "is_parameter",
     "iter_parameters",
+    "link_parameters",
     "scale10",
+    "unlink_parameters",
 ]
 
 
@@ -76,6 +80,11 @@ class Parameter(eqx.Module):
         A prior (:mod:`jaxgamma.models.prior`, or Gammapy's dict form) in ``unit``: its
         ``-2 ln p(value)`` is added to the joint statistic. A ``UniformPrior`` or ``LogUniformPrior``
         sets ``min`` and ``max`` to its own (Gammapy's ``Parameter.min`` / ``max`` return them).
+    link : str, optional
+        A label (Gammapy writes ``"index@a1B2c3D4"``): the parameters of one model tree that carry
+        the same label are one parameter (Gammapy's linked parameters, one shared object there).
+        They must agree in value, unit, bounds, frozen flag and prior; a fit varies them together.
+        Made by :meth:`jaxgamma.models.Models.link` (or :func:`link_parameters`).
     """
 
     value: Any = eqx.field(converter=_as_value)
@@ -88,6 +97,7 @@ class Parameter(eqx.Module):
     scale_method: str = eqx.field(static=True, default="scale10")
     error: float = eqx.field(static=True, default=0.0)
     prior: Any = eqx.field(static=True, default=None)
+    link: str | None = eqx.field(static=True, default=None)
 
     def __init__(
         self,
@@ -101,6 +111,7 @@ class Parameter(eqx.Module):
         scale_method: str = "scale10",
         error: float = 0.0,
         prior: Any = None,
+        link: str | None = None,
     ):
         self.name = str(name)
         self.unit = unit_str(unit)
@@ -120,6 +131,9 @@ class Parameter(eqx.Module):
             if bounds is not None:
                 self.min, self.max = bounds
         self.prior = prior
+        if link is not None and (not isinstance(link, str) or not link):
+            raise ValueError(f"parameter {name!r}: link must be a non-empty string or None, got {link!r}")
+        self.link = link
 
     def __check_init__(self) -> None:
         if self.min > self.max:
@@ -158,6 +172,7 @@ class Parameter(eqx.Module):
             "scale_method": self.scale_method,
             "error": self.error,
             "prior": self.prior,
+            "link": self.link,
         }
         unknown = set(changes) - set(fields)
         if unknown:
@@ -177,6 +192,8 @@ class Parameter(eqx.Module):
         flags = " (frozen)" if self.frozen else ""
         if self.prior is not None:
             flags += f" prior={self.prior!r}"
+        if self.link is not None:
+            flags += f" link={self.link!r}"
         try:
             value = f"{float(np.asarray(self.value)):.6g}"
         except (TypeError, jax.errors.ConcretizationTypeError):
@@ -265,38 +282,79 @@ class ParameterVector(eqx.Module):
     mins: tuple[float, ...] = eqx.field(static=True)
     maxs: tuple[float, ...] = eqx.field(static=True)
     scale_methods: tuple[str, ...] = eqx.field(static=True)
+    # every free parameter of the tree in flattening order (linked copies included): its name and
+    # its entry in the vector (linked copies share the entry of their group's first occurrence)
+    leaf_names: tuple[str, ...] = eqx.field(static=True)
+    leaf_index: tuple[int, ...] = eqx.field(static=True)
 
     @classmethod
     def from_tree(cls, tree: Any) -> ParameterVector:
-        named = [(n, p) for n, p in iter_parameters(tree) if not p.frozen]
-        names = tuple(n for n, _ in named)
-        duplicates = {n for n in names if names.count(n) > 1}
+        named = list(iter_parameters(tree))
+        check_links(named)
+        names: list[str] = []
+        params: list[Parameter] = []
+        entry: dict[str, int] = {}  # link label -> vector entry
+        leaf_names: list[str] = []
+        leaf_index: list[int] = []
+        for n, p in named:
+            if p.frozen:
+                continue
+            if p.link is not None and p.link in entry:
+                k = entry[p.link]
+            else:
+                k = len(names)
+                names.append(n)
+                params.append(p)
+                if p.link is not None:
+                    entry[p.link] = k
+            leaf_names.append(n)
+            leaf_index.append(k)
+        duplicates = {n for n in leaf_names if leaf_names.count(n) > 1}
         if duplicates:
             raise ValueError(f"free parameter names are not unique: {sorted(duplicates)}")
         return cls(
-            names=names,
-            units=tuple(p.unit for _, p in named),
-            mins=tuple(p.min for _, p in named),
-            maxs=tuple(p.max for _, p in named),
-            scale_methods=tuple(p.scale_method for _, p in named),
+            names=tuple(names),
+            units=tuple(p.unit for p in params),
+            mins=tuple(p.min for p in params),
+            maxs=tuple(p.max for p in params),
+            scale_methods=tuple(p.scale_method for p in params),
+            leaf_names=tuple(leaf_names),
+            leaf_index=tuple(leaf_index),
         )
 
     def __len__(self) -> int:
         return len(self.names)
 
     def index(self, name: str) -> int:
-        try:
+        """The vector entry of the free parameter ``name`` (a linked copy: its group's entry)."""
+        if name in self.names:
             return self.names.index(name)
-        except ValueError:
-            raise ValueError(f"no free parameter named {name!r}; free parameters: {list(self.names)}") from None
+        if name in self.leaf_names:
+            return self.leaf_index[self.leaf_names.index(name)]
+        raise ValueError(f"no free parameter named {name!r}; free parameters: {list(self.names)}")
+
+    def _free_leaves(self, tree: Any) -> tuple[list[Any], Any, Any]:
+        free, frozen = eqx.partition(tree, free_spec(tree))
+        leaves, treedef = jax.tree_util.tree_flatten(free)
+        if len(leaves) != len(self.leaf_index):
+            raise ValueError(
+                f"model tree has {len(leaves)} free parameters, this vector was built for "
+                f"{len(self.leaf_index)}"
+            )
+        return leaves, treedef, frozen
+
+    def _first_leaves(self, leaves: list[Any]) -> list[Any]:
+        # the first occurrence of each entry (linked copies hold the same value)
+        seen: set[int] = set()
+        out = []
+        for k, leaf in zip(self.leaf_index, leaves, strict=True):
+            if k not in seen:
+                seen.add(k)
+                out.append(leaf)
+        return out
 
     def flatten(self, tree: Any) -> jax.Array:
-        free, _ = eqx.partition(tree, free_spec(tree))
-        leaves = jax.tree_util.tree_leaves(free)
-        if len(leaves) != len(self.names):
-            raise ValueError(
-                f"model tree has {len(leaves)} free parameters, this vector was built for {len(self.names)}"
-            )
+        leaves = self._first_leaves(self._free_leaves(tree)[0])
         if not leaves:
             return jnp.zeros((0,))
         return jnp.stack([jnp.asarray(v, dtype=float) for v in leaves])
@@ -304,24 +362,15 @@ class ParameterVector(eqx.Module):
     def values(self, tree: Any) -> np.ndarray:
         """The free values of a concrete ``tree`` as a numpy vector (:meth:`flatten` without
         device dispatch; not for traced trees)."""
-        free, _ = eqx.partition(tree, free_spec(tree))
-        leaves = jax.tree_util.tree_leaves(free)
-        if len(leaves) != len(self.names):
-            raise ValueError(
-                f"model tree has {len(leaves)} free parameters, this vector was built for {len(self.names)}"
-            )
+        leaves = self._first_leaves(self._free_leaves(tree)[0])
         return np.array([np.asarray(v, dtype=np.float64) for v in leaves], dtype=np.float64).reshape(
             len(leaves)
         )
 
     def unflatten(self, x: jax.Array, tree: Any) -> Any:
-        free, frozen = eqx.partition(tree, free_spec(tree))
-        leaves, treedef = jax.tree_util.tree_flatten(free)
-        if len(leaves) != len(self.names):
-            raise ValueError(
-                f"model tree has {len(leaves)} free parameters, this vector was built for {len(self.names)}"
-            )
-        new = jax.tree_util.tree_unflatten(treedef, [x[..., i] for i in range(len(leaves))])
+        """``tree`` with its free values set from ``x`` (every linked copy to its group's entry)."""
+        _, treedef, frozen = self._free_leaves(tree)
+        new = jax.tree_util.tree_unflatten(treedef, [x[..., k] for k in self.leaf_index])
         return eqx.combine(new, frozen)
 
     def scales(self, x: Any) -> np.ndarray:
@@ -436,23 +485,228 @@ def _softplus_inv(y: Any, xp: Any = jnp) -> Any:
     return y + xp.log(-xp.expm1(-y))
 
 
-def resolve_parameter_name(tree: Any, name: str, owner: str = "parameter") -> str:
+def resolve_parameter_name(tree: Any, name: str, owner: str = "parameter", canonical: bool = True) -> str:
     """The full name of parameter ``name`` in ``tree`` (a full name such as
     ``"crab.spectral.index"`` or a unique suffix such as ``"index"``); ``ValueError`` naming
-    ``owner`` and the candidates otherwise."""
-    names = [n for n, _ in iter_parameters(tree)]
+    ``owner`` and the candidates otherwise. A linked copy resolves to the first occurrence of its
+    group (the name a fit reports it under) unless ``canonical`` is False."""
+    named = list(iter_parameters(tree))
+    names = [n for n, _ in named]
     if name in names:
-        return name
-    matches = [n for n in names if n.endswith("." + name)]
-    if len(matches) != 1:
-        what = "no" if not matches else f"{len(matches)} ({matches})"
-        raise ValueError(f"{owner}: {what} parameters match {name!r}; give a full name from {names}")
-    return matches[0]
+        found = name
+    else:
+        matches = [n for n in names if n.endswith("." + name)]
+        if len(matches) != 1:
+            # the copies of one linked parameter are one parameter
+            firsts = {canonical_names(named)[m] for m in matches}
+            if not matches or len(firsts) != 1 or not canonical:
+                what = "no" if not matches else f"{len(matches)} ({matches})"
+                raise ValueError(f"{owner}: {what} parameters match {name!r}; give a full name from {names}")
+            matches = sorted(firsts)
+        found = matches[0]
+    return canonical_names(named)[found] if canonical else found
 
 
 def map_parameters(fn: Callable[[str, Parameter], Parameter], tree: Any) -> Any:
-    """Apply ``fn(readable_name, parameter)`` to every Parameter of ``tree``."""
-    names = iter(n for n, _ in iter_parameters(tree))
+    """Apply ``fn(readable_name, parameter)`` to every Parameter of ``tree``.
+
+    Linked parameters stay one parameter: ``fn`` is called for the first occurrence of each link
+    group (with its name) and every other copy takes the result (keeping its own ``name``).
+    """
+    named = list(iter_parameters(tree))
+    mapped: dict[str, Parameter] = {}
+    results: list[Parameter] = []
+    for name, p in named:
+        if p.link is None:
+            results.append(fn(name, p))
+        elif p.link not in mapped:
+            mapped[p.link] = fn(name, p)
+            results.append(mapped[p.link])
+        else:
+            new = mapped[p.link]
+            results.append(new if new.name == p.name else _renamed(new, p.name))
+    it = iter(results)
     return jax.tree_util.tree_map(
-        lambda p: fn(next(names), p) if isinstance(p, Parameter) else p, tree, is_leaf=is_parameter
+        lambda x: next(it) if isinstance(x, Parameter) else x, tree, is_leaf=is_parameter
+    )
+
+
+# -- linked parameters ------------------------------------------------------------------------------------
+# what the copies of one linked parameter must share (value checked apart: it may be traced)
+_LINKED_FIELDS = ("unit", "min", "max", "frozen", "prior", "interp", "scale_method")
+
+
+def _renamed(p: Parameter, name: str) -> Parameter:
+    # a copy under another name (no validation: the value may be a tracer)
+    out = copy.copy(p)
+    object.__setattr__(out, "name", name)
+    return out
+
+
+def _concrete(value: Any) -> np.ndarray | None:
+    if isinstance(value, jax.core.Tracer):
+        return None
+    return np.asarray(value, dtype=np.float64)
+
+
+def same_parameter(a: Parameter | None, b: Parameter | None) -> bool:
+    """Whether two concrete parameters are equal in value and every setting."""
+    if a is None or b is None:
+        return a is b
+    fields = ("name", "error", "link", *_LINKED_FIELDS)
+    if any(getattr(a, f) != getattr(b, f) for f in fields):
+        return False
+    va, vb = _concrete(a.value), _concrete(b.value)
+    return va is not None and vb is not None and np.array_equal(va, vb, equal_nan=True)
+
+
+def canonical_names(tree_or_named: Any) -> dict[str, str]:
+    """``{name: name of the first occurrence of its link group}`` for every parameter of a tree
+    (or of an ``iter_parameters`` list); an unlinked parameter maps to itself."""
+    named = tree_or_named if isinstance(tree_or_named, list) else list(iter_parameters(tree_or_named))
+    first: dict[str, str] = {}
+    out = {}
+    for n, p in named:
+        out[n] = n if p.link is None else first.setdefault(p.link, n)
+    return out
+
+
+def link_groups(tree: Any) -> dict[str, list[str]]:
+    """``{label: [names of its copies, in flattening order]}`` for the labels that two or more
+    parameters of ``tree`` share."""
+    groups: dict[str, list[str]] = {}
+    for n, p in iter_parameters(tree):
+        if p.link is not None:
+            groups.setdefault(p.link, []).append(n)
+    return {label: names for label, names in groups.items() if len(names) > 1}
+
+
+def check_links(tree_or_named: Any, owner: str = "models") -> None:
+    """``ValueError`` when the copies of a linked parameter disagree (value, unit, bounds, frozen
+    flag, prior, interp or scale method), naming them."""
+    named = tree_or_named if isinstance(tree_or_named, list) else list(iter_parameters(tree_or_named))
+    first: dict[str, tuple[str, Parameter]] = {}
+    for n, p in named:
+        if p.link is None:
+            continue
+        if p.link not in first:
+            first[p.link] = (n, p)
+            continue
+        n0, p0 = first[p.link]
+        problems = [f"{f} {getattr(p0, f)!r} vs {getattr(p, f)!r}" for f in _LINKED_FIELDS if getattr(p0, f) != getattr(p, f)]
+        v0, v = _concrete(p0.value), _concrete(p.value)
+        if v0 is not None and v is not None and not np.array_equal(v0, v, equal_nan=True):
+            problems.insert(0, f"value {v0} vs {v}")
+        if problems:
+            raise ValueError(
+                f"{owner}: the linked parameters {n0!r} and {n!r} (link {p.link!r}) differ: "
+                + "; ".join(problems)
+                + ". Change a linked parameter through Models (replace, link, set_prior), which "
+                "keeps its copies equal"
+            )
+
+
+def link_parameters(tree: Any, names: Sequence[str], label: str | None = None, owner: str = "link") -> Any:
+    """``tree`` with the parameters ``names`` (full names or unique suffixes; two or more) linked:
+    one parameter from then on (Gammapy: ``model_b.spectral_model.index = model_a.spectral_model.index``).
+
+    Every copy takes the first named parameter's value, bounds, frozen flag, error, prior, interp and
+    scale method, keeping its own name. Parameters already linked to others bring their groups
+    along. ``label`` defaults to ``"<name>@<8 characters>"`` (Gammapy's form), derived from the
+    first parameter's full name, so that linking is reproducible.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    if len(names) < 2:
+        raise ValueError(f"{owner}: give two or more parameters to link, got {names}")
+    resolved = [resolve_parameter_name(tree, n, owner, canonical=False) for n in names]
+    named = list(iter_parameters(tree))
+    by_name = dict(named)
+    source = by_name[resolved[0]]
+    for n in resolved[1:]:
+        if parse_unit(by_name[n].unit) != parse_unit(source.unit):
+            raise ValueError(
+                f"{owner}: cannot link {n!r} ({by_name[n].unit or 'dimensionless'}) to {resolved[0]!r} "
+                f"({source.unit or 'dimensionless'}): their units differ"
+            )
+    labels = {by_name[n].link for n in resolved} - {None}
+    if label is None:
+        digest = hashlib.sha1(resolved[0].encode()).hexdigest()[:8]
+        label = f"{source.name}@{digest}"
+    members = set(resolved) | {n for n, p in named if p.link is not None and p.link in labels}
+    clash = [n for n, p in named if p.link == label and n not in members]
+    if clash:
+        raise ValueError(f"{owner}: the label {label!r} is already used by {clash}")
+    linked = source.replace(link=label)
+    names_iter = iter(n for n, _ in named)
+
+    def update(p: Parameter) -> Parameter:
+        n = next(names_iter)
+        if n not in members:
+            return p
+        return linked if p.name == linked.name else _renamed(linked, p.name)
+
+    return jax.tree_util.tree_map(
+        lambda x: update(x) if isinstance(x, Parameter) else x, tree, is_leaf=is_parameter
+    )
+
+
+def unlink_parameters(tree: Any, names: Sequence[str], owner: str = "unlink") -> Any:
+    """``tree`` with the parameters ``names`` taken out of their link groups (each keeps its current
+    value and settings); a group left with one member loses its label too."""
+    names = [names] if isinstance(names, str) else list(names)
+    resolved = {resolve_parameter_name(tree, n, owner, canonical=False) for n in names}
+    named = list(iter_parameters(tree))
+    remaining: dict[str, int] = {}
+    for n, p in named:
+        if p.link is not None and n not in resolved:
+            remaining[p.link] = remaining.get(p.link, 0) + 1
+    names_iter = iter(n for n, _ in named)
+
+    def update(p: Parameter) -> Parameter:
+        n = next(names_iter)
+        if p.link is None or (n not in resolved and remaining.get(p.link, 0) > 1):
+            return p
+        return p.replace(link=None)
+
+    return jax.tree_util.tree_map(
+        lambda x: update(x) if isinstance(x, Parameter) else x, tree, is_leaf=is_parameter
+    )
+
+
+def drop_lone_links(tree: Any) -> Any:
+    """``tree`` with the link labels that only one parameter carries removed."""
+    groups = link_groups(tree)
+    if all(p.link is None or p.link in groups for _, p in iter_parameters(tree)):
+        return tree
+    return jax.tree_util.tree_map(
+        lambda x: x.replace(link=None) if isinstance(x, Parameter) and x.link is not None and x.link not in groups else x,
+        tree,
+        is_leaf=is_parameter,
+    )
+
+
+def sync_links(tree: Any, preferred: Iterable[str] = ()) -> Any:
+    """``tree`` with every copy of a linked parameter made equal to one of them: the first listed
+    in ``preferred`` (full names) when a group has one, else its first occurrence (Gammapy's rule
+    when it reads linked parameters from a file). Each copy keeps its own name."""
+    named = list(iter_parameters(tree))
+    preferred = set(preferred)
+    chosen: dict[str, Parameter] = {}
+    for n, p in named:  # the first preferred copy of each group
+        if p.link is not None and n in preferred:
+            chosen.setdefault(p.link, p)
+    for _, p in named:  # else its first copy
+        if p.link is not None:
+            chosen.setdefault(p.link, p)
+    names_iter = iter(n for n, _ in named)
+
+    def update(p: Parameter) -> Parameter:
+        next(names_iter)
+        if p.link is None:
+            return p
+        src = chosen[p.link]
+        return src if src.name == p.name else _renamed(src, p.name)
+
+    return jax.tree_util.tree_map(
+        lambda x: update(x) if isinstance(x, Parameter) else x, tree, is_leaf=is_parameter
     )

@@ -39,6 +39,7 @@ from jaxgamma.models import (
     PowerLawSpectralModel,
     SkyModel,
 )
+from jaxgamma.parameters import ParameterVector
 
 CENTRE = (83.6, 22.0)
 
@@ -270,6 +271,41 @@ def test_structured_hessian_equals_the_dense_one():
     x = jnp.asarray(x0) * (1 + 0.01 * np.cos(np.arange(x0.size)))
     dense = _assert_structured_equals_dense(fun, x)
     assert not np.allclose(np.asarray(dense[2])[np.ix_(groups[0].local_index[:, 0], shared)], 0.0)
+
+
+def test_structured_hessian_with_linked_background_parameters():
+    """One spectral tilt linked across the datasets' background models (one entry of the vector,
+    in every dataset's block): the structured Hessian equals the dense one. A background norm linked
+    to a source's parameter is no dataset's own: the dense Hessian is used."""
+    datasets, models = _observations(extra_source=False)
+    models = Models(
+        [
+            m.__class__(dataset_name=m.datasets_names[0], spectral_model=m.spectral_model.unfreeze("tilt"))
+            if isinstance(m, FoVBackgroundModel)
+            else m
+            for m in models
+        ]
+    )
+    tilts = [f"obs-{k}-bkg.spectral.tilt" for k in range(4)]
+    linked = models.link(*tilts)
+    fun, x0, names = make_stat_function(datasets, linked)
+    assert len(names) == len(ParameterVector.from_tree(models).names) - 3
+    groups, _ = _local_structure(fun)
+    assert [g.local_index.shape for g in groups] == [(4, 2)]
+    column = groups[0].local_vector.names.index("tilt")
+    assert set(groups[0].local_index[:, column]) == {names.index(tilts[0])}  # every dataset's tilt: one entry
+    assert len(set(groups[0].local_index[:, 1 - column])) == 4
+    x = jnp.asarray(x0) * (1 + 0.01 * np.cos(np.arange(x0.size)))
+    dense = _assert_structured_equals_dense(fun, x)
+    assert np.asarray(dense[2])[names.index(tilts[0]), names.index(tilts[0])] > 0
+
+    odd = models.link("point.spectral.index", *tilts)  # the tilts are the source's index
+    fun, x0, _ = make_stat_function(datasets, odd)
+    assert [type(p).__name__ for p in fun.keywords["plans"]] == ["BatchedMapDatasetPlan"]
+    assert _local_structure(fun) is None
+    structured = value_grad_hessian(fun, x0)
+    dense = dense_value_grad_hessian(fun, jnp.asarray(x0))
+    np.testing.assert_allclose(np.asarray(structured[2]), np.asarray(dense[2]), rtol=1e-12)
 
 
 def test_structured_hessian_includes_the_priors(observations):

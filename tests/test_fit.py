@@ -376,9 +376,11 @@ def test_result_models_carry_errors_and_covariance(fit_lp):
         "max",
         "frozen",
         "at_bound",
+        "link",
         "prior",
     ]
     assert list(table["name"]) == ["amplitude", "reference", "alpha", "beta"]
+    assert list(table["link"]) == ["", "", "", ""]
     assert list(table["prior"]) == ["", "", "", ""]
     assert list(table["frozen"]) == [False, True, False, False]
     free = ~np.asarray(table["frozen"])

@@ -938,9 +938,9 @@ BAD_CASES = {
         lambda d: _spectral_parameter(d, "index").update(frozen="maybe"),
         ["parameter 'index'", "frozen must be true or false, got 'maybe'"],
     ),
-    "linked parameter": (
-        lambda d: _spectral_parameter(d, "index").update(link="index@abc"),
-        ["model 'src'", "parameter 'index'", "linked parameters are not supported yet", "index@abc"],
+    "link label": (
+        lambda d: _spectral_parameter(d, "index").update(link=["index@abc"]),
+        ["model 'src'", "parameter 'index'", "link must be a label", "index@abc"],
     ),
     "prior": (
         lambda d: _spectral_parameter(d, "index").update(

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models.sky import Covariance
-from ..parameters import iter_parameters
+from ..parameters import canonical_names, iter_parameters
 
 __all__ = [
     "Eigen",
@@ -111,10 +111,20 @@ def correlation(covariance: Any) -> np.ndarray:
 
 def expand_covariance(models: Any, free_names: Sequence[str], covariance: Any) -> Covariance:
     """The covariance of the free parameters expanded to all parameters of ``models`` (frozen rows
-    and columns zero), as Gammapy stores it on ``models.covariance``."""
-    names = [name for name, _ in iter_parameters(models)]
-    index = {name: i for i, name in enumerate(names)}
+    and columns zero), as Gammapy stores it on ``models.covariance``.
+
+    The copies of a linked parameter (``free_names`` holds its first) are one variable: each gets
+    the group's rows and columns (correlation 1 between copies), so that the sub-covariance of any
+    model holds its correlations. Gammapy fills only the first copy's and leaves the others their
+    variance alone.
+    """
+    named = list(iter_parameters(models))
+    names = [name for name, _ in named]
+    first = canonical_names(named)
+    position = {name: i for i, name in enumerate(free_names)}
+    rows = np.array([position.get(first[n], -1) for n in names], dtype=int)
+    cov = np.asarray(covariance, dtype=np.float64)
     full = np.zeros((len(names), len(names)))
-    idx = [index[n] for n in free_names]
-    full[np.ix_(idx, idx)] = np.asarray(covariance, dtype=np.float64)
+    free = np.flatnonzero(rows >= 0)
+    full[np.ix_(free, free)] = cov[np.ix_(rows[free], rows[free])]
     return Covariance(names, full)

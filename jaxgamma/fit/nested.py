@@ -36,9 +36,10 @@ class NestedModelSelection:
     ----------
     parameters : list of str
         The tested parameters, full names (``"crab.spectral.lambda_"``) or unique suffixes.
-    null_values : list of float
-        Their values under the null hypothesis (Gammapy's linked-parameter form, a Parameter as the
-        null value, is not supported).
+    null_values : list of float or str
+        Their values under the null hypothesis: a number fixes the parameter there; the name of
+        another parameter links the tested one to it (Gammapy's form with a Parameter as the null
+        value), e.g. "do two sources share one index?".
     n_sigma : float
         Threshold of the selection in sigma (default 2).
     n_free_parameters : int, optional
@@ -50,7 +51,7 @@ class NestedModelSelection:
     def __init__(
         self,
         parameters: Sequence[str],
-        null_values: Sequence[float],
+        null_values: Sequence[float | str],
         n_sigma: float = 2,
         n_free_parameters: int | None = None,
         fit_options: dict[str, Any] | None = None,
@@ -64,10 +65,11 @@ class NestedModelSelection:
                 f"NestedModelSelection: {len(self.parameters)} parameters but {values.size} null values"
             )
         try:
-            self.null_values = [float(v) for v in values]
+            self.null_values: list[float | str] = [v if isinstance(v, str) else float(v) for v in values]
         except (TypeError, ValueError) as exc:
             raise TypeError(
-                "NestedModelSelection: null_values must be numbers (Gammapy's linked parameters are not supported)"
+                "NestedModelSelection: null_values must be numbers or parameter names (a tested "
+                f"parameter linked to another under the null hypothesis), got {list(values)}"
             ) from exc
         self.n_sigma = float(n_sigma)
         self.n_free_parameters = len(self.parameters) if n_free_parameters is None else int(n_free_parameters)
@@ -83,10 +85,13 @@ class NestedModelSelection:
         return map_parameters(lambda n, p: p.replace(frozen=False) if n in names else p, models)
 
     def _null(self, models: Any, names: list[str]) -> Any:
-        values = dict(zip(names, self.null_values, strict=True))
-        return map_parameters(
-            lambda n, p: p.replace(value=values[n], frozen=True) if n in values else p, models
-        )
+        pairs = list(zip(names, self.null_values, strict=True))
+        values = {n: v for n, v in pairs if not isinstance(v, str)}
+        null = map_parameters(lambda n, p: p.replace(value=values[n], frozen=True) if n in values else p, models)
+        for name, other in pairs:
+            if isinstance(other, str):  # the tested parameter becomes the other one (Gammapy: p.__dict__ = val.__dict__)
+                null = _as_models(null).link(other, name)
+        return null
 
     def ts_known_bkg(self, datasets: Any, models: Any) -> float:
         """The statistic with the tested parameters at their null values minus with ``models``,
@@ -147,7 +152,7 @@ def select_nested_models(
     datasets: Any,
     models: Any,
     parameters: Sequence[str],
-    null_values: Sequence[float],
+    null_values: Sequence[float | str],
     n_sigma: float = 2,
     n_free_parameters: int | None = None,
     fit_options: dict[str, Any] | None = None,

@@ -11,8 +11,8 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from ..models.sky import Covariance, prior_type
-from ..parameters import iter_parameters
+from ..models.sky import Covariance, link_label, prior_type
+from ..parameters import canonical_names, iter_parameters, link_groups
 from .covariance import correlation as _correlation
 
 __all__ = ["BatchFitResult", "FitResult"]
@@ -112,6 +112,10 @@ class FitResult:
     def _index(self, name: str) -> int:
         if name in self.parameter_names:
             return self.parameter_names.index(name)
+        if self.models is not None:  # a linked copy: its group's entry
+            first = canonical_names(self.models).get(name)
+            if first is not None and first in self.parameter_names:
+                return self.parameter_names.index(first)
         matches = [i for i, n in enumerate(self.parameter_names) if n.endswith("." + name)]
         if len(matches) == 1:
             return matches[0]
@@ -120,10 +124,14 @@ class FitResult:
     # -- tables -------------------------------------------------------------------------------------
     def parameters_table(self) -> Table:
         """An astropy Table of every parameter: model, type, name, value, error, unit, min, max,
-        frozen, at_bound, prior (the prior's type, "" for none; errors of frozen parameters are 0)."""
+        frozen, at_bound, link (the label of a linked parameter, "" for none), prior (the prior's
+        type, "" for none; errors of frozen parameters are 0). The copies of a linked parameter are
+        listed each, with the group's value and error."""
         rows = []
         if self.models is not None:
             errors = dict(zip(self.parameter_names, self.errors, strict=True))
+            first = canonical_names(self.models)
+            groups = link_groups(self.models)
             for full, p in iter_parameters(self.models):
                 parts = full.split(".")
                 rows.append(
@@ -132,12 +140,13 @@ class FitResult:
                         parts[1] if len(parts) > 2 else "",
                         p.name,
                         float(np.asarray(p.value)),
-                        float(errors.get(full, 0.0)),
+                        float(errors.get(first[full], 0.0)),
                         _unit(p.unit),
                         _nan(p.min),
                         _nan(p.max),
                         bool(p.frozen),
-                        full in self.at_bound,
+                        first[full] in self.at_bound,
+                        link_label(p, groups),
                         prior_type(p),
                     )
                 )
@@ -156,10 +165,13 @@ class FitResult:
                         False,
                         name in self.at_bound,
                         "",
+                        "",
                     )
                 )
-        names = ("model", "type", "name", "value", "error", "unit", "min", "max", "frozen", "at_bound", "prior")
-        dtype = ("U64", "U16", "U32", float, float, "U32", float, float, bool, bool, "U32")
+        names = (
+            "model", "type", "name", "value", "error", "unit", "min", "max", "frozen", "at_bound", "link", "prior",
+        )  # fmt: skip
+        dtype = ("U64", "U16", "U32", float, float, "U32", float, float, bool, bool, "U64", "U32")
         table = Table(rows=rows or None, names=names, dtype=dtype)
         table["value"].format = ".4e"
         table["error"].format = ".3e"

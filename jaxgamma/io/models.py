@@ -63,7 +63,7 @@ from ..models.sky import Covariance, FoVBackgroundModel, Models, SkyModel
 from ..models.spatial import SpatialModel
 from ..models.spectral_ebl import EBL_DATA_BUILTIN
 from ..models.temporal import TemporalModel
-from ..parameters import Parameter, iter_parameters
+from ..parameters import Parameter, drop_lone_links, iter_parameters, sync_links
 from ..units import parse_unit
 from ._atomic import atomic_paths, check_writable
 
@@ -235,7 +235,9 @@ def _parameter_to_dict(
 
 
 def _with_prior(data: dict[str, Any], p: Parameter) -> dict[str, Any]:
-    # Gammapy writes the prior last, after the droppable keys are removed
+    # Gammapy writes the link label and the prior last, after the droppable keys are removed
+    if p.link is not None:
+        data["link"] = p.link
     if p.prior is not None:
         data["prior"] = p.prior.to_dict()
     return data
@@ -312,8 +314,9 @@ def _parameter_from_dict(
     unknown = set(item) - set(_PARAMETER_KEYS) - set(_IGNORED_PARAMETER_KEYS) - {"link", "prior"}
     if unknown:
         raise context.error(f"unknown keys {sorted(unknown)}; expected {list(_PARAMETER_KEYS)}")
-    if item.get("link") is not None:
-        raise context.error(f"linked parameters are not supported yet (link: {item['link']!r})")
+    link = item.get("link")
+    if link is not None and (not isinstance(link, str) or not link):
+        raise context.error(f"link must be a label (a non-empty string), got {link!r}")
 
     factor = 1.0
     if item.get("unit") is not None:
@@ -389,6 +392,7 @@ def _parameter_from_dict(
             scale_method=scale_method,
             error=error,
             prior=prior,
+            link=link,
         )
     except ValueError as err:
         raise context.error(str(err)) from None
@@ -905,6 +909,7 @@ def models_to_dict(
 
 
 def _models_to_dict(models: Models, context: YamlContext, covariance_file: str | None) -> dict[str, Any]:
+    models = drop_lone_links(models)  # a label is written where two or more parameters share it
     data: dict[str, Any] = {"components": [_component_to_dict(m, context) for m in models]}
     if covariance_file is not None:
         data["covariance"] = covariance_file
@@ -936,7 +941,9 @@ def _models_from_dict(data: Any, context: YamlContext) -> Models:
         raise context.error(f"'components' must be a list, got {components!r}")
     models = [_component_from_dict(c, i, context) for i, c in enumerate(components)]
     try:
-        result = Models(models)
+        # linked parameters: every copy takes its label's first occurrence, as Gammapy's reader
+        # (one shared object) does
+        result = Models(sync_links(tuple(models)))
     except ValueError as err:
         raise context.error(str(err)) from None
     if data.get("covariance") is not None:

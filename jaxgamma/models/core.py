@@ -215,4 +215,5 @@ def _format_parameter(p: Parameter) -> str:
         return f"  {p.name:<28s}: {p.value!r}"
     frozen = " (frozen)" if p.frozen else "         "
     err = f"+/- {p.error:9.2e}" if p.error else " " * 13
-    return f"  {p.name:<18s}{frozen}: {value:10.3e} {err} {p.unit}"
+    name = p.link or p.name  # Gammapy prints a linked parameter under its label
+    return f"  {name:<18s}{frozen}: {value:10.3e} {err} {p.unit}"

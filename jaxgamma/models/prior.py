@@ -268,13 +268,17 @@ def as_prior(value: Any, what: str = "prior") -> Prior | None:
 
 def prior_stat_sum(tree: Any) -> Any:
     """``sum weight x (-2 ln p(value))`` over the parameters of ``tree`` that have a prior, frozen
-    ones included (Gammapy's ``Parameters.prior_stat_sum``); 0 when none has one."""
+    ones included (Gammapy's ``Parameters.prior_stat_sum``); 0 when none has one. A linked
+    parameter is one parameter: its prior counts once (Gammapy adds it once per copy)."""
     from ..parameters import iter_parameters
 
     total = jnp.asarray(0.0)
+    seen: set[str] = set()
     for _, p in iter_parameters(tree):
-        if p.prior is not None:
+        if p.prior is not None and (p.link is None or p.link not in seen):
             total = total + p.prior(p.value)
+        if p.link is not None:
+            seen.add(p.link)
     return total
 
 

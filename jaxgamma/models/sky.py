@@ -11,7 +11,19 @@ import equinox as eqx
 import numpy as np
 from astropy.table import Table
 
-from ..parameters import Parameter, ParameterVector, iter_parameters, map_parameters, resolve_parameter_name
+from ..parameters import (
+    Parameter,
+    ParameterVector,
+    check_links,
+    iter_parameters,
+    link_groups,
+    link_parameters,
+    map_parameters,
+    resolve_parameter_name,
+    same_parameter,
+    sync_links,
+    unlink_parameters,
+)
 from .spatial import SpatialModel
 from .spectral import PowerLawNormSpectralModel, SpectralModel
 from .temporal import TemporalModel
@@ -312,6 +324,7 @@ class Models(eqx.Module):
         self.models = models
         self.covariance = covariance
         self.penalties = _check_penalties(penalties, self)
+        check_links(self, "Models")
 
     # -- container protocol ----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -345,13 +358,51 @@ class Models(eqx.Module):
 
     # -- updates ---------------------------------------------------------------------------------
     def replace(self, name: str, model: Any) -> Models:
-        """A new collection with the model ``name`` replaced."""
+        """A new collection with the model ``name`` replaced.
+
+        A linked parameter that the new model changes (its value, frozen flag, bounds, ...) changes
+        in every model that shares it, as Gammapy's one shared Parameter object would.
+        """
         index = self.names.index(name) if name in self.names else None
         if index is None:
             raise KeyError(f"no model named {name!r}; models: {self.names}")
-        models = list(self.models)
+        old = self.models[index]
+        models: Any = list(self.models)
         models[index] = model
+        if link_groups(tuple(models)):
+            before = dict(iter_parameters(old))
+            changed = [
+                f"{model.name}.{n}"
+                for n, p in iter_parameters(model)
+                if p.link is not None and not same_parameter(before.get(n), p)
+            ]
+            models = sync_links(tuple(models), changed)
         return Models(models, covariance=self.covariance, penalties=self.penalties)
+
+    # -- linked parameters -------------------------------------------------------------------------
+    def link(self, *names: str, label: str | None = None) -> Models:
+        """A new collection in which the parameters ``names`` (full names such as
+        ``"crab.spectral.index"`` or unique suffixes; two or more) are one parameter: Gammapy's
+        ``models["b"].spectral_model.index = models["a"].spectral_model.index``.
+
+        Every copy takes the first one's value, bounds, frozen flag, prior and error. A fit varies
+        them together and reports the group under the first name; tables list every copy with its
+        ``link`` label, and the models YAML writes the label (Gammapy's ``link:`` key), so reading
+        it back (in jaxgamma or Gammapy) links them again.
+        """
+        linked = link_parameters(self, names, label=label, owner="Models.link")
+        return Models(linked.models, covariance=None, penalties=self.penalties)
+
+    def unlink(self, *names: str) -> Models:
+        """A new collection with the parameters ``names`` taken out of their link groups (each
+        keeps its current value)."""
+        unlinked = unlink_parameters(self, names, owner="Models.unlink")
+        return Models(unlinked.models, covariance=self.covariance, penalties=self.penalties)
+
+    @property
+    def linked_parameters(self) -> dict[str, list[str]]:
+        """``{link label: [full names of the copies]}`` of the linked parameters."""
+        return link_groups(self)
 
     def select(self, dataset_name: str) -> Models:
         """The models that apply to one dataset (without penalties: those are joint terms, as
@@ -405,20 +456,22 @@ class Models(eqx.Module):
         return ParameterVector.from_tree(self)
 
     def parameters_table(self) -> Table:
-        """An astropy Table: model, type, name, value, unit, error, min, max, frozen, prior (the
-        prior's type, "" for none, as Gammapy's)."""
+        """An astropy Table: model, type, name, value, unit, error, min, max, frozen, link (the
+        label shared by linked parameters, "" for none), prior (the prior's type, "" for none), as
+        Gammapy's ``to_parameters_table``."""
         rows = []
+        groups = link_groups(self)
         for full_name, p in iter_parameters(self):
             model, kind = full_name.split(".")[0], full_name.split(".")[1]
             rows.append(
                 (
                     model, kind, p.name, float(np.asarray(p.value)), p.unit, p.error, _nan(p.min), _nan(p.max),
-                    p.frozen, prior_type(p),
+                    p.frozen, link_label(p, groups), prior_type(p),
                 )
             )  # fmt: skip
-        names = ("model", "type", "name", "value", "unit", "error", "min", "max", "frozen", "prior")
+        names = ("model", "type", "name", "value", "unit", "error", "min", "max", "frozen", "link", "prior")
         if not rows:
-            return Table(names=names, dtype=("U1", "U1", "U1", float, "U1", float, float, float, bool, "U1"))
+            return Table(names=names, dtype=("U1", "U1", "U1", float, "U1", float, float, float, bool, "U1", "U1"))
         return Table(rows=rows, names=names)
 
     def __str__(self) -> str:
@@ -459,6 +512,11 @@ def _check_penalties(penalties: Any, models: Models) -> tuple[Any, ...]:
     return tuple(resolved)
 
 
+def link_label(p: Parameter, groups: Mapping[str, Any]) -> str:
+    """The link label of a parameter shared with others ("" otherwise), for tables and prints."""
+    return p.link if p.link is not None and p.link in groups else ""
+
+
 def prior_type(p: Parameter) -> str:
     """The type name of a parameter's prior ("" without one), for tables."""
     return "" if p.prior is None else type(p.prior).__name__
@@ -473,5 +531,6 @@ def _parameter_line(p: Parameter) -> str:
     frozen = "(frozen)" if p.frozen else "        "
     err = f"+/- {p.error:9.2e}" if p.error and not p.frozen else " " * 13
     unit = str(u.Unit(p.unit)) if p.unit else ""
-    return f"    {p.name:<22s}{frozen}:  {value:10.3e}  {err} {unit}"
+    name = p.link or p.name  # Gammapy prints a linked parameter under its label
+    return f"    {name:<22s}{frozen}:  {value:10.3e}  {err} {unit}"
 
