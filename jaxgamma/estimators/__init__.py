@@ -2,6 +2,7 @@
 
 from .asmooth import ASmoothMapEstimator, ASmoothMaps
 from .core import FluxMaps
+from .energy_morphology import EnergyDependentMorphologyEstimator, weighted_chi2_parameter
 from .excess import ExcessMapEstimator
 from .image_profile import ImageProfile, ImageProfileEstimator
 from .lightcurve import LightCurve, LightCurveEstimator
@@ -27,6 +28,7 @@ from .utils import (
 __all__ = [
     "ASmoothMapEstimator",
     "ASmoothMaps",
+    "EnergyDependentMorphologyEstimator",
     "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "FluxProfile", "FluxProfileEstimator", "ImageProfile", "ImageProfileEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "ParameterSensitivityEstimator", "SensitivityEstimator", "TSMapEstimator",
     "combine_flux_maps",
     "combine_significance_maps",
@@ -39,4 +41,5 @@ __all__ = [
     "get_combined_flux_maps",
     "get_combined_significance_maps",
     "resample_energy_edges",
+    "weighted_chi2_parameter",
 ]
