@@ -17,15 +17,14 @@ Run: ``python benchmarks/bench_energy_morphology.py [--repeats 3]``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import astropy.units as u
 import numpy as np
+from bench_estimators import timed  # (first run, median of the next runs, last result)
 
 EDGES = [0.3, 0.75, 4.75, 30] * u.TeV
 
@@ -60,18 +59,6 @@ def _dataset(path: Path) -> None:
 
     truth = Models([gauss(0.06, 1.8, 1e-11, "core"), gauss(0.35, 3.2, 4e-11, "halo")])
     empty.fake(truth, seed=1).write(path)
-
-
-def timed(fun: Any, repeats: int) -> tuple[float, float, Any]:
-    start = time.perf_counter()
-    out = fun()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fun()
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times), out
 
 
 def main() -> None:

@@ -523,12 +523,14 @@ def map_parameters(fn: Callable[[str, Parameter], Parameter], tree: Any) -> Any:
             mapped[p.link] = fn(name, p)
             results.append(mapped[p.link])
         else:
-            new = mapped[p.link]
-            results.append(new if new.name == p.name else _renamed(new, p.name))
-    it = iter(results)
-    return jax.tree_util.tree_map(
-        lambda x: next(it) if isinstance(x, Parameter) else x, tree, is_leaf=is_parameter
-    )
+            results.append(_copy_of(mapped[p.link], p))
+    return _with_parameters(tree, results)
+
+
+def _with_parameters(tree: Any, parameters: Sequence[Parameter]) -> Any:
+    """``tree`` with its Parameters replaced, in flattening order, by ``parameters``."""
+    it = iter(parameters)
+    return jax.tree_util.tree_map(lambda x: next(it) if isinstance(x, Parameter) else x, tree, is_leaf=is_parameter)
 
 
 # -- linked parameters ------------------------------------------------------------------------------------
@@ -536,10 +538,13 @@ def map_parameters(fn: Callable[[str, Parameter], Parameter], tree: Any) -> Any:
 _LINKED_FIELDS = ("unit", "min", "max", "frozen", "prior", "interp", "scale_method")
 
 
-def _renamed(p: Parameter, name: str) -> Parameter:
-    # a copy under another name (no validation: the value may be a tracer)
-    out = copy.copy(p)
-    object.__setattr__(out, "name", name)
+def _copy_of(source: Parameter, p: Parameter) -> Parameter:
+    """``source`` in the place of its linked copy ``p``: under ``p``'s name (no validation: the
+    value may be a tracer)."""
+    if source.name == p.name:
+        return source
+    out = copy.copy(source)
+    object.__setattr__(out, "name", p.name)
     return out
 
 
@@ -637,17 +642,7 @@ def link_parameters(tree: Any, names: Sequence[str], label: str | None = None, o
     if clash:
         raise ValueError(f"{owner}: the label {label!r} is already used by {clash}")
     linked = source.replace(link=label)
-    names_iter = iter(n for n, _ in named)
-
-    def update(p: Parameter) -> Parameter:
-        n = next(names_iter)
-        if n not in members:
-            return p
-        return linked if p.name == linked.name else _renamed(linked, p.name)
-
-    return jax.tree_util.tree_map(
-        lambda x: update(x) if isinstance(x, Parameter) else x, tree, is_leaf=is_parameter
-    )
+    return _with_parameters(tree, [_copy_of(linked, p) if n in members else p for n, p in named])
 
 
 def unlink_parameters(tree: Any, names: Sequence[str], owner: str = "unlink") -> Any:
@@ -660,29 +655,22 @@ def unlink_parameters(tree: Any, names: Sequence[str], owner: str = "unlink") ->
     for n, p in named:
         if p.link is not None and n not in resolved:
             remaining[p.link] = remaining.get(p.link, 0) + 1
-    names_iter = iter(n for n, _ in named)
-
-    def update(p: Parameter) -> Parameter:
-        n = next(names_iter)
-        if p.link is None or (n not in resolved and remaining.get(p.link, 0) > 1):
-            return p
-        return p.replace(link=None)
-
-    return jax.tree_util.tree_map(
-        lambda x: update(x) if isinstance(x, Parameter) else x, tree, is_leaf=is_parameter
+    return _with_parameters(
+        tree,
+        [
+            p if p.link is None or (n not in resolved and remaining.get(p.link, 0) > 1) else p.replace(link=None)
+            for n, p in named
+        ],
     )
 
 
 def drop_lone_links(tree: Any) -> Any:
     """``tree`` with the link labels that only one parameter carries removed."""
     groups = link_groups(tree)
-    if all(p.link is None or p.link in groups for _, p in iter_parameters(tree)):
+    parameters = [p for _, p in iter_parameters(tree)]
+    if all(p.link is None or p.link in groups for p in parameters):
         return tree
-    return jax.tree_util.tree_map(
-        lambda x: x.replace(link=None) if isinstance(x, Parameter) and x.link is not None and x.link not in groups else x,
-        tree,
-        is_leaf=is_parameter,
-    )
+    return _with_parameters(tree, [p if p.link is None or p.link in groups else p.replace(link=None) for p in parameters])
 
 
 def sync_links(tree: Any, preferred: Iterable[str] = ()) -> Any:
@@ -698,15 +686,4 @@ def sync_links(tree: Any, preferred: Iterable[str] = ()) -> Any:
     for _, p in named:  # else its first copy
         if p.link is not None:
             chosen.setdefault(p.link, p)
-    names_iter = iter(n for n, _ in named)
-
-    def update(p: Parameter) -> Parameter:
-        next(names_iter)
-        if p.link is None:
-            return p
-        src = chosen[p.link]
-        return src if src.name == p.name else _renamed(src, p.name)
-
-    return jax.tree_util.tree_map(
-        lambda x: update(x) if isinstance(x, Parameter) else x, tree, is_leaf=is_parameter
-    )
+    return _with_parameters(tree, [p if p.link is None else _copy_of(chosen[p.link], p) for _, p in named])

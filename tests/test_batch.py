@@ -249,11 +249,9 @@ def _assert_structured_equals_dense(fun, x):
     return dense
 
 
-def test_structured_hessian_equals_the_dense_one():
-    """Per-dataset Hessian blocks (shared + own background parameters, one vmap) add up to the
-    dense Hessian; with a second free background parameter and an unbatched dataset beside."""
-    datasets, models = _observations(extra_source=False)
-    models = Models(
+def _with_free_tilts(models: Models) -> Models:
+    """The models with the background models' spectral tilts free."""
+    return Models(
         [
             m.__class__(dataset_name=m.datasets_names[0], spectral_model=m.spectral_model.unfreeze("tilt"))
             if isinstance(m, FoVBackgroundModel)
@@ -261,6 +259,13 @@ def test_structured_hessian_equals_the_dense_one():
             for m in models
         ]
     )
+
+
+def test_structured_hessian_equals_the_dense_one():
+    """Per-dataset Hessian blocks (shared + own background parameters, one vmap) add up to the
+    dense Hessian; with a second free background parameter and an unbatched dataset beside."""
+    datasets, models = _observations(extra_source=False)
+    models = _with_free_tilts(models)
     other = datasets[0].cutout(datasets[0].geom.center_skydir, 1.0, name="other")
     datasets = Datasets([*datasets, other])
     models = Models([*models, FoVBackgroundModel(dataset_name="other")])
@@ -278,14 +283,7 @@ def test_structured_hessian_with_linked_background_parameters():
     in every dataset's block): the structured Hessian equals the dense one. A background norm linked
     to a source's parameter is no dataset's own: the dense Hessian is used."""
     datasets, models = _observations(extra_source=False)
-    models = Models(
-        [
-            m.__class__(dataset_name=m.datasets_names[0], spectral_model=m.spectral_model.unfreeze("tilt"))
-            if isinstance(m, FoVBackgroundModel)
-            else m
-            for m in models
-        ]
-    )
+    models = _with_free_tilts(models)
     tilts = [f"obs-{k}-bkg.spectral.tilt" for k in range(4)]
     linked = models.link(*tilts)
     fun, x0, names = make_stat_function(datasets, linked)
