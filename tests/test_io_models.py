@@ -907,8 +907,8 @@ BAD_CASES = {
         ["model 'src'", "unknown spatial model type 'blob'"],
     ),
     "unknown component type": (
-        lambda d: d["components"][0].update(type="TemplateNPredModel"),
-        ["'src'", "unknown model type 'TemplateNPredModel'"],
+        lambda d: d["components"][0].update(type="BlobModel"),
+        ["'src'", "unknown model type 'BlobModel'"],
     ),
     "unknown parameter": (
         lambda d: d["components"][0]["spectral"]["parameters"].append({"name": "indx", "value": 2.0}),

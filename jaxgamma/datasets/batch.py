@@ -185,9 +185,11 @@ def _group_key(plan: Any, models: Any) -> tuple[Any, ...]:
 
 
 def _batchable(plan: Any) -> bool:
-    if type(plan) is MapDatasetOnOffPlan:
-        return True
-    return type(plan) is MapDatasetPlan and plan.background_lon is None
+    if type(plan) not in (MapDatasetPlan, MapDatasetOnOffPlan):
+        return False
+    if any(ev.kind == "npred_template" for ev in plan.evaluators):
+        return False  # a template's map is per dataset (a model leaf), not a plan field to stack
+    return type(plan) is MapDatasetOnOffPlan or plan.background_lon is None
 
 
 def _pad(x: Any, length: int, value: Any) -> Any:

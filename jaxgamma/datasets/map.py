@@ -58,7 +58,7 @@ from ..data.gti import GTI, _as_gti
 from ..geom import MapAxis, WcsGeom, axes_to_table_hdu
 from ..geom.projection import WcsProjection
 from ..geom.wcs import separation_rad
-from ..models.sky import FoVBackgroundModel, SkyModel
+from ..models.sky import FoVBackgroundModel, SkyModel, TemplateNPredModel
 from ..models.spatial import PointSpatialModel
 from ..models.spectral import integration_grid
 from ..stats import cash, masked_sum, wstat
@@ -216,7 +216,10 @@ class MapEvaluatorPlan(eqx.Module):
       (deg, model frame), block-summed by ``factor`` into the inner cutout ``inner_slices``, times
       the pixel solid angle; the PSF (``psf`` holds the kernel's FFT) is applied by FFT;
     - ``"one_per_pixel"``: Gammapy's ``ConstantFluxSpatialModel`` (1 per pixel);
-    - ``"none"``: no spatial model: spectral integral x exposure over the whole map (as Gammapy).
+    - ``"none"``: no spatial model: spectral integral x exposure over the whole map (as Gammapy);
+    - ``"npred_template"``: a :class:`~jaxgamma.models.TemplateNPredModel`: its map (the part
+      ``template_slices`` on the dataset) times its spectral model at ``energy_reco_center`` (and
+      its spatial model at ``lon``, ``lat``); no IRF.
     """
 
     energy_grid: np.ndarray  # (Et, num) Gammapy integration points per true-energy bin, TeV
@@ -252,6 +255,10 @@ class MapEvaluatorPlan(eqx.Module):
     # (2, n_gti) MJD start / stop in the temporal model's scale, when the model has a temporal
     # model and the dataset a GTI (Gammapy's temporal norm); None otherwise
     time_intervals: np.ndarray | None = None
+    # npred templates: the reco-energy bin centres (E, 1, 1) TeV and the part of the template map
+    # on the dataset (numpy (y, x) bounds)
+    energy_reco_center: np.ndarray | None = None
+    template_slices: tuple[tuple[int, int], tuple[int, int]] | None = eqx.field(static=True, default=None)
 
     # -- spatial integral ----------------------------------------------------------------------------
     def _point_pixel(self, spatial: Any, projection: Any = None) -> tuple[Any, Any]:
@@ -346,6 +353,8 @@ class MapEvaluatorPlan(eqx.Module):
         integral (no PSF) x exposure (x the temporal norm), before PSF and energy dispersion (what an
         event sampler draws true coordinates from)."""
         model = models[self.model_name]
+        if self.kind == "npred_template":
+            raise ValueError(f"TemplateNPredModel {self.model_name!r} predicts counts in reconstructed energy only")
         flux = self._flux(model)
         spatial = model.spatial_model
         if self.kind == "point":
@@ -360,6 +369,11 @@ class MapEvaluatorPlan(eqx.Module):
 
     def npred(self, models: Any, projection: Any = None) -> Any:
         """Predicted counts of this model on its cutout, ``(n_energy, ny, nx)``."""
+        if self.kind == "npred_template":
+            model = models[self.model_name]
+            assert self.template_slices is not None
+            (y0, y1), (x0, x1) = self.template_slices
+            return model.evaluate_on(self.energy_reco_center, self.lon, self.lat, model.data[:, y0:y1, x0:x1])
         flux = self._flux(models[self.model_name])
         if self.kind != "none":
             flux = flux * self.spatial_integral(models, projection)
@@ -425,6 +439,11 @@ def _signal_active(
     return signal
 
 
+def _is_signal_model(model: Any) -> bool:
+    """A model that adds predicted counts through an evaluator (a sky model or an npred template)."""
+    return isinstance(model, (SkyModel, TemplateNPredModel))
+
+
 def _positions(evaluators: tuple[MapEvaluatorPlan, ...]) -> dict[str, tuple[float, float] | None]:
     return {ev.model_name: ev.irf_position for ev in evaluators}
 
@@ -432,7 +451,7 @@ def _positions(evaluators: tuple[MapEvaluatorPlan, ...]) -> dict[str, tuple[floa
 def _evaluators_need_update(plan: Any, models: Any) -> bool:
     """The sky models applying to the plan's dataset changed, or one moved too far (see
     :meth:`MapDatasetPlan.needs_update`)."""
-    names = tuple(m.name for m in models if isinstance(m, SkyModel) and m.applies_to(plan.name))
+    names = tuple(m.name for m in models if _is_signal_model(m) and m.applies_to(plan.name))
     if names != plan.sky_model_names:
         return True
     return any(ev.needs_update(models[ev.model_name]) for ev in plan.evaluators)
@@ -1021,12 +1040,9 @@ class _AbstractMapDataset(Dataset):
         return matrix
 
     # -- planning -------------------------------------------------------------------------------------
-    def _sky_models(self, models: Any) -> list[SkyModel]:
-        out = []
-        for m in _as_models(models):
-            if isinstance(m, SkyModel) and m.applies_to(self.name):
-                out.append(m)
-        return out
+    def _sky_models(self, models: Any) -> list[Any]:
+        """The models that predict signal counts on this dataset: sky models and npred templates."""
+        return [m for m in _as_models(models) if _is_signal_model(m) and m.applies_to(self.name)]
 
     def _background_model(self, models: Any) -> FoVBackgroundModel | None:
         models = _as_models(models)
@@ -1034,6 +1050,67 @@ class _AbstractMapDataset(Dataset):
         if name in models.names and isinstance(models[name], FoVBackgroundModel):
             return models[name]
         return None
+
+    def _plan_npred_template(self, model: TemplateNPredModel) -> dict[str, Any] | None:
+        """The evaluator fields of an npred template (None when its map does not overlap the
+        dataset): the map must be on the dataset's energy axis and pixel grid (or a cutout of it),
+        as Gammapy's ``Map.stack`` needs."""
+        from ..irf.psf import placement
+
+        what = f"MapDataset {self.name!r}, TemplateNPredModel {model.name!r}"
+        if not model.geom.axes[0].is_allclose(self.geom.axes[0]):
+            raise ValueError(f"{what}: the template's energy axis differs from the dataset's (reconstructed) one")
+        image = self.geom.to_image()
+        try:
+            where = placement(model.geom.to_image(), image, what)
+        except ValueError:
+            raise ValueError(
+                f"{what}: the template's map is not on the dataset's pixel grid (same geometry or a "
+                "cutout of it)"
+            ) from None
+        ny, nx = image.data_shape_image
+        if where is None:
+            parent = inner = ((0, ny), (0, nx))
+        else:
+            parent = _slices_tuple(where[0][1:])
+            inner = _slices_tuple(where[1][1:])
+        shape = (parent[0][1] - parent[0][0], parent[1][1] - parent[1][0])
+        if min(shape) <= 0:
+            return None
+        lon = lat = None
+        if model.spatial_model is not None:
+            lon_all, lat_all = image.get_coord(frame=model.spatial_model.frame)
+            lon = np.asarray(lon_all[_as_slices(parent)], dtype=np.float64)
+            lat = np.asarray(lat_all[_as_slices(parent)], dtype=np.float64)
+        return {
+            "energy_grid": np.zeros((0, 1)),
+            "exposure": None,
+            "edisp": np.zeros((0, 0)),
+            "psf": None,
+            "lon": lon,
+            "lat": lat,
+            "solid_angle": None,
+            "energy_true_center": None,
+            "model_name": model.name,
+            "kind": "npred_template",
+            "mode": "local",
+            "shape": shape,
+            "parent_slices": parent,
+            "inner_slices": None,
+            "factor": 1,
+            "psf_stage": "none",
+            "kernel_shape": (0, 0),
+            "fft_shape": (0, 0),
+            "projection": None,
+            "frame": None,
+            "irf_position": None,
+            "evaluation_radius": None,
+            "spatial_values": (),
+            "psf_width": 0.0,
+            "time_intervals": None,
+            "energy_reco_center": np.asarray(self.geom.axes[0].center_in(ENERGY), dtype=np.float64)[:, None, None],
+            "template_slices": inner,
+        }
 
     def _plan_evaluator(
         self, model: SkyModel, mask_image: np.ndarray, psf_cache: dict
@@ -1189,7 +1266,10 @@ class _AbstractMapDataset(Dataset):
         evaluator_fields = []
         skipped = []
         for model in sky:
-            fields = self._plan_evaluator(model, mask_image, psf_cache)
+            if isinstance(model, TemplateNPredModel):
+                fields = self._plan_npred_template(model)
+            else:
+                fields = self._plan_evaluator(model, mask_image, psf_cache)
             if fields is None:
                 skipped.append(model.name)
             else:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data.gti import GTI, _as_gti
-from ..models.sky import SkyModel
+from ..models.sky import SkyModel, TemplateNPredModel
 from ..models.spectral import integration_grid
 from ..stats import cash, masked_sum, wstat
 from ..units import ENERGY
@@ -402,6 +402,11 @@ class _AbstractSpectrumDataset(Dataset):
         for m in _as_models(models):
             if isinstance(m, SkyModel) and m.applies_to(self.name):
                 out.append(m)
+            elif isinstance(m, TemplateNPredModel) and m.applies_to(self.name):
+                raise ValueError(
+                    f"{type(self).__name__} {self.name!r}: TemplateNPredModel {m.name!r} applies to it, but "
+                    "npred templates apply to map datasets only (give the template datasets_names)"
+                )
         return out
 
     def _plan_signal_fields(self, models: Any) -> dict[str, Any]:

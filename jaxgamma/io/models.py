@@ -54,12 +54,13 @@ import equinox as eqx
 import jax
 import numpy as np
 import yaml
+from astropy.io import fits
 from astropy.table import Table
 
 from ..models.core import ModelBase
 from ..models.core import replace_static as _replace_static
 from ..models.registry import get_model_class
-from ..models.sky import Covariance, FoVBackgroundModel, Models, SkyModel
+from ..models.sky import Covariance, FoVBackgroundModel, Models, SkyModel, TemplateNPredModel
 from ..models.spatial import SpatialModel
 from ..models.spectral_ebl import EBL_DATA_BUILTIN
 from ..models.temporal import TemporalModel
@@ -103,6 +104,7 @@ _IGNORED_PARAMETER_KEYS = (
 _DROPPABLE = ("min", "max", "error", "interp", "scale_method", "scale_transform")
 _SKY_KEYS = ("name", "type", "datasets_names", "apply_irf", "spectral", "spatial", "temporal")
 _BKG_KEYS = ("name", "type", "datasets_names", "spectral", "spatial")
+_NPRED_TEMPLATE_KEYS = ("name", "type", "datasets_names", "spectral", "spatial", "filename")
 _TOP_KEYS = ("components", "covariance", "metadata", "checksum")
 
 
@@ -797,8 +799,21 @@ def _component_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
         if model.spatial_model is not None:
             data["spatial"] = _model_body_to_dict(model.spatial_model, context)
         return data
+    if isinstance(model, TemplateNPredModel):
+        context = context.at(f"model {model.name!r}")
+        if model.filename is None:
+            raise context.error("a TemplateNPredModel needs a filename to be written (its map's file)")
+        data = {"name": model.name, "type": "TemplateNPredModel"}
+        if model.spatial_model is not None:
+            data["spatial"] = _model_body_to_dict(model.spatial_model, context)
+        data["spectral"] = _model_body_to_dict(model.spectral_model, context)
+        data["filename"] = model.filename
+        if model.datasets_names is not None:
+            data["datasets_names"] = list(model.datasets_names)
+        return data
     raise context.error(
-        f"cannot write a {type(model).__name__}: Models holds SkyModel and FoVBackgroundModel"
+        f"cannot write a {type(model).__name__}: Models holds SkyModel, FoVBackgroundModel and "
+        "TemplateNPredModel"
     )
 
 
@@ -881,6 +896,39 @@ def _background_model_from_dict(
     )
 
 
+def _npred_template_from_dict(data: Mapping[str, Any], index: int, context: YamlContext) -> TemplateNPredModel:
+    if "name" not in data:
+        raise context.at(f"component {index}").error("a TemplateNPredModel needs a 'name'")
+    name = str(data["name"])
+    context = context.at(f"model {name!r}")
+    _check_keys(data, _NPRED_TEMPLATE_KEYS, context, "TemplateNPredModel")
+    filename, path = _data_file(TemplateNPredModel, data, context, "template map")
+    try:
+        model = TemplateNPredModel.read(
+            os.fspath(path),
+            name=name,
+            filename=filename,
+            datasets_names=_datasets_names(data, context),
+            spectral_model=_optional_model(data, "spectral", context),
+            spatial_model=_optional_model(data, "spatial", context),
+        )
+    except (ValueError, TypeError, OSError) as err:
+        raise context.error(f"cannot read template map {str(path)!r}: {err}") from None
+    return model
+
+
+def npred_template_hdulist(model: TemplateNPredModel) -> fits.HDUList:
+    """The map of a :class:`~jaxgamma.models.TemplateNPredModel` as Gammapy's ``Map.write`` writes
+    it: a primary image and its ``PRIMARY_BANDS`` table."""
+    from ..irf._core import map_to_hdus
+
+    image, bands = map_to_hdus(model.data, model.geom, "", "PRIMARY")
+    header = image.header.copy()
+    for key in ("XTENSION", "PCOUNT", "GCOUNT", "EXTNAME"):
+        header.remove(key, ignore_missing=True)
+    return fits.HDUList([fits.PrimaryHDU(np.asarray(model.data), header=header), bands])
+
+
 def _component_from_dict(data: Any, index: int, context: YamlContext) -> Any:
     if not isinstance(data, Mapping):
         raise context.at(f"component {index}").error(f"a component must be a mapping, got {data!r}")
@@ -889,9 +937,11 @@ def _component_from_dict(data: Any, index: int, context: YamlContext) -> Any:
         return _sky_model_from_dict(data, index, context)
     if kind == "FoVBackgroundModel":
         return _background_model_from_dict(data, index, context)
+    if kind == "TemplateNPredModel":
+        return _npred_template_from_dict(data, index, context)
     where = context.at(f"component {index}" + (f" ({data['name']!r})" if "name" in data else ""))
     raise where.error(
-        f"unknown model type {kind!r}; known component types: ['SkyModel', 'FoVBackgroundModel']"
+        f"unknown model type {kind!r}; known component types: ['SkyModel', 'FoVBackgroundModel', 'TemplateNPredModel']"
     )
 
 
@@ -995,11 +1045,22 @@ def read_models(path: Any) -> Models:
     return _models_from_dict(data, YamlContext(origin=origin, base=path.parent))
 
 
-def write_models(path: Any, models: Any, overwrite: bool = False, full_output: bool = False) -> None:
+def write_models(
+    path: Any,
+    models: Any,
+    overwrite: bool = False,
+    full_output: bool = False,
+    overwrite_templates: bool = False,
+) -> None:
     """Write models as Gammapy's models YAML, atomically.
 
     When ``models.covariance`` is set, the covariance is written next to the YAML as
     ``<stem>_covariance.dat`` (Gammapy's name and format) and named under ``covariance:``.
+
+    The maps of :class:`~jaxgamma.models.TemplateNPredModel` components are written to their
+    ``filename`` (as given: relative to the current folder, as Gammapy writes them) when that file
+    does not exist yet, or always with ``overwrite_templates``; an existing one is otherwise left as
+    it is, with a logged warning (Gammapy's behaviour).
 
     Raises
     ------
@@ -1024,10 +1085,22 @@ def write_models(path: Any, models: Any, overwrite: bool = False, full_output: b
     # build everything before touching the disk
     text = _dump(_models_to_dict(models, context, None if cov_path is None else cov_path.name))
     table = None if cov_path is None else _covariance_table(models, context)
-    with atomic_paths(*targets, overwrite=overwrite) as temporaries:
+    maps = []
+    for m in models:
+        if not isinstance(m, TemplateNPredModel):
+            continue
+        assert m.filename is not None  # checked when the YAML was built
+        map_path = Path(os.path.expandvars(m.filename))
+        if map_path.exists() and not overwrite_templates:
+            log.warning("%s: template file %s already exists and overwrite_templates is False", path, map_path)
+            continue
+        maps.append((map_path, npred_template_hdulist(m)))
+    with atomic_paths(*targets, *(p for p, _ in maps), overwrite=True) as temporaries:
         temporaries[0].write_text(text, encoding="utf-8")
         if table is not None:
             table.write(temporaries[1], overwrite=True, **COVARIANCE_FORMAT)
+        for tmp, (_, hdulist) in zip(temporaries[len(targets) :], maps, strict=True):
+            hdulist.writeto(tmp, overwrite=True)
 
 
 # -- covariance -------------------------------------------------------------------------------------------

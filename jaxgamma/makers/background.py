@@ -26,7 +26,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from ..models import FoVBackgroundModel, Models, SkyModel, get_model_class
+from ..models import FoVBackgroundModel, Models, SkyModel, TemplateNPredModel, get_model_class
 from ..units import ENERGY
 
 __all__ = ["FoVBackgroundMaker", "read_mask", "write_mask"]
@@ -217,7 +217,7 @@ class FoVBackgroundMaker:
     def _sky_models(models: Any) -> list[Any]:
         if models is None:
             return []
-        return [m for m in Models(models) if isinstance(m, SkyModel)]
+        return [m for m in Models(models) if isinstance(m, (SkyModel, TemplateNPredModel))]
 
     @staticmethod
     def _npred_background(dataset: Any, model: FoVBackgroundModel | None) -> np.ndarray:
@@ -234,7 +234,7 @@ class FoVBackgroundMaker:
         """Sums of counts, npred and npred_background over ``mask`` where npred is not NaN."""
         backgrounds = [m for m in models if isinstance(m, FoVBackgroundModel)]
         background = self._npred_background(dataset, backgrounds[0] if backgrounds else None)
-        has_sky = any(isinstance(m, SkyModel) for m in models)
+        has_sky = any(isinstance(m, (SkyModel, TemplateNPredModel)) for m in models)
         npred = np.asarray(dataset.npred(models)) if has_sky else background
         mask = mask & ~np.isnan(npred)
         counts = np.zeros(dataset.data_shape) if dataset.counts is None else np.asarray(dataset.counts)

@@ -3,7 +3,7 @@
 from .core import ModelBase
 from .prior import GaussianPrior, GeneralizedGaussianPrior, LogUniformPrior, Prior, UniformPrior
 from .registry import get_model_class
-from .sky import Covariance, FoVBackgroundModel, Models, SkyModel
+from .sky import Covariance, FoVBackgroundModel, Models, SkyModel, TemplateNPredModel
 from .spatial import (
     ConstantFluxSpatialModel,
     ConstantSpatialModel,
@@ -103,6 +103,7 @@ __all__ = [
     "SuperExpCutoffPowerLaw3FGLSpectralModel",
     "SuperExpCutoffPowerLaw4FGLDR3SpectralModel",
     "SuperExpCutoffPowerLaw4FGLSpectralModel",
+    "TemplateNPredModel",
     "TemplatePhaseCurveTemporalModel",
     "TemplateSpatialModel",
     "TemplateSpectralModel",

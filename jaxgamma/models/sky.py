@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import astropy.units as u
 import equinox as eqx
@@ -24,11 +25,12 @@ from ..parameters import (
     sync_links,
     unlink_parameters,
 )
+from ..units import ENERGY
 from .spatial import SpatialModel
 from .spectral import PowerLawNormSpectralModel, SpectralModel
 from .temporal import TemporalModel
 
-__all__ = ["Covariance", "FoVBackgroundModel", "Models", "SkyModel"]
+__all__ = ["Covariance", "FoVBackgroundModel", "Models", "SkyModel", "TemplateNPredModel"]
 
 _COMPONENT_LABELS = {"spectral_model": "spectral", "spatial_model": "spatial", "temporal_model": "temporal"}
 
@@ -258,6 +260,171 @@ class FoVBackgroundModel(eqx.Module):
         return "\n".join(lines)
 
 
+class TemplateNPredModel(eqx.Module):
+    """Predicted counts from a fixed map (Gammapy's ``TemplateNPredModel``): the map, on the
+    reconstructed-energy bins of a dataset (or a cutout of its pixel grid), times the spectral model
+    at the bin centres, times the spatial model (if any) at the pixel centres. No IRF is applied.
+
+    Parameters
+    ----------
+    data : array
+        Predicted counts, numpy order ``(n_energy, ny, nx)`` (a Quantity's unit is dropped).
+    geom : WcsGeom
+        The map geometry, with one axis ``energy`` given by its edges (Gammapy: "Need an integrated
+        map").
+    spectral_model : SpectralModel, optional
+        A norm model; default :class:`PowerLawNormSpectralModel` with the tilt frozen (Gammapy).
+    name : str, optional
+        A random name when not given, as in Gammapy.
+    filename : str, optional
+        Where the map is (or will be) written, for the models YAML.
+    datasets_names : str or list of one str, optional
+        The dataset it applies to (all when None; Gammapy allows one).
+    spatial_model : SpatialModel, optional
+        A multiplicative spatial factor, its unit dropped (not energy dependent).
+
+    Notes
+    -----
+    Gammapy 2.1 lists only the spectral parameters of a template model, so a fit there never varies
+    the spatial model's free parameters; jaxgamma fits them like any other parameter.
+    """
+
+    data: Any
+    spectral_model: SpectralModel
+    spatial_model: SpatialModel | None
+    geom: Any = eqx.field(static=True)
+    name: str = eqx.field(static=True)
+    datasets_names: tuple[str, ...] | None = eqx.field(static=True)
+    filename: str | None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        data: Any,
+        geom: Any,
+        spectral_model: SpectralModel | None = None,
+        name: str | None = None,
+        filename: Any = None,
+        datasets_names: Any = None,
+        spatial_model: SpatialModel | None = None,
+    ):
+        from ..geom import WcsGeom
+
+        what = f"TemplateNPredModel {name!r}"
+        if not isinstance(geom, WcsGeom):
+            raise TypeError(f"{what}: geom must be a WcsGeom, got {type(geom).__name__}")
+        names = [a.name for a in geom.axes]
+        if names != ["energy"]:
+            raise ValueError(f"{what}: the map needs exactly one axis besides lon/lat, 'energy'; got {names}")
+        if geom.axes[0].node_type != "edges":
+            raise ValueError(f'{what}: need an integrated map, energy axis node_type="edges"')
+        if isinstance(data, u.Quantity):
+            data = data.value
+        array = np.array(data, dtype=np.float64)  # a native-endian copy (FITS data are big-endian)
+        if array.shape != geom.data_shape:
+            raise ValueError(f"{what}: data shape {array.shape} does not match the geometry's {geom.data_shape}")
+        array.setflags(write=False)
+        if spectral_model is None:
+            spectral_model = cast(SpectralModel, PowerLawNormSpectralModel().freeze("tilt"))
+        if not isinstance(spectral_model, SpectralModel):
+            raise TypeError(f"{what}: spectral_model must be a SpectralModel, got {type(spectral_model).__name__}")
+        if spatial_model is not None:
+            if not isinstance(spatial_model, SpatialModel):
+                raise TypeError(f"{what}: spatial_model must be a SpatialModel, got {type(spatial_model).__name__}")
+            if spatial_model.is_energy_dependent:
+                raise ValueError(f"{what}: an energy-dependent spatial model cannot multiply a template")
+        datasets = _names_tuple(datasets_names)
+        if datasets is not None and len(datasets) != 1:
+            raise ValueError(f"{what}: a template model applies to one dataset, got datasets_names={list(datasets)}")
+        self.data = array
+        self.spectral_model = spectral_model
+        self.spatial_model = spatial_model
+        self.geom = geom.replace_axes([geom.axes[0].to_unit(ENERGY)])
+        self.name = make_name() if name is None else str(name)
+        self.datasets_names = datasets
+        self.filename = None if filename is None else os.fspath(filename)
+
+    @classmethod
+    def read(cls, path: Any, hdu: str | int | None = None, **kwargs: Any) -> TemplateNPredModel:
+        """The map from a FITS file written by Gammapy's ``Map.write`` (or :meth:`write`);
+        ``kwargs`` go to the constructor (``filename`` defaults to ``path``)."""
+        from .spatial_template import read_wcs_map
+
+        data, geom, _ = read_wcs_map(os.path.expandvars(os.fspath(path)), hdu=hdu)
+        kwargs.setdefault("filename", os.fspath(path))
+        return cls(data, geom, **kwargs)
+
+    def write(self, filename: Any = None, overwrite: bool = False) -> None:
+        """Write the map as Gammapy's ``Map.write`` does (a primary image and its bands table),
+        atomically; to ``filename`` or the model's own."""
+        from ..io._atomic import atomic_paths
+        from ..io.models import npred_template_hdulist
+
+        target = filename if filename is not None else self.filename
+        if target is None:
+            raise OSError(f"TemplateNPredModel {self.name!r}: missing filename")
+        with atomic_paths(os.path.expandvars(os.fspath(target)), overwrite=overwrite) as (tmp,):
+            npred_template_hdulist(self).writeto(tmp, overwrite=True)
+
+    @staticmethod
+    def _path_component(attr: str) -> str:
+        return _COMPONENT_LABELS.get(attr, attr)
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        return tuple(p for _, p in iter_parameters(self))
+
+    @property
+    def energy_center(self) -> np.ndarray:
+        """The energy bin centres of the map, TeV, shape ``(n_energy, 1, 1)`` (Gammapy's)."""
+        return np.asarray(self.geom.axes[0].center_in(ENERGY), dtype=np.float64)[:, None, None]
+
+    def applies_to(self, dataset_name: str) -> bool:
+        return self.datasets_names is None or dataset_name in self.datasets_names
+
+    def evaluate_on(self, energy_center: Any, lon: Any = None, lat: Any = None, data: Any = None) -> Any:
+        """The predicted counts (jax): ``data`` (default the whole map) times the spectral model at
+        ``energy_center`` (TeV, broadcasting against ``data``), times the spatial model at ``lon``,
+        ``lat`` (deg, its frame) when there is one."""
+        import jax.numpy as jnp
+
+        values = (self.data if data is None else data) * self.spectral_model.dnde(energy_center)
+        if self.spatial_model is not None:
+            values = values * self.spatial_model.evaluate_lonlat(lon, lat)
+        return jnp.asarray(values)
+
+    def evaluate(self) -> np.ndarray:
+        """The predicted counts on the model's map, ``(n_energy, ny, nx)`` (Gammapy's ``evaluate``)."""
+        lon = lat = None
+        if self.spatial_model is not None:
+            lon, lat = self.geom.to_image().get_coord(frame=self.spatial_model.frame)
+        return np.asarray(self.evaluate_on(self.energy_center, lon, lat))
+
+    def replace(self, **changes: Any) -> TemplateNPredModel:
+        """A copy with some fields changed (``spectral_model=...``, ``name=...``, ``data=...``)."""
+        fields = {
+            "data": self.data,
+            "geom": self.geom,
+            "spectral_model": self.spectral_model,
+            "name": self.name,
+            "filename": self.filename,
+            "datasets_names": self.datasets_names,
+            "spatial_model": self.spatial_model,
+        }
+        fields.update(changes)
+        return TemplateNPredModel(**fields)
+
+    def __str__(self) -> str:
+        lines = [
+            "TemplateNPredModel",
+            "",
+            f"  Name                      : {self.name}",
+            f"  Datasets names            : {None if self.datasets_names is None else list(self.datasets_names)}",
+            "  Parameters:",
+        ]
+        lines += [_parameter_line(p) for p in self.parameters]
+        return "\n".join(lines)
+
+
 class Covariance:
     """An immutable, hashable parameter covariance (names and matrix), as read from or written to
     Gammapy's covariance file. Compared by value, so it never causes a retrace by itself."""
@@ -295,6 +462,9 @@ class Covariance:
         return f"Covariance({len(self.names)} parameters)"
 
 
+_COMPONENT_TYPES = (SkyModel, FoVBackgroundModel, TemplateNPredModel)
+
+
 class Models(eqx.Module):
     """An ordered collection of uniquely named models (sky and background), looked up by name or
     index. A pytree: its free parameter values are the leaves a fit traces."""
@@ -311,12 +481,14 @@ class Models(eqx.Module):
             covariance = covariance if covariance is not None else models.covariance
             penalties = penalties if penalties is not None else models.penalties
             models = models.models
-        elif isinstance(models, (SkyModel, FoVBackgroundModel)):
+        elif isinstance(models, _COMPONENT_TYPES):
             models = (models,)
         models = tuple(models)
         for m in models:
-            if not isinstance(m, (SkyModel, FoVBackgroundModel)):
-                raise TypeError(f"Models holds SkyModel and FoVBackgroundModel, got {type(m).__name__}")
+            if not isinstance(m, _COMPONENT_TYPES):
+                raise TypeError(
+                    f"Models holds SkyModel, FoVBackgroundModel and TemplateNPredModel, got {type(m).__name__}"
+                )
         names = [m.name for m in models]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -488,10 +660,16 @@ class Models(eqx.Module):
 
         return read_models(path)
 
-    def write(self, path: Any, overwrite: bool = False, full_output: bool = False) -> None:
+    def write(
+        self, path: Any, overwrite: bool = False, full_output: bool = False, overwrite_templates: bool = False
+    ) -> None:
+        """Write the models YAML (and the covariance file, and the maps of template npred models:
+        see :func:`~jaxgamma.io.write_models`)."""
         from ..io.models import write_models
 
-        write_models(path, self, overwrite=overwrite, full_output=full_output)
+        write_models(
+            path, self, overwrite=overwrite, full_output=full_output, overwrite_templates=overwrite_templates
+        )
 
 
 def _check_penalties(penalties: Any, models: Models) -> tuple[Any, ...]:
