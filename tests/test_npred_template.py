@@ -146,6 +146,12 @@ def test_yaml_round_trip_writes_the_map_once(setup, tmp_path, monkeypatch, caplo
     np.testing.assert_array_equal(Models.read("models.yaml")["tpl"].data, models["tpl"].data)
     changed.write("models.yaml", overwrite=True, overwrite_templates=True)
     np.testing.assert_array_equal(Models.read("models.yaml")["tpl"].data, changed["tpl"].data)
+    # with the datasets: the map is written with them, all files or none
+    (tmp_path / "tpl.fits").unlink()
+    written = jg.write_datasets("out", [setup[0]], models)
+    assert written[-1].name == "tpl.fits" and (tmp_path / "tpl.fits").exists()
+    _, back = jg.read_datasets("out/datasets.yaml")
+    np.testing.assert_array_equal(back["tpl"].data, models["tpl"].data)
 
 
 def test_bad_input(setup, tmp_path):

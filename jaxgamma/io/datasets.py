@@ -66,6 +66,7 @@ from .models import (
     YamlContext,
     _covariance_table,
     models_to_yaml,
+    npred_template_maps,
     read_models,
 )
 from .ogip import _open, _region_map, detect_format, read_gadf_spectrum, region_hdu
@@ -442,6 +443,7 @@ def write_datasets(
     prefix: str = "",
     overwrite: bool = False,
     checksum: bool = True,
+    overwrite_templates: bool = False,
 ) -> list[Path]:
     """Write datasets (and models) as Gammapy's datasets YAML plus one file per dataset.
 
@@ -462,11 +464,15 @@ def write_datasets(
         anything is written.
     checksum : bool
         Add Gammapy's YAML checksum and the FITS ``DATASUM``/``CHECKSUM`` cards.
+    overwrite_templates : bool
+        Rewrite the map files of :class:`~jaxgamma.models.TemplateNPredModel` components that
+        exist already (missing ones are always written; see :func:`~jaxgamma.io.write_models`).
 
     Returns
     -------
     list of Path
-        The files written: the datasets YAML first, then the dataset files, then the models.
+        The files written: the datasets YAML first, then the dataset files, then the models (and
+        the template npred maps written with them).
 
     All files are written together or none (:func:`jaxgamma.io._atomic.atomic_paths`).
 
@@ -510,6 +516,7 @@ def write_datasets(
     data: dict[str, Any] = {"datasets": entries}
     texts: list[tuple[Path, str]] = []
     covariance: tuple[Path, Table] | None = None
+    maps: list[tuple[Path, Any]] = []
     if models is not None:
         models = _as_models(models)
         _check_models(models, datasets.names, origin)
@@ -524,6 +531,7 @@ def write_datasets(
         text = models_to_yaml(models, covariance_file=None if cov_path is None else cov_path.name)
         texts.append((models_path, _with_checksum(text) if checksum else text))
         data["filename_models"] = models_path.name
+        maps = npred_template_maps(models, overwrite_templates, origin)
     data["metadata"] = _metadata()
     text = yaml.safe_dump(data, **YAML_FORMAT)
     texts.insert(0, (yaml_path, _with_checksum(text) if checksum else text))
@@ -532,12 +540,14 @@ def write_datasets(
     if covariance is not None:
         targets.append(covariance[0])
     check_writable(targets, overwrite)
-    with atomic_paths(*targets, overwrite=overwrite) as temporaries:
-        tmp = dict(zip(targets, temporaries, strict=True))
+    with atomic_paths(*targets, *(p for p, _ in maps), overwrite=overwrite or bool(maps)) as temporaries:
+        tmp = dict(zip([*targets, *(p for p, _ in maps)], temporaries, strict=True))
+        for p, hdulist in maps:
+            hdulist.writeto(tmp[p], overwrite=True)
         for p, content in texts:
             tmp[p].write_text(content, encoding="utf-8")
         for p, payload in payloads:
             tmp[p].write_bytes(payload)
         if covariance is not None:
             covariance[1].write(tmp[covariance[0]], overwrite=True, **COVARIANCE_FORMAT)
-    return targets
+    return [*targets, *(p for p, _ in maps)]

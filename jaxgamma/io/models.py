@@ -917,6 +917,25 @@ def _npred_template_from_dict(data: Mapping[str, Any], index: int, context: Yaml
     return model
 
 
+def npred_template_maps(models: Models, overwrite_templates: bool, where: Any) -> list[tuple[Path, fits.HDUList]]:
+    """``(path, HDU list)`` of the template npred maps to write with ``models``: each
+    :class:`~jaxgamma.models.TemplateNPredModel`'s ``filename`` (as given: relative to the current
+    folder, where Gammapy writes it) that does not exist yet, or every one with
+    ``overwrite_templates``; an existing one is otherwise kept, with a logged warning (Gammapy's)."""
+    maps = []
+    for m in models:
+        if not isinstance(m, TemplateNPredModel):
+            continue
+        if m.filename is None:
+            raise ValueError(f"{where}: TemplateNPredModel {m.name!r} needs a filename to be written")
+        map_path = Path(os.path.expandvars(m.filename))
+        if map_path.exists() and not overwrite_templates:
+            log.warning("%s: template file %s already exists and overwrite_templates is False", where, map_path)
+            continue
+        maps.append((map_path, npred_template_hdulist(m)))
+    return maps
+
+
 def npred_template_hdulist(model: TemplateNPredModel) -> fits.HDUList:
     """The map of a :class:`~jaxgamma.models.TemplateNPredModel` as Gammapy's ``Map.write`` writes
     it: a primary image and its ``PRIMARY_BANDS`` table."""
@@ -1085,16 +1104,7 @@ def write_models(
     # build everything before touching the disk
     text = _dump(_models_to_dict(models, context, None if cov_path is None else cov_path.name))
     table = None if cov_path is None else _covariance_table(models, context)
-    maps = []
-    for m in models:
-        if not isinstance(m, TemplateNPredModel):
-            continue
-        assert m.filename is not None  # checked when the YAML was built
-        map_path = Path(os.path.expandvars(m.filename))
-        if map_path.exists() and not overwrite_templates:
-            log.warning("%s: template file %s already exists and overwrite_templates is False", path, map_path)
-            continue
-        maps.append((map_path, npred_template_hdulist(m)))
+    maps = npred_template_maps(models, overwrite_templates, path)
     with atomic_paths(*targets, *(p for p, _ in maps), overwrite=True) as temporaries:
         temporaries[0].write_text(text, encoding="utf-8")
         if table is not None:
