@@ -29,6 +29,7 @@ from .map import (
     make_psf_map,
     pixel_offsets,
 )
+from .phase import PhaseBackgroundMaker
 from .reduce import DatasetsMaker, ProgressBar
 from .reflected import ReflectedRegionsBackgroundMaker, ReflectedRegionsFinder, WobbleRegionsFinder
 from .ring import AdaptiveRingBackgroundMaker, RingBackgroundMaker
@@ -41,6 +42,7 @@ __all__ = [
     "DatasetsMaker",
     "FoVBackgroundMaker",
     "MapDatasetMaker",
+    "PhaseBackgroundMaker",
     "ProgressBar",
     "ReflectedRegionsBackgroundMaker",
     "ReflectedRegionsFinder",
