@@ -88,7 +88,8 @@ def main() -> None:
         dataset, start = _setup(folder)
         first, warm, ours = timed(lambda: jg.fit([dataset], start), args.repeats)
         print(f"jaxgamma: first fit {first:.2f} s (cache {os.environ.get('JAXGAMMA_COMPILATION_CACHE', 'on')}), "
-              f"warm {warm * 1e3:.1f} ms, stat {ours.total_stat:.6f}, norm {ours.value('tpl.spectral.norm'):.6f}")  # fmt: skip
+              f"warm {warm * 1e3:.1f} ms, stat {ours.total_stat:.6f}, norm {ours.value('tpl.spectral.norm'):.6f} "
+              f"+- {ours.error('tpl.spectral.norm'):.6f}")  # fmt: skip
         try:
             from gammapy.datasets import Datasets, MapDataset
             from gammapy.modeling import Fit
