@@ -20,18 +20,13 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from bench_energy_morphology import empty_dataset
 from bench_estimators import timed  # (first run, median of the next runs, last result)
 
 
-def _setup(folder: Path) -> tuple[object, object]:
-    from astropy.coordinates import SkyCoord
-
-    from jaxgamma.datasets import MapDataset
-    from jaxgamma.demo import _aeff, _psf_map
-    from jaxgamma.geom import MapAxis, WcsGeom
-    from jaxgamma.irf import EDispKernelMap
+def _setup(folder: Path) -> tuple[Any, Any]:
     from jaxgamma.models import (
         FoVBackgroundModel,
         GaussianSpatialModel,
@@ -43,17 +38,8 @@ def _setup(folder: Path) -> tuple[object, object]:
         TemplateNPredModel,
     )  # fmt: skip
 
-    energy = MapAxis.from_energy_bounds(0.3, 30, 5, unit="TeV", name="energy")
-    energy_true = MapAxis.from_energy_bounds(0.2, 50, 8, unit="TeV", name="energy_true")
-    geom = WcsGeom.create(skydir=SkyCoord(83.6, 22.0, unit="deg"), binsz=0.05, width=(4.0, 3.0), frame="icrs", axes=[energy])
-    ny, nx = geom.data_shape[1:]
-    exposure = np.broadcast_to((_aeff(energy_true.center) * 3600.0)[:, None, None], (energy_true.nbin, ny, nx))
-    background = np.broadcast_to((0.3 * (energy.center / 0.3) ** -1.5)[:, None, None], (energy.nbin, ny, nx))
-    empty = MapDataset(
-        geom=geom, energy_axis_true=energy_true, counts=np.zeros(geom.data_shape), exposure=exposure.copy(),
-        background=background.copy(), psf=_psf_map(energy_true, sigma_deg=0.08),
-        edisp=EDispKernelMap.from_diagonal_response(energy, energy_true), name="sim",
-    )  # fmt: skip
+    empty = empty_dataset()
+    geom = empty.geom
     halo = SkyModel(
         PowerLawSpectralModel(index=2.8, amplitude=4e-11),
         GaussianSpatialModel(lon_0=83.6, lat_0=22.0, sigma=0.4, frame="icrs"),

@@ -48,7 +48,20 @@ def _names_tuple(names: Any) -> tuple[str, ...] | None:
     return tuple(str(n) for n in names)
 
 
-class SkyModel(eqx.Module):
+class _Component(eqx.Module):
+    """What the sky, FoV background and template npred models share: their parameters, named
+    ``<model>.<spectral|spatial|temporal>.<parameter>``."""
+
+    @staticmethod
+    def _path_component(attr: str) -> str:
+        return _COMPONENT_LABELS.get(attr, attr)
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        return tuple(p for _, p in iter_parameters(self))
+
+
+class SkyModel(_Component):
     """A source: ``spectral_model(E) x spatial_model(lon, lat) x temporal_model(t)`` (spatial and
     temporal optional).
 
@@ -136,14 +149,6 @@ class SkyModel(eqx.Module):
             **kwargs,
         )
 
-    @staticmethod
-    def _path_component(attr: str) -> str:
-        return _COMPONENT_LABELS.get(attr, attr)
-
-    @property
-    def parameters(self) -> tuple[Parameter, ...]:
-        return tuple(p for _, p in iter_parameters(self))
-
     @property
     def position(self) -> Any:
         return None if self.spatial_model is None else self.spatial_model.position
@@ -197,7 +202,7 @@ class SkyModel(eqx.Module):
         return "\n".join(lines)
 
 
-class FoVBackgroundModel(eqx.Module):
+class FoVBackgroundModel(_Component):
     """Background normalisation of one map dataset (name ``"<dataset_name>-bkg"``).
 
     The spectral model is a :class:`PowerLawNormSpectralModel` by default; an optional spatial
@@ -228,10 +233,6 @@ class FoVBackgroundModel(eqx.Module):
         self.spectral_model = PowerLawNormSpectralModel() if spectral_model is None else spectral_model
         self.spatial_model = spatial_model
 
-    @staticmethod
-    def _path_component(attr: str) -> str:
-        return _COMPONENT_LABELS.get(attr, attr)
-
     @property
     def name(self) -> str:
         return f"{self.dataset_name}-bkg"
@@ -239,10 +240,6 @@ class FoVBackgroundModel(eqx.Module):
     @property
     def datasets_names(self) -> tuple[str, ...]:
         return (self.dataset_name,)
-
-    @property
-    def parameters(self) -> tuple[Parameter, ...]:
-        return tuple(p for _, p in iter_parameters(self))
 
     def applies_to(self, dataset_name: str) -> bool:
         return dataset_name == self.dataset_name
@@ -260,7 +257,7 @@ class FoVBackgroundModel(eqx.Module):
         return "\n".join(lines)
 
 
-class TemplateNPredModel(eqx.Module):
+class TemplateNPredModel(_Component):
     """Predicted counts from a fixed map (Gammapy's ``TemplateNPredModel``): the map, on the
     reconstructed-energy bins of a dataset (or a cutout of its pixel grid), times the spectral model
     at the bin centres, times the spatial model (if any) at the pixel centres. No IRF is applied.
@@ -364,14 +361,6 @@ class TemplateNPredModel(eqx.Module):
             raise OSError(f"TemplateNPredModel {self.name!r}: missing filename")
         with atomic_paths(os.path.expandvars(os.fspath(target)), overwrite=overwrite) as (tmp,):
             npred_template_hdulist(self).writeto(tmp, overwrite=True)
-
-    @staticmethod
-    def _path_component(attr: str) -> str:
-        return _COMPONENT_LABELS.get(attr, attr)
-
-    @property
-    def parameters(self) -> tuple[Parameter, ...]:
-        return tuple(p for _, p in iter_parameters(self))
 
     @property
     def energy_center(self) -> np.ndarray:
