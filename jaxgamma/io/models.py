@@ -848,12 +848,20 @@ def _datasets_names(data: Mapping[str, Any], context: YamlContext) -> list[str] 
     return [str(n) for n in names]
 
 
-def _sky_model_from_dict(data: Mapping[str, Any], index: int, context: YamlContext) -> SkyModel:
+def _named_component(
+    data: Mapping[str, Any], index: int, context: YamlContext, kind: str, keys: Sequence[str]
+) -> tuple[str, YamlContext]:
+    """The name of a component that needs one and the context naming it, its keys checked."""
     if "name" not in data:
-        raise context.at(f"component {index}").error("a SkyModel needs a 'name'")
+        raise context.at(f"component {index}").error(f"a {kind} needs a 'name'")
     name = str(data["name"])
     context = context.at(f"model {name!r}")
-    _check_keys(data, _SKY_KEYS, context, "SkyModel")
+    _check_keys(data, keys, context, kind)
+    return name, context
+
+
+def _sky_model_from_dict(data: Mapping[str, Any], index: int, context: YamlContext) -> SkyModel:
+    name, context = _named_component(data, index, context, "SkyModel", _SKY_KEYS)
     if "spectral" not in data:
         raise context.error("a SkyModel needs a 'spectral' model")
     spectral = _model_from_body(data["spectral"], "spectral", context)
@@ -897,11 +905,7 @@ def _background_model_from_dict(
 
 
 def _npred_template_from_dict(data: Mapping[str, Any], index: int, context: YamlContext) -> TemplateNPredModel:
-    if "name" not in data:
-        raise context.at(f"component {index}").error("a TemplateNPredModel needs a 'name'")
-    name = str(data["name"])
-    context = context.at(f"model {name!r}")
-    _check_keys(data, _NPRED_TEMPLATE_KEYS, context, "TemplateNPredModel")
+    name, context = _named_component(data, index, context, "TemplateNPredModel", _NPRED_TEMPLATE_KEYS)
     filename, path = _data_file(TemplateNPredModel, data, context, "template map")
     try:
         model = TemplateNPredModel.read(
