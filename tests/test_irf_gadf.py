@@ -390,6 +390,7 @@ def test_load_irf_hdu_dispatch(irf_file):
         "psf_king",
         "bkg_3d",
         "bkg_2d",
+        "rad_max_2d",
     }
 
 
@@ -449,7 +450,7 @@ def test_good_table_hdu_reads():
         (_aeff_hdu(header={"HDUCLAS2": "FOO", "HDUCLAS4": "BAR"}), r"bad\.fits \[X\].*HDUCLAS2='FOO'"),
         (
             _aeff_hdu(header={"HDUCLAS2": "RAD_MAX", "HDUCLAS4": "RAD_MAX_2D"}),
-            r"bad\.fits \[X\].*unsupported",
+            r"bad\.fits \[X\].*missing data column 'RAD_MAX'",
         ),
         (_aeff_hdu(with_data=False), r"bad\.fits \[X\].*missing data column 'EFFAREA'"),
         (

@@ -337,10 +337,10 @@ def test_load_irf_dict_duplicates_unknown_and_pointlike(originals, tmp_path, cap
     np.testing.assert_array_equal(irfs["aeff"]._raw, originals["aeff_2d"]._raw)  # the first one
     assert "unknown class" in caplog.text and "BKG_7D" in caplog.text
     assert "more than one HDU of aeff type found" in caplog.text
-    # point-like: Gammapy adds a RAD_MAX IRF, which jaxgamma does not have
+    # point-like without a RAD_MAX HDU: the cut comes from the RAD_MAX keyword, which this one lacks
     pointlike = tmp_path / "pointlike.fits"
     originals["aeff_2d"]._replace(is_pointlike=True).write(pointlike)
-    _assert_error_names(pointlike, "RAD_MAX")
+    _assert_error_names(pointlike, "RAD_MAX keyword")
 
 
 # -- Gammapy reads what jaxgamma writes ----------------------------------------------------------------------------------

@@ -110,8 +110,12 @@ def test_region_geom_parsing_equality_and_errors():
     assert len(RegionGeom.from_regions([on_region(), rectangle]).regions) == 2
     from regions import PointSkyRegion
 
-    with pytest.raises(TypeError, match="got PointSkyRegion"):
-        RegionGeom.create(PointSkyRegion(GC))
+    point = RegionGeom.create(PointSkyRegion(GC))  # a point-like ON region: 1 x 1 pixel WCS, no area
+    assert point.is_all_point_sky_regions and not b.is_all_point_sky_regions
+    assert point.wcs.array_shape == (1, 1) and point.solid_angle().value == 0.0
+    assert np.all(point.contains(SkyCoord([0, 3], [0, 1], unit="deg", frame="galactic")))
+    with pytest.raises(ValueError, match="points.*cannot be combined"):
+        RegionGeom.from_regions([on_region(), PointSkyRegion(GC)])
     with pytest.raises(ValueError, match="DS9"):
         RegionGeom.create("galactic;circle(0, 0")
     with pytest.raises(TypeError, match="geom must be a RegionGeom"):

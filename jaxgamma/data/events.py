@@ -320,6 +320,17 @@ class EventList:
         sep = np.asarray(SkyCoord(center).separation(self.radec).deg)
         return self.select_row_subset(sep < radius_deg)
 
+    def select_rad_max(self, rad_max: Any, position: SkyCoord | None = None) -> EventList:
+        """Events within the point-like cut of ``position`` (default the pointing): their separation
+        at most ``rad_max`` (a :class:`~jaxgamma.irf.RadMax2D`) at their reconstructed energy and the
+        position's offset, by nearest value (Gammapy's ``EventList.select_rad_max``)."""
+        pointing = self.pointing_radec
+        position = pointing if position is None else SkyCoord(position)
+        offset = float(position.separation(pointing).deg)
+        separation = np.asarray(position.separation(self.radec).deg)
+        cut = rad_max.evaluate(method="nearest", energy=self.energy, offset=offset)
+        return self.select_row_subset(separation <= cut)
+
     def select_region(self, regions: Any) -> EventList:
         """Events inside a circle sky region (an object with ``center`` and ``radius``, e.g. a
         ``regions.CircleSkyRegion``); other region shapes are not supported."""

@@ -339,8 +339,26 @@ class Observation:
 
     @property
     def rad_max(self) -> Any:
-        """RAD_MAX IRF from its own HDU, or None (it is not derived from a point-like aeff here)."""
-        return self._load("rad_max")
+        """The directional cut of point-like IRFs (:class:`~jaxgamma.irf.RadMax2D`): its own HDU, else
+        the fixed cut (``RAD_MAX`` keyword) of a point-like effective area, else of a point-like
+        energy dispersion, as Gammapy's ``Observation.rad_max``; None for full-enclosure IRFs."""
+        rad_max = self._load("rad_max")
+        if rad_max is not None:
+            return rad_max
+        if "rad_max" not in self._cached:
+            from ..irf import RadMax2D
+
+            derived = None
+            for name in ("aeff", "edisp"):
+                irf = self._load(name)
+                if irf is not None and getattr(irf, "is_pointlike", False):
+                    try:
+                        derived = RadMax2D.from_irf(irf)
+                    except ValueError as err:
+                        raise ValueError(f"observation {self.obs_id}: {err}") from None
+                    break
+            self._cached["rad_max"] = derived
+        return self._cached["rad_max"]
 
     # -- pointing and location -------------------------------------------------------------------
     @property

@@ -35,6 +35,8 @@ __all__ = [
 
 # the sky-region shapes a RegionGeom holds (each with a centre)
 _SHAPES = ("CircleSkyRegion", "RectangleSkyRegion", "EllipseSkyRegion", "CircleAnnulusSkyRegion")
+# a RegionGeom also holds points (the ON / OFF positions of a point-like analysis, sized by RAD_MAX)
+_GEOM_SHAPES = (*_SHAPES, "PointSkyRegion")
 
 
 def _regions_module() -> Any:
@@ -48,8 +50,7 @@ def _regions_module() -> Any:
 def parse_circle_regions(value: Any, what: str = "region") -> tuple[Any, ...]:
     """Circle sky regions from a ``regions.CircleSkyRegion``, a union of them
     (``CompoundSkyRegion`` with ``|``), a DS9 string (``"galactic;circle(0, 0, 0.11)"``) or a list
-    of these. Other shapes are refused with a clear error (Gammapy's point-like ``PointSkyRegion``
-    analyses need RAD_MAX IRFs, which jaxgamma does not support yet)."""
+    of these. Other shapes are refused with a clear error."""
     return parse_sky_regions(value, what, shapes=("CircleSkyRegion",))
 
 
@@ -73,10 +74,7 @@ def parse_sky_regions(value: Any, what: str = "region", shapes: Sequence[str] = 
             out.append(item)
         else:
             names = " or ".join(shapes)
-            raise TypeError(
-                f"{what}: expected a {names} (or a union of them), got {type(item).__name__}; "
-                "point-like (RAD_MAX) and other region shapes are not supported yet"
-            )
+            raise TypeError(f"{what}: expected a {names} (or a union of them), got {type(item).__name__}")
     if not out:
         raise ValueError(f"{what}: no region given")
     return tuple(out)
@@ -89,6 +87,10 @@ def _rounded(value: float) -> float:
 
 def _is_circle(region: Any) -> bool:
     return type(region).__name__ == "CircleSkyRegion"
+
+
+def _is_point(region: Any) -> bool:
+    return type(region).__name__ == "PointSkyRegion"
 
 
 def _region_key(region: Any) -> tuple[Any, ...]:
@@ -158,8 +160,10 @@ class RegionGeom:
 
     Parameters
     ----------
-    region : CircleSkyRegion, union of them, DS9 string or list
-        The region(s); several are combined with a union.
+    region : sky region, union of them, DS9 string or list
+        The region(s): circles, rectangles, ellipses, circle annuli, or points (``PointSkyRegion``:
+        the ON / OFF positions of a point-like analysis, whose size is the IRFs' RAD_MAX cut);
+        several are combined with a union (points with points only).
     axes : sequence of MapAxis, optional
         Non-spatial axes (the reconstructed ``energy`` axis of a spectrum).
     wcs : astropy.wcs.WCS, optional
@@ -178,7 +182,10 @@ class RegionGeom:
         wcs: WCS | None = None,
         binsz_wcs: Any = "0.1 deg",
     ):
-        self._regions = parse_sky_regions(region, "RegionGeom")
+        self._regions = parse_sky_regions(region, "RegionGeom", shapes=_GEOM_SHAPES)
+        points = [_is_point(r) for r in self._regions]
+        if any(points) and not all(points):
+            raise ValueError("RegionGeom: points (PointSkyRegion) cannot be combined with regions that have an area")
         self._axes = tuple(axes or ())
         for axis in self._axes:
             if not isinstance(axis, MapAxis):
@@ -199,8 +206,9 @@ class RegionGeom:
                 x, y, r = circles_to_pixel(circles, allsky)
                 boxes.append((np.floor(x - r + 0.5).min(), np.ceil(x + r + 0.5).max(), np.floor(y - r + 0.5).min(), np.ceil(y + r + 0.5).max()))
             box = np.array(boxes, dtype=float)
-            nx = int(box[:, 1].max() - box[:, 0].min())
-            ny = int(box[:, 3].max() - box[:, 2].min())
+            # a point's box is one pixel wide (Gammapy's single-point WCS is 1 x 1)
+            nx = max(int(box[:, 1].max() - box[:, 0].min()), 1)
+            ny = max(int(box[:, 3].max() - box[:, 2].min()), 1)
             wcs = _tan_wcs(center, self._binsz_wcs, (nx, ny))
         self._wcs = wcs
         self._pixel_circles: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -276,7 +284,8 @@ class RegionGeom:
 
     @property
     def is_all_point_sky_regions(self) -> bool:
-        return False
+        """Whether the regions are points (a point-like analysis, Gammapy's ``PointSkyRegion``)."""
+        return _is_point(self._regions[0])
 
     # -- geometry --------------------------------------------------------------------------------
     def separation(self, position: SkyCoord) -> Angle:
@@ -293,7 +302,10 @@ class RegionGeom:
     def contains_pix(self, pix: Any) -> np.ndarray:
         """Whether each pixel coordinate (a ``regions.PixCoord`` in :attr:`wcs`) is inside: for a
         circle, its pixel distance from the centre below the radius (``CirclePixelRegion.contains``);
-        for the other shapes, their pixel region's ``contains``."""
+        for the other shapes, their pixel region's ``contains``; points contain everything, as in
+        Gammapy (their extent is the RAD_MAX cut, applied to the events)."""
+        if self.is_all_point_sky_regions:
+            return np.ones(np.shape(pix.x), dtype=bool)
         if self._pixel_circles is None:
             self._pixel_circles = circles_to_pixel([r for r in self._regions if _is_circle(r)], self._wcs)
             self._pixel_others = [r.to_pixel(self._wcs) for r in self._regions if not _is_circle(r)]
@@ -322,6 +334,8 @@ class RegionGeom:
     def solid_angle(self) -> u.Quantity:
         """Solid angle of the region (sr): the pixel-space area of the region times the pixel area
         (Gammapy's ``RegionGeom.solid_angle``; a union needs Gammapy's pixel counting and is refused)."""
+        if self.is_all_point_sky_regions:
+            return u.Quantity(0.0, u.sr)  # Gammapy's: a point has no area
         if len(self._regions) != 1:
             raise NotImplementedError("RegionGeom.solid_angle: the solid angle of a union of regions")
         area = self._regions[0].to_pixel(self._wcs).area

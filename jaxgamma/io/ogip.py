@@ -204,7 +204,7 @@ def read_region_hdu(hdulist: fits.HDUList, name: str) -> Any:
     from astropy.table import QTable
     from astropy.wcs import WCS, FITSFixedWarning
 
-    from ..geom.region import _SHAPES, RegionGeom, _regions_module, pixel_circles_to_sky
+    from ..geom.region import _GEOM_SHAPES, RegionGeom, _regions_module, pixel_circles_to_sky
 
     if name not in hdulist:
         return None
@@ -223,7 +223,7 @@ def read_region_hdu(hdulist: fits.HDUList, name: str) -> Any:
     except Exception as err:  # a table the regions package cannot read: the region is not kept
         log.debug(f"HDU {name!r}: region shapes {shapes} could not be read ({err}); the region is not kept")
         return None
-    if any(type(r).__name__ not in _SHAPES for r in sky):
+    if any(type(r).__name__ not in _GEOM_SHAPES for r in sky):
         log.debug(f"HDU {name!r}: region shapes {shapes} are not supported; the region is not kept")
         return None
     return RegionGeom(sky, wcs=wcs)

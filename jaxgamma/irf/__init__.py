@@ -15,6 +15,7 @@ from .gadf import (
     EnergyDependentMultiGaussPSF,
     EnergyDispersion2D,
     PSFKing,
+    RadMax2D,
     load_irf_dict_from_file,
     load_irf_hdu,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "PSFKernel",
     "PSFKing",
     "PSFMap",
+    "RadMax2D",
     "load_irf_dict_from_file",
     "load_irf_hdu",
     "read_edisp_map",

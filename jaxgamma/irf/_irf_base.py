@@ -667,6 +667,9 @@ class IRF(_DL3Writer):
         self._output_unit = self.output_unit_default if parsed.is_equivalent(default) else self._unit
         self._output_factor = _unit_factor(self._unit, self._output_unit)
         self._cache: dict[str, Any] = {}
+        # interpolation defaults (Gammapy's ``interp_kwargs``): the class's unless a subclass sets them
+        self._default_method: str | None = None
+        self._fill: float | None = self.fill_value
 
     # -- properties ----------------------------------------------------------------------------------
     @property
@@ -762,7 +765,7 @@ class IRF(_DL3Writer):
 
     def _interpolate(self, coords: list[np.ndarray], method: str | None) -> np.ndarray:
         points, values, include, fast = self._grid()
-        method = "linear" if method is None else method
+        method = method or self._default_method or "linear"
         if not any(include):
             if method != "nearest":
                 raise ValueError(
@@ -797,10 +800,10 @@ class IRF(_DL3Writer):
         """Values in ``unit`` (Gammapy's ``IRF.evaluate``)."""
         full = self._coords(coords)
         data = np.array(self._interpolate(full, method), dtype=np.float64)
-        if self.fill_value is not None:
+        if self._fill is not None:
             mask = np.broadcast_to(self._out_of_bounds(full), data.shape)
-            data[mask] = self.fill_value
-            data[~np.isfinite(data)] = self.fill_value
+            data[mask] = self._fill
+            data[~np.isfinite(data)] = self._fill
         return data
 
     def evaluate(self, method: str | None = None, **coords: Any) -> np.ndarray:
@@ -809,7 +812,7 @@ class IRF(_DL3Writer):
         Parameters
         ----------
         method : {None, "linear", "nearest"}
-            Interpolation method (None: linear).
+            Interpolation method (None: the IRF's default, linear unless it says otherwise).
         **coords : float, array or Quantity
             Coordinates by axis name (energies TeV, angles deg, migra dimensionless), broadcast
             together; an axis not given takes its bin centres along its own dimension.

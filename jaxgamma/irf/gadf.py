@@ -50,6 +50,7 @@ __all__ = [
     "EnergyDependentMultiGaussPSF",
     "EnergyDispersion2D",
     "PSFKing",
+    "RadMax2D",
     "load_irf_dict_from_file",
     "load_irf_hdu",
 ]
@@ -540,6 +541,115 @@ class Background2D(_BackgroundIRF):
     required_axes = ("energy", "offset")
 
 
+# -- point-like directional cut ---------------------------------------------------------------------------
+class RadMax2D(IRF):
+    """The directional cut of point-like IRFs: the ON-region radius versus reconstructed energy and
+    offset (``rad_max_2d``, Gammapy's ``RadMax2D``); ``evaluate`` -> deg.
+
+    Not an IRF component itself: point-like effective areas and energy dispersions hold only the
+    events within this radius of the source, so ON (and OFF) counts must be taken within it
+    (:meth:`EventList.select_rad_max <jaxgamma.data.EventList.select_rad_max>`). Read from its own
+    ``RAD_MAX`` HDU, or made from the ``RAD_MAX`` keyword of a point-like IRF with a fixed cut
+    (:meth:`from_irf`).
+
+    Parameters
+    ----------
+    axes : sequence of MapAxis
+        ``energy`` (reconstructed) and ``offset``.
+    data : array or float
+        The cut, shape ``(n_energy, n_offset)``.
+    unit : str
+        Default "deg".
+    method : {None, "linear", "nearest"}
+        Default interpolation of :meth:`evaluate` (None: linear).
+    fill_value : float or None
+        Value outside the axes (default 0, Gammapy's; None extrapolates).
+    """
+
+    tag = "rad_max_2d"
+    required_axes = ("energy", "offset")
+    output_unit_default = "deg"
+    hdu_name = "RAD_MAX"
+    hduclas2 = "RAD_MAX"
+    column_names = ("RAD_MAX",)
+
+    def __init__(
+        self,
+        axes: Sequence[MapAxis],
+        data: Any = 0,
+        unit: str | u.UnitBase = "deg",
+        meta: dict[str, Any] | None = None,
+        fov_alignment: str = "RADEC",
+        is_pointlike: bool = False,
+        method: str | None = None,
+        fill_value: float | None = 0.0,
+    ):
+        super().__init__(axes, data, unit, meta, fov_alignment, is_pointlike)
+        if method not in (None, "linear", "nearest"):
+            raise ValueError(f"RadMax2D: method must be None, 'linear' or 'nearest', got {method!r}")
+        self._default_method = method
+        self._fill = None if fill_value is None else float(fill_value)
+
+    def _replace(self, **kwargs: Any) -> IRF:
+        kwargs.setdefault("method", self._default_method)
+        kwargs.setdefault("fill_value", self._fill)
+        return super()._replace(**kwargs)
+
+    @classmethod
+    def from_irf(cls, irf: Any) -> RadMax2D:
+        """The fixed cut of a point-like effective area or energy dispersion, from its ``RAD_MAX``
+        keyword (Gammapy's ``RadMax2D.from_irf``): one bin spanning the IRF's true-energy range
+        (taken as reconstructed energy) and offset range, evaluated by nearest value without bounds."""
+        name = type(irf).__name__
+        if not getattr(irf, "is_pointlike", False):
+            raise ValueError(f"RadMax2D.from_irf requires a point-like IRF (HDUCLAS3 = 'POINT-LIKE'), got a full-enclosure {name}")
+        meta = irf.meta
+        if "RAD_MAX" not in meta:
+            raise ValueError(
+                f"RadMax2D.from_irf: the point-like {name} has no RAD_MAX keyword (a fixed cut) and no "
+                "RAD_MAX HDU was given"
+            )
+        value = meta["RAD_MAX"]
+        if not isinstance(value, float):
+            raise ValueError(f"RadMax2D.from_irf: RAD_MAX of the {name} must be a float (deg), got {value!r}")
+        energy = irf.axes["energy_true"]
+        energy_axis = MapAxis.from_bounds(
+            energy.edges[0], energy.edges[-1], 1, interp=energy.interp, name="energy", unit=energy.unit
+        )
+        return cls(
+            axes=[energy_axis, irf.axes["offset"].squash()],
+            data=value,
+            unit="deg",
+            method="nearest",
+            fill_value=None,
+        )
+
+    @property
+    def is_fixed_rad_max(self) -> bool:
+        """Whether the cut is one value (both axes a single bin)."""
+        return all(axis.nbin == 1 for axis in self._axes)
+
+    def plot_rad_max_vs_energy(self, ax: Any = None, **kwargs: Any) -> Any:
+        """The cut versus energy, one line per offset bin centre (Gammapy's ``plot_rad_max_vs_energy``)."""
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FormatStrFormatter
+
+        ax = plt.gca() if ax is None else ax
+        energy_axis = self._axes["energy"]
+        energy = axis_center(energy_axis)
+        for value in axis_center(self._axes["offset"]):
+            rad_max = self.evaluate(energy=energy, offset=value)
+            line_kwargs = {"label": f"Offset {value:.2f} deg", **kwargs}
+            ax.plot(energy, rad_max, **line_kwargs)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"Energy [{energy_axis.unit}]")
+        ax.set_ylim(0, None)
+        ax.legend(loc="best")
+        ax.set_ylabel("Rad max. [deg]")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
+        return ax
+
+
 # -- dispatch ---------------------------------------------------------------------------------------------
 IRF_REGISTRY: dict[str, Any] = {
     "aeff_2d": EffectiveAreaTable2D,
@@ -549,6 +659,7 @@ IRF_REGISTRY: dict[str, Any] = {
     "psf_king": PSFKing,
     "bkg_3d": Background3D,
     "bkg_2d": Background2D,
+    "rad_max_2d": RadMax2D,
 }
 
 # the GADF HDU types and classes of an HDU index table (Gammapy's HDUIndexTable.VALID_HDU_*)
@@ -623,7 +734,9 @@ def load_irf_dict_from_file(filename: Any) -> dict[str, Any]:
 
     Each HDU with ``HDUCLAS1 = 'RESPONSE'`` is read with the class its ``HDUCLAS2``/``HDUCLAS4``
     name (:func:`load_irf_hdu`) under the key of its ``HDUCLAS2``: EFF_AREA -> "aeff",
-    EDISP -> "edisp", RPSF -> "psf", BKG -> "bkg". As in Gammapy, the first HDU of a type is kept
+    EDISP -> "edisp", RPSF -> "psf", BKG -> "bkg", RAD_MAX -> "rad_max". A file of point-like IRFs
+    (``HDUCLAS3 = 'POINT-LIKE'``) without a RAD_MAX HDU gets the fixed cut of its effective area's
+    ``RAD_MAX`` keyword (:meth:`RadMax2D.from_irf`), as in Gammapy. The first HDU of a type is kept
     (a warning is logged for the others), HDUs of an unknown type or class are skipped with a
     warning, and other HDUs (EVENTS, GTI ...) are ignored.
 
@@ -636,15 +749,15 @@ def load_irf_dict_from_file(filename: Any) -> dict[str, Any]:
     -------
     irf_dict : dict
         The IRFs by type: ``EffectiveAreaTable2D``, ``EnergyDispersion2D``, ``PSF3D``,
-        ``EnergyDependentMultiGaussPSF``, ``PSFKing``, ``Background3D`` or ``Background2D``.
+        ``EnergyDependentMultiGaussPSF``, ``PSFKing``, ``Background3D``, ``Background2D`` or
+        ``RadMax2D``.
 
     Raises
     ------
     ValueError
         Naming the file, if it does not exist, is not a FITS file, has no IRF HDU that can be
-        read, or has an IRF HDU that cannot be read. Point-like IRFs (a ``RAD_MAX`` HDU, or
-        ``HDUCLAS3 = 'POINT-LIKE'``, for which Gammapy adds a "rad_max" ``RadMax2D``) are not
-        supported: jaxgamma has no RAD_MAX IRF.
+        read, has an IRF HDU that cannot be read, or has point-like IRFs without a cut (neither a
+        RAD_MAX HDU nor a ``RAD_MAX`` keyword).
     """
     path = make_path(filename)
     name = str(path)
@@ -669,21 +782,23 @@ def load_irf_dict_from_file(filename: Any) -> dict[str, Any]:
                     log.warning(f"more than one HDU of {hdu_type} type found")
                     log.warning(f"loaded the {irfs[hdu_type].meta.get('EXTNAME')} HDU in the dictionary")
                     continue
-                if hdu_type == "rad_max":
-                    raise ValueError(
-                        f"{what}: {where}: RAD_MAX IRFs (point-like, {hdu_class}) are not supported"
-                    )
                 irfs[hdu_type] = load_irf_hdu(hdu, where, hdu_class)
     except OSError as err:
         raise ValueError(f"{what}: {name!r} is not a readable FITS file: {err}") from None
     if not irfs:
         raise ValueError(
             f"{what}: file {name!r} has no IRF HDU that jaxgamma can read (HDUCLAS1 = 'RESPONSE' with "
-            f"HDUCLAS2 EFF_AREA, EDISP, RPSF or BKG)"
+            f"HDUCLAS2 EFF_AREA, EDISP, RPSF, BKG or RAD_MAX)"
         )
-    if is_pointlike:
-        raise ValueError(
-            f"{what}: {name!r} has point-like IRFs (HDUCLAS3 = 'POINT-LIKE'), for which Gammapy adds a "
-            f"RAD_MAX IRF ('rad_max'); RAD_MAX IRFs are not supported"
-        )
+    if is_pointlike and "rad_max" not in irfs:
+        source = irfs.get("aeff") or irfs.get("edisp")
+        if source is None:
+            raise ValueError(
+                f"{what}: {name!r} has point-like IRFs but neither a RAD_MAX HDU nor a point-like "
+                "effective area or energy dispersion to take the fixed cut (RAD_MAX keyword) from"
+            )
+        try:
+            irfs["rad_max"] = RadMax2D.from_irf(source)
+        except ValueError as err:
+            raise ValueError(f"{what}: {name!r}: {err}") from None
     return irfs

@@ -10,6 +10,13 @@ moved on by ``angle_increment``, an accepted one by the angular size (plus ``min
 until the rotation would overlap the ON region again. The OFF counts are the events inside any
 OFF region (in that reference map's pixel space), ``acceptance = 1`` and ``acceptance_off`` the
 number of OFF regions.
+
+Point-like IRFs (a RAD_MAX cut, :class:`~jaxgamma.irf.RadMax2D`): the ON region is a point
+(``PointSkyRegion``) whose size is the cut, or a circle whose radius is a fixed cut. For a point,
+``WobbleRegionsFinder`` places point OFF positions (``ReflectedRegionsFinder`` refuses points, as
+Gammapy's); they are all dropped when any two of the ON and OFF positions lie closer than twice the
+cut in the dataset's energy range, and the OFF counts are the events within the cut of each OFF
+position, summed (Gammapy's ``make_counts_off_rad_max``).
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ def _one_circle(region: Any, what: str) -> Any:
     if len(circles) != 1:
         raise ValueError(f"{what}: expected one circular region, got a union of {len(circles)}")
     return circles[0]
+
+
+def _is_point(region: Any) -> bool:
+    return type(region).__name__ == "PointSkyRegion"
 
 
 def _to_sky(pixel_circles: list[Any], wcs: Any) -> list[Any]:
@@ -160,6 +171,8 @@ class ReflectedRegionsFinder(_RegionsFinder):
         """The reflected regions (``regions.CircleSkyRegion``) of ``region`` about ``center`` and
         the WCS they were found in; no region contains an excluded pixel of ``exclusion_mask``."""
         regions = _regions_module()
+        if _is_point(region):
+            raise TypeError("ReflectedRegionsFinder does not work with PointSkyRegion. Use WobbleRegionsFinder instead.")
         region = _one_circle(region, "ReflectedRegionsFinder.run")
         reference = self._reference_geom(region, center)
         wcs = reference.wcs
@@ -188,7 +201,10 @@ class ReflectedRegionsFinder(_RegionsFinder):
 
 class WobbleRegionsFinder(_RegionsFinder):
     """``n_off_regions`` OFF regions at equal rotations about the pointing, those containing an
-    excluded pixel dropped, none at all if two overlap (Gammapy's ``WobbleRegionsFinder``)."""
+    excluded pixel dropped, none at all if two overlap (Gammapy's ``WobbleRegionsFinder``). A point
+    (``PointSkyRegion``, point-like IRFs) gives OFF points, those within one reference-map pixel of
+    an excluded pixel dropped; their overlap depends on the RAD_MAX cut and is checked by
+    :class:`ReflectedRegionsBackgroundMaker`."""
 
     def __init__(self, n_off_regions: int, binsz: Any = "0.01 deg"):
         super().__init__(binsz=binsz)
@@ -201,6 +217,8 @@ class WobbleRegionsFinder(_RegionsFinder):
 
     def run(self, region: Any, center: SkyCoord, exclusion_mask: Any = None) -> tuple[list[Any], Any]:
         regions = _regions_module()
+        if _is_point(region):
+            return self._run_point(region, center, exclusion_mask)
         region = _one_circle(region, "WobbleRegionsFinder.run")
         reference = self._reference_geom(region, center)
         wcs = reference.wcs
@@ -222,6 +240,62 @@ class WobbleRegionsFinder(_RegionsFinder):
                     log.warning("Found overlapping off regions, returning no regions")
                     return [], wcs
         return _to_sky(kept, wcs), wcs
+
+    def _run_point(self, region: Any, center: SkyCoord, exclusion_mask: Any) -> tuple[list[Any], Any]:
+        """OFF points: the ON point rotated about ``center``, those less than one reference-map
+        pixel from an excluded pixel dropped (Gammapy's point case)."""
+        regions = _regions_module()
+        reference = self._reference_geom(region, center)
+        wcs = reference.wcs
+        center_pix = regions.PixCoord.from_sky(center, wcs)
+        point_pix = region.to_pixel(wcs)
+        excluded = self._excluded_pixels(reference, exclusion_mask)
+        n_positions = self.n_off_regions + 1
+        increment = FULL_CIRCLE / n_positions
+        kept = []
+        for i in range(1, n_positions):
+            test = point_pix.rotate(center_pix, Angle(i * increment, "rad"))
+            if exclusion_mask is not None and np.any(np.hypot(excluded.x - test.center.x, excluded.y - test.center.y) < 1):
+                continue
+            kept.append(test.to_sky(wcs))
+        return kept, wcs
+
+
+def _check_rad_max_region(rad_max: Any, geom: RegionGeom, rtol: float = 1e-3) -> None:
+    """A point-like analysis needs a point ON region, or a circle whose radius is the fixed cut
+    (Gammapy's ``is_rad_max_compatible_region_geom``, with its errors)."""
+    if geom.is_all_point_sky_regions:
+        return
+    region = geom.regions[0]
+    if len(geom.regions) == 1 and type(region).__name__ == "CircleSkyRegion" and rad_max.is_fixed_rad_max:
+        radius = float(region.radius.to_value(u.deg))
+        cut = float(rad_max.data.ravel()[0] * u.Unit(rad_max.unit).to(u.deg))
+        if not np.isclose(radius, cut, rtol=rtol, atol=0):
+            raise ValueError(
+                "CircleSkyRegion radius must be equal to RADMAX for point-like IRFs with fixed RADMAX. "
+                f"Expected {cut} deg got {radius} deg."
+            )
+        return
+    raise ValueError(
+        "Must use `PointSkyRegion` or `CircleSkyRegion` with rad max equivalent radius in point-like "
+        f"analysis, got {type(geom.region).__name__} instead"
+        + (" (the RAD_MAX cut depends on energy or offset: use a PointSkyRegion)" if not rad_max.is_fixed_rad_max else "")
+    )
+
+
+def _points_overlap(points: list[Any], rad_max: Any, offset: float, energy_bounds: tuple[float, float]) -> bool:
+    """Whether two of the ``points`` lie closer than twice the cut at ``offset`` in any cut energy
+    bin touching ``energy_bounds`` (Gammapy's ``are_regions_overlapping_rad_max``)."""
+    centers = SkyCoord([p.center for p in points])
+    sep = centers[:, None].separation(centers[None, :]).deg
+    pairs = sep[np.triu_indices(len(points), k=1)]
+    cut = np.asarray(rad_max.evaluate(offset=offset), dtype=float)
+    energy = rad_max.axes["energy"]
+    e_min, e_max = energy_bounds
+    edges = energy.edges_in("TeV")
+    in_range = (edges[1:] >= e_min) & (edges[:-1] <= e_max)
+    cut = cut.reshape(energy.nbin, -1)[in_range]
+    return bool(np.any(pairs[np.newaxis, :] < 2 * cut.reshape(-1, 1)))
 
 
 class ReflectedRegionsBackgroundMaker:
@@ -270,17 +344,39 @@ class ReflectedRegionsBackgroundMaker:
                 f"ReflectedRegionsBackgroundMaker: dataset {dataset.name!r} has no ON region (geom); "
                 "reduce it with SpectrumDatasetMaker"
             )
+        rad_max = observation.rad_max
+        is_point = geom.is_all_point_sky_regions
+        if rad_max is not None:
+            _check_rad_max_region(rad_max, geom)
+        elif is_point:
+            raise ValueError(
+                f"ReflectedRegionsBackgroundMaker: dataset {dataset.name!r} has a point ON region (PointSkyRegion) "
+                f"but observation {observation.obs_id} has no RAD_MAX cut (point-like IRFs) to size it"
+            )
         regions_off, wcs = self.region_finder.run(
             region=geom.region, center=_pointing_icrs(observation), exclusion_mask=self.exclusion_mask
         )
+        events = observation.events
+        if is_point and regions_off:
+            offset = float(geom.region.center.separation(events.pointing_radec).deg)
+            bounds = (float(dataset.energy_axis.edges_in("TeV")[0]), float(dataset.energy_axis.edges_in("TeV")[-1]))
+            if _points_overlap([geom.region, *regions_off], rad_max, offset, bounds):
+                log.warning("Found overlapping on/off regions, choose less off regions")
+                regions_off = []
         if not regions_off:
             log.warning(
                 "ReflectedRegionsBackgroundMaker failed. No OFF region found outside exclusion mask "
                 f"for dataset '{dataset.name}'."
             )
             return None, 0.0
-        geom_off = RegionGeom.from_regions(regions_off, wcs=wcs)
-        counts_off = make_region_counts(geom_off, observation.events, dataset.energy_axis)
+        if is_point:
+            counts_off = sum(
+                make_region_counts(geom, events.select_rad_max(rad_max, position=point.center), dataset.energy_axis)
+                for point in regions_off
+            )
+        else:
+            geom_off = RegionGeom.from_regions(regions_off, wcs=wcs)
+            counts_off = make_region_counts(geom_off, events, dataset.energy_axis)
         return counts_off, float(len(regions_off))
 
     def run(self, dataset: SpectrumDataset, observation: Any) -> SpectrumDatasetOnOff:

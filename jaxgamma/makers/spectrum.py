@@ -7,13 +7,21 @@ the centre's offset times the live time (times the PSF containment within the ci
 with ``containment_correction``), the energy dispersion the kernel at that offset, the
 background (optional) the background IRF at the centre integrated over the energy bins and the
 region's solid angle. With ``use_region_center=False`` the exposure and background are averaged
-over the region's pixels, as Gammapy does. Each quantity reuses the map makers' functions (on a
+over the region's pixels, as Gammapy does.
+
+Point-like IRFs (a RAD_MAX cut): with a point ON region (``PointSkyRegion``) the counts are the
+events within the cut of the point at their energy (:meth:`EventList.select_rad_max
+<jaxgamma.data.EventList.select_rad_max>`); a circle is counted as usual (for a fixed cut its
+radius should be the cut). The point-like effective area already holds the cut's containment,
+so ``containment_correction`` is refused; there is no background IRF (select counts, exposure and
+edisp, then a reflected-regions background). Each quantity reuses the map makers' functions (on a
 one-pixel geometry at the region centre, or on the region's pixels), so the 1D and 3D reductions
 share one implementation of the event binning and the IRF evaluation.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -33,6 +41,8 @@ from .map import (
 )
 
 __all__ = ["SpectrumDatasetMaker", "make_region_counts"]
+
+log = logging.getLogger(__name__)
 
 
 def make_region_counts(geom: RegionGeom, events: Any, energy_axis: MapAxis) -> np.ndarray:
@@ -104,10 +114,19 @@ class SpectrumDatasetMaker:
     # -- the parts ---------------------------------------------------------------------------------
     @staticmethod
     def make_counts(geom: RegionGeom, observation: Any, energy_axis: MapAxis) -> np.ndarray:
-        """Counts per reconstructed-energy bin of the observation's events in the region."""
+        """Counts per reconstructed-energy bin of the observation's events in the region (for a
+        point, within the observation's RAD_MAX cut of it, as Gammapy's ``make_counts_rad_max``)."""
         events = observation.events
         if events is None:
             raise ValueError(f"observation {observation.obs_id}: no event list")
+        if geom.is_all_point_sky_regions:
+            rad_max = observation.rad_max
+            if rad_max is None:
+                raise ValueError(
+                    f"observation {observation.obs_id}: a point ON region (PointSkyRegion) needs point-like IRFs "
+                    "with a RAD_MAX cut to size it; these IRFs have none (use a CircleSkyRegion)"
+                )
+            events = events.select_rad_max(rad_max, position=geom.region.center)
         return make_region_counts(geom, events, energy_axis)
 
     def make_exposure(self, geom: RegionGeom, observation: Any, energy_axis_true: MapAxis) -> np.ndarray:
@@ -115,7 +134,17 @@ class SpectrumDatasetMaker:
         with ``containment_correction``)."""
         pointing = _pointing_icrs(observation)
         offset = float(geom.separation(pointing).deg)
-        if self.use_region_center:
+        is_pointlike = bool(getattr(observation.aeff, "is_pointlike", False))
+        if is_pointlike and self.containment_correction:
+            raise ValueError(
+                f"observation {observation.obs_id}: Cannot apply containment correction for point-like IRF."
+            )
+        if is_pointlike and not self.use_region_center:
+            log.warning(
+                "MapMaker: use_region_center=False should not be used with point-like IRF. "
+                "Results are likely inaccurate."
+            )
+        if self.use_region_center or geom.is_all_point_sky_regions:
             grid = _center_geom(geom.center_skydir, [energy_axis_true])
             offsets = np.array([[offset]])
             weights = None
@@ -158,7 +187,10 @@ class SpectrumDatasetMaker:
         centre integrated over each bin, times the region's solid angle and the observation time."""
         bkg = observation.bkg
         if bkg is None:
-            raise ValueError(f"observation {observation.obs_id}: no background IRF (bkg)")
+            raise ValueError(
+                f"observation {observation.obs_id}: no background IRF (bkg); point-like IRFs have none: "
+                "use SpectrumDatasetMaker(selection=['counts', 'exposure', 'edisp']) and a background maker"
+            )
         from .map import MapDatasetMaker
 
         helper = MapDatasetMaker(background_oversampling=self.background_oversampling)
