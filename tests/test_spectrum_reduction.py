@@ -114,7 +114,7 @@ def test_region_geom_parsing_equality_and_errors():
     assert point.is_all_point_sky_regions and not b.is_all_point_sky_regions
     assert point.wcs.array_shape == (1, 1) and point.solid_angle().value == 0.0
     assert np.all(point.contains(SkyCoord([0, 3], [0, 1], unit="deg", frame="galactic")))
-    with pytest.raises(ValueError, match="points.*cannot be combined"):
+    with pytest.raises(ValueError, match=r"points.*cannot be combined"):
         RegionGeom.from_regions([on_region(), PointSkyRegion(GC)])
     with pytest.raises(ValueError, match="DS9"):
         RegionGeom.create("galactic;circle(0, 0")

@@ -370,9 +370,12 @@ class ReflectedRegionsBackgroundMaker:
             )
             return None, 0.0
         if is_point:
-            counts_off = sum(
-                make_region_counts(geom, events.select_rad_max(rad_max, position=point.center), dataset.energy_axis)
-                for point in regions_off
+            counts_off = np.sum(
+                [
+                    make_region_counts(geom, events.select_rad_max(rad_max, position=point.center), dataset.energy_axis)
+                    for point in regions_off
+                ],
+                axis=0,
             )
         else:
             geom_off = RegionGeom.from_regions(regions_off, wcs=wcs)
