@@ -15,6 +15,7 @@ from jaxgamma.estimators import (
     FluxMaps,
     combine_flux_maps,
     combine_significance_maps,
+    estimate_exposure_reco_energy,
     find_peaks,
     find_peaks_in_flux_map,
     get_combined_flux_maps,
@@ -110,6 +111,46 @@ def test_find_peaks_in_flux_map_checks_input():
         find_peaks_in_flux_map(maps, threshold=1)
     with pytest.raises(TypeError, match="expects FluxMaps input"):
         find_peaks_in_flux_map(np.ones((3, 3)), threshold=1)
+
+
+@pytest.mark.gammapy
+def test_estimate_exposure_reco_energy_matches_gammapy(cta_plain, data_dir):
+    """Map (CTA-1DC stacked, edisp kernel map at the centre) and spectrum (H.E.S.S. stack, RMF):
+    normalised and not, the default power law of index 2 and a log-parabola, as Gammapy's."""
+    pytest.importorskip("gammapy")
+    from gammapy.datasets import Datasets as GammapyDatasets
+    from gammapy.datasets import MapDataset as GammapyMapDataset
+    from gammapy.datasets import SpectrumDatasetOnOff as GammapyOnOff
+    from gammapy.estimators.utils import estimate_exposure_reco_energy as gammapy_estimate
+    from gammapy.modeling.models import LogParabolaSpectralModel as GammapyLogParabola
+
+    from jaxgamma.models import LogParabolaSpectralModel
+
+    paths, stacked = _hess_stacked(data_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gmap = GammapyMapDataset.read(cta_plain)
+        gspec = GammapyDatasets([GammapyOnOff.read(p) for p in paths]).stack_reduce()
+    # Gammapy stacks the spectra's exposure in float32 (6.5e-8 relative measured)
+    cases = [(MapDataset.read(cta_plain), gmap, 1e-12), (stacked, gspec, 1e-6)]
+    models = [(None, None), (LogParabolaSpectralModel(alpha=2.3, beta=0.1), GammapyLogParabola(alpha=2.3, beta=0.1))]
+    for ours, theirs, rtol in cases:
+        for model, gmodel in models:
+            for normalize in (True, False):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    expected = gammapy_estimate(theirs, spectral_model=gmodel, normalize=normalize)
+                got = estimate_exposure_reco_energy(ours, spectral_model=model, normalize=normalize)
+                values = expected.quantity.to_value("cm2 s") if normalize else expected.data
+                values = values.reshape(got.shape)
+                assert np.max(values) > 0
+                np.testing.assert_allclose(got, values, rtol=rtol, atol=1e-12 * np.max(values))
+    # known truth: without energy dispersion on one energy axis, the normalised exposure of a
+    # spectrum is its exposure weighted by the spectrum over each bin (here equal bins)
+    flat = stacked.replace(edisp=None, energy_true_edges=stacked.energy_edges, exposure=np.full(stacked.n_bins, 3e9))
+    np.testing.assert_allclose(estimate_exposure_reco_energy(flat), 3e9, rtol=1e-12)
+    with pytest.raises(ValueError, match="no exposure"):
+        estimate_exposure_reco_energy(stacked.replace(exposure=None))
 
 
 def _hess_stacked(data_dir):

@@ -9,6 +9,8 @@
   each dataset first.
 - Binning: :func:`resample_energy_edges` (energy groups of a spectrum that each meet conditions on
   their counts, excess, significance or predicted counts, for flux points).
+- :func:`estimate_exposure_reco_energy`: the exposure in reconstructed energy for an assumed
+  spectrum (what turns excess counts into fluxes).
 - Light-curve variability: the fractional and point-to-point excess variance, the doubling /
   halving time and the discrete correlation of a :class:`~jaxgamma.estimators.LightCurve`, one value
   per energy bin (the array functions are in :mod:`jaxgamma.variability`). Times are the
@@ -33,6 +35,7 @@ __all__ = [
     "compute_lightcurve_doublingtime",
     "compute_lightcurve_fpp",
     "compute_lightcurve_fvar",
+    "estimate_exposure_reco_energy",
     "find_peaks",
     "find_peaks_in_flux_map",
     "get_combined_flux_maps",
@@ -41,6 +44,60 @@ __all__ = [
 ]
 
 _FLUX_QUANTITIES = ("dnde", "flux", "e2dnde", "eflux")
+
+
+def estimate_exposure_reco_energy(dataset: Any, spectral_model: Any = None, normalize: bool = True) -> np.ndarray:
+    """The exposure in reconstructed energy for an assumed spectrum (Gammapy's
+    ``estimate_exposure_reco_energy``).
+
+    The predicted counts of ``spectral_model`` with a spatially constant flux (the spectrum's
+    integral over each true-energy bin in every pixel) times the exposure, folded with the energy
+    dispersion (a map dataset's kernel at the map centre, as Gammapy's); with ``normalize``
+    divided by the spectrum's integral over each reconstructed-energy bin, so that excess counts
+    divided by it are fluxes.
+
+    Parameters
+    ----------
+    dataset : MapDataset, MapDatasetOnOff, SpectrumDataset or SpectrumDatasetOnOff
+        With an exposure.
+    spectral_model : SpectralModel, optional
+        The assumed spectrum; default a power law of index 2 (``PowerLawSpectralModel()``).
+    normalize : bool
+        Divide by the integral flux per reconstructed-energy bin (default True); False gives the
+        predicted counts of the spectrum.
+
+    Returns
+    -------
+    exposure : numpy.ndarray
+        ``(n_energy, ny, nx)`` for a map dataset, ``(n_energy,)`` for a spectrum: cm2 s with
+        ``normalize``, else counts.
+    """
+    from ..datasets.spectrum import _AbstractSpectrumDataset
+    from ..models import PowerLawSpectralModel
+    from .excess import reco_exposure
+
+    model = PowerLawSpectralModel() if spectral_model is None else spectral_model
+    what = "estimate_exposure_reco_energy"
+    if getattr(dataset, "exposure", None) is None:
+        raise ValueError(f"{what}: dataset {getattr(dataset, 'name', '')!r} has no exposure")
+    if isinstance(dataset, _AbstractSpectrumDataset):
+        edges_true = np.asarray(dataset.energy_true_edges, dtype=np.float64)
+        flux = np.asarray(model.integral_array(edges_true[:-1], edges_true[1:]), dtype=np.float64)
+        npred_true = flux * np.asarray(dataset.exposure, dtype=np.float64)
+        edges = np.asarray(dataset.energy_edges, dtype=np.float64)
+        npred = npred_true if dataset.edisp is None else npred_true @ np.asarray(dataset.edisp, dtype=np.float64)
+        if npred.shape != (edges.size - 1,):
+            raise ValueError(
+                f"{what}: dataset {dataset.name!r} has no energy dispersion and its true and reconstructed energy "
+                "axes differ: the reco exposure is not defined"
+            )
+    else:
+        npred = reco_exposure(dataset, model, what)
+        edges = np.asarray(dataset.geom.axis("energy").edges_in("TeV"), dtype=np.float64)
+    if not normalize:
+        return npred
+    reference = np.asarray(model.integral_array(edges[:-1], edges[1:]), dtype=np.float64)
+    return npred / reference.reshape((-1,) + (1,) * (npred.ndim - 1))
 
 
 # -- combining maps --------------------------------------------------------------------------------
