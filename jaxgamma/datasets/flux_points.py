@@ -820,6 +820,72 @@ class FluxPoints:
         ax.set_yscale("log", nonpositive="clip")
         return ax
 
+    # -- rebinning ------------------------------------------------------------------------------------
+    def squashed(self, scans: list[np.ndarray], nulls: list[np.ndarray] | None, energy_edges: np.ndarray) -> FluxPoints:
+        """New flux points on ``energy_edges``, point ``i`` from the likelihood profiles ``scans[i]``
+        ``(n_combined, n_norm)`` on this object's norm grid (and their null statistics
+        ``nulls[i]``), likelihood points with this object's reference spectrum: the squash step of
+        Gammapy's ``resample_axis`` (:func:`jaxgamma.estimators.resample.squash_profiles`)."""
+        from ..estimators.resample import squash_profiles
+
+        if not self.has_stat_profiles or self._norm_scan is None:
+            raise ValueError("Stat profiles not present, rebinning is not possible")
+        if self._sed_type != "likelihood":
+            raise ValueError(
+                f"rebinning needs likelihood flux points (norm profiles and their reference spectrum); these "
+                f"were read as {self._sed_type!r}, whose file does not keep the profiles' reference (write them "
+                "with sed_type='likelihood')"
+            )
+        n_sigma = float(self.meta.get("n_sigma_ul", 2)) if self.has_ul else None
+        rows = [
+            squash_profiles(self._norm_scan, scan, None if nulls is None else nulls[i], n_sigma)
+            for i, scan in enumerate(scans)
+        ]
+        values = {"": np.array([r["norm"] for r in rows]), "_err": np.array([r["norm_err"] for r in rows])}
+        if n_sigma is not None:
+            values["_ul"] = np.array([r["norm_ul"] for r in rows])
+        names = ("ts", "n_dof", "stat", "stat_null", "stat_scan", "success")
+        common = {name: np.array([r[name] for r in rows]) for name in names if name in rows[0]}
+        return FluxPoints(
+            "likelihood",
+            values,
+            energy_ref=_log_centers(energy_edges),
+            energy_edges=energy_edges,
+            reference=self._reference,
+            common=common,
+            norm_scan=self._norm_scan,
+            meta=self.meta,
+            gti=self.gti,
+        )
+
+    def resample_axis(self, axis_new: Any) -> FluxPoints:
+        """Flux points on coarser energy bins by summing the likelihood profiles of the bins each
+        new bin covers (Gammapy's ``FluxPoints.resample_axis``; see
+        :mod:`jaxgamma.estimators.resample`): norm, errors, upper limit, stat, TS, ``n_dof`` and the
+        summed ``stat_scan`` per new bin; other quantities (counts, npred ...) are not kept.
+
+        Parameters
+        ----------
+        axis_new : MapAxis or array
+            The new energy bins (a MapAxis, or edges as a Quantity or in TeV), each starting and
+            ending on edges of these points' bins, e.g. from
+            :func:`~jaxgamma.estimators.get_rebinned_axis`.
+        """
+        from ..estimators.resample import group_indices
+
+        if self._energy_edges is None:
+            raise ValueError("resample_axis: flux points given at e_ref only have no energy bins to combine")
+        if not self.has_stat_profiles:
+            raise ValueError("Stat profiles not present, rebinning is not possible")
+        if hasattr(axis_new, "edges_in"):
+            edges = np.asarray(axis_new.edges_in("TeV"), dtype=np.float64)
+        else:
+            edges = np.asarray(u.Quantity(axis_new, "TeV").to_value("TeV"), dtype=np.float64)
+        groups = group_indices(self._energy_edges[:-1], self._energy_edges[1:], edges[:-1], edges[1:], "energy")
+        scans = np.asarray(self._common["stat_scan"], dtype=np.float64)
+        nulls = self._common.get("stat_null")
+        return self.squashed([scans[g] for g in groups], None if nulls is None else [nulls[g] for g in groups], edges)
+
     def __repr__(self) -> str:
         emin = self._energy_edges[0] if self._energy_edges is not None else self._energy_ref[0]
         emax = self._energy_edges[-1] if self._energy_edges is not None else self._energy_ref[-1]

@@ -9,6 +9,7 @@ from .lightcurve import LightCurve, LightCurveEstimator
 from .parameter import ParameterEstimator, ParameterSensitivityEstimator
 from .points import FluxPointsEstimator
 from .profile import FluxProfile, FluxProfileEstimator
+from .resample import get_edges_fixed_bins, get_edges_min_ts, get_rebinned_axis
 from .sensitivity import SensitivityEstimator
 from .ts import TSMapEstimator
 from .utils import (
@@ -30,7 +31,19 @@ __all__ = [
     "ASmoothMapEstimator",
     "ASmoothMaps",
     "EnergyDependentMorphologyEstimator",
-    "ExcessMapEstimator", "FluxMaps", "FluxPointsEstimator", "FluxProfile", "FluxProfileEstimator", "ImageProfile", "ImageProfileEstimator", "LightCurve", "LightCurveEstimator", "ParameterEstimator", "ParameterSensitivityEstimator", "SensitivityEstimator", "TSMapEstimator",
+    "ExcessMapEstimator",
+    "FluxMaps",
+    "FluxPointsEstimator",
+    "FluxProfile",
+    "FluxProfileEstimator",
+    "ImageProfile",
+    "ImageProfileEstimator",
+    "LightCurve",
+    "LightCurveEstimator",
+    "ParameterEstimator",
+    "ParameterSensitivityEstimator",
+    "SensitivityEstimator",
+    "TSMapEstimator",
     "combine_flux_maps",
     "combine_significance_maps",
     "compute_lightcurve_discrete_correlation",
@@ -42,6 +55,9 @@ __all__ = [
     "find_peaks_in_flux_map",
     "get_combined_flux_maps",
     "get_combined_significance_maps",
+    "get_edges_fixed_bins",
+    "get_edges_min_ts",
+    "get_rebinned_axis",
     "resample_energy_edges",
     "weighted_chi2_parameter",
 ]

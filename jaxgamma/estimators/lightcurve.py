@@ -80,6 +80,44 @@ class LightCurve(_StackedFluxPoints):
     def time_delta(self) -> u.Quantity:
         return (self.time_max - self.time_min).to("d")
 
+    # -- rebinning ------------------------------------------------------------------------------------
+    def resample_axis(self, axis_new: Any) -> LightCurve:
+        """The light curve on coarser time intervals by summing the likelihood profiles of the
+        intervals each new one covers, per energy bin (Gammapy's ``FluxPoints.resample_axis`` along
+        its time axis; see :mod:`jaxgamma.estimators.resample`).
+
+        Parameters
+        ----------
+        axis_new : tuple of Time
+            ``(time_min, time_max)`` of the new intervals, each starting and ending on interval
+            bounds of this light curve (e.g. from ``get_rebinned_axis(lc, axis_name="time", ...)``).
+        """
+        from .resample import group_indices
+
+        first = self.points[0]
+        if not first.has_stat_profiles:
+            raise ValueError("Stat profiles not present, rebinning is not possible")
+        try:
+            time_min, time_max = (Time(t) for t in axis_new)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"LightCurve.resample_axis: expected a (time_min, time_max) pair of Time, got {axis_new!r}") from err
+        time_min, time_max = time_min.reshape(-1), time_max.reshape(-1)
+        t0 = self.time_min[0]
+        old_lo, old_hi, new_lo, new_hi = ((t - t0).to_value("s") for t in (self.time_min, self.time_max, time_min, time_max))
+        groups = group_indices(old_lo, old_hi, new_lo, new_hi, "time")
+        edges = first.energy_edges
+        if edges is None:
+            raise ValueError("LightCurve.resample_axis: the flux points have no energy bins")
+        points = []
+        for g in groups:
+            members = [self.points[i] for i in g]
+            scans = [np.stack([np.asarray(p.stat_scan)[j] for p in members]) for j in range(len(first))]
+            nulls = None
+            if "stat_null" in first.available_quantities:
+                nulls = [np.array([np.asarray(p.stat_null)[j] for p in members]) for j in range(len(first))]
+            points.append(first.squashed(scans, nulls, edges))
+        return LightCurve(time_min, time_max, points, meta=self.meta)
+
     # -- tables and files -----------------------------------------------------------------------------
     def to_table(self, sed_type: str | None = None, format: str = "lightcurve") -> Table:
         """Gammapy's ``lightcurve`` table: per interval ``time_min``, ``time_max`` (MJD, reference
