@@ -353,6 +353,26 @@ components:
         analysis.get_datasets()
 
 
+def test_wobble_points_and_exclusion():
+    """Point OFF positions: equal rotations of the ON point about the pointing (same offset, 90 deg
+    apart for three); an exclusion circle on the second drops it and keeps the others."""
+    from jaxgamma.geom import WcsGeom
+
+    pointing = TARGET.directional_offset_by(30 * u.deg, 1.3 * u.deg)
+    points, _ = WobbleRegionsFinder(n_off_regions=3).run(PointSkyRegion(TARGET), pointing)
+    assert len(points) == 3 and all(type(p).__name__ == "PointSkyRegion" for p in points)
+    for k, point in enumerate(points):
+        assert point.center.separation(pointing).deg == pytest.approx(1.3, abs=1e-3)
+        angle = point.center.separation(TARGET).deg
+        assert angle == pytest.approx(2 * 1.3 * np.sin(np.radians(90 * (k + 1)) / 2), rel=2e-3)
+    geom = WcsGeom.create(skydir=pointing, width=5, binsz=0.02, frame="icrs")
+    usable = geom.region_mask(CircleSkyRegion(points[1].center, 0.2 * u.deg), inside=False)
+    kept, _ = WobbleRegionsFinder(n_off_regions=3).run(PointSkyRegion(TARGET), pointing, exclusion_mask=(geom, usable))
+    assert len(kept) == 2
+    for point, expected in zip(kept, (points[0], points[2]), strict=True):
+        assert point.center.separation(expected.center).deg < 1e-9
+
+
 # -- errors ---------------------------------------------------------------------------------------
 def test_pointlike_errors(irf_files: dict, data_dir: Path):
     path = data_dir / EVENTS.format(OBS_IDS[0])

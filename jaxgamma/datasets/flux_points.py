@@ -821,7 +821,7 @@ class FluxPoints:
         return ax
 
     # -- rebinning ------------------------------------------------------------------------------------
-    def squashed(self, scans: list[np.ndarray], nulls: list[np.ndarray] | None, energy_edges: np.ndarray) -> FluxPoints:
+    def _squashed(self, scans: list[np.ndarray], nulls: list[np.ndarray] | None, energy_edges: np.ndarray) -> FluxPoints:
         """New flux points on ``energy_edges``, point ``i`` from the likelihood profiles ``scans[i]``
         ``(n_combined, n_norm)`` on this object's norm grid (and their null statistics
         ``nulls[i]``), likelihood points with this object's reference spectrum: the squash step of
@@ -884,7 +884,7 @@ class FluxPoints:
         groups = group_indices(self._energy_edges[:-1], self._energy_edges[1:], edges[:-1], edges[1:], "energy")
         scans = np.asarray(self._common["stat_scan"], dtype=np.float64)
         nulls = self._common.get("stat_null")
-        return self.squashed([scans[g] for g in groups], None if nulls is None else [nulls[g] for g in groups], edges)
+        return self._squashed([scans[g] for g in groups], None if nulls is None else [nulls[g] for g in groups], edges)
 
     def __repr__(self) -> str:
         emin = self._energy_edges[0] if self._energy_edges is not None else self._energy_ref[0]

@@ -115,7 +115,7 @@ class LightCurve(_StackedFluxPoints):
             nulls = None
             if "stat_null" in first.available_quantities:
                 nulls = [np.array([np.asarray(p.stat_null)[j] for p in members]) for j in range(len(first))]
-            points.append(first.squashed(scans, nulls, edges))
+            points.append(first._squashed(scans, nulls, edges))
         return LightCurve(time_min, time_max, points, meta=self.meta)
 
     # -- tables and files -----------------------------------------------------------------------------

@@ -217,9 +217,9 @@ class WobbleRegionsFinder(_RegionsFinder):
 
     def run(self, region: Any, center: SkyCoord, exclusion_mask: Any = None) -> tuple[list[Any], Any]:
         regions = _regions_module()
-        if _is_point(region):
-            return self._run_point(region, center, exclusion_mask)
-        region = _one_circle(region, "WobbleRegionsFinder.run")
+        is_point = _is_point(region)
+        if not is_point:
+            region = _one_circle(region, "WobbleRegionsFinder.run")
         reference = self._reference_geom(region, center)
         wcs = reference.wcs
         center_pix = regions.PixCoord.from_sky(center, wcs)
@@ -230,8 +230,14 @@ class WobbleRegionsFinder(_RegionsFinder):
         kept = []
         for i in range(1, n_positions):
             test = region_pix.rotate(center_pix, Angle(i * increment, "rad"))
-            if exclusion_mask is None or not np.any(test.contains(excluded)):
-                kept.append(test)
+            if exclusion_mask is not None:
+                # a point is excluded within one pixel of an excluded pixel, a circle containing one
+                near = np.hypot(excluded.x - test.center.x, excluded.y - test.center.y) < 1
+                if np.any(near if is_point else test.contains(excluded)):
+                    continue
+            kept.append(test)
+        if is_point:  # their overlap depends on the RAD_MAX cut: checked by the background maker
+            return [r.to_sky(wcs) for r in kept], wcs
         grid = self._pixel_grid(reference)
         masks = [np.asarray(r.contains(grid), dtype=bool) for r in kept]
         for a in range(len(masks)):
@@ -240,25 +246,6 @@ class WobbleRegionsFinder(_RegionsFinder):
                     log.warning("Found overlapping off regions, returning no regions")
                     return [], wcs
         return _to_sky(kept, wcs), wcs
-
-    def _run_point(self, region: Any, center: SkyCoord, exclusion_mask: Any) -> tuple[list[Any], Any]:
-        """OFF points: the ON point rotated about ``center``, those less than one reference-map
-        pixel from an excluded pixel dropped (Gammapy's point case)."""
-        regions = _regions_module()
-        reference = self._reference_geom(region, center)
-        wcs = reference.wcs
-        center_pix = regions.PixCoord.from_sky(center, wcs)
-        point_pix = region.to_pixel(wcs)
-        excluded = self._excluded_pixels(reference, exclusion_mask)
-        n_positions = self.n_off_regions + 1
-        increment = FULL_CIRCLE / n_positions
-        kept = []
-        for i in range(1, n_positions):
-            test = point_pix.rotate(center_pix, Angle(i * increment, "rad"))
-            if exclusion_mask is not None and np.any(np.hypot(excluded.x - test.center.x, excluded.y - test.center.y) < 1):
-                continue
-            kept.append(test.to_sky(wcs))
-        return kept, wcs
 
 
 def _check_rad_max_region(rad_max: Any, geom: RegionGeom, rtol: float = 1e-3) -> None:
