@@ -133,3 +133,22 @@ def count_compiles(fn):
     finally:
         monitoring.unregister_event_duration_listener(listen)
     return out, len(events)
+
+
+def one_bin_spectrum(n: float, start: float, stop: float, name: str, background: float = 12.0):
+    """A one-bin (1-10 TeV) spectrum with ``n`` counts, a known background, exposure 1e11 cm2 s and
+    one GTI ``[start, stop]`` (s since Gammapy's default reference time): the analytic Cash case of
+    the light-curve tests."""
+    import numpy as np
+
+    from jaxgamma.data.gti import GTI
+    from jaxgamma.datasets import SpectrumDataset
+
+    return SpectrumDataset(
+        counts=np.array([n]),
+        background=np.array([background]),
+        exposure=np.array([1e11]),
+        energy_edges=np.array([1.0, 10.0]),
+        gti=GTI.create(start=[start], stop=[stop]),
+        name=name,
+    )

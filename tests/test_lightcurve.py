@@ -11,6 +11,7 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.time import Time
+from conftest import one_bin_spectrum
 
 from jaxgamma.data.gti import GTI
 from jaxgamma.datasets import Datasets, SpectrumDataset
@@ -29,15 +30,7 @@ def _models() -> Models:
 def _dataset(n: float, day: float, name: str, hours: float = 1.0) -> SpectrumDataset:
     """One energy bin, background B, observed for ``hours`` from the start of ``day`` (days since
     Gammapy's default reference time)."""
-    gti = GTI.create(start=[day * DAY], stop=[day * DAY + hours * 3600.0])
-    return SpectrumDataset(
-        counts=np.array([n]),
-        background=np.array([B]),
-        exposure=np.array([1e11]),
-        energy_edges=np.array([1.0, 10.0]),
-        gti=gti,
-        name=name,
-    )
+    return one_bin_spectrum(n, day * DAY, day * DAY + hours * 3600.0, name, background=B)
 
 
 def _time(day: float) -> Time:

@@ -10,9 +10,9 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 import pytest
+from conftest import one_bin_spectrum
 
 import jaxgamma as jg
-from jaxgamma.data.gti import GTI
 from jaxgamma.datasets import Datasets, FluxPoints, SpectrumDataset, SpectrumDatasetOnOff
 from jaxgamma.estimators import (
     FluxPointsEstimator,
@@ -136,15 +136,7 @@ def _models() -> Models:
 
 def _night(n: float, day: int, step: float = DAY) -> SpectrumDataset:
     """One hour from ``day * step`` (days apart by default; ``step=3600``: contiguous hours)."""
-    gti = GTI.create(start=[day * step], stop=[day * step + 3600.0])
-    return SpectrumDataset(
-        counts=np.array([n]),
-        background=np.array([B]),
-        exposure=np.array([1e11]),
-        energy_edges=np.array([1.0, 10.0]),
-        gti=gti,
-        name=f"night{day}",
-    )
+    return one_bin_spectrum(n, day * step, day * step + 3600.0, f"night{day}", background=B)
 
 
 COUNTS = np.array([40.0, 25.0, 60.0, 31.0, 45.0])
