@@ -13,6 +13,7 @@ from jaxgamma.datasets import Datasets, MapDataset, SpectrumDatasetOnOff
 from jaxgamma.estimators import (
     ExcessMapEstimator,
     FluxMaps,
+    approximate_profile_map,
     combine_flux_maps,
     combine_significance_maps,
     estimate_exposure_reco_energy,
@@ -20,6 +21,8 @@ from jaxgamma.estimators import (
     find_peaks_in_flux_map,
     get_combined_flux_maps,
     get_combined_significance_maps,
+    get_flux_map_from_profile,
+    interpolate_profile_map,
     resample_energy_edges,
 )
 from jaxgamma.geom import MapAxis, WcsGeom
@@ -255,7 +258,7 @@ def test_combine_maps_closed_forms():
     np.testing.assert_allclose(other["dnde"], flux["dnde"], rtol=1e-12)
     with pytest.raises(ValueError, match="less than two"):
         combine_flux_maps(maps[:1])
-    with pytest.raises(NotImplementedError, match="'profile'"):
+    with pytest.raises(ValueError, match="no likelihood profiles"):
         combine_flux_maps(maps, method="profile")
     with pytest.raises(ValueError, match="Invalid method"):
         combine_flux_maps(maps, method="median")
@@ -292,3 +295,105 @@ def test_combined_maps_match_gammapy(cta_plain, tmp_path):
         g, e = got_flux[key], expected_flux[key].data
         np.testing.assert_array_equal(np.isnan(g), np.isnan(e))
         np.testing.assert_allclose(g[~np.isnan(g)], e[~np.isnan(e)], rtol=1e-5, atol=1e-6 * np.nanmax(np.abs(e)), err_msg=key)
+
+
+# -- combined likelihood profiles ("profile", "distrib") ------------------------------------------------------
+def _one_pixel_field(seed, source=80.0, background=40.0):
+    """A 9 x 9 field without PSF (one-pixel TS kernel), a source at the centre; exposure 1e12 cm2 s."""
+    axis = MapAxis.from_energy_bounds(1, 10, nbin=1, unit="TeV")
+    geom = WcsGeom.create(skydir=(0, 0), binsz=0.1, npix=(9, 9), frame="galactic", axes=[axis])
+    bkg = np.full(geom.data_shape, background)
+    expected = bkg.copy()
+    expected[:, 4, 4] += source
+    counts = np.random.default_rng(seed).poisson(expected).astype(float)
+    return MapDataset(geom=geom, counts=counts, background=bkg, exposure=np.full(geom.data_shape, 1e12), name=f"f{seed}")
+
+
+def test_combined_profiles_are_the_joint_fit():
+    """Known truth: the sum of two datasets' Cash profiles is the joint statistic, so the "profile"
+    combination of their TS maps gives the joint TS map. Each profile is linear between its norms,
+    0.1 error apart within 2.5 errors of its best fit: the sum's minimum is one of those norms, so
+    the norm and the errors agree within 0.1 error (of the single maps), the TS within the linear
+    interpolation (2 x (0.1 err)^2 / 8 x 2 / err^2 = 0.005 x 2). "distrib" of maps with symmetric
+    errors is the product of Gaussians: the inverse-variance mean within one grid step."""
+    from jaxgamma.estimators import TSMapEstimator
+
+    a, b = _one_pixel_field(1), _one_pixel_field(2)
+    estimator = TSMapEstimator(selection_optional=["stat_scan"])
+    maps = [estimator.run(a), estimator.run(b)]
+    joint = TSMapEstimator(selection_optional=["errn-errp", "ul"]).run([a, b])
+    combined = combine_flux_maps(maps, method="profile")
+    assert combined["stat_scan"].shape == (1, 14401, 9, 9) and combined.scan_axis.name == "dnde"
+    ref = float(PowerLawSpectralModel()(np.sqrt(10.0)))
+    err = np.maximum(maps[0].norm_err, maps[1].norm_err)
+    for name in ("norm", "norm_errn", "norm_errp", "norm_ul"):
+        assert np.all(np.abs(combined[name] - joint[name]) <= 0.1 * err), name
+    np.testing.assert_allclose(combined["ts"], joint.ts, rtol=0, atol=0.01)
+    assert np.max(joint.ts) > 50  # the source is in the fields
+    np.testing.assert_allclose(combined["dnde"], combined["norm"] * ref, rtol=1e-12)
+    # the profile of the combination is the sum of the interpolated ones
+    summed = sum(interpolate_profile_map(m)["stat_scan"] for m in maps)
+    np.testing.assert_allclose(combined["stat_scan"], summed, rtol=1e-12)
+    # the profile read off again gives the same maps
+    again = get_flux_map_from_profile(combined)
+    for name in ("ts", "norm", "norm_errn", "norm_errp", "norm_ul"):
+        np.testing.assert_array_equal(again[name], combined[name])
+
+    gaussian = _synthetic_maps(norms=[[2.0, 1.0], [4.0, 3.0]], errs=[[1.0, 0.5], [2.0, 1.0]], ts=[[4.0, 4.0], [4.0, 9.0]], excess=[[1.0, 1.0], [1.0, 1.0]])
+    distrib = combine_flux_maps(gaussian, method="distrib")
+    expected = combine_flux_maps(gaussian)
+    grid_step = 10.0 ** np.floor(np.log10(expected["norm"])) * 0.01
+    assert np.all(np.abs(distrib["norm"] - expected["norm"]) <= grid_step)
+    # one-sigma errors of the product of Gaussians, read off the grid
+    assert np.all(np.abs(distrib["norm_errp"] - expected["norm_err"]) <= 2 * grid_step)
+    assert np.all(np.abs(distrib["norm_errn"] - expected["norm_err"]) <= 2 * grid_step)
+    # the approximate profile's minimum is -ts, on each side of the best fit the Gaussian's rise
+    profile = approximate_profile_map(gaussian[0])
+    np.testing.assert_allclose(np.min(profile["stat_scan"], axis=1), -gaussian[0]["ts"], rtol=1e-12)
+
+
+def test_profile_tools_errors():
+    maps = _synthetic_maps(norms=[[2.0, 1.0]] * 2, errs=[[1.0, 0.5]] * 2, ts=[[4.0, 9.0]] * 2, excess=[[1.0, 1.0]] * 2)
+    with pytest.raises(ValueError, match="no likelihood profiles"):
+        interpolate_profile_map(maps[0])
+    with pytest.raises(ValueError, match="increasing"):
+        approximate_profile_map(maps[0], dnde_scan_axis=[3.0, 1.0])
+    with pytest.raises(TypeError, match="expected FluxMaps"):
+        get_flux_map_from_profile({"stat_scan": np.zeros(3)})
+    with pytest.raises(ValueError, match="needs the flux map's dnde_ul"):
+        approximate_profile_map(maps[0], sqrt_ts_threshold_ul=2)
+    from jaxgamma.estimators import TSMapEstimator
+
+    scanned = TSMapEstimator(selection_optional=["stat_scan"]).run(_one_pixel_field(1))
+    with pytest.raises(ValueError, match="no extrapolation"):
+        interpolate_profile_map(scanned, dnde_scan_axis=np.linspace(-1e-9, 1e-9, 11))
+
+
+@pytest.mark.gammapy
+def test_combined_profiles_match_gammapy(cta_plain, tmp_path):
+    """The same inputs (Gammapy's TS maps with "stat_scan", read from its files) combined by both:
+    equal to round-off, "profile" and "distrib"; the approximate profile with upper limits too."""
+    gdatasets = pytest.importorskip("gammapy.datasets")
+    from gammapy.estimators import TSMapEstimator as GammapyEstimator
+    from gammapy.estimators import utils as gutils
+
+    position = SkyCoord(0, 0, unit="deg", frame="galactic")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = gdatasets.MapDataset.read(cta_plain).cutout(position, 0.4 * u.deg)
+        second = first.copy(name="second")
+        second.counts.data = np.random.default_rng(3).poisson(first.npred().data).astype(float)
+        estimator = GammapyEstimator(selection_optional=["stat_scan"], energy_edges=[0.3, 100] * u.TeV)
+        theirs = [estimator.run(first), estimator.run(second)]
+        for i, m in enumerate(theirs):
+            m.write(tmp_path / f"ts{i}.fits")
+        expected = {method: gutils.combine_flux_maps(theirs, method=method) for method in ("profile", "distrib")}
+        expected_ul = gutils.approximate_profile_map(theirs[0], sqrt_ts_threshold_ul=2)
+    ours = [FluxMaps.read(tmp_path / f"ts{i}.fits") for i in range(2)]
+    for method, reference in expected.items():
+        got = combine_flux_maps(ours, method=method)
+        for name in ("ts", "dnde", "dnde_err", "dnde_errn", "dnde_errp", "dnde_ul"):
+            np.testing.assert_allclose(got[name], reference[name].data, rtol=1e-12, err_msg=f"{method} {name}")
+        np.testing.assert_allclose(got["stat_scan"], reference.stat_scan.data, rtol=1e-12, atol=1e-10, err_msg=method)
+    got_ul = approximate_profile_map(ours[0], sqrt_ts_threshold_ul=2)
+    np.testing.assert_allclose(got_ul["stat_scan"], expected_ul.data, rtol=1e-12, atol=1e-9)

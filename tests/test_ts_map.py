@@ -3,6 +3,7 @@ Gammapy 2.1's TSMapEstimator on the CTA-1DC and Fermi-LAT datasets."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import astropy.units as u
@@ -42,7 +43,7 @@ def test_one_pixel_kernel_is_the_closed_form_cash_fit():
     """A one-pixel kernel: norm = (n - b) / m, TS = 2 (n ln(n / b) - (n - b)), norm_err = sqrt(n) / m,
     errn / errp / UL where the one-bin Cash statistic rises by 1 and 4."""
     dataset = _field(120.0, seed=3)
-    estimator = TSMapEstimator(selection_optional="all")
+    estimator = TSMapEstimator(selection_optional=["errn-errp", "ul", "sensitivity"])
     kernel = estimator.estimate_kernel(dataset)
     assert kernel.shape == (1, 3, 3)  # 0.2 deg cutout (no PSF), odd
     np.testing.assert_allclose(kernel[0], np.pad([[1.0]], 1), atol=1e-12)  # bilinear weights, round-off
@@ -166,8 +167,12 @@ def test_compiled_once_per_structure():
 
 def test_bad_input():
     dataset = _field(10.0, seed=2)
-    with pytest.raises(NotImplementedError, match="stat_scan"):
-        TSMapEstimator(selection_optional=["stat_scan"])
+    with pytest.raises(TypeError, match="invalid key"):
+        TSMapEstimator(norm={"scan_points": 10})
+    with pytest.raises(ValueError, match="increasing"):
+        TSMapEstimator(norm={"scan_values": [1.0, 0.5]})
+    with pytest.raises(ValueError, match=r"norm\.name"):
+        TSMapEstimator(norm={"name": "amplitude"})
     with pytest.raises(ValueError, match="unknown selection_optional"):
         TSMapEstimator(selection_optional=["errors"])
     with pytest.raises(ValueError, match="downsampling_factor must be a positive integer"):
@@ -275,7 +280,7 @@ def _compare(reference, ours, names, downsampling_factor=None):
 CTA_OPTIONS = [
     {"selection_optional": ["errn-errp", "ul"]},
     {"sum_over_energy_groups": False, "energy_edges": [0.3, 1, 10] * u.TeV, "selection_optional": ["ul"]},
-    {"kernel_width": "0.4 deg", "threshold": 4, "n_sigma": 2, "n_sigma_ul": 3, "selection_optional": "all"},
+    {"kernel_width": "0.4 deg", "threshold": 4, "n_sigma": 2, "n_sigma_ul": 3, "selection_optional": ["errn-errp", "ul", "sensitivity"]},
     {"downsampling_factor": 2, "selection_optional": ["ul"]},
     {"downsampling_factor": 4, "energy_edges": [0.3, 1, 10] * u.TeV},
 ]
@@ -298,8 +303,6 @@ def test_ts_map_matches_gammapy_on_cta(cta_plain, cta_gc_models, options, tmp_pa
         write_models(tmp_path / "models.yaml", models)
         reference_dataset.models = GammapyModels.read(tmp_path / "models.yaml")
     gammapy_options = dict(options)
-    if gammapy_options.get("selection_optional") == "all":  # Gammapy's "all" adds its stat_scan
-        gammapy_options["selection_optional"] = ["errn-errp", "ul", "sensitivity"]
     reference = GammapyEstimator(**gammapy_options).run(reference_dataset)
     estimator = TSMapEstimator(**options)
     ours = estimator.run(dataset, models=models)
@@ -422,3 +425,99 @@ def test_kernel_is_the_whole_geometry_when_the_model_does_not_contribute():
     narrow = TSMapEstimator(kernel_width="0.3 deg").run(masked)
     np.testing.assert_allclose(wide.ts, narrow.ts, rtol=1e-9, atol=1e-8)
     assert np.nanmax(wide.stat_null - narrow.stat_null) < 0  # more bins, each 2 (b - n ln b) < 0 here
+
+
+# -- likelihood profiles ("stat_scan") --------------------------------------------------------------------
+def _grid_step(values):
+    """The spacing of Gammapy's default scan norms at ``values``: 1 % of the decade's start (1e-8 below 1e-6)."""
+    a = np.abs(np.asarray(values, dtype=np.float64))
+    return np.where(a < 1e-6, 1e-8, 10.0 ** np.floor(np.log10(np.maximum(a, 1e-6))) * 0.01)
+
+
+def test_stat_scan_is_the_one_bin_cash_profile():
+    """"stat_scan" with a one-pixel kernel: the profile at each of its 109 norms is the one-bin Cash
+    statistic minus the null's; the best-fit norm is one of them (so norm and TS are the closed
+    forms); errn / errp / UL are grid points within one grid step of the exact roots, plus the
+    linear interpolation between the profile's norms (0.1 error apart near the best fit: < 0.005
+    error)."""
+    dataset = _field(120.0, seed=3)
+    maps = TSMapEstimator(selection_optional=["stat_scan"]).run(dataset)
+    exact = TSMapEstimator(selection_optional=["errn-errp", "ul"]).run(dataset)
+    assert maps.available_quantities[-5:] == ["dnde_scan_values", "stat_scan", "norm_errp", "norm_errn", "norm_ul"]
+    assert maps.stat_scan.shape == maps.dnde_scan_values.shape == (1, 109, 21, 21)
+    assert maps.scan_axis.name == "dnde_bin" and maps.scan_axis.nbin == 109
+    m = 1e12 * float(PowerLawSpectralModel().integral_array(1.0, 10.0))
+    n, b = dataset.counts[0], dataset.background[0]
+    ref_dnde = float(PowerLawSpectralModel()(np.sqrt(10.0)))  # the kernel spectrum at the bin's centre
+    norms = maps.dnde_scan_values[0] / ref_dnde
+    for iy, ix in [(10, 10), (3, 17), (0, 0), (20, 5)]:
+        nn, bb = n[iy, ix], b[iy, ix]
+        expected = np.array([_cash(nn, bb + x * m) - _cash(nn, bb) for x in norms[:, iy, ix]])
+        # where b + x m cancels to ~0 the log is ill-conditioned (round-off of the sum): left out
+        conditioned = np.abs(bb + norms[:, iy, ix] * m) > 1e-6
+        assert conditioned.sum() >= 107
+        np.testing.assert_allclose(maps.stat_scan[0, :, iy, ix][conditioned], expected[conditioned], rtol=1e-9, atol=1e-9)
+        assert np.all(np.diff(norms[:, iy, ix]) > 0)  # sorted, distinct, with the grid's ends
+        assert np.any(norms[:, iy, ix] == -100) and np.any(norms[:, iy, ix] == 100)
+    # the fit's norm is in the profile: the minimum is there, or at a neighbour equal within round-off
+    np.testing.assert_allclose(maps.norm[0], exact.norm[0], rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(maps.norm[0], (n - b) / m, rtol=1e-9, atol=1e-8)
+    np.testing.assert_allclose(maps.ts[0], exact.ts[0], rtol=1e-9, atol=1e-9)
+    norm, err = exact.norm[0], exact.norm_err[0]
+    for name, point in (
+        ("norm_errn", norm - exact.norm_errn[0]), ("norm_errp", norm + exact.norm_errp[0]), ("norm_ul", exact.norm_ul[0]),
+    ):  # fmt: skip
+        diff = np.abs(maps[name][0] - exact[name][0])
+        assert np.all(diff <= _grid_step(point) + 0.005 * err), name
+    np.testing.assert_allclose(maps.norm_err[0], 0.5 * (maps.norm_errn[0] + maps.norm_errp[0]), rtol=1e-12)
+    np.testing.assert_allclose(maps.npred_excess[0], maps.norm[0] * m, rtol=1e-9, atol=1e-9)
+    # a coarse grid of the caller's: the grid points are those norms (or the profile's own)
+    coarse = TSMapEstimator(selection_optional=["stat_scan"], norm={"scan_values": np.linspace(-20, 20, 401)}).run(dataset)
+    on_grid = np.isclose(coarse.norm_ul[0] * 10, np.round(coarse.norm_ul[0] * 10), atol=1e-9)
+    in_profile = np.any(np.isclose(coarse.dnde_scan_values[0] / ref_dnde, coarse.norm_ul[0], rtol=1e-12, atol=0), axis=0)
+    assert np.all(on_grid | in_profile) and np.any(on_grid)
+
+
+def test_stat_scan_matches_gammapy(cta_plain, tmp_path):
+    """Gammapy's profiles are taken at norms around its own fit, which stops at 1 % (rtol): the TS
+    agrees within the statistic's flatness at the minimum, the norms read off the grid within the
+    two fits' difference plus one grid step. Both files read back in the other library."""
+    gammapy_datasets = pytest.importorskip("gammapy.datasets")
+    from gammapy.estimators import FluxMaps as GammapyFluxMaps
+    from gammapy.estimators import TSMapEstimator as GammapyEstimator
+
+    position = SkyCoord(0, 0, unit="deg", frame="galactic")
+    dataset = MapDataset.read(cta_plain).cutout(position, 0.6)
+    options = {"selection_optional": ["stat_scan"], "energy_edges": [0.1, 1, 100] * u.TeV}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = GammapyEstimator(**options).run(gammapy_datasets.MapDataset.read(cta_plain).cutout(position, 0.6 * u.deg))
+    ours = TSMapEstimator(**options).run(dataset)
+    assert ours.available_quantities == reference.available_quantities
+    assert ours.stat_scan.shape == reference.stat_scan.data.shape == (2, 109, 30, 30)
+    np.testing.assert_allclose(ours.ts, reference.ts.data, rtol=2e-5, atol=1e-4)
+    np.testing.assert_allclose(ours.stat_null, reference.stat_null.data, rtol=1e-9)
+    fit_diff = np.abs(ours.norm - reference.norm.data)
+    assert np.all(fit_diff <= 0.01 * np.abs(ours.norm) + _grid_step(ours.norm))  # Gammapy's rtol
+    for name, point in (
+        ("norm_errn", ours.norm - ours.norm_errn), ("norm_errp", ours.norm + ours.norm_errp), ("norm_ul", ours.norm_ul),
+    ):  # fmt: skip
+        diff = np.abs(ours[name] - reference[name].data)
+        assert np.all(diff <= fit_diff + 1.5 * _grid_step(point)), name
+    # the profile's dnde: the norms times the kernel spectrum at each group's centre, as Gammapy's
+    ref_dnde = reference.dnde_ref.to_value("cm-2 s-1 TeV-1").ravel()
+    np.testing.assert_allclose((ours.dnde / ours.norm)[:, 15, 15], ref_dnde, rtol=1e-12)
+    norms = ours.dnde_scan_values / ref_dnde[:, None, None, None]
+    assert np.all(np.isclose(norms, 100, rtol=1e-12).any(axis=1)) and np.all(np.isclose(norms, -100, rtol=1e-12).any(axis=1))
+    # files: Gammapy reads ours, we read Gammapy's
+    ours.write(tmp_path / "ours.fits")
+    reference.write(tmp_path / "theirs.fits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        back = GammapyFluxMaps.read(tmp_path / "ours.fits")
+    np.testing.assert_allclose(back.stat_scan.data, ours.stat_scan, rtol=1e-12)
+    np.testing.assert_allclose(back.dnde_scan_values.quantity.to_value("cm-2 s-1 TeV-1"), ours.dnde_scan_values, rtol=1e-12)
+    theirs = FluxMaps.read(tmp_path / "theirs.fits")
+    assert theirs.scan_axis.name == "dnde_bin"
+    np.testing.assert_allclose(theirs.stat_scan, reference.stat_scan.data, rtol=1e-12)
+    np.testing.assert_allclose(theirs.dnde_scan_values, reference.dnde_scan_values.data, rtol=1e-12)

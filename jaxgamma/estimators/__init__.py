@@ -13,6 +13,7 @@ from .resample import get_edges_fixed_bins, get_edges_min_ts, get_rebinned_axis
 from .sensitivity import SensitivityEstimator
 from .ts import TSMapEstimator
 from .utils import (
+    approximate_profile_map,
     combine_flux_maps,
     combine_significance_maps,
     compute_lightcurve_discrete_correlation,
@@ -24,6 +25,8 @@ from .utils import (
     find_peaks_in_flux_map,
     get_combined_flux_maps,
     get_combined_significance_maps,
+    get_flux_map_from_profile,
+    interpolate_profile_map,
     resample_energy_edges,
 )
 
@@ -44,6 +47,7 @@ __all__ = [
     "ParameterSensitivityEstimator",
     "SensitivityEstimator",
     "TSMapEstimator",
+    "approximate_profile_map",
     "combine_flux_maps",
     "combine_significance_maps",
     "compute_lightcurve_discrete_correlation",
@@ -57,7 +61,9 @@ __all__ = [
     "get_combined_significance_maps",
     "get_edges_fixed_bins",
     "get_edges_min_ts",
+    "get_flux_map_from_profile",
     "get_rebinned_axis",
+    "interpolate_profile_map",
     "resample_energy_edges",
     "weighted_chi2_parameter",
 ]

@@ -21,10 +21,29 @@ log = logging.getLogger(__name__)
 _NORM_QUANTITIES = ("norm", "norm_err", "norm_errn", "norm_errp", "norm_ul", "norm_sensitivity")
 _SED_TYPES = ("dnde", "e2dnde", "flux", "eflux")
 # Gammapy's order of the maps in a file (OPTIONAL_QUANTITIES_COMMON), after the SED quantities
-_COMMON = ("ts", "sqrt_ts", "npred", "npred_excess", "stat", "stat_null", "niter", "is_ul", "counts", "success")
+_COMMON = (
+    "ts", "sqrt_ts", "npred", "npred_excess", "stat", "stat_null", "stat_scan", "dnde_scan_values", "niter", "is_ul",
+    "counts", "success",
+)  # fmt: skip
+# likelihood profiles per pixel: (n_energy, n_scan, ny, nx), the statistic and the dnde it is at
+_SCAN_QUANTITIES = ("stat_scan", "dnde_scan_values")
 # the units of the maps of each SED type in a file (Gammapy's DEFAULT_UNIT) and inside jaxgamma
 _FILE_UNIT = {"dnde": "cm-2 s-1 TeV-1", "e2dnde": "erg cm-2 s-1", "flux": "cm-2 s-1", "eflux": "erg cm-2 s-1"}
 _CANONICAL = {"dnde": "cm-2 s-1 TeV-1", "e2dnde": "TeV cm-2 s-1", "flux": "cm-2 s-1", "eflux": "TeV cm-2 s-1"}
+
+
+def default_scan_values(power_min: int = -6, power_max: int = 2, relative_error: float = 1e-2) -> np.ndarray:
+    """Gammapy's ``_generate_scan_values``: norms from ``10**power_min`` to ``10**power_max`` in steps
+    of ``relative_error`` of each decade's start (float32 values, as Gammapy's), mirrored to the
+    negative side, with 0: 14401 values from -100 to 100 by default."""
+    arrays = []
+    for power in range(power_min, power_max):
+        vmin = 10**power
+        vmax = 10 ** (power + 1)
+        bin_per_decade = int((vmax - vmin) / (vmin * relative_error))
+        arrays.append(np.linspace(vmin, vmax, bin_per_decade + 1, dtype=np.float32))
+    one_side = np.unique(np.concatenate(arrays))
+    return np.concatenate((-one_side[::-1], [0], one_side)).astype(np.float64)
 
 
 def parse_selection_optional(
@@ -92,6 +111,11 @@ class FluxMaps:
     ``norm_sensitivity``, ``alpha``, ``acceptance_on``, ``acceptance_off``; arrays of shape
     ``geom.data_shape`` = ``(n_energy, ny, nx)``, NaN outside the estimator's mask.
 
+    Likelihood profiles per pixel (TSMapEstimator's "stat_scan", :func:`combine_flux_maps`' "profile"
+    and "distrib"): ``stat_scan``, the statistic relative to the null hypothesis, at the fluxes
+    ``dnde_scan_values`` (cm-2 s-1 TeV-1), both of shape ``(n_energy, n_scan, ny, nx)`` (Gammapy's
+    layout), with ``scan_axis`` naming the scan bins (Gammapy's ``dnde_bin`` or ``dnde`` axis).
+
     The norms scale the reference spectral model: ``dnde = norm * ref_dnde(e_ref)``,
     ``flux = norm * ref_flux`` (integral over the bin), ``eflux`` and ``e2dnde`` alike, in jaxgamma's
     canonical units (TeV, cm-2 s-1 TeV-1, cm-2 s-1, TeV cm-2 s-1). ``maps.dnde``, ``maps.flux_ul``,
@@ -107,6 +131,8 @@ class FluxMaps:
     filter_success_nan : bool
         As Gammapy: ``norm`` and ``norm_err`` (and the SED quantities made from them) are NaN where
         a ``success`` map says the fit failed; the stored values stay in :meth:`raw`.
+    scan_axis : MapAxis, optional
+        The axis of the scan maps (default: Gammapy's ``dnde_bin``, nodes 0 ... n_scan - 1).
     """
 
     def __init__(
@@ -116,19 +142,36 @@ class FluxMaps:
         reference_model: Any,
         meta: dict[str, Any] | None = None,
         filter_success_nan: bool = True,
+        scan_axis: MapAxis | None = None,
     ):
         names = [a.name for a in geom.axes]
         if names != ["energy"]:
             raise ValueError(f"FluxMaps: the geometry must have one 'energy' axis, got {names}")
         self._data = {}
+        n_scan = None
         for name, value in data.items():
             array = np.asarray(value, dtype=np.float64)
-            if array.shape != geom.data_shape:
+            if name in _SCAN_QUANTITIES:
+                n_e, ny, nx = geom.data_shape
+                if array.ndim != 4 or (array.shape[0], *array.shape[2:]) != (n_e, ny, nx) or n_scan not in (None, array.shape[1]):
+                    raise ValueError(
+                        f"FluxMaps: scan map {name!r} has shape {array.shape}; expected (n_energy, n_scan, ny, nx) = "
+                        f"({n_e}, {'n_scan' if n_scan is None else n_scan}, {ny}, {nx})"
+                    )
+                n_scan = array.shape[1]
+            elif array.shape != geom.data_shape:
                 raise ValueError(
                     f"FluxMaps: map {name!r} has shape {array.shape}, the geometry {geom.data_shape}"
                 )
-            array.setflags(write=False)
+            if array.flags.writeable:
+                array.setflags(write=False)
             self._data[name] = array
+        if n_scan is not None:
+            if scan_axis is None:
+                scan_axis = MapAxis.from_nodes(np.arange(n_scan, dtype=np.float64), name="dnde_bin", interp="lin")
+            if scan_axis.nbin != n_scan:
+                raise ValueError(f"FluxMaps: scan_axis has {scan_axis.nbin} bins, the scan maps {n_scan}")
+        self.scan_axis = scan_axis if n_scan is not None else None
         self.geom = geom
         spectral = getattr(reference_model, "spectral_model", reference_model)
         self.reference_model = spectral
@@ -238,6 +281,11 @@ class FluxMaps:
         return np.isnan(self["norm"])
 
     # -- files --------------------------------------------------------------------------------------
+    def _scan_geom(self) -> WcsGeom:
+        """The geometry of the scan maps: Gammapy's axes order (scan axis, then energy)."""
+        assert self.scan_axis is not None
+        return self.geom.to_image().to_cube([self.scan_axis, self.energy_axis])
+
     def _file_maps(self, sed_type: str) -> list[tuple[str, np.ndarray, str]]:
         """``(name, values, unit)`` of each map written for ``sed_type``, in Gammapy's order."""
         if sed_type != "likelihood" and sed_type not in _SED_TYPES:
@@ -259,6 +307,8 @@ class FluxMaps:
                 out.append((name, self.is_ul.astype(np.int64), ""))
             elif name == "sqrt_ts" and ("ts" in self._data or "sqrt_ts" in self._data):
                 out.append((name, self.sqrt_ts, ""))
+            elif name == "dnde_scan_values" and name in self._data:
+                out.append((name, self._data[name], _CANONICAL["dnde"]))
             elif name in self._data:
                 out.append((name, self._data[name], ""))
         return out
@@ -287,7 +337,8 @@ class FluxMaps:
         primary.header["MODEL"] = model_path.as_posix()
         hdus: list[Any] = [primary]
         for name, values, unit in self._file_maps(sed_type):
-            hdus += map_to_hdus(np.asarray(values), self.geom, unit, name.upper())
+            geom = self._scan_geom() if name in _SCAN_QUANTITIES else self.geom
+            hdus += map_to_hdus(np.asarray(values), geom, unit, name.upper())
         with atomic_paths(path, model_path, overwrite=overwrite) as (tmp, tmp_model):
             fits.HDUList(hdus).writeto(tmp, overwrite=True)
             write_models(
@@ -301,7 +352,8 @@ class FluxMaps:
         """Read maps written by :meth:`write` or by Gammapy's ``FluxMaps.write`` (any SED type; the
         reference model from the ``MODEL`` file, looked up as written and beside the FITS file; a
         power law of index 2, Gammapy's default, when the file names none). Maps with another
-        axis (likelihood scans) are skipped with a logged warning."""
+        axis are skipped with a logged warning, except the likelihood scans (``stat_scan``,
+        ``dnde_scan_values``)."""
         from ..io.models import read_models
         from ..irf._core import read_map_hdu
         from ..models import PowerLawSpectralModel
@@ -313,6 +365,7 @@ class FluxMaps:
             header = hdulist[0].header
             sed_type = str(header.get("SED_TYPE", "likelihood")).strip()
             raw: dict[str, tuple[np.ndarray, str]] = {}
+            scans: dict[str, tuple[np.ndarray, str, WcsGeom]] = {}
             geom = None
             for hdu in hdulist[1:]:
                 if not isinstance(hdu, fits.ImageHDU) or hdu.data is None:
@@ -321,6 +374,9 @@ class FluxMaps:
                     data, map_geom, unit = read_map_hdu(hdulist, hdu.name, hdu.header.get("BANDSHDU"))
                 except ValueError as err:
                     raise ValueError(f"FluxMaps.read {str(path)!r}: {err}") from None
+                if hdu.name.lower() in _SCAN_QUANTITIES and len(map_geom.axes) == 2:
+                    scans[hdu.name.lower()] = (np.asarray(data, dtype=np.float64), unit, map_geom)
+                    continue
                 if geom is not None and data.shape != geom.data_shape:
                     log.warning(
                         f"FluxMaps.read {str(path)!r}: map {hdu.name!r} of shape {data.shape} (another axis, e.g. a likelihood scan) skipped"
@@ -331,6 +387,18 @@ class FluxMaps:
             model_name = header.get("MODEL")
         if geom is None:
             raise ValueError(f"FluxMaps.read {str(path)!r}: no map HDU")
+        scan_axis = None
+        for name, (values, unit, scan_geom) in scans.items():
+            names = [a.name for a in scan_geom.axes]
+            if names[1:] != ["energy"] or scan_geom.to_image() != geom.to_image():
+                raise ValueError(
+                    f"FluxMaps.read {str(path)!r}: scan map {name.upper()!r} has axes {names} on another image than "
+                    "the flux maps; expected (scan axis, 'energy') on the same pixels"
+                )
+            scan_axis = scan_geom.axes[0]
+            if name == "dnde_scan_values":
+                values = u.Quantity(values, unit or _CANONICAL["dnde"]).to_value(_CANONICAL["dnde"])
+            raw[name] = (values, unit)
         reference = PowerLawSpectralModel(index=2.0)  # type: ignore[arg-type]
         if model_name:
             candidates = (Path(model_name), path.parent / Path(model_name).name)
@@ -364,7 +432,7 @@ class FluxMaps:
                     maps[name] = values
         else:
             raise ValueError(f"FluxMaps.read {str(path)!r}: unknown SED_TYPE {sed_type!r}")
-        return cls(maps, geom, reference, meta={"sed_type_init": "likelihood"})
+        return cls(maps, geom, reference, meta={"sed_type_init": "likelihood"}, scan_axis=scan_axis)
 
     # -- summary ------------------------------------------------------------------------------------
     def __str__(self) -> str:

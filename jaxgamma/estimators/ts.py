@@ -52,8 +52,7 @@ __all__ = ["TSMapEstimator"]
 
 log = logging.getLogger(__name__)
 
-_SELECTION_OPTIONAL = ("errn-errp", "ul", "sensitivity")
-_GAMMAPY_ONLY = ("stat_scan",)
+_SELECTION_OPTIONAL = ("errn-errp", "ul", "stat_scan", "sensitivity")
 TRUNCATION_VALUE = 1e-25  # Gammapy's Cash truncation of the predicted counts
 _CUTOUT_MARGIN = 0.1  # deg, Gammapy's MapEvaluator CUTOUT_MARGIN
 _CHUNK_ELEMENTS = 2**18  # positions x footprint bins gathered at once (small chunks stay in cache)
@@ -466,6 +465,165 @@ def _ts_program(inputs: tuple[_Inputs, ...], positions: Any, norm_guess: Any, op
     return {k: v.reshape(-1) for k, v in out.items()}
 
 
+# -- likelihood profiles ("stat_scan") --------------------------------------------------------------
+_N_SPARSE = 109  # Gammapy's number of profile norms per pixel
+_GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+
+
+def sparse_norms(norm: float, norm_err: float, scan_values: np.ndarray) -> np.ndarray:
+    """The 109 norms at which a pixel's profile is computed (Gammapy's ``_get_norm_scan_values``):
+    steps of 0.1 and 1 error around the best fit, the norm's and unit multiples up to 10, and the
+    ends of the scan values; error 0.1 and norm 1 where they are not finite or zero.
+
+    Where these coincide (fewer than 109 distinct values) Gammapy adds ``20 rand - 10`` from
+    NumPy's global random state, so its profiles change from run to run; here the additions are
+    the fixed sequence ``20 frac(k phi) - 10`` (phi the golden ratio), so the maps are
+    reproducible. Gammapy fails where more than 109 are distinct; here the farthest from the best
+    fit (other than the scan's ends) are dropped."""
+    if not np.isfinite(norm_err) or norm_err == 0:
+        norm_err = 0.1
+    if not np.isfinite(norm) or norm == 0:
+        norm = 1.0
+    ends = np.linspace(scan_values[0], scan_values[-1], 2)
+    values = np.unique(
+        np.concatenate(
+            (
+                norm + np.linspace(-2.5, 2.5, 51) * norm_err,
+                norm + np.linspace(-10, 10, 21) * norm_err,
+                np.abs(norm) * np.linspace(-10, 10, 21),
+                np.linspace(-10, 10, 21),
+                ends,
+            )
+        )
+    )
+    k = 1
+    while values.size < _N_SPARSE:
+        extra = 20.0 * np.mod(np.arange(k, k + _N_SPARSE - values.size) * _GOLDEN, 1.0) - 10.0
+        k += extra.size
+        values = np.unique(np.concatenate((values, extra)))
+    if values.size > _N_SPARSE:
+        inner = values[~np.isin(values, ends)]
+        keep = np.sort(np.argsort(np.abs(inner - norm), kind="stable")[: _N_SPARSE - (values.size - inner.size)])
+        values = np.unique(np.concatenate((inner[keep], values[np.isin(values, ends)])))
+    return values
+
+
+def _interp_rows(grid: Any, xp: Any, fp: Any) -> Any:
+    """``np.interp(grid, xp[p], fp[p])`` for every row ``p`` of sorted ``xp`` ``(P, S)`` spanning the
+    sorted ``grid`` ``(K,)``: each row's segment index of the grid points comes from a scatter of
+    the S nodes into the grid and a cumulative sum (2-3x faster than a vmapped jnp.interp, whose
+    binary search runs per grid point)."""
+    rows = jnp.arange(xp.shape[0])[:, None]
+    first = jax.vmap(lambda x: jnp.searchsorted(grid, x, side="left"))(xp)  # the first grid point >= each node
+    marks = jnp.zeros((xp.shape[0], grid.size + 1), dtype=jnp.int32).at[rows, first].add(1)
+    segment = jnp.clip(jnp.cumsum(marks, axis=1)[:, :-1] - 1, 0, xp.shape[1] - 2)
+    x0, x1 = jnp.take_along_axis(xp, segment, axis=1), jnp.take_along_axis(xp, segment + 1, axis=1)
+    y0, y1 = jnp.take_along_axis(fp, segment, axis=1), jnp.take_along_axis(fp, segment + 1, axis=1)
+    return y0 + (grid[None, :] - x0) / (x1 - x0) * (y1 - y0)
+
+
+def _profile(bins: _Bins, sparse: Any, grid: Any, n_sigma: float, n_sigma_ul: float) -> dict[str, Any]:
+    """Gammapy's ``BrentqFluxEstimator.estimate_scan`` for a batch of positions: the statistic
+    (minus the null's) at the ``sparse`` norms ``(P, S)``, its linear interpolation onto those and
+    the ``grid`` norms ``(K,)``, and the norm, TS, errors and UL read off the grid (the grid point
+    of lowest statistic; those where the rise is nearest ``n_sigma**2`` below / above it, and
+    ``n_sigma_ul**2`` above it; NaN where no grid point lies above)."""
+    stat_null = _stat(bins, jnp.zeros(sparse.shape[0]))
+    stats = jax.lax.map(lambda column: _stat(bins, column), sparse.T).T
+    local = stats - stat_null[:, None]
+    # Gammapy evaluates on the sorted union of both sets of norms and takes the first of equal
+    # values; each set is sorted, so the union's pick is the better of the two sets' picks, the
+    # smaller norm on a tie
+    on_grid = _interp_rows(grid, sparse, local)
+    values = (sparse, jnp.broadcast_to(grid, on_grid.shape))
+    stat = (local, on_grid)
+
+    def first_min(keys: tuple[Any, Any]) -> tuple[Any, Any]:
+        """The smallest key over both sets and the norm it is at (NaN where every key is inf)."""
+        picks = []
+        for key, value in zip(keys, values, strict=True):
+            i = jnp.argmin(key, axis=1)[:, None]
+            picks.append((jnp.take_along_axis(key, i, axis=1)[:, 0], jnp.take_along_axis(value, i, axis=1)[:, 0]))
+        (k0, v0), (k1, v1) = picks
+        take_grid = (k1 < k0) | ((k1 == k0) & (v1 < v0))
+        key, value = jnp.where(take_grid, k1, k0), jnp.where(take_grid, v1, v0)
+        return key, jnp.where(jnp.isfinite(key), value, jnp.nan)
+
+    stat_min, norm = first_min(stat)
+
+    def nearest(level: float, above: bool) -> Any:
+        keys = []
+        for st, value in zip(stat, values, strict=True):
+            side = value > norm[:, None] if above else value <= norm[:, None]
+            keys.append(jnp.where(side, jnp.abs(st - stat_min[:, None] - level), jnp.inf))
+        return first_min((keys[0], keys[1]))[1]
+
+    errn = norm - nearest(n_sigma**2, above=False)
+    errp = nearest(n_sigma**2, above=True) - norm
+    return {
+        "ts": -stat_min,
+        "norm": norm,
+        "norm_err": 0.5 * (errn + errp),
+        "norm_errn": errn,
+        "norm_errp": errp,
+        "norm_ul": nearest(n_sigma_ul**2, above=True),
+        "stat_scan": local,
+    }
+
+
+@functools.partial(jax.jit, static_argnames=("n_sigma", "n_sigma_ul", "chunk"))
+def _scan_program(
+    inputs: tuple[_Inputs, ...], positions: Any, sparse: Any, grid: Any, n_sigma: float, n_sigma_ul: float, chunk: int
+) -> dict[str, Any]:
+    """The profiles of all positions, ``chunk`` at a time, with the statistic and predicted counts
+    at the profile's norm (Gammapy recomputes them there)."""
+
+    def one_chunk(args):
+        pos, sp = args
+        parts = [_footprint(i, pos[:, 0], pos[:, 1]) for i in inputs]
+        bins = _Bins(*(jnp.concatenate([getattr(p, f) for p in parts], axis=-1) for f in _Bins._fields))
+        out = _profile(bins, sp, grid, n_sigma, n_sigma_ul)
+        out["stat"] = _stat(bins, out["norm"])
+        npred = jnp.sum(jnp.where(bins.valid, bins.b + out["norm"][:, None] * bins.m, 0.0), axis=-1)
+        out["npred"] = npred
+        out["npred_excess"] = npred - jnp.sum(jnp.where(bins.valid, bins.b, 0.0), axis=-1)
+        return out
+
+    pos = positions.reshape(-1, chunk, 2)
+    sp = sparse.reshape(-1, chunk, sparse.shape[-1])
+    out = jax.lax.map(one_chunk, (pos, sp))
+    return {k: v.reshape(-1, *v.shape[2:]) for k, v in out.items()}
+
+
+def _scan_values_of(norm: Any) -> np.ndarray:
+    """The grid norms of the profiles: Gammapy's default (:func:`~jaxgamma.estimators.core.default_scan_values`)
+    or ``scan_values`` of a dict (Gammapy's norm parameter as a dict) or of a Gammapy ``Parameter``."""
+    from .core import default_scan_values
+
+    if norm is None:
+        return default_scan_values()
+    if isinstance(norm, dict):
+        allowed = {"name", "value", "unit", "interp", "frozen", "scan_min", "scan_max", "scan_n_values", "scan_n_sigma", "scan_values"}
+        unknown = sorted(set(norm) - allowed)
+        if unknown:
+            raise TypeError(f"TSMapEstimator: invalid key(s) {unknown} for norm; Gammapy's are {sorted(allowed)}")
+        if norm.get("name", "norm") != "norm":
+            raise ValueError("TSMapEstimator: norm.name is not 'norm'")
+        values = norm.get("scan_values")
+        if values is None:
+            return default_scan_values()
+    elif hasattr(norm, "scan_values"):
+        if getattr(norm, "name", "norm") != "norm":
+            raise ValueError("TSMapEstimator: norm.name is not 'norm'")
+        values = norm.scan_values
+    else:
+        raise TypeError(f"TSMapEstimator: norm must be None, a dict or a Parameter with scan_values, got {type(norm).__name__}")
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size < 2 or not np.all(np.isfinite(values)) or np.any(np.diff(values) <= 0):
+        raise ValueError("TSMapEstimator: norm scan_values must be at least 2 finite, increasing values")
+    return values
+
+
 # -- the estimator ----------------------------------------------------------------------------------
 class TSMapEstimator:
     """Test-statistic, flux, error and upper-limit maps of a source of the kernel model's shape at
@@ -496,13 +654,19 @@ class TSMapEstimator:
     rtol : float
         Gammapy's root-finding tolerance; jaxgamma solves to ~1e-10 relative (kept for the summary).
     selection_optional : list of str or "all", optional
-        Any of "errn-errp", "ul", "sensitivity" (Gammapy's "stat_scan" is not available yet).
+        Any of "errn-errp", "ul", "stat_scan", "sensitivity". "stat_scan" computes each pixel's
+        likelihood profile (Gammapy's): the statistic at 109 norms around the best fit
+        (:func:`sparse_norms`), kept as the ``stat_scan`` and ``dnde_scan_values`` maps, and
+        interpolated linearly onto those and the ``norm`` scan values; ``ts``, ``norm``,
+        ``norm_err`` (the mean of errn and errp), ``norm_errn``, ``norm_errp`` and ``norm_ul`` are
+        then read off that grid, and ``stat`` and the predicted counts recomputed at that norm.
     energy_edges : Quantity or array (TeV), optional
         Energy groups (snapped to the dataset's edges); default one group over the whole range.
     sum_over_energy_groups : bool
         Sum each group's energy bins before the fit (default) or fit the norm on all of them.
-    norm : optional
-        Gammapy's scan parameter; accepted only as None (no "stat_scan" yet).
+    norm : dict or Gammapy Parameter, optional
+        The grid of the "stat_scan" profiles: its ``scan_values``; default Gammapy's, 14401 norms
+        from -100 to 100 at 1 % relative spacing (:func:`~jaxgamma.estimators.core.default_scan_values`).
     max_niter : int
         Iteration limit of each root search (a fit whose bracket fails reports it as ``niter``).
     """
@@ -565,8 +729,7 @@ class TSMapEstimator:
                 "TSMapEstimator: n_jobs and parallel_backend are Gammapy's multiprocessing options; jaxgamma "
                 "solves all pixels in one compiled program (leave them unset)"
             )
-        if norm is not None:
-            raise NotImplementedError("TSMapEstimator: norm (the stat_scan parameter) is not supported yet")
+        self.scan_values = _scan_values_of(norm)
         if int(max_niter) < 1:
             raise ValueError(f"TSMapEstimator: max_niter must be >= 1, got {max_niter}")
         self.max_niter = int(max_niter)
@@ -590,7 +753,7 @@ class TSMapEstimator:
 
     @selection_optional.setter
     def selection_optional(self, value: Any) -> None:
-        self._selection_optional = parse_selection_optional(value, _SELECTION_OPTIONAL, self.tag, _GAMMAPY_ONLY)
+        self._selection_optional = parse_selection_optional(value, _SELECTION_OPTIONAL, self.tag)
 
     @property
     def energy_edges(self) -> np.ndarray | None:
@@ -604,10 +767,13 @@ class TSMapEstimator:
     def selection_all(self) -> list[str]:
         """The quantities computed, in Gammapy's order."""
         names = ["ts", "norm", "niter", "norm_err", "npred", "npred_excess", "stat", "stat_null", "success"]
-        if "errn-errp" in self.selection_optional:
-            names += ["norm_errp", "norm_errn"]
-        if "ul" in self.selection_optional:
-            names += ["norm_ul"]
+        if "stat_scan" in self.selection_optional:
+            names += ["dnde_scan_values", "stat_scan", "norm_errp", "norm_errn", "norm_ul"]
+        else:
+            if "errn-errp" in self.selection_optional:
+                names += ["norm_errp", "norm_errn"]
+            if "ul" in self.selection_optional:
+                names += ["norm_ul"]
         if "sensitivity" in self.selection_optional:
             names += ["norm_sensitivity"]
         return names
@@ -822,9 +988,15 @@ class TSMapEstimator:
             else:
                 guess = np.zeros(iy.size)
             values = self._solve(inputs, iy, ix, guess, options)
+            if "stat_scan" in self.selection_optional:
+                values.update(self._scan(inputs, iy, ix, values))
             for name in self.selection_all:
-                image = np.full((ny, nx), np.nan)
-                image[iy, ix] = values[name]
+                if name in ("stat_scan", "dnde_scan_values"):
+                    image = np.full((values[name].shape[1], ny, nx), np.nan)
+                    image[:, iy, ix] = values[name].T
+                else:
+                    image = np.full((ny, nx), np.nan)
+                    image[iy, ix] = values[name]
                 results[name].append(image)
 
         maps = {name: np.stack(images) for name, images in results.items()}
@@ -842,6 +1014,9 @@ class TSMapEstimator:
         # as Gammapy: its NaN (not estimated) casts to True
         maps["success"] = np.where(np.isnan(maps["success"]), 1.0, maps["success"])
         meta = {"n_sigma": self.n_sigma, "n_sigma_ul": self.n_sigma_ul, "sqrt_ts_threshold_ul": 2, "sed_type_init": "likelihood"}
+        if "dnde_scan_values" in maps:  # norms -> dnde of the kernel spectrum at each bin's centre
+            probe = FluxMaps({"norm": np.ones(geom.data_shape)}, geom, self.kernel_model.spectral_model)
+            maps["dnde_scan_values"] = maps["dnde_scan_values"] * probe["dnde"][:, None]
         return FluxMaps(maps, geom, self.kernel_model.spectral_model, meta=meta)
 
     @staticmethod
@@ -863,3 +1038,27 @@ class TSMapEstimator:
         )
         out = _ts_program(device_inputs, positions, guess_padded, options, chunk)
         return {k: np.asarray(v)[:n].astype(np.float64) for k, v in out.items()}
+
+    def _scan(self, inputs: list[_Inputs], iy: np.ndarray, ix: np.ndarray, fit: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The "stat_scan" profiles of the fitted positions and what Gammapy reads off them."""
+        sparse = np.stack([sparse_norms(a, b, self.scan_values) for a, b in zip(fit["norm"], fit["norm_err"], strict=True)])
+        footprint = sum(i.counts.shape[0] * i.kernel.shape[-2] * i.kernel.shape[-1] for i in inputs)
+        n = iy.size
+        width = max(footprint, sparse.shape[1] + self.scan_values.size)
+        chunk = int(max(1, min(n, 4 * _CHUNK_ELEMENTS // width)))
+        total = -(-n // chunk) * chunk
+        positions = np.zeros((total, 2), dtype=np.int32)
+        positions[:n, 0] = iy
+        positions[:n, 1] = ix
+        positions[n:] = positions[0]
+        sparse_padded = np.concatenate([sparse, np.repeat(sparse[:1], total - n, axis=0)])
+        device_inputs = tuple(
+            i._replace(**{f: np.asarray(getattr(i, f), dtype=np.float64) for f in _Inputs._fields[:4]})
+            for i in inputs
+        )
+        out = _scan_program(
+            device_inputs, positions, sparse_padded, self.scan_values, self.n_sigma, self.n_sigma_ul, chunk
+        )
+        result = {k: np.asarray(v)[:n].astype(np.float64) for k, v in out.items()}
+        result["dnde_scan_values"] = sparse  # norms here; run scales them to dnde
+        return result

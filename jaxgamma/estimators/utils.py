@@ -5,8 +5,10 @@
   :class:`~jaxgamma.estimators.FluxMaps`, with every quantity at the peaks).
 - Combining maps of several datasets: :func:`combine_significance_maps` (the TS summed over
   datasets and energy bins, one degree of freedom per valid bin) and :func:`combine_flux_maps`
-  (inverse-variance weighted fluxes), and their ``get_combined_*`` forms that run an estimator on
-  each dataset first.
+  (inverse-variance weighted fluxes, or summed likelihood profiles: exact ones of the TS maps'
+  "stat_scan", or approximated from the errors), and their ``get_combined_*`` forms that run an
+  estimator on each dataset first; the profile tools :func:`interpolate_profile_map`,
+  :func:`approximate_profile_map` and :func:`get_flux_map_from_profile`.
 - Binning: :func:`resample_energy_edges` (energy groups of a spectrum that each meet conditions on
   their counts, excess, significance or predicted counts, for flux points).
 - :func:`estimate_exposure_reco_energy`: the exposure in reconstructed energy for an assumed
@@ -19,6 +21,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import astropy.units as u
@@ -29,6 +32,7 @@ from astropy.time import TimeDelta
 from ..variability import compute_flux_doubling, compute_fpp, compute_fvar, discrete_correlation
 
 __all__ = [
+    "approximate_profile_map",
     "combine_flux_maps",
     "combine_significance_maps",
     "compute_lightcurve_discrete_correlation",
@@ -40,6 +44,8 @@ __all__ = [
     "find_peaks_in_flux_map",
     "get_combined_flux_maps",
     "get_combined_significance_maps",
+    "get_flux_map_from_profile",
+    "interpolate_profile_map",
     "resample_energy_edges",
 ]
 
@@ -174,23 +180,40 @@ def get_combined_significance_maps(estimator: Any, datasets: Any, models: Any = 
 
 def combine_flux_maps(maps: Any, method: str = "gaussian_errors", reference_model: Any = None, dnde_scan_axis: Any = None) -> Any:
     """One :class:`~jaxgamma.estimators.FluxMaps` from several independent measurements of the same
-    flux on one geometry, as Gammapy's ``combine_flux_maps`` with ``method="gaussian_errors"``:
-    ``dnde`` and ``dnde_err`` combined with inverse-variance weights (bins valid in one map only
-    keep its values), ``ts = dnde^2 / dnde_err^2`` plus the summed departures of each map's TS from
-    its Gaussian value; metas merged.
+    flux on one geometry, as Gammapy's ``combine_flux_maps``; metas merged.
 
-    ``reference_model``: the reference spectrum of the result (default: the first map's); the
-    ``dnde`` values do not depend on it. Gammapy's ``"distrib"`` and ``"profile"`` methods (combined
-    likelihood profiles) are not available yet.
+    Methods:
+
+    - ``"gaussian_errors"`` (default): ``dnde`` and ``dnde_err`` combined with inverse-variance
+      weights (bins valid in one map only keep its values), ``ts = dnde^2 / dnde_err^2`` plus the
+      summed departures of each map's TS from its Gaussian value.
+    - ``"profile"``: each map's likelihood profile (a TS map's "stat_scan") interpolated onto one
+      grid of dnde values (:func:`interpolate_profile_map`) and summed; the result is read off the
+      summed profile (:func:`get_flux_map_from_profile`): exact where the maps carry profiles.
+    - ``"distrib"``: the same with each profile approximated from the map's dnde, asymmetric errors
+      (or ``dnde_err``) and TS (:func:`approximate_profile_map`): for maps without profiles.
+
+    For the profile methods the result holds the summed profile (``stat_scan`` and
+    ``dnde_scan_values``, ``n_energy x n_scan`` per pixel) and its ``ts``, ``norm``, ``norm_err``,
+    ``norm_errn``, ``norm_errp`` and ``norm_ul`` (2 sigma) on the grid; pixels valid in no map are NaN
+    (Gammapy reports the grid's first value there).
+
+    Parameters
+    ----------
+    maps : list of FluxMaps
+    method : {"gaussian_errors", "profile", "distrib"}
+    reference_model : SpectralModel or SkyModel, optional
+        The reference spectrum of the result (default: the first map's); the ``dnde`` values do not
+        depend on it.
+    dnde_scan_axis : MapAxis or array, optional
+        The grid of the profile methods, dnde values (cm-2 s-1 TeV-1; a MapAxis in its own unit),
+        one grid for every energy bin. Default: Gammapy's 14401 norms from -100 to 100 at 1 %
+        relative spacing times the first map's reference dnde of each energy bin (Gammapy's default,
+        which it can build for one energy bin only).
     """
     from .core import FluxMaps
 
-    if method in ("distrib", "profile"):
-        raise NotImplementedError(
-            f"combine_flux_maps: method {method!r} (combined likelihood profiles) is not available yet in jaxgamma; "
-            "use 'gaussian_errors'"
-        )
-    if method != "gaussian_errors":
+    if method not in ("gaussian_errors", "distrib", "profile"):
         raise ValueError(
             f'Invalid method provided : {method}. Available methods are : "gaussian_errors", "distrib", "profile"'
         )
@@ -199,6 +222,24 @@ def combine_flux_maps(maps: Any, method: str = "gaussian_errors", reference_mode
     for m in maps:
         meta.update(m.meta)
     reference = maps[0].reference_model if reference_model is None else getattr(reference_model, "spectral_model", reference_model)
+    if method in ("distrib", "profile"):
+        grid = _dnde_grid(maps[0], dnde_scan_axis, "combine_flux_maps")
+        total = None
+        valid = np.zeros(maps[0].geom.data_shape, dtype=bool)
+        for m in maps:
+            profile = interpolate_profile_map(m, grid) if method == "profile" else approximate_profile_map(m, grid)
+            stat = np.nan_to_num(np.asarray(profile["stat_scan"]), nan=0.0, posinf=np.inf, neginf=-np.inf)
+            total = stat if total is None else total + stat
+            valid |= np.isfinite(m["dnde"])
+        assert total is not None
+        total[np.broadcast_to(~valid[:, None], total.shape)] = np.nan
+        summed = FluxMaps(
+            {"stat_scan": total, "dnde_scan_values": profile["dnde_scan_values"]},
+            maps[0].geom,
+            reference,
+            scan_axis=profile.scan_axis,
+        )
+        return get_flux_map_from_profile(summed, reference_model=reference, meta={**meta, "sed_type_init": "dnde"})
     with np.errstate(invalid="ignore", divide="ignore"):
         ts_diff = np.nansum([m["ts"] - (m["dnde"] / m["dnde_err"]) ** 2 for m in maps], axis=0)
         mean = np.array(maps[0]["dnde"], dtype=np.float64)
@@ -218,6 +259,198 @@ def combine_flux_maps(maps: Any, method: str = "gaussian_errors", reference_mode
         ref_dnde = probe["dnde"]
         data = {"norm": mean / ref_dnde, "norm_err": sigma / ref_dnde, "ts": ts}
     return FluxMaps(data, maps[0].geom, reference, meta={**meta, "sed_type_init": "dnde"})
+
+
+def _dnde_grid(flux_map: Any, dnde_scan_axis: Any, what: str) -> np.ndarray:
+    """The dnde grid of the profile tools, ``(n_energy, K)`` in cm-2 s-1 TeV-1: the given axis (or
+    values) for every energy bin, or Gammapy's default norms times each bin's reference dnde."""
+    from ..geom import MapAxis
+    from .core import default_scan_values
+
+    n_e = flux_map.geom.data_shape[0]
+    if dnde_scan_axis is None:
+        ref = np.asarray(flux_map._ref("dnde"), dtype=np.float64).reshape(n_e, 1)
+        return default_scan_values()[None, :] * ref
+    if isinstance(dnde_scan_axis, np.ndarray) and dnde_scan_axis.ndim == 2 and dnde_scan_axis.shape[0] == n_e:
+        values = np.asarray(dnde_scan_axis, dtype=np.float64)  # one grid per energy bin (internal)
+    else:
+        if isinstance(dnde_scan_axis, MapAxis):
+            values = u.Quantity(dnde_scan_axis.center, dnde_scan_axis.unit or "cm-2 s-1 TeV-1").to_value("cm-2 s-1 TeV-1")
+        elif isinstance(dnde_scan_axis, u.Quantity):
+            values = dnde_scan_axis.to_value("cm-2 s-1 TeV-1")
+        else:
+            values = np.asarray(dnde_scan_axis, dtype=np.float64)
+        values = np.broadcast_to(np.asarray(values, dtype=np.float64).ravel(), (n_e, np.size(values)))
+    if values.shape[1] < 2 or not np.all(np.isfinite(values)) or np.any(np.diff(values, axis=1) <= 0):
+        raise ValueError(f"{what}: dnde_scan_axis must hold at least 2 finite, increasing dnde values")
+    return values
+
+
+def _scan_maps(flux_map: Any, grid: np.ndarray, stat: np.ndarray) -> Any:
+    """FluxMaps of a profile ``stat`` ``(n_energy, K, ny, nx)`` on the dnde ``grid`` ``(n_energy, K)``."""
+    from ..geom import MapAxis
+    from .core import FluxMaps
+
+    n_e, ny, nx = flux_map.geom.data_shape
+    dnde = np.broadcast_to(grid[:, :, None, None], (n_e, grid.shape[1], ny, nx))
+    if np.all(grid == grid[:1]):  # one grid: Gammapy's dnde axis
+        axis = MapAxis.from_nodes(grid[0], name="dnde", unit="cm-2 s-1 TeV-1", interp="lin")
+    else:
+        axis = None
+    return FluxMaps(
+        {"stat_scan": stat, "dnde_scan_values": dnde}, flux_map.geom, flux_map.reference_model,
+        meta=dict(flux_map.meta), scan_axis=axis,
+    )  # fmt: skip
+
+
+def interpolate_profile_map(flux_map: Any, dnde_scan_axis: Any = None) -> Any:
+    """A flux map's likelihood profiles (``stat_scan`` at ``dnde_scan_values``, e.g. a TS map's
+    "stat_scan") interpolated linearly onto one dnde grid (Gammapy's ``interpolate_profile_map``).
+
+    Returns a :class:`~jaxgamma.estimators.FluxMaps` holding ``stat_scan`` and ``dnde_scan_values``
+    on the grid (NaN where ``dnde`` is NaN). The grid must lie within each profile's dnde range
+    (Gammapy's spline refuses to extrapolate; a clear error here). ``dnde_scan_axis``: see
+    :func:`combine_flux_maps`."""
+    from .core import FluxMaps
+
+    if not isinstance(flux_map, FluxMaps):
+        raise TypeError(f"interpolate_profile_map: expected FluxMaps, got {type(flux_map).__name__}")
+    if "stat_scan" not in flux_map.available_quantities or "dnde_scan_values" not in flux_map.available_quantities:
+        raise ValueError(
+            "interpolate_profile_map: the flux map has no likelihood profiles (stat_scan and dnde_scan_values); "
+            "run TSMapEstimator with selection_optional=['stat_scan'], or use approximate_profile_map"
+        )
+    grid = _dnde_grid(flux_map, dnde_scan_axis, "interpolate_profile_map")
+    scan_x = flux_map["dnde_scan_values"]
+    scan_y = flux_map["stat_scan"]
+    n_e, ny, nx = flux_map.geom.data_shape
+    out = np.full((n_e, grid.shape[1], ny, nx), np.nan)
+    for e, iy, ix in zip(*np.nonzero(~np.isnan(flux_map["dnde"])), strict=True):
+        x, y = scan_x[e, :, iy, ix], scan_y[e, :, iy, ix]
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            raise ValueError(f"interpolate_profile_map: the profile of bin ({e}, {iy}, {ix}) has non-finite values")
+        if grid[e, 0] < x[0] or grid[e, -1] > x[-1]:
+            raise ValueError(
+                f"interpolate_profile_map: the dnde grid [{grid[e, 0]:.4g}, {grid[e, -1]:.4g}] leaves the profile of "
+                f"bin ({e}, {iy}, {ix}), [{x[0]:.4g}, {x[-1]:.4g}] cm-2 s-1 TeV-1 (no extrapolation, as Gammapy)"
+            )
+        out[e, :, iy, ix] = np.interp(grid[e], x, y)
+    return _scan_maps(flux_map, grid, out)
+
+
+def approximate_profile_map(flux_map: Any, dnde_scan_axis: Any = None, sqrt_ts_threshold_ul: Any = "ignore") -> Any:
+    """Likelihood profiles approximated from a flux map's ``dnde``, errors and TS (Gammapy's
+    ``approximate_profile_map``): ``((dnde - value) / error)^2``, with ``dnde_errp`` above the value and
+    ``dnde_errn`` below (``dnde_err`` without them), both sides shifted to the same minimum, then
+    shifted so that the minimum is ``-ts``.
+
+    With ``sqrt_ts_threshold_ul`` a number (None: the map's meta value), bins below that
+    significance with an upper limit get ``-2 log(erfc((x - ul) / ul) / erfc(-1))`` instead
+    (Gammapy's complementary error function); ``"ignore"`` (default) keeps the Gaussian form.
+    Returns a :class:`~jaxgamma.estimators.FluxMaps` of ``stat_scan`` and ``dnde_scan_values``
+    (NaN where ``dnde`` is NaN); ``dnde_scan_axis``: see :func:`combine_flux_maps`."""
+    from scipy import special
+
+    from .core import FluxMaps
+
+    if not isinstance(flux_map, FluxMaps):
+        raise TypeError(f"approximate_profile_map: expected FluxMaps, got {type(flux_map).__name__}")
+    for name in ("dnde", "ts"):
+        if name not in flux_map:
+            raise ValueError(f"approximate_profile_map: the flux map has no {name!r} (available: {flux_map.available_quantities})")
+    asymmetric = "dnde_errp" in flux_map and "dnde_errn" in flux_map
+    if not asymmetric and "dnde_err" not in flux_map:
+        raise ValueError("approximate_profile_map: the flux map has neither dnde_errp / dnde_errn nor dnde_err")
+    grid = _dnde_grid(flux_map, dnde_scan_axis, "approximate_profile_map")
+    use_ul = sqrt_ts_threshold_ul != "ignore"
+    if use_ul:
+        threshold = flux_map.meta.get("sqrt_ts_threshold_ul", 2) if sqrt_ts_threshold_ul is None else float(sqrt_ts_threshold_ul)
+        if "dnde_ul" not in flux_map:
+            raise ValueError("approximate_profile_map: sqrt_ts_threshold_ul needs the flux map's dnde_ul")
+        is_ul_map = (np.asarray(flux_map.sqrt_ts) < threshold) & ~np.isnan(flux_map["dnde_ul"])
+    n_e, ny, nx = flux_map.geom.data_shape
+    maps = {name: np.asarray(flux_map[name]) for name in ("dnde", "ts", "dnde_errp", "dnde_errn", "dnde_err", "dnde_ul") if name in flux_map}
+    out = np.full((n_e, grid.shape[1], ny, nx), np.nan)
+    invalid_value = 999  # Gammapy's: the other side's values are pushed up by this much
+    for e, iy in itertools.product(range(n_e), range(ny)):  # one image row at a time: (K, nx) arrays
+        dnde = maps["dnde"][e, iy][None, :]
+        if np.all(np.isnan(dnde)):
+            continue
+        coord = grid[e][:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            above = coord >= dnde
+            if asymmetric:
+                scale = np.where(above, maps["dnde_errp"][e, iy][None, :], maps["dnde_errn"][e, iy][None, :])
+            else:
+                scale = maps["dnde_err"][e, iy][None, :]
+            stat = ((coord - dnde) / scale) ** 2
+            min_above = np.min(stat + invalid_value * ~above, axis=0, keepdims=True)
+            min_below = np.min(stat + invalid_value * above, axis=0, keepdims=True)
+            stat = np.where(above & (min_above > min_below), stat + min_below - min_above, stat)
+            stat = np.where(~above & (min_below >= min_above), stat + min_above - min_below, stat)
+            if use_ul:
+                ul = maps["dnde_ul"][e, iy][None, :]
+                ul_stat = -2 * np.log((special.erfc((coord - ul) / ul) / 2) / (special.erfc(-ul / ul) / 2))
+                stat = np.where(is_ul_map[e, iy][None, :], ul_stat, stat)
+            stat = np.where(np.isnan(stat), np.inf, stat)
+            stat = stat - maps["ts"][e, iy][None, :] - np.min(stat, axis=0, keepdims=True)
+        out[e, :, iy, :] = np.where(np.isnan(dnde), np.nan, stat)
+    return _scan_maps(flux_map, grid, out)
+
+
+def get_flux_map_from_profile(
+    flux_map: Any, n_sigma: float = 1, n_sigma_ul: float = 2, reference_model: Any = None, meta: Any = None
+) -> Any:
+    """The fluxes read off likelihood profiles (Gammapy's ``get_flux_map_from_profile``): at each
+    bin the grid point of lowest ``stat_scan`` gives ``dnde`` and ``ts`` (minus that statistic),
+    the points whose rise is nearest ``n_sigma**2`` below and above it ``dnde_errn`` and
+    ``dnde_errp`` (``dnde_err`` their mean), the one nearest ``n_sigma_ul**2`` above it ``dnde_ul``.
+
+    ``flux_map``: a :class:`~jaxgamma.estimators.FluxMaps` with ``stat_scan`` and ``dnde_scan_values``
+    (a TS map's "stat_scan", or :func:`interpolate_profile_map` / :func:`approximate_profile_map`).
+    Returns a FluxMaps with the profile and those quantities (as norms of ``reference_model``,
+    default the map's); bins whose profile is NaN are NaN."""
+    from .core import FluxMaps
+
+    if not isinstance(flux_map, FluxMaps):
+        raise TypeError(f"get_flux_map_from_profile: expected FluxMaps, got {type(flux_map).__name__}")
+    if "stat_scan" not in flux_map.available_quantities or "dnde_scan_values" not in flux_map.available_quantities:
+        raise ValueError("get_flux_map_from_profile: the flux map has no likelihood profiles (stat_scan and dnde_scan_values)")
+    for label, value in (("n_sigma", n_sigma), ("n_sigma_ul", n_sigma_ul)):
+        if not float(value) > 0:
+            raise ValueError(f"get_flux_map_from_profile: {label} must be > 0, got {value}")
+    stat = np.asarray(flux_map["stat_scan"])
+    coord = np.asarray(flux_map["dnde_scan_values"])
+    n_e, ny, nx = flux_map.geom.data_shape
+    missing = np.all(np.isnan(stat), axis=1)
+    stat_min, dnde, errn, errp, ul = (np.full((n_e, ny, nx), np.nan) for _ in range(5))
+    invalid_value = 999  # Gammapy's penalty on the other side
+    for e, iy in itertools.product(range(n_e), range(ny)):  # one image row at a time: (K, nx) arrays
+        st, x = stat[e, :, iy, :], coord[e, :, iy, :]
+        with np.errstate(invalid="ignore"):
+            low = np.min(st, axis=0)
+            best = np.take_along_axis(x, np.argmin(st, axis=0)[None, :], axis=0)[0]
+            above = x > best[None, :]
+            rise = st - low[None, :]
+
+            def nearest(level: float, side: np.ndarray, rise=rise, x=x) -> np.ndarray:
+                i = np.argmin(np.abs(rise + invalid_value * side - level), axis=0)[None, :]
+                return np.take_along_axis(x, i, axis=0)[0]
+
+            stat_min[e, iy], dnde[e, iy] = low, best
+            errn[e, iy] = best - nearest(float(n_sigma) ** 2, above)
+            errp[e, iy] = nearest(float(n_sigma) ** 2, ~above) - best
+            ul[e, iy] = nearest(float(n_sigma_ul) ** 2, ~above)
+    reference = flux_map.reference_model if reference_model is None else getattr(reference_model, "spectral_model", reference_model)
+    probe = FluxMaps({"norm": np.ones(flux_map.geom.data_shape)}, flux_map.geom, reference)
+    ref = probe["dnde"]
+    values = {"ts": -stat_min, "norm": dnde / ref, "norm_err": 0.5 * (errn + errp) / ref, "norm_errn": errn / ref, "norm_errp": errp / ref, "norm_ul": ul / ref}
+    data = {"stat_scan": stat, "dnde_scan_values": coord}
+    data.update({k: np.where(missing, np.nan, v) for k, v in values.items()})
+    out_meta = dict(flux_map.meta if meta is None else meta)
+    out_meta.setdefault("n_sigma", n_sigma)
+    out_meta.setdefault("n_sigma_ul", n_sigma_ul)
+    return FluxMaps(data, flux_map.geom, reference, meta=out_meta, scan_axis=flux_map.scan_axis)
 
 
 def get_combined_flux_maps(
