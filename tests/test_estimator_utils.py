@@ -374,6 +374,7 @@ def test_combined_profiles_match_gammapy(cta_plain, tmp_path):
     """The same inputs (Gammapy's TS maps with "stat_scan", read from its files) combined by both:
     equal to round-off, "profile" and "distrib"; the approximate profile with upper limits too."""
     gdatasets = pytest.importorskip("gammapy.datasets")
+    from gammapy.estimators import FluxMaps as GammapyFluxMaps
     from gammapy.estimators import TSMapEstimator as GammapyEstimator
     from gammapy.estimators import utils as gutils
 
@@ -397,3 +398,16 @@ def test_combined_profiles_match_gammapy(cta_plain, tmp_path):
         np.testing.assert_allclose(got["stat_scan"], reference.stat_scan.data, rtol=1e-12, atol=1e-10, err_msg=method)
     got_ul = approximate_profile_map(ours[0], sqrt_ts_threshold_ul=2)
     np.testing.assert_allclose(got_ul["stat_scan"], expected_ul.data, rtol=1e-12, atol=1e-9)
+    # combined files both ways: Gammapy's keeps the dnde grid as the profile's axis only
+    combined = combine_flux_maps(ours, method="profile")
+    combined.write(tmp_path / "ours.fits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected["profile"].write(tmp_path / "theirs.fits")
+        back = GammapyFluxMaps.read(tmp_path / "ours.fits")
+    np.testing.assert_allclose(back.dnde.data, expected["profile"].dnde.data, rtol=1e-12)
+    np.testing.assert_allclose(back.stat_scan.data, expected["profile"].stat_scan.data, rtol=1e-12, atol=1e-10)
+    theirs = FluxMaps.read(tmp_path / "theirs.fits")
+    assert theirs.scan_axis.name == "dnde" and theirs["dnde_scan_values"].shape == theirs["stat_scan"].shape
+    np.testing.assert_allclose(theirs["dnde"], combined["dnde"], rtol=1e-12)
+    np.testing.assert_allclose(theirs["dnde_scan_values"], combined["dnde_scan_values"], rtol=1e-12)

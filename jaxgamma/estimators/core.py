@@ -399,6 +399,10 @@ class FluxMaps:
             if name == "dnde_scan_values":
                 values = u.Quantity(values, unit or _CANONICAL["dnde"]).to_value(_CANONICAL["dnde"])
             raw[name] = (values, unit)
+        if "stat_scan" in raw and "dnde_scan_values" not in raw and scan_axis is not None and scan_axis.name == "dnde":
+            # a combined profile of Gammapy's: the dnde values are its scan axis
+            grid = u.Quantity(scan_axis.center, scan_axis.unit or _CANONICAL["dnde"]).to_value(_CANONICAL["dnde"])
+            raw["dnde_scan_values"] = (np.broadcast_to(grid[None, :, None, None], raw["stat_scan"][0].shape), "")
         reference = PowerLawSpectralModel(index=2.0)  # type: ignore[arg-type]
         if model_name:
             candidates = (Path(model_name), path.parent / Path(model_name).name)
