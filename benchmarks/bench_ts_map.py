@@ -10,7 +10,11 @@ Cases:
 - ``ts-fermi``: the Fermi-LAT 3FHL Crab map (50 x 40 pixels, 5 bins), ``kernel_width`` 2 deg,
   errn/errp and UL;
 - ``ts-cta-ds4``: the 2 x 2 deg cutout with ``downsampling_factor`` 4 (padded to 152 x 152 pixels,
-  estimated on 38 x 38, upsampled back), the default kernel, UL.
+  estimated on 38 x 38, upsampled back), the default kernel, UL;
+- ``ts-cta-scan``: the 1 x 1 deg cutout with the default kernel and ``"stat_scan"`` (each pixel's
+  likelihood profile at 109 norms, interpolated onto 14401 grid norms), followed by
+  ``combine-profile``: ``combine_flux_maps(method="profile")`` of that map with itself (each library
+  on its own map; the 14401-value profiles of 2500 pixels interpolated and summed).
 
 Both libraries read the datasets before the timer. jaxgamma's first run includes the compilation of
 its one TS program (and of the dataset's background prediction); with
@@ -60,7 +64,14 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_estimators import timed
-    from conftest import cta_gc_models
+
+    flags = os.environ.get("XLA_FLAGS")
+    from conftest import cta_gc_models  # it sets the test suite's XLA flags (optimisation level 0): undone
+
+    if flags is None:
+        os.environ.pop("XLA_FLAGS", None)
+    else:
+        os.environ["XLA_FLAGS"] = flags
 
     models = cta_gc_models.__wrapped__()
     tmp = Path(tempfile.mkdtemp())
@@ -73,6 +84,7 @@ def main() -> None:
         ("ts-cta-2deg", cta, 2.0, models, {"kernel_width": "0.4 deg", "energy_edges": [0.3, 1, 10] * u.TeV, "selection_optional": ["ul"]}),
         ("ts-fermi", fermi, None, None, {"kernel_width": "2 deg", "selection_optional": ["errn-errp", "ul"]}),
         ("ts-cta-ds4", cta, 2.0, None, {"downsampling_factor": 4, "selection_optional": ["ul"]}),
+        ("ts-cta-scan", cta, 1.0, None, {"selection_optional": ["stat_scan"]}),
     ]
     print(f"{'case':12s} {'pixels':>7s} {'kernel':>7s} {'jaxgamma first':>15s} {'jaxgamma warm':>14s} {'Gammapy':>10s} {'ratio (warm)':>13s} {'ratio (first)':>14s}  max |d sqrt_ts|")
     for name, path, width, case_models, options in cases:
@@ -97,6 +109,27 @@ def main() -> None:
             diff = np.nanmax(np.abs(ref.sqrt_ts.data - maps.sqrt_ts))
             line += f" {gp:9.3f}s {gp / warm:12.1f}x {gp / first:13.1f}x  {diff:.1e}"
         print(line, flush=True)
+        if "stat_scan" in options["selection_optional"]:
+            combine(maps, ref if gd is not None else None, args.repeats)
+
+
+def combine(maps, reference, repeats: int) -> None:
+    """``combine_flux_maps(method="profile")`` of a TS map with itself, both libraries."""
+    from bench_estimators import timed
+
+    from jaxgamma.estimators import combine_flux_maps
+
+    first, warm, combined = timed(lambda: combine_flux_maps([maps, maps], method="profile"), repeats)
+    line = f"{'combine-profile':12s} {maps.geom.data_shape_image[0] * maps.geom.data_shape_image[1]:7d} {'':>7s} {first:14.3f}s {warm:13.3f}s"
+    if reference is not None:
+        from gammapy.estimators.utils import combine_flux_maps as gammapy_combine
+
+        start = time.perf_counter()
+        expected = gammapy_combine([reference, reference], method="profile")
+        gp = time.perf_counter() - start
+        diff = np.nanmax(np.abs(expected.sqrt_ts.data - combined.sqrt_ts))
+        line += f" {gp:9.3f}s {gp / warm:12.1f}x {gp / first:13.1f}x  {diff:.1e}"
+    print(line, flush=True)
 
 
 if __name__ == "__main__":
