@@ -374,6 +374,7 @@ def test_combined_profiles_match_gammapy(cta_plain, tmp_path):
     """The same inputs (Gammapy's TS maps with "stat_scan", read from its files) combined by both:
     equal to round-off, "profile" and "distrib"; the approximate profile with upper limits too."""
     gdatasets = pytest.importorskip("gammapy.datasets")
+    from gammapy.estimators import ExcessMapEstimator as GammapyExcess
     from gammapy.estimators import FluxMaps as GammapyFluxMaps
     from gammapy.estimators import TSMapEstimator as GammapyEstimator
     from gammapy.estimators import utils as gutils
@@ -398,6 +399,25 @@ def test_combined_profiles_match_gammapy(cta_plain, tmp_path):
         np.testing.assert_allclose(got["stat_scan"], reference.stat_scan.data, rtol=1e-12, atol=1e-10, err_msg=method)
     got_ul = approximate_profile_map(ours[0], sqrt_ts_threshold_ul=2)
     np.testing.assert_allclose(got_ul["stat_scan"], expected_ul.data, rtol=1e-12, atol=1e-9)
+    # excess maps (no profiles) through "distrib": Gammapy's float32 excess moves a value by at most
+    # one grid step (1 % of the decade's start, in norm units)
+    options = {"correlation_radius": "0.1 deg", "energy_edges": [0.3, 100] * u.TeV, "selection_optional": ["errn-errp", "ul"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first.write(tmp_path / "a.fits")
+        second.write(tmp_path / "b.fits")
+        excess_expected = gutils.get_combined_flux_maps(
+            GammapyExcess(**options), [gdatasets.MapDataset.read(tmp_path / n) for n in ("a.fits", "b.fits")], method="distrib"
+        )["flux_maps"]
+    excess = get_combined_flux_maps(
+        ExcessMapEstimator(**options), [MapDataset.read(tmp_path / n) for n in ("a.fits", "b.fits")], method="distrib"
+    )["flux_maps"]
+    np.testing.assert_allclose(excess["ts"], excess_expected.ts.data, rtol=1e-4)
+    ref = excess["dnde"] / excess["norm"]
+    for name in ("dnde", "dnde_errn", "dnde_errp", "dnde_ul"):
+        point = np.abs(excess["dnde"] + (-excess[name] if name == "dnde_errn" else excess[name] if name == "dnde_errp" else 0))
+        step = 0.01 * 10.0 ** np.floor(np.log10(np.maximum(point / ref, 1e-6)))
+        assert np.all(np.abs(excess[name] - excess_expected[name].data) <= 1.01 * step * ref), name
     # combined files both ways: Gammapy's keeps the dnde grid as the profile's axis only
     combined = combine_flux_maps(ours, method="profile")
     combined.write(tmp_path / "ours.fits")
