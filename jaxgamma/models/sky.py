@@ -388,6 +388,71 @@ class TemplateNPredModel(_Component):
             lon, lat = self.geom.to_image().get_coord(frame=self.spatial_model.frame)
         return np.asarray(self.evaluate_on(self.energy_center, lon, lat))
 
+    def cutout(self, position: Any, width: Any, mode: str = "trim", name: str | None = None) -> TemplateNPredModel:
+        """The map cut out around ``position`` (Gammapy's ``TemplateNPredModel.cutout``): ``width`` in
+        deg (or an angle, or a (lon, lat) pair), ``mode`` as ``WcsGeom.cutout`` (pixels outside the
+        map are 0); a random name unless given. The spectral model, the spatial model and the
+        dataset the model applies to are kept (Gammapy's cutout drops the last two)."""
+        from ..irf.psf import cutout_array
+
+        geom, parent_slices, cutout_slices = self.geom.cutout_info(position, width, mode=mode)
+        data = cutout_array(np.asarray(self.data), geom, parent_slices, cutout_slices)
+        return self.replace(data=data, geom=geom, name=make_name() if name is None else name, filename=None)
+
+    def slice_by_energy(self, energy_min: Any = None, energy_max: Any = None, name: str | None = None) -> TemplateNPredModel:
+        """The energy bins between ``energy_min`` and ``energy_max`` (Quantities, or TeV; default the
+        map's ends), snapped to the map's edges as Gammapy's ``slice_by_energy``. The name is kept
+        unless given (Gammapy's becomes a random one)."""
+        from ..geom.axes import snapped_edge_indices
+
+        axis = self.geom.axes[0]
+        edges = axis.edges
+        bounds = [edges[0] if energy_min is None else energy_min, edges[-1] if energy_max is None else energy_max]
+        values = [float(u.Quantity(b, "TeV").to_value("TeV")) if isinstance(b, u.Quantity) else float(b) for b in bounds]
+        idx = snapped_edge_indices(axis, np.asarray(values))
+        if idx[-1] <= idx[0]:
+            raise ValueError(
+                f"TemplateNPredModel {self.name!r}: no energy bin between {values[0]:.4g} and {values[1]:.4g} TeV "
+                f"(map edges {edges[0]:.4g} to {edges[-1]:.4g} TeV)"
+            )
+        index = slice(int(idx[0]), int(idx[-1]))
+        geom = self.geom.replace_axes([axis.slice(index)])
+        return self.replace(data=np.asarray(self.data)[index], geom=geom, name=self.name if name is None else name, filename=None)
+
+    def stack(self, other: TemplateNPredModel, weights: Any = None, nan_to_num: bool = True) -> TemplateNPredModel:
+        """A new model whose map is this model's predicted counts plus ``other``'s (Gammapy's
+        ``TemplateNPredModel.stack``, which works in place): ``other`` on this map's grid or a cutout
+        of it, its values times ``weights`` (an array on ``other``'s map, e.g. a safe mask) when
+        given, non-finite values as 0 with ``nan_to_num``. The parameters restart from norm 1 and
+        tilt 0, as Gammapy's; the spatial model, already applied to both maps, is dropped (Gammapy
+        keeps it and applies it a second time)."""
+        from ..irf.psf import add_into, placement
+
+        if not isinstance(other, TemplateNPredModel):
+            raise TypeError(f"TemplateNPredModel.stack: other must be a TemplateNPredModel, got {type(other).__name__}")
+        mine, theirs = self.geom.axes[0].edges, other.geom.axes[0].edges
+        if mine.shape != theirs.shape or not np.allclose(theirs, mine, rtol=1e-10):
+            raise ValueError(
+                f"TemplateNPredModel.stack: {other.name!r} has other energy bins than {self.name!r}"
+            )
+        total = np.array(self.evaluate(), dtype=np.float64)
+        values = np.array(other.evaluate(), dtype=np.float64)
+        if nan_to_num:
+            total[~np.isfinite(total)] = 0.0
+            values[~np.isfinite(values)] = 0.0
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            try:
+                values = values * np.broadcast_to(w, values.shape)
+            except ValueError:
+                raise ValueError(
+                    f"TemplateNPredModel.stack: weights of shape {w.shape} do not match {other.name!r}'s map {values.shape}"
+                ) from None
+        add_into(total, values, placement(other.geom, self.geom, "TemplateNPredModel.stack"))
+        spectral = self.spectral_model
+        reset = {k: v for k, v in (("norm", 1.0), ("tilt", 0.0)) if k in spectral.parameter_names}
+        return self.replace(data=total, spectral_model=spectral.with_values(**reset), spatial_model=None, filename=None)
+
     def replace(self, **changes: Any) -> TemplateNPredModel:
         """A copy with some fields changed (``spectral_model=...``, ``name=...``, ``data=...``)."""
         fields = {
