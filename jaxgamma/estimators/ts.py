@@ -522,6 +522,20 @@ def _interp_rows(grid: Any, xp: Any, fp: Any) -> Any:
     return y0 + (grid[None, :] - x0) / (x1 - x0) * (y1 - y0)
 
 
+_interp_rows_jit = jax.jit(_interp_rows)
+
+
+def interp_rows(grid: np.ndarray, xp: np.ndarray, fp: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """``np.interp(grid, xp[p], fp[p])`` for every row of ``xp``, ``fp`` ``(P, S)`` (sorted rows
+    spanning ``grid``), compiled, ``chunk`` rows at a time (one program for every call)."""
+    n = xp.shape[0]
+    pad = -(-n // chunk) * chunk - n
+    xp = np.concatenate([xp, np.repeat(xp[:1], pad, axis=0)])
+    fp = np.concatenate([fp, np.repeat(fp[:1], pad, axis=0)])
+    parts = [np.asarray(_interp_rows_jit(grid, xp[i : i + chunk], fp[i : i + chunk])) for i in range(0, n + pad, chunk)]
+    return np.concatenate(parts)[:n]
+
+
 def _profile(bins: _Bins, sparse: Any, grid: Any, n_sigma: float, n_sigma_ul: float) -> dict[str, Any]:
     """Gammapy's ``BrentqFluxEstimator.estimate_scan`` for a batch of positions: the statistic
     (minus the null's) at the ``sparse`` norms ``(P, S)``, its linear interpolation onto those and
@@ -1021,44 +1035,41 @@ class TSMapEstimator:
 
     @staticmethod
     def _solve(inputs: list[_Inputs], iy: np.ndarray, ix: np.ndarray, guess: np.ndarray, options: _Options) -> dict[str, np.ndarray]:
-        footprint = sum(i.counts.shape[0] * i.kernel.shape[-2] * i.kernel.shape[-1] for i in inputs)
-        n = iy.size
-        chunk = int(max(1, min(n, _CHUNK_ELEMENTS // max(footprint, 1))))
-        total = -(-n // chunk) * chunk
-        positions = np.zeros((total, 2), dtype=np.int32)
-        positions[:n, 0] = iy
-        positions[:n, 1] = ix
-        positions[n:] = positions[0]  # padding: repeats of a valid position, dropped below
-        guess_padded = np.zeros(total)
-        guess_padded[:n] = guess
-        guess_padded[n:] = guess[0]
-        device_inputs = tuple(
-            i._replace(**{f: np.asarray(getattr(i, f), dtype=np.float64) for f in _Inputs._fields[:4]})
-            for i in inputs
-        )
-        out = _ts_program(device_inputs, positions, guess_padded, options, chunk)
-        return {k: np.asarray(v)[:n].astype(np.float64) for k, v in out.items()}
+        footprint = _footprint_size(inputs)
+        chunk = int(max(1, min(iy.size, _CHUNK_ELEMENTS // max(footprint, 1))))
+        positions, (guess_padded,) = _chunked(iy, ix, chunk, guess)
+        out = _ts_program(_on_device(inputs), positions, guess_padded, options, chunk)
+        return {k: np.asarray(v)[: iy.size].astype(np.float64) for k, v in out.items()}
 
     def _scan(self, inputs: list[_Inputs], iy: np.ndarray, ix: np.ndarray, fit: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The "stat_scan" profiles of the fitted positions and what Gammapy reads off them."""
         sparse = np.stack([sparse_norms(a, b, self.scan_values) for a, b in zip(fit["norm"], fit["norm_err"], strict=True)])
-        footprint = sum(i.counts.shape[0] * i.kernel.shape[-2] * i.kernel.shape[-1] for i in inputs)
-        n = iy.size
-        width = max(footprint, sparse.shape[1] + self.scan_values.size)
-        chunk = int(max(1, min(n, 4 * _CHUNK_ELEMENTS // width)))
-        total = -(-n // chunk) * chunk
-        positions = np.zeros((total, 2), dtype=np.int32)
-        positions[:n, 0] = iy
-        positions[:n, 1] = ix
-        positions[n:] = positions[0]
-        sparse_padded = np.concatenate([sparse, np.repeat(sparse[:1], total - n, axis=0)])
-        device_inputs = tuple(
-            i._replace(**{f: np.asarray(getattr(i, f), dtype=np.float64) for f in _Inputs._fields[:4]})
-            for i in inputs
-        )
+        width = max(_footprint_size(inputs), sparse.shape[1] + self.scan_values.size)
+        chunk = int(max(1, min(iy.size, 4 * _CHUNK_ELEMENTS // width)))
+        positions, (sparse_padded,) = _chunked(iy, ix, chunk, sparse)
         out = _scan_program(
-            device_inputs, positions, sparse_padded, self.scan_values, self.n_sigma, self.n_sigma_ul, chunk
+            _on_device(inputs), positions, sparse_padded, self.scan_values, self.n_sigma, self.n_sigma_ul, chunk
         )
-        result = {k: np.asarray(v)[:n].astype(np.float64) for k, v in out.items()}
+        result = {k: np.asarray(v)[: iy.size].astype(np.float64) for k, v in out.items()}
         result["dnde_scan_values"] = sparse  # norms here; run scales them to dnde
         return result
+
+
+def _footprint_size(inputs: list[_Inputs]) -> int:
+    """Footprint bins per position over the datasets (energy planes x kernel pixels)."""
+    return sum(i.counts.shape[0] * i.kernel.shape[-2] * i.kernel.shape[-1] for i in inputs)
+
+
+def _chunked(iy: np.ndarray, ix: np.ndarray, chunk: int, *per_position: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Positions ``(n_chunks * chunk, 2)`` and per-position arrays padded to whole chunks with
+    repeats of the first position (the padding's results are dropped)."""
+    n = iy.size
+    pad = -(-n // chunk) * chunk - n
+    positions = np.stack([iy, ix], axis=1).astype(np.int32)
+    padded = [np.concatenate([a, np.repeat(a[:1], pad, axis=0)]) for a in (positions, *per_position)]
+    return padded[0], padded[1:]
+
+
+def _on_device(inputs: list[_Inputs]) -> tuple[_Inputs, ...]:
+    """The datasets' arrays as float64 for the compiled programs (labels stay int32)."""
+    return tuple(i._replace(**{f: np.asarray(getattr(i, f), dtype=np.float64) for f in _Inputs._fields[:4]}) for i in inputs)

@@ -320,21 +320,31 @@ def interpolate_profile_map(flux_map: Any, dnde_scan_axis: Any = None) -> Any:
             "interpolate_profile_map: the flux map has no likelihood profiles (stat_scan and dnde_scan_values); "
             "run TSMapEstimator with selection_optional=['stat_scan'], or use approximate_profile_map"
         )
+    from .ts import interp_rows
+
     grid = _dnde_grid(flux_map, dnde_scan_axis, "interpolate_profile_map")
-    scan_x = flux_map["dnde_scan_values"]
-    scan_y = flux_map["stat_scan"]
     n_e, ny, nx = flux_map.geom.data_shape
     out = np.full((n_e, grid.shape[1], ny, nx), np.nan)
-    for e, iy, ix in zip(*np.nonzero(~np.isnan(flux_map["dnde"])), strict=True):
-        x, y = scan_x[e, :, iy, ix], scan_y[e, :, iy, ix]
-        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-            raise ValueError(f"interpolate_profile_map: the profile of bin ({e}, {iy}, {ix}) has non-finite values")
-        if grid[e, 0] < x[0] or grid[e, -1] > x[-1]:
+    for e in range(n_e):
+        iy, ix = np.nonzero(~np.isnan(flux_map["dnde"][e]))
+        if iy.size == 0:
+            continue
+        x = flux_map["dnde_scan_values"][e][:, iy, ix].T  # (pixels, scan)
+        y = flux_map["stat_scan"][e][:, iy, ix].T
+        bad = ~(np.all(np.isfinite(x), axis=1) & np.all(np.isfinite(y), axis=1) & np.all(np.diff(x, axis=1) >= 0, axis=1))
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"interpolate_profile_map: the profile of bin ({e}, {iy[i]}, {ix[i]}) has non-finite or unsorted dnde values"
+            )
+        outside = (grid[e, 0] < x[:, 0]) | (grid[e, -1] > x[:, -1])
+        if np.any(outside):
+            i = int(np.argmax(outside))
             raise ValueError(
                 f"interpolate_profile_map: the dnde grid [{grid[e, 0]:.4g}, {grid[e, -1]:.4g}] leaves the profile of "
-                f"bin ({e}, {iy}, {ix}), [{x[0]:.4g}, {x[-1]:.4g}] cm-2 s-1 TeV-1 (no extrapolation, as Gammapy)"
+                f"bin ({e}, {iy[i]}, {ix[i]}), [{x[i, 0]:.4g}, {x[i, -1]:.4g}] cm-2 s-1 TeV-1 (no extrapolation, as Gammapy)"
             )
-        out[e, :, iy, ix] = np.interp(grid[e], x, y)
+        out[e][:, iy, ix] = interp_rows(grid[e], x, y).T
     return _scan_maps(flux_map, grid, out)
 
 
