@@ -32,6 +32,27 @@ _FILE_UNIT = {"dnde": "cm-2 s-1 TeV-1", "e2dnde": "erg cm-2 s-1", "flux": "cm-2 
 _CANONICAL = {"dnde": "cm-2 s-1 TeV-1", "e2dnde": "TeV cm-2 s-1", "flux": "cm-2 s-1", "eflux": "TeV cm-2 s-1"}
 
 
+def _reference_sed(reference: _ReferenceSpectrum, energy_axis: MapAxis, sed_type: str) -> np.ndarray:
+    e_min, e_max, e_ref = energy_axis.edges[:-1], energy_axis.edges[1:], energy_axis.center
+    if sed_type == "dnde":
+        value = reference.dnde(e_ref)
+    elif sed_type == "e2dnde":
+        value = e_ref**2 * reference.dnde(e_ref)
+    elif sed_type == "flux":
+        value = reference.integral(e_min, e_max)
+    else:
+        value = reference.energy_flux(e_min, e_max)
+    return np.asarray(value, dtype=np.float64)[:, None, None]
+
+
+def reference_sed(geom: WcsGeom, reference_model: Any, sed_type: str = "dnde") -> np.ndarray:
+    """What a norm of 1 is in each energy bin of ``geom`` for ``reference_model`` (a spectral or sky
+    model): its dnde / e2dnde at the bin centre or its flux / energy flux over the bin, in
+    jaxgamma's units, shape ``(n_energy, 1, 1)``."""
+    spectral = getattr(reference_model, "spectral_model", reference_model)
+    return _reference_sed(_ReferenceSpectrum.from_model(spectral), geom.axis("energy"), sed_type)
+
+
 def default_scan_values(power_min: int = -6, power_max: int = 2, relative_error: float = 1e-2) -> np.ndarray:
     """Gammapy's ``_generate_scan_values``: norms from ``10**power_min`` to ``10**power_max`` in steps
     of ``relative_error`` of each decade's start (float32 values, as Gammapy's), mirrored to the
@@ -202,16 +223,7 @@ class FluxMaps:
         return self.energy_axis.center
 
     def _ref(self, sed_type: str) -> np.ndarray:
-        e_min, e_max, e_ref = self.energy_min, self.energy_max, self.energy_ref
-        if sed_type == "dnde":
-            value = self._reference.dnde(e_ref)
-        elif sed_type == "e2dnde":
-            value = e_ref**2 * self._reference.dnde(e_ref)
-        elif sed_type == "flux":
-            value = self._reference.integral(e_min, e_max)
-        else:
-            value = self._reference.energy_flux(e_min, e_max)
-        return np.asarray(value, dtype=np.float64)[:, None, None]
+        return _reference_sed(self._reference, self.energy_axis, sed_type)
 
     def raw(self, name: str) -> np.ndarray:
         """A stored quantity as estimated (``norm`` and ``norm_err`` without the success filter)."""
@@ -420,8 +432,7 @@ class FluxMaps:
                 raise ValueError(
                     f"FluxMaps.read {str(path)!r}: SED type {sed_type!r} without a {sed_type.upper()!r} map"
                 )
-            probe = cls({"norm": np.ones(geom.data_shape)}, geom, reference)
-            factor = probe[sed_type]
+            factor = reference_sed(geom, reference, sed_type)
             maps = {}
             for name, (values, unit) in raw.items():
                 if name == sed_type or (

@@ -45,7 +45,7 @@ from astropy.coordinates import SkyCoord
 from ..datasets.map import MapDataset, MapDatasetOnOff
 from ..geom import WcsGeom
 from ..geom.axes import snapped_edge_indices
-from .core import FluxMaps, parse_energy_edges, parse_positive_angle, parse_selection_optional
+from .core import FluxMaps, parse_energy_edges, parse_positive_angle, parse_selection_optional, reference_sed
 from .excess import _energy_groups, reco_exposure
 
 __all__ = ["TSMapEstimator"]
@@ -1029,8 +1029,7 @@ class TSMapEstimator:
         maps["success"] = np.where(np.isnan(maps["success"]), 1.0, maps["success"])
         meta = {"n_sigma": self.n_sigma, "n_sigma_ul": self.n_sigma_ul, "sqrt_ts_threshold_ul": 2, "sed_type_init": "likelihood"}
         if "dnde_scan_values" in maps:  # norms -> dnde of the kernel spectrum at each bin's centre
-            probe = FluxMaps({"norm": np.ones(geom.data_shape)}, geom, self.kernel_model.spectral_model)
-            maps["dnde_scan_values"] = maps["dnde_scan_values"] * probe["dnde"][:, None]
+            maps["dnde_scan_values"] = maps["dnde_scan_values"] * reference_sed(geom, self.kernel_model)[:, None]
         return FluxMaps(maps, geom, self.kernel_model.spectral_model, meta=meta)
 
     @staticmethod

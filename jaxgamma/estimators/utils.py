@@ -211,7 +211,7 @@ def combine_flux_maps(maps: Any, method: str = "gaussian_errors", reference_mode
         relative spacing times the first map's reference dnde of each energy bin (Gammapy's default,
         which it can build for one energy bin only).
     """
-    from .core import FluxMaps
+    from .core import FluxMaps, reference_sed
 
     if method not in ("gaussian_errors", "distrib", "profile"):
         raise ValueError(
@@ -255,8 +255,7 @@ def combine_flux_maps(maps: Any, method: str = "gaussian_errors", reference_mode
             sigma = np.where(both, combined_sigma, np.where(only_k, sigma_k, sigma))
         ts = mean * mean / sigma / sigma + ts_diff
         ts[~np.isfinite(ts)] = np.nan
-        probe = FluxMaps({"norm": np.ones(maps[0].geom.data_shape)}, maps[0].geom, reference)
-        ref_dnde = probe["dnde"]
+        ref_dnde = reference_sed(maps[0].geom, reference)
         data = {"norm": mean / ref_dnde, "norm_err": sigma / ref_dnde, "ts": ts}
     return FluxMaps(data, maps[0].geom, reference, meta={**meta, "sed_type_init": "dnde"})
 
@@ -265,11 +264,11 @@ def _dnde_grid(flux_map: Any, dnde_scan_axis: Any, what: str) -> np.ndarray:
     """The dnde grid of the profile tools, ``(n_energy, K)`` in cm-2 s-1 TeV-1: the given axis (or
     values) for every energy bin, or Gammapy's default norms times each bin's reference dnde."""
     from ..geom import MapAxis
-    from .core import default_scan_values
+    from .core import default_scan_values, reference_sed
 
     n_e = flux_map.geom.data_shape[0]
     if dnde_scan_axis is None:
-        ref = np.asarray(flux_map._ref("dnde"), dtype=np.float64).reshape(n_e, 1)
+        ref = reference_sed(flux_map.geom, flux_map.reference_model).reshape(n_e, 1)
         return default_scan_values()[None, :] * ref
     if isinstance(dnde_scan_axis, np.ndarray) and dnde_scan_axis.ndim == 2 and dnde_scan_axis.shape[0] == n_e:
         values = np.asarray(dnde_scan_axis, dtype=np.float64)  # one grid per energy bin (internal)
@@ -420,7 +419,7 @@ def get_flux_map_from_profile(
     (a TS map's "stat_scan", or :func:`interpolate_profile_map` / :func:`approximate_profile_map`).
     Returns a FluxMaps with the profile and those quantities (as norms of ``reference_model``,
     default the map's); bins whose profile is NaN are NaN."""
-    from .core import FluxMaps
+    from .core import FluxMaps, reference_sed
 
     if not isinstance(flux_map, FluxMaps):
         raise TypeError(f"get_flux_map_from_profile: expected FluxMaps, got {type(flux_map).__name__}")
@@ -452,8 +451,7 @@ def get_flux_map_from_profile(
             errp[e, iy] = nearest(float(n_sigma) ** 2, ~above) - best
             ul[e, iy] = nearest(float(n_sigma_ul) ** 2, ~above)
     reference = flux_map.reference_model if reference_model is None else getattr(reference_model, "spectral_model", reference_model)
-    probe = FluxMaps({"norm": np.ones(flux_map.geom.data_shape)}, flux_map.geom, reference)
-    ref = probe["dnde"]
+    ref = reference_sed(flux_map.geom, reference)
     values = {"ts": -stat_min, "norm": dnde / ref, "norm_err": 0.5 * (errn + errp) / ref, "norm_errn": errn / ref, "norm_errp": errp / ref, "norm_ul": ul / ref}
     data = {"stat_scan": stat, "dnde_scan_values": coord}
     data.update({k: np.where(missing, np.nan, v) for k, v in values.items()})
