@@ -35,6 +35,7 @@ from jaxgamma.models import (
     PowerLawNormSpectralModel,
     PowerLawSpectralModel,
     SkyModel,
+    SpatialModel,
 )
 from jaxgamma.models.registry import get_model_class, model_classes, registry
 from jaxgamma.parameters import Parameter, iter_parameters
@@ -77,6 +78,9 @@ def _ebl_arrays() -> dict[str, Any]:
     return {"energy": energy, "param": param, "data": np.exp(-np.outer(param, (energy.value / 0.2) ** 1.2))}
 
 
+# across lon = 0, as Gammapy writes them back (wrapped)
+_PIECEWISE_NODES = (u.Quantity([359.2, 0.8, 359.2, 0.8, 0.1], "deg"), u.Quantity([-0.5, -0.5, 0.5, 0.5, 0.1], "deg"))
+
 _SPECIAL_EXAMPLES = {
     "CompoundSpectralModel": lambda cls, folder: cls(
         PowerLawSpectralModel(index=2.3, amplitude=2e-12),
@@ -92,6 +96,9 @@ _SPECIAL_EXAMPLES = {
     "EBLAbsorptionNormSpectralModel": lambda cls, folder: cls(**_ebl_arrays()),
     "PiecewiseNormSpectralModel": lambda cls, folder: cls(
         energy=u.Quantity([0.3, 1.0, 3.0, 10.0], "TeV"), norms=[1.1, 0.9, 1.2, 0.8], interp="lin"
+    ),
+    "PiecewiseNormSpatialModel": lambda cls, folder: cls(
+        _PIECEWISE_NODES, norms=[1.1, 0.9, 1.2, 0.8, 1.05], frame="galactic"
     ),
 }
 
@@ -146,8 +153,10 @@ def example_model(cls: type, folder: Path) -> Any:
 
 
 def is_norm_model(model: Any) -> bool:
-    """Dimensionless spectral models go into the background model (Gammapy refuses them in a
-    SkyModel)."""
+    """Dimensionless spectral and spatial models go into the background model (Gammapy refuses
+    them in a SkyModel)."""
+    if isinstance(model, SpatialModel):
+        return model.is_norm_spatial_model
     return parse_unit(model.dnde_unit) == u.dimensionless_unscaled
 
 
@@ -155,9 +164,9 @@ def example_models(kind: str, cls: type, folder: Path) -> Models:
     """The example model in a SkyModel named "src" (a norm model: in the background model)."""
     model = example_model(cls, folder)
     pl = PowerLawSpectralModel(index=2.1)
-    if kind == "spectral" and is_norm_model(model):
+    if is_norm_model(model):
         sky = SkyModel(spectral_model=pl, name="src", datasets_names=["d1", "d2"])
-        return Models([sky, FoVBackgroundModel(dataset_name="d1", spectral_model=model)])
+        return Models([sky, FoVBackgroundModel(dataset_name="d1", **{f"{kind}_model": model})])
     if kind == "spectral":
         sky = SkyModel(spectral_model=model, name="src", datasets_names=["d1", "d2"])
     else:
@@ -167,9 +176,7 @@ def example_models(kind: str, cls: type, folder: Path) -> Models:
 
 def model_under_test(models: Any, kind: str, norm: bool) -> Any:
     """The example model inside a collection built by ``example_models`` (ours or Gammapy's)."""
-    if kind == "spatial":
-        return models["src"].spatial_model
-    return models[models.names[1]].spectral_model if norm else models["src"].spectral_model
+    return getattr(models[models.names[1]] if norm else models["src"], f"{kind}_model")
 
 
 def parameter_records(models: Any) -> list[tuple]:
@@ -397,7 +404,8 @@ def test_gammapy_reads_what_we_write(kind, cls, full_output, tmp_path):
     sky = theirs["src"]
     assert sky.datasets_names == list(models["src"].datasets_names or []) or sky.datasets_names is None
     if kind == "spatial" and cls.tag[0] not in ("ConstantSpatialModel", "ConstantFluxSpatialModel"):
-        assert sky.spatial_model.frame == models["src"].spatial_model.frame
+        norm = cls.is_norm_spatial_model
+        assert model_under_test(theirs, kind, norm).frame == model_under_test(models, kind, norm).frame
 
 
 def _gammapy_example(kind: str, cls: type, folder: Path) -> Any:
@@ -424,6 +432,11 @@ def _gammapy_example(kind: str, cls: type, folder: Path) -> Any:
         model = theirs(**_ebl_arrays(), redshift=0.1, alpha_norm=1.0)
     elif name == "PiecewiseNormSpectralModel":
         model = theirs(energy=u.Quantity([0.3, 1.0, 3.0, 10.0], "TeV"), norms=[1.1, 0.9, 1.2, 0.8], interp="lin")
+    elif name == "PiecewiseNormSpatialModel":
+        from gammapy.maps import MapCoord
+
+        coords = MapCoord.create(_PIECEWISE_NODES)
+        model = theirs(coords, norms=[1.1, 0.9, 1.2, 0.8, 1.05], frame="galactic")
     elif name == "TemplateSpatialModel":
         from gammapy.maps import Map
 
@@ -452,11 +465,11 @@ def _gammapy_example(kind: str, cls: type, folder: Path) -> Any:
 def test_we_read_what_gammapy_writes(kind, cls, full_output, tmp_path):
     gm = pytest.importorskip("gammapy.modeling.models")
     model = _gammapy_example(kind, cls, tmp_path)
-    norm = kind == "spectral" and is_norm_model(example_model(cls, tmp_path))
+    norm = cls.is_norm_spatial_model if kind == "spatial" else is_norm_model(example_model(cls, tmp_path))
     background = gm.FoVBackgroundModel(dataset_name="d1")
     if norm:
         sky = gm.SkyModel(spectral_model=gm.PowerLawSpectralModel(), name="src", datasets_names=["d1"])
-        background = gm.FoVBackgroundModel(dataset_name="d1", spectral_model=model)
+        background = gm.FoVBackgroundModel(dataset_name="d1", **{f"{kind}_model": model})
     elif kind == "spectral":
         sky = gm.SkyModel(spectral_model=model, name="src", datasets_names=["d1"])
     else:

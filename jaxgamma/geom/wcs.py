@@ -293,6 +293,13 @@ class WcsGeom:
         return self._frame
 
     @property
+    def footprint(self) -> SkyCoord:
+        """The centres of the four corner pixels (Gammapy's ``footprint``: astropy's
+        ``calc_footprint``), in the map's frame."""
+        corners = self._wcs.calc_footprint(axes=self._npix)
+        return SkyCoord(corners, unit="deg", frame=self._frame)
+
+    @property
     def projection(self) -> str:
         """Projection code, e.g. "CAR"."""
         return self._wcs.wcs.ctype[0][5:]

@@ -632,6 +632,31 @@ def _piecewise_norm_from_dict(cls: type, data: Mapping[str, Any], context: YamlC
     return _construct(cls, context, energy=energy, norms=norms, interp=data.get("interp", "log"))
 
 
+def _piecewise_norm_spatial_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
+    defaults = _piecewise_norm_defaults(len(model.norm_parameters))
+    data = {
+        "type": model.type_name,
+        "frame": model.frame,
+        "parameters": context.parameters_to_list(model, defaults),
+        "lon": {"data": np.asarray(model.lon, dtype=np.float64).tolist(), "unit": "deg"},
+        "lat": {"data": np.asarray(model.lat, dtype=np.float64).tolist(), "unit": "deg"},
+    }
+    if model.interp != "lin":
+        data["interp"] = model.interp  # Gammapy writes no interp (and reads every model as "lin")
+    return data
+
+
+def _piecewise_norm_spatial_from_dict(cls: type, data: Mapping[str, Any], context: YamlContext) -> Any:
+    lon, lat = _quantity_array(data, "lon", context), _quantity_array(data, "lat", context)
+    items = data.get("parameters")
+    if not isinstance(items, list) or len(items) != lon.size:
+        raise context.error(f"one parameter per node expected ({lon.size} nodes), got parameters {items!r}")
+    defaults = list(_piecewise_norm_defaults(lon.size).items())
+    norms = list(context.parameters_from_list(items, defaults).values())
+    kwargs = {"norms": norms, "interp": data.get("interp", "lin"), "frame": data.get("frame", "icrs")}
+    return _construct(cls, context, (lon, lat), **kwargs)
+
+
 def _ebl_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
     data: dict[str, Any] = {"type": model.type_name, "parameters": context.parameters_to_list(model)}
     if model.filename is not None:
@@ -730,6 +755,7 @@ _HANDLERS: dict[str, tuple[_Writer, _Reader]] = {
     "ConstantFluxSpatialModel": (_constant_to_dict, _constant_from_dict),
     "TemplateSpectralModel": (_template_spectral_to_dict, _template_spectral_from_dict),
     "PiecewiseNormSpectralModel": (_piecewise_norm_to_dict, _piecewise_norm_from_dict),
+    "PiecewiseNormSpatialModel": (_piecewise_norm_spatial_to_dict, _piecewise_norm_spatial_from_dict),
     "EBLAbsorptionNormSpectralModel": (_ebl_to_dict, _ebl_from_dict),
 }
 

@@ -29,7 +29,7 @@ import numpy as np
 from ..parameters import Parameter, _set_value, iter_parameters
 from ..units import parse_unit
 
-__all__ = ["ModelBase", "par", "replace_static"]
+__all__ = ["ModelBase", "NormNodesMixin", "par", "replace_static"]
 
 
 def par(
@@ -217,3 +217,67 @@ def _format_parameter(p: Parameter) -> str:
     err = f"+/- {p.error:9.2e}" if p.error else " " * 13
     name = p.link or p.name  # Gammapy prints a linked parameter under its label
     return f"  {name:<18s}{frozen}: {value:10.3e} {err} {p.unit}"
+
+
+class NormNodesMixin:
+    """Parameters ``norm_0``, ``norm_1``, ...: one dimensionless norm per node, held in the
+    ``norm_parameters`` tuple a model declares (Gammapy's piecewise-norm models). Mixed in before
+    the model's base class."""
+
+    norm_parameters: tuple[Parameter, ...]
+
+    @staticmethod
+    def norm_parameters_from(norms: Any, n_nodes: int, owner: str, nodes: str = "nodes") -> tuple[Parameter, ...]:
+        """The norm parameters from initial values (default 1) or Parameters, one per node."""
+        if norms is None:
+            norms = np.ones(n_nodes)
+        if isinstance(norms, u.Quantity):
+            norms = norms.to_value(u.dimensionless_unscaled)
+        norms = list(norms) if not isinstance(norms, np.ndarray) else list(np.atleast_1d(norms))
+        if len(norms) != n_nodes:
+            raise ValueError(f"{owner}: {len(norms)} norms for {n_nodes} {nodes} (one per node)")
+        parameters = []
+        for k, norm in enumerate(norms):
+            if isinstance(norm, Parameter):
+                if norm.unit and parse_unit(norm.unit) != u.dimensionless_unscaled:
+                    raise ValueError(f"{owner}: norm parameter {k} has unit {norm.unit!r}; norms are dimensionless")
+                parameters.append(norm.replace(name=f"norm_{k}", unit=""))
+            else:
+                parameters.append(Parameter(f"norm_{k}", 1.0).replace(value=norm))
+        return tuple(parameters)
+
+    @staticmethod
+    def _path_component(attr: str) -> str:
+        return "" if attr == "norm_parameters" else attr  # "norm_0", not "norm_parameters.norm_0"
+
+    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for p in self.norm_parameters:
+            yield p.name, p
+
+    def _index(self, name: str) -> int:
+        for k, p in enumerate(self.norm_parameters):
+            if p.name == name:
+                return k
+        raise ValueError(f"{type(self).__name__} has no parameter {name!r}; parameters: {[p.name for p in self.norm_parameters]}")
+
+    def _where(self, name: str) -> Any:
+        k = self._index(name)
+        return lambda model: model.norm_parameters[k]
+
+    def _get_parameter(self, name: str) -> Parameter:
+        return self.norm_parameters[self._index(name)]
+
+    def __getattr__(self, name: str) -> Any:
+        # Gammapy's parameter attributes (model.norm_0); only called when normal lookup fails
+        if name.startswith("norm_"):
+            for p in self.__dict__.get("norm_parameters", ()):
+                if p.name == name:
+                    return p
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def norms(self) -> jax.Array:
+        """The norm values as one array (Gammapy's ``norms``, without the dimensionless unit)."""
+        import jax.numpy as jnp
+
+        return jnp.stack([jnp.asarray(p.value) for p in self.norm_parameters])

@@ -102,6 +102,11 @@ class SkyModel(_Component):
             raise TypeError(f"SkyModel {name!r}: spectral_model must be a SpectralModel, got {type(spectral_model).__name__}")
         if spatial_model is not None and not isinstance(spatial_model, SpatialModel):
             raise TypeError(f"SkyModel {name!r}: spatial_model must be a SpatialModel, got {type(spatial_model).__name__}")
+        if spatial_model is not None and spatial_model.is_norm_spatial_model:
+            raise ValueError(
+                f"SkyModel {name!r}: {type(spatial_model).__name__} is a dimensionless correction, not a surface "
+                "brightness in sr^-1; use it as the spatial model of a FoVBackgroundModel or TemplateNPredModel"
+            )
         self.spectral_model = spectral_model
         self.spatial_model = spatial_model
         if isinstance(temporal_model, Mapping):

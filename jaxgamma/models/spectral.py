@@ -11,7 +11,6 @@ Compound and scaled models live in :mod:`jaxgamma.models.spectral_compound`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import astropy.units as u
@@ -22,7 +21,7 @@ import numpy as np
 
 from ..parameters import Parameter
 from ..units import DNDE, ENERGY, FLUX, parse_unit, to_value, unit_str
-from .core import ModelBase, par
+from .core import ModelBase, NormNodesMixin, par
 
 __all__ = [
     "BrokenPowerLawSpectralModel",
@@ -986,7 +985,7 @@ def piecewise_norm(energy: Any, energy_nodes: Any, norms: Any, interp: str = "lo
     return jnp.where(jnp.abs(result) - _TINY <= _TINY, 0.0, result)
 
 
-class PiecewiseNormSpectralModel(SpectralModel):
+class PiecewiseNormSpectralModel(NormNodesMixin, SpectralModel):
     """A spectral correction with a free norm at each of fixed energy nodes (Gammapy's
     ``PiecewiseNormSpectralModel``), interpolated between them and constant beyond the end nodes.
 
@@ -1019,63 +1018,14 @@ class PiecewiseNormSpectralModel(SpectralModel):
             interp = "lin"
         if interp not in _VALUES_SCALES:
             raise ValueError(f"{owner}: interp must be 'log' or 'lin', got {interp!r}")
-        if norms is None:
-            norms = np.ones(energy.size)
-        if isinstance(norms, u.Quantity):
-            norms = norms.to_value(u.dimensionless_unscaled)
-        norms = list(norms) if not isinstance(norms, np.ndarray) else list(np.atleast_1d(norms))
-        if len(norms) != energy.size:
-            raise ValueError(f"{owner}: {len(norms)} norms for {energy.size} energy nodes (one per node)")
-        parameters = []
-        for k, norm in enumerate(norms):
-            default = Parameter(f"norm_{k}", 1.0)
-            if isinstance(norm, Parameter):
-                if norm.unit and parse_unit(norm.unit) != u.dimensionless_unscaled:
-                    raise ValueError(f"{owner}: norm parameter {k} has unit {norm.unit!r}; norms are dimensionless")
-                parameters.append(norm.replace(name=f"norm_{k}", unit=""))
-            else:
-                parameters.append(default.replace(value=norm))
+        parameters = self.norm_parameters_from(norms, energy.size, owner, "energy nodes")
         self.energy = energy
-        self.norm_parameters = tuple(parameters)
+        self.norm_parameters = parameters
         self.interp = interp
-
-    @staticmethod
-    def _path_component(attr: str) -> str:
-        return "" if attr == "norm_parameters" else attr  # "norm_0", not "norm_parameters.norm_0"
 
     @property
     def is_norm_spectral_model(self) -> bool:
         return True
-
-    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        for p in self.norm_parameters:
-            yield p.name, p
-
-    def _index(self, name: str) -> int:
-        for k, p in enumerate(self.norm_parameters):
-            if p.name == name:
-                return k
-        raise ValueError(f"{type(self).__name__} has no parameter {name!r}; parameters: {[p.name for p in self.norm_parameters]}")
-
-    def _where(self, name: str) -> Any:
-        k = self._index(name)
-        return lambda model: model.norm_parameters[k]
-
-    def _get_parameter(self, name: str) -> Parameter:
-        return self.norm_parameters[self._index(name)]
-
-    def __getattr__(self, name: str) -> Any:
-        # Gammapy's parameter attributes (model.norm_0); only called when normal lookup fails
-        if name.startswith("norm_"):
-            for p in self.__dict__.get("norm_parameters", ()):
-                if p.name == name:
-                    return p
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    @property
-    def norms(self) -> jax.Array:
-        """The norm values as one array (Gammapy's ``norms``, without the dimensionless unit)."""
-        return jnp.stack([jnp.asarray(p.value) for p in self.norm_parameters])
 
     @staticmethod
     def evaluate(energy, energy_nodes, norms, interp="log"):
