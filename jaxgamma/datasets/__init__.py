@@ -10,6 +10,7 @@ from .simulate import (
     create_map_dataset_from_observation,
 )
 from .spectrum import SpectrumDataset, SpectrumDatasetOnOff, stack_onoff
+from .split import split_dataset
 
 __all__ = [
     "Dataset",
@@ -25,5 +26,6 @@ __all__ = [
     "SpectrumDatasetOnOff",
     "create_empty_map_dataset_from_irfs",
     "create_map_dataset_from_observation",
+    "split_dataset",
     "stack_onoff",
 ]

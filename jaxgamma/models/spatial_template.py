@@ -254,6 +254,29 @@ class TemplateSpatialModel(SpatialModel):
         data, geom, unit = read_wcs_map(filename, hdu=hdu, hdu_bands=hdu_bands)
         return cls(data, geom, unit=unit, normalize=normalize, filename=filename, **kwargs)
 
+    def cutout(self, position: Any, width: Any, mode: str = "trim") -> TemplateSpatialModel:
+        """The template cut out around ``position`` (a SkyCoord, or (lon, lat) in deg in the map's
+        frame; ``width`` in deg, an angle or a (lon, lat) pair; ``mode`` as ``WcsGeom.cutout``), with
+        the same values (not normalised again: Gammapy's ``cutout_template_models`` builds its
+        cutout with the template's ``normalize`` flag, which renormalises a normalised template
+        over the cutout), the same unit and the same offset of the position from the map centre.
+        Raises ``ValueError`` (astropy's ``NoOverlapError``) when the cutout misses the map."""
+        from ..irf.psf import cutout_array
+
+        image = self.geom.to_image()
+        geom, parent_slices, cutout_slices = image.cutout_info(position, width, mode=mode)
+        data = cutout_array(np.asarray(self.data), geom, parent_slices, cutout_slices)
+        center = geom.center_lonlat
+        shift = [float(np.asarray(p.value)) - c for p, c in zip((self.lon_0, self.lat_0), self.map_center, strict=True)]
+        return TemplateSpatialModel(
+            data,
+            geom.replace_axes(list(self.geom.axes)) if self.geom.axes else geom,
+            unit=self.unit,
+            normalize=False,
+            lon_0=self.lon_0.replace(value=center[0] + shift[0]),
+            lat_0=self.lat_0.replace(value=center[1] + shift[1]),
+        )
+
     # -- properties --------------------------------------------------------------------------------
     @property
     def is_energy_dependent(self) -> bool:  # type: ignore[override]
