@@ -537,7 +537,7 @@ def _node_wrap_angle(lon: np.ndarray) -> float:
     return float(ordered[widest] + gaps[widest] / 2)
 
 
-class PiecewiseNormSpatialModel(NormNodesMixin, SpatialModel):
+class PiecewiseNormSpatialModel(NormNodesMixin, _GlobalSpatialModel):
     """A spatial correction with a free norm at each of fixed sky nodes (Gammapy's
     ``PiecewiseNormSpatialModel``), interpolated between them by scipy's Clough-Tocher scheme (a
     piecewise cubic, C1 smooth, curvature-minimising interpolant over the nodes' Delaunay
@@ -618,14 +618,6 @@ class PiecewiseNormSpatialModel(NormNodesMixin, SpatialModel):
     def coords(self) -> tuple[u.Quantity, u.Quantity]:
         """The nodes' (lon, lat), longitudes wrapped as Gammapy keeps them."""
         return u.Quantity(np.asarray(self.lon), "deg"), u.Quantity(np.asarray(self.lat), "deg")
-
-    @property
-    def position_lonlat(self) -> None:  # type: ignore[override]
-        return None
-
-    @property
-    def position(self) -> None:  # type: ignore[override]
-        return None
 
     def evaluate(self, lon: Any, lat: Any, energy: Any = None, **norms: Any) -> jax.Array:  # type: ignore[override]
         """The norm at ``lon``, ``lat`` (deg, model frame), pure jnp; ``norms`` (norm_0=..., ...)
