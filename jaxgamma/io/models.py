@@ -620,15 +620,18 @@ def _piecewise_norm_to_dict(model: Any, context: YamlContext) -> dict[str, Any]:
     }
 
 
+def _node_norms_from_dict(data: Mapping[str, Any], n_nodes: int, context: YamlContext, node: str) -> list[Parameter]:
+    """The norm_0, norm_1, ... parameters of a piecewise-norm model: one per node."""
+    items = data.get("parameters")
+    if not isinstance(items, list) or len(items) != n_nodes:
+        raise context.error(f"one parameter per {node} expected ({n_nodes} nodes), got parameters {items!r}")
+    defaults = list(_piecewise_norm_defaults(n_nodes).items())
+    return list(context.parameters_from_list(items, defaults).values())
+
+
 def _piecewise_norm_from_dict(cls: type, data: Mapping[str, Any], context: YamlContext) -> Any:
     energy = _quantity_array(data, "energy", context)
-    items = data.get("parameters")
-    if not isinstance(items, list) or len(items) != energy.size:
-        raise context.error(
-            f"one parameter per energy node expected ({energy.size} nodes), got parameters {items!r}"
-        )
-    defaults = list(_piecewise_norm_defaults(energy.size).items())
-    norms = list(context.parameters_from_list(items, defaults).values())
+    norms = _node_norms_from_dict(data, energy.size, context, "energy node")
     return _construct(cls, context, energy=energy, norms=norms, interp=data.get("interp", "log"))
 
 
@@ -648,11 +651,7 @@ def _piecewise_norm_spatial_to_dict(model: Any, context: YamlContext) -> dict[st
 
 def _piecewise_norm_spatial_from_dict(cls: type, data: Mapping[str, Any], context: YamlContext) -> Any:
     lon, lat = _quantity_array(data, "lon", context), _quantity_array(data, "lat", context)
-    items = data.get("parameters")
-    if not isinstance(items, list) or len(items) != lon.size:
-        raise context.error(f"one parameter per node expected ({lon.size} nodes), got parameters {items!r}")
-    defaults = list(_piecewise_norm_defaults(lon.size).items())
-    norms = list(context.parameters_from_list(items, defaults).values())
+    norms = _node_norms_from_dict(data, lon.size, context, "node")
     kwargs = {"norms": norms, "interp": data.get("interp", "lin"), "frame": data.get("frame", "icrs")}
     return _construct(cls, context, (lon, lat), **kwargs)
 
