@@ -51,7 +51,10 @@ __all__ = [
     "compute_flux_doubling",
     "compute_fpp",
     "compute_fvar",
+    "cstat",
     "discrete_correlation",
+    "get_wstat_gof_terms",
+    "get_wstat_mu_bkg",
     "masked_sum",
     "penalty_stat_sum",
     "sigma_to_ts",
@@ -65,8 +68,8 @@ __all__ = [
 ]
 
 TRUNCATION_VALUE = 1e-25
-_ALPHA_OVERFLOW = 1e154
 """Gammapy's Cash truncation: ``mu`` below it is replaced by it."""
+_ALPHA_OVERFLOW = 1e154
 
 
 def masked_sum(values: Any, mask: Any = None) -> Any:
@@ -84,6 +87,19 @@ def cash(n_on: Any, mu_on: Any, truncation_value: float = TRUNCATION_VALUE) -> A
     n_on = jnp.asarray(n_on, dtype=float)
     mu = jnp.where(mu_on <= truncation_value, truncation_value, mu_on)
     return 2.0 * (mu - jnp.where(n_on > 0, n_on * jnp.log(mu), 0.0))
+
+
+def cstat(n_on: Any, mu_on: Any, truncation_value: float = TRUNCATION_VALUE) -> Any:
+    """The C statistic per bin (Gammapy's ``cstat``): ``2 (mu - n + n (ln n - ln mu))``, the Cash
+    statistic plus the model-independent terms that make it 0 for ``mu = n``; ``n`` and ``mu`` at
+    or below ``truncation_value`` are replaced by it."""
+    if not truncation_value > 0:
+        raise ValueError(f"cstat: truncation_value must be positive, got {truncation_value!r}")
+    n_on = jnp.asarray(n_on, dtype=float)
+    mu_on = jnp.asarray(mu_on, dtype=float)
+    n = jnp.where(n_on <= truncation_value, truncation_value, n_on)
+    mu = jnp.where(mu_on <= truncation_value, truncation_value, mu_on)
+    return 2.0 * (mu - n + n * (jnp.log(n) - jnp.log(mu)))
 
 
 def cash_sum(n_on: Any, mu_on: Any, mask: Any = None) -> Any:
@@ -125,6 +141,12 @@ def wstat_gof_terms(n_on: Any, n_off: Any) -> Any:
     term_on = jnp.where(n_on > 0, -n_on * (1 - jnp.log(safe_on)), 0.0)
     term_off = jnp.where(n_off > 0, -n_off * (1 - jnp.log(safe_off)), 0.0)
     return 2.0 * (term_on + term_off)
+
+
+get_wstat_mu_bkg = wstat_mu_bkg
+"""Gammapy's name of :func:`wstat_mu_bkg`."""
+get_wstat_gof_terms = wstat_gof_terms
+"""Gammapy's name of :func:`wstat_gof_terms`."""
 
 
 def wstat(n_on: Any, n_off: Any, alpha: Any, mu_sig: Any, extra_terms: bool = True) -> Any:

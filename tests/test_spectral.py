@@ -21,6 +21,8 @@ import pytest
 
 import jaxgamma
 from jaxgamma import Parameter, ParameterVector
+from jaxgamma.io import read_models, write_models
+from jaxgamma.models import Models, SkyModel
 from jaxgamma.models import spectral as S
 from jaxgamma.models import spectral_compound as SC
 from jaxgamma.models import spectral_ebl as SE
@@ -502,10 +504,71 @@ def test_template_validation_and_options():
         S.TemplateSpectralModel([1.0, 1.0, 2.0], [1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="same length"):
         S.TemplateSpectralModel([1.0, 2.0], [1.0, 1.0, 1.0])
-    with pytest.raises(ValueError, match="values_scale"):
+    with pytest.raises(ValueError, match="method='linear'"):
         S.TemplateSpectralModel([1.0, 2.0], [1.0, 1.0], interp_kwargs={"method": "nearest"})
+    with pytest.raises(ValueError, match="values_scale"):
+        S.TemplateSpectralModel([1.0, 2.0], [1.0, 1.0], interp_kwargs={"values_scale": "cubic"})
+    with pytest.raises(ValueError, match=r"unsupported interp_kwargs \['order'\]"):
+        S.TemplateSpectralModel([1.0, 2.0], [1.0, 1.0], interp_kwargs={"order": 3})
+    with pytest.raises(ValueError, match="fill_value must be None or a number"):
+        S.TemplateSpectralModel([1.0, 2.0], [1.0, 1.0], interp_kwargs={"fill_value": "zero"})
+    with pytest.raises(ValueError, match="points_scale"):
+        S.TemplateSpectralModel([1.0, 2.0], [1.0, 1.0], interp_kwargs={"points_scale": ("sqrt",)})
     with pytest.raises(ValueError, match="energy"):
         S.TemplateSpectralModel([1.0, 2.0] * u.m, [1.0, 1.0])
+
+
+TEMPLATE_INTERP_OPTIONS = [
+    {},
+    {"values_scale": "lin"},
+    {"values_scale": "sqrt"},
+    {"points_scale": ("lin",)},
+    {"extrapolate": False},
+    {"extrapolate": False, "fill_value": -30.0},
+    {"extrapolate": False, "fill_value": None},
+    {"fill_value": None, "extrapolate": True},
+    {"values_scale": "lin", "points_scale": ("lin",), "extrapolate": False, "fill_value": 2e-13},
+]
+
+
+def test_template_interp_options_known_values():
+    energy = [1.0, 2.0, 4.0]
+    # beyond the nodes: NaN without extrapolation, the fill value back-transformed (log: exp)
+    model = S.TemplateSpectralModel(energy, [4.0, 2.0, 1.0], interp_kwargs={"extrapolate": False})
+    assert np.isnan(np.asarray(model.dnde(jnp.asarray([0.5, 8.0])))).all()
+    assert_close(model.dnde(jnp.asarray([1.0, 4.0])), [4.0, 1.0], rtol=1e-14)
+    filled = S.TemplateSpectralModel(energy, [4.0, 2.0, 1.0], interp_kwargs={"extrapolate": False, "fill_value": 0.0})
+    assert_close(filled.dnde(jnp.asarray([0.5, 8.0])), [1.0, 1.0], rtol=1e-14)
+    # lin points: the midpoint in E, not in ln E; sqrt values: squared interpolation of the roots
+    lin_points = S.TemplateSpectralModel(energy, [4.0, 2.0, 1.0], interp_kwargs={"points_scale": ("lin",)})
+    assert_close(lin_points.dnde(jnp.asarray(3.0)), math.sqrt(2.0), rtol=1e-14)
+    sqrt_values = S.TemplateSpectralModel(energy, [4.0, 2.0, 1.0], interp_kwargs={"values_scale": "sqrt"})
+    assert_close(sqrt_values.dnde(jnp.asarray(math.sqrt(2.0))), ((2.0 + math.sqrt(2.0)) / 2) ** 2, rtol=1e-14)
+
+
+@pytest.mark.gammapy
+@pytest.mark.parametrize("options", TEMPLATE_INTERP_OPTIONS, ids=str)
+def test_template_interp_options_match_gammapy(options):
+    gm = pytest.importorskip("gammapy.modeling.models")
+    energy = u.Quantity([0.1, 1.0, 10.0, 100.0], "TeV")
+    values = u.Quantity([1e-10, 3e-12, 2e-14, 1e-16], "cm-2 s-1 TeV-1")
+    x = np.geomspace(0.01, 1000.0, 41)
+    ours = np.asarray(S.TemplateSpectralModel(energy, values, interp_kwargs=dict(options)).dnde(x))
+    theirs = gm.TemplateSpectralModel(energy, values, interp_kwargs=dict(options))(x * u.TeV).to_value(
+        "cm-2 s-1 TeV-1"
+    )
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("options", TEMPLATE_INTERP_OPTIONS, ids=str)
+def test_template_interp_options_round_trip(options, tmp_path):
+    model = S.TemplateSpectralModel([0.1, 1.0, 10.0], [3.0, 2.0, 0.5], interp_kwargs=dict(options))
+    write_models(tmp_path / "m.yaml", Models([SkyModel(model, name="s")]))
+    back = read_models(tmp_path / "m.yaml")["s"].spectral_model
+    assert (back.values_scale, back.points_scale, back.fill) == (model.values_scale, model.points_scale, model.fill)
+    x = jnp.geomspace(0.01, 100.0, 9)
+    np.testing.assert_array_equal(np.asarray(back.dnde(x)), np.asarray(model.dnde(x)))
 
 
 def test_numerical_integral_needs_concrete_energies_under_jit():

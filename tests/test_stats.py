@@ -61,6 +61,27 @@ def test_against_gammapy():
     np.testing.assert_allclose(stats.wstat(n_on, n_off, alpha, mu), expected, rtol=1e-13, atol=1e-12)
 
 
+def test_cstat_is_cash_plus_the_saturated_terms():
+    n_on, _, _, mu = _cases()
+    mu = mu + 0.1
+    # C = Cash + 2 (n ln n - n): 0 at mu = n, the model-independent terms added
+    saturated = 2 * np.where(n_on > 0, n_on * np.log(np.where(n_on > 0, n_on, 1.0)) - n_on, 0.0)
+    np.testing.assert_allclose(stats.cstat(n_on, mu), stats.cash(n_on, mu) + saturated, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(stats.cstat([3.0, 7.5], [3.0, 7.5]), [0.0, 0.0], atol=1e-14)
+    with pytest.raises(ValueError, match="truncation_value must be positive"):
+        stats.cstat(1.0, 1.0, truncation_value=0.0)
+    assert stats.get_wstat_mu_bkg is stats.wstat_mu_bkg and stats.get_wstat_gof_terms is stats.wstat_gof_terms
+
+
+@pytest.mark.gammapy
+def test_cstat_against_gammapy():
+    gstats = pytest.importorskip("gammapy.stats")
+    n_on, _, _, mu = _cases()
+    mu = np.concatenate([mu, [-1.0, 1e-30, 2.0]])
+    n_on = np.concatenate([n_on, [2.0, 0.0, 1e-30]])
+    np.testing.assert_allclose(stats.cstat(n_on, mu), gstats.cstat(n_on, mu), rtol=1e-14, atol=1e-12)
+
+
 def test_gradients_are_finite_and_match_finite_differences():
     n_on, n_off, alpha, mu = _cases()
     mu = mu + 0.1  # away from the truncation kink

@@ -579,9 +579,9 @@ def _template_spectral_to_dict(model: Any, context: YamlContext) -> dict[str, An
             "unit": _unit_to_file(model.values_unit),
         },
     }
-    if model.values_scale != "log":
-        # not written by Gammapy (which ignores the key): its interpolation is always log
-        data["interp_kwargs"] = {"values_scale": model.values_scale}
+    if model.interp_kwargs:
+        # not written by Gammapy (which ignores the key and reads every template with its defaults)
+        data["interp_kwargs"] = model.interp_kwargs
     return data
 
 

@@ -3,7 +3,14 @@
 from .core import ModelBase
 from .prior import GaussianPrior, GeneralizedGaussianPrior, LogUniformPrior, Prior, UniformPrior
 from .registry import get_model_class
-from .sky import Covariance, FoVBackgroundModel, Models, SkyModel, TemplateNPredModel
+from .sky import (
+    Covariance,
+    FoVBackgroundModel,
+    Models,
+    SkyModel,
+    TemplateNPredModel,
+    create_fermi_isotropic_diffuse_model,
+)
 from .spatial import (
     ConstantFluxSpatialModel,
     ConstantSpatialModel,
@@ -41,6 +48,7 @@ from .spectral import (
     create_crab_spectral_model,
 )
 from .spectral_compound import CompoundSpectralModel, ScaleSpectralModel
+from .spectral_cosmic_ray import create_cosmic_ray_spectral_model
 from .spectral_ebl import EBLAbsorptionNormSpectralModel
 from .temporal import (
     ConstantTemporalModel,
@@ -111,6 +119,8 @@ __all__ = [
     "TemplateSpectralModel",
     "TemporalModel",
     "UniformPrior",
+    "create_cosmic_ray_spectral_model",
     "create_crab_spectral_model",
+    "create_fermi_isotropic_diffuse_model",
     "get_model_class",
 ]

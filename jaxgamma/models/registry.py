@@ -31,7 +31,7 @@ _BASES: dict[str, type[ModelBase]] = {
 
 # Modules that define models. The optional ones may not exist yet (or ever, in a trimmed install);
 # a module that exists but fails to import is a bug and is not hidden.
-_MODEL_MODULES = ("spectral", "spectral_ebl", "spatial", "temporal")
+_MODEL_MODULES = ("spectral", "spectral_ebl", "spectral_cosmic_ray", "spatial", "temporal")
 _OPTIONAL_MODEL_MODULES = ("spectral_compound", "spatial_template")
 
 

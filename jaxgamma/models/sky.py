@@ -30,7 +30,14 @@ from .spatial import SpatialModel
 from .spectral import PowerLawNormSpectralModel, SpectralModel
 from .temporal import TemporalModel
 
-__all__ = ["Covariance", "FoVBackgroundModel", "Models", "SkyModel", "TemplateNPredModel"]
+__all__ = [
+    "Covariance",
+    "FoVBackgroundModel",
+    "Models",
+    "SkyModel",
+    "TemplateNPredModel",
+    "create_fermi_isotropic_diffuse_model",
+]
 
 _COMPONENT_LABELS = {"spectral_model": "spectral", "spatial_model": "spatial", "temporal_model": "temporal"}
 
@@ -771,3 +778,44 @@ def _parameter_line(p: Parameter) -> str:
     name = p.link or p.name  # Gammapy prints a linked parameter under its label
     return f"    {name:<22s}{frozen}:  {value:10.3e}  {err} {unit}"
 
+
+
+def create_fermi_isotropic_diffuse_model(
+    filename: Any, datasets_names: Any = None, **kwargs: Any
+) -> SkyModel:
+    """The Fermi-LAT isotropic diffuse model from its text file (e.g. ``iso_P8R3_SOURCE_V3_v1.txt``
+    of the LAT background models), as Gammapy's ``create_fermi_isotropic_diffuse_model``.
+
+    The file's first two columns (energy in MeV, intensity in MeV-1 cm-2 s-1 sr-1) become a
+    :class:`TemplateSpectralModel` (linearly extrapolated beyond the tabulated energies; ``kwargs``
+    go to it, e.g. ``interp_kwargs``) times a :class:`PowerLawNormSpectralModel`, with a
+    :class:`ConstantSpatialModel` (1 sr-1). The sky model applies the exposure only (no PSF, no
+    energy dispersion), as Gammapy's. It is named ``isotropic_<dataset>`` for one dataset name, else
+    ``fermi-diffuse-iso``.
+    """
+    from .spatial import ConstantSpatialModel
+    from .spectral import TemplateSpectralModel
+
+    path = os.path.expanduser(os.path.expandvars(os.fspath(filename)))
+    try:
+        table = np.loadtxt(path, ndmin=2)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"create_fermi_isotropic_diffuse_model: cannot read {path!r}: {err}") from None
+    if table.shape[1] < 2 or table.shape[0] < 1:
+        raise ValueError(
+            f"create_fermi_isotropic_diffuse_model: {path!r} must hold columns energy (MeV) and "
+            f"intensity (MeV-1 cm-2 s-1 sr-1), got an array of shape {table.shape}"
+        )
+    kwargs.setdefault("interp_kwargs", {"fill_value": None, "extrapolate": True})
+    template = TemplateSpectralModel(
+        energy=u.Quantity(table[:, 0], "MeV"), values=u.Quantity(table[:, 1], "MeV-1 s-1 cm-2"), **kwargs
+    )
+    names = _names_tuple(datasets_names)
+    name = f"isotropic_{names[0]}" if names and len(names) == 1 else "fermi-diffuse-iso"
+    return SkyModel(
+        spectral_model=template * PowerLawNormSpectralModel(),
+        spatial_model=ConstantSpatialModel(),
+        name=name,
+        datasets_names=names,
+        apply_irf={"psf": False, "exposure": True, "edisp": False},
+    )

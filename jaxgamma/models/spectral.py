@@ -861,7 +861,7 @@ CRAB_REFERENCES = ("meyer", "hegra", "hess_pl", "hess_ecpl", "magic_lp", "magic_
 
 
 # -- template ----------------------------------------------------------------------------------------
-_VALUES_SCALES = ("log", "lin")
+_VALUES_SCALES = ("log", "lin", "sqrt")
 
 
 def grid_cell(x: jax.Array, nodes: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -872,26 +872,94 @@ def grid_cell(x: jax.Array, nodes: jax.Array) -> tuple[jax.Array, jax.Array]:
     return i, (x - nodes[i]) / (nodes[i + 1] - nodes[i])
 
 
-def template_interpolate(energy, energy_nodes, values, values_scale: str = "log"):
-    """Gammapy's default ``TemplateSpectralModel`` interpolation, in jnp.
+def template_interpolate(
+    energy, energy_nodes, values, values_scale: str = "log", points_scale: str = "log", fill_value: Any = None
+):
+    """Gammapy's ``TemplateSpectralModel`` interpolation (``ScaledRegularGridInterpolator``), in jnp.
 
-    Linear interpolation in ``ln E`` of ``ln max(values, tiny)`` (``values_scale="log"``) or of the
-    values (``"lin"``), extrapolated linearly beyond the nodes (scipy's ``RegularGridInterpolator``
-    with ``fill_value=None``), back-transformed (results within 2 tiny of 0 are 0) and clipped at 0.
-    A single node gives a constant.
+    Linear interpolation in ``ln E`` (``points_scale="log"``, Gammapy's default; ``"lin"``: in E)
+    of ``ln max(values, tiny)`` (``values_scale="log"``, the default), of the values (``"lin"``) or
+    of ``sign(v) sqrt(|v|)`` (``"sqrt"``); beyond the nodes linearly extrapolated (``fill_value``
+    None, scipy's ``RegularGridInterpolator`` with ``fill_value=None``) or ``fill_value`` (in the
+    scaled space, as scipy fills before Gammapy back-transforms); back-transformed (log: results
+    within 2 tiny of 0 are 0; sqrt: squared) and clipped at 0. A single node gives a constant.
     """
     values = jnp.asarray(values)
     energy = jnp.asarray(energy)
     if values.shape[-1] == 1:
         return jnp.clip(jnp.broadcast_to(values[0], energy.shape), 0.0, None)
-    log_nodes = jnp.log(jnp.asarray(energy_nodes))
-    scaled = jnp.log(jnp.clip(values, _TINY, None)) if values_scale == "log" else values
-    i, y = grid_cell(jnp.log(energy), log_nodes)
+    nodes = jnp.asarray(energy_nodes)
+    if points_scale == "log":
+        x, nodes = jnp.log(energy), jnp.log(nodes)
+    else:
+        x = energy
+    if values_scale == "log":
+        scaled = jnp.log(jnp.clip(values, _TINY, None))
+    elif values_scale == "sqrt":
+        scaled = jnp.sign(values) * jnp.sqrt(jnp.abs(values))
+    else:
+        scaled = values
+    i, y = grid_cell(x, nodes)
     result = scaled[i] * (1 - y) + scaled[i + 1] * y
+    if fill_value is not None:
+        result = jnp.where((x < nodes[0]) | (x > nodes[-1]), fill_value, result)
     if values_scale == "log":
         result = jnp.exp(result)
         result = jnp.where(jnp.abs(result) - _TINY <= _TINY, 0.0, result)
+    elif values_scale == "sqrt":
+        result = result**2
     return jnp.clip(result, 0.0, None)
+
+
+_TEMPLATE_INTERP_DEFAULTS: dict[str, Any] = {
+    "values_scale": "log",
+    "points_scale": "log",
+    "extrapolate": True,
+    "method": "linear",
+    "bounds_error": False,
+}
+
+
+def _template_interp_options(interp_kwargs: dict | None, owner: str) -> tuple[str, str, str | None]:
+    """``(values_scale, points_scale, fill)`` from Gammapy's ``interp_kwargs``; ``fill`` is None
+    (extrapolate) or the fill value's ``repr`` (a string, so that NaN compares equal as static
+    metadata)."""
+    kwargs = dict(interp_kwargs or {})
+    fill_given = "fill_value" in kwargs
+    fill_value = kwargs.pop("fill_value", None)
+    unknown = set(kwargs) - set(_TEMPLATE_INTERP_DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"{owner}: unsupported interp_kwargs {sorted(unknown)}; supported: "
+            f"{sorted([*_TEMPLATE_INTERP_DEFAULTS, 'fill_value'])}"
+        )
+    kwargs = {**_TEMPLATE_INTERP_DEFAULTS, **kwargs}
+    points_scale = kwargs["points_scale"]
+    if not isinstance(points_scale, str):
+        points_scale = tuple(points_scale)
+        points_scale = points_scale[0] if len(points_scale) == 1 else points_scale
+    if kwargs["values_scale"] not in _VALUES_SCALES:
+        raise ValueError(f"{owner}: values_scale must be one of {list(_VALUES_SCALES)}, got {kwargs['values_scale']!r}")
+    if points_scale not in ("log", "lin"):
+        raise ValueError(f"{owner}: points_scale must be 'log' or 'lin' (or a 1-tuple), got {kwargs['points_scale']!r}")
+    if kwargs["method"] != "linear" or kwargs["bounds_error"] is not False:
+        raise ValueError(
+            f"{owner}: only method='linear' and bounds_error=False are supported, got "
+            f"{kwargs['method']!r} and {kwargs['bounds_error']!r}"
+        )
+    if not isinstance(kwargs["extrapolate"], (bool, np.bool_)):
+        raise ValueError(f"{owner}: extrapolate must be True or False, got {kwargs['extrapolate']!r}")
+    # Gammapy: extrapolate=True sets scipy's fill_value=None unless one is given; otherwise scipy's
+    # default fill value is NaN
+    if not fill_given:
+        fill_value = None if kwargs["extrapolate"] else np.nan
+    if fill_value is None:
+        return kwargs["values_scale"], points_scale, None
+    try:
+        fill = float(fill_value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: fill_value must be None or a number, got {fill_value!r}") from None
+    return kwargs["values_scale"], points_scale, repr(fill)
 
 
 class TemplateSpectralModel(SpectralModel):
@@ -908,7 +976,11 @@ class TemplateSpectralModel(SpectralModel):
     values : Quantity or array
         Values at the nodes (a plain array is dimensionless, as in Gammapy).
     interp_kwargs : dict, optional
-        Only ``{"values_scale": "log" | "lin"}`` is supported (Gammapy's default is log).
+        Gammapy's interpolation options: ``values_scale`` ("log", the default, "lin" or "sqrt"),
+        ``points_scale`` ("log", the default, or "lin"), ``extrapolate`` (default True: linear
+        beyond the nodes) and ``fill_value`` (beyond the nodes, in the values' interpolation scale,
+        as scipy fills before Gammapy back-transforms; NaN when ``extrapolate=False`` and none is
+        given); ``method="linear"`` and ``bounds_error=False`` only.
     meta : dict, optional
         Carried for serialisation.
     """
@@ -918,6 +990,8 @@ class TemplateSpectralModel(SpectralModel):
     data: Any
     values_unit: str = eqx.field(static=True)
     values_scale: str = eqx.field(static=True)
+    points_scale: str = eqx.field(static=True)
+    fill: str | None = eqx.field(static=True)
     meta: tuple[tuple[str, Any], ...] = eqx.field(static=True)
 
     def __init__(self, energy: Any, values: Any, interp_kwargs: dict | None = None, meta: dict | None = None):
@@ -940,17 +1014,13 @@ class TemplateSpectralModel(SpectralModel):
             raise ValueError(f"{owner}: energy nodes must be strictly increasing")
         if not np.all(energy > 0):
             raise ValueError(f"{owner}: energy nodes must be positive")
-        interp_kwargs = dict(interp_kwargs or {})
-        values_scale = interp_kwargs.pop("values_scale", "log")
-        if interp_kwargs or values_scale not in _VALUES_SCALES:
-            raise ValueError(
-                f"{owner}: only interp_kwargs={{'values_scale': 'log' | 'lin'}} is supported, "
-                f"got values_scale={values_scale!r} and {sorted(interp_kwargs)}"
-            )
+        values_scale, points_scale, fill = _template_interp_options(interp_kwargs, owner)
         self.energy = energy
         self.data = data
         self.values_unit = unit_str(unit)
         self.values_scale = values_scale
+        self.points_scale = points_scale
+        self.fill = fill
         self.meta = tuple((meta or {}).items())
 
     @property
@@ -962,12 +1032,26 @@ class TemplateSpectralModel(SpectralModel):
         """The tabulated values as a Quantity (Gammapy's ``values``)."""
         return u.Quantity(np.asarray(self.data), parse_unit(self.values_unit))
 
+    @property
+    def interp_kwargs(self) -> dict[str, Any]:
+        """The interpolation options that differ from Gammapy's defaults (``interp_kwargs``)."""
+        out: dict[str, Any] = {}
+        if self.values_scale != "log":
+            out["values_scale"] = self.values_scale
+        if self.points_scale != "log":
+            out["points_scale"] = self.points_scale
+        if self.fill is not None:
+            out["extrapolate"] = False
+            out["fill_value"] = float(self.fill)
+        return out
+
     @staticmethod
-    def evaluate(energy, energy_nodes, data, values_scale="log"):
-        return template_interpolate(energy, energy_nodes, data, values_scale)
+    def evaluate(energy, energy_nodes, data, values_scale="log", points_scale="log", fill_value=None):
+        return template_interpolate(energy, energy_nodes, data, values_scale, points_scale, fill_value)
 
     def dnde(self, energy: jax.Array) -> jax.Array:
-        return template_interpolate(energy, self.energy, self.data, self.values_scale)
+        fill = None if self.fill is None else float(self.fill)
+        return template_interpolate(energy, self.energy, self.data, self.values_scale, self.points_scale, fill)
 
 
 # -- piecewise norm ----------------------------------------------------------------------------------
@@ -1016,7 +1100,7 @@ class PiecewiseNormSpectralModel(NormNodesMixin, SpectralModel):
             raise ValueError(f"{owner}: the energy nodes must be positive and strictly increasing, got {energy.tolist()}")
         if interp == "linear":
             interp = "lin"
-        if interp not in _VALUES_SCALES:
+        if interp not in ("log", "lin"):
             raise ValueError(f"{owner}: interp must be 'log' or 'lin', got {interp!r}")
         parameters = self.norm_parameters_from(norms, energy.size, owner, "energy nodes")
         self.energy = energy
