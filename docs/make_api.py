@@ -32,6 +32,7 @@ MODULES = (
     ("jaxgamma.geom", "Geometry"),
     ("jaxgamma.io", "Input / output"),
     ("jaxgamma.plotting", "Plotting"),
+    ("jaxgamma.visualization", "Gammapy's visualization helpers"),
 )
 
 HEADER = """# jaxgamma API reference

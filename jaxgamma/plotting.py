@@ -339,8 +339,9 @@ def spectral_residuals(
     dataset: Any, models: Any = None, method: str = "diff", region: Any = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What Gammapy's ``MapDataset.plot_residuals_spectral`` shows: ``(energy_center, residuals,
-    errors)`` of the masked counts and ``npred(models)`` summed in ``region`` (a boolean image, or
-    ``(center, radius)`` with pixel centres within the radius; default the whole map), the errors
+    errors)`` of the masked counts and ``npred(models)`` summed in ``region`` (a ``regions`` sky
+    region or ``(center, radius)``: the pixel centres inside, decided in pixel space as Gammapy's
+    ``region_mask``; or a boolean image; default the whole map), the errors
     from the counts statistic (Cash or WStat) of those sums."""
     from .datasets._plots import residual_errors
     from .datasets.map import _residuals
@@ -365,19 +366,26 @@ def spectral_residuals(
 
 
 def _region_mask(geom: Any, region: Any) -> np.ndarray:
+    """The image mask of ``region``: every pixel for None; a ``regions`` sky region (or a DS9
+    string), or ``(center, radius)`` for a circle, by pixel centres decided in the map's pixel
+    space as Gammapy's ``region_mask`` (what its ``to_region_nd_map`` sums); or a boolean image."""
     if region is None:
         return np.ones(geom.data_shape_image, dtype=bool)
     if isinstance(region, tuple) and len(region) == 2:
         from astropy.coordinates import SkyCoord
+        from regions import CircleSkyRegion
 
         center, radius = region
         center = center if isinstance(center, SkyCoord) else SkyCoord(*center, unit="deg", frame=geom.frame)
-        c = center.transform_to(geom.frame)
-        lon, lat = float(c.spherical.lon.deg), float(c.spherical.lat.deg)
-        return np.asarray(geom.separation(lon, lat) <= float(u.Quantity(radius, "deg").to_value("deg")))
+        region = CircleSkyRegion(center, u.Quantity(radius, "deg"))
+    if isinstance(region, str) or hasattr(region, "to_pixel"):
+        return np.asarray(geom.to_image().region_mask([region]))
     mask = np.asarray(region, dtype=bool)
     if mask.shape != tuple(geom.data_shape_image):
-        raise ValueError(f"region: a boolean image of shape {tuple(geom.data_shape_image)} or (center, radius), got shape {mask.shape}")
+        raise ValueError(
+            f"region: a sky region, (center, radius) or a boolean image of shape {tuple(geom.data_shape_image)}, "
+            f"got shape {mask.shape}"
+        )
     return mask
 
 

@@ -20,6 +20,7 @@ from astropy.coordinates import SkyCoord
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+import jaxgamma.plotting
 from jaxgamma.datasets import MapDataset, SpectrumDatasetOnOff
 from jaxgamma.models import Models, PowerLawSpectralModel, SkyModel
 
@@ -267,3 +268,57 @@ def test_onoff_map_plots_use_wstat_errors(cta_plain):
     region[20:30, 20:30] = True
     ax_spatial, _ = onoff.plot_residuals(kwargs_spectral={"region": region})
     assert len(ax_spatial.collections) >= 1  # the region's contour
+
+
+@pytest.mark.gammapy
+@pytest.mark.parametrize("region", [None, "circle"])
+def test_plot_npred_signal_draws_gammapys_figure(cta, region):
+    from gammapy.modeling.models import Models as GammapyModels
+    from gammapy.modeling.models import PointSpatialModel as GPoint
+    from gammapy.modeling.models import PowerLawSpectralModel as GPowerLaw
+    from gammapy.modeling.models import SkyModel as GSkyModel
+    from regions import CircleSkyRegion
+
+    from jaxgamma.models import PointSpatialModel
+    from jaxgamma.visualization import plot_npred_signal
+
+    ours, theirs, models = cta
+    # a second source, so that the summed "stacked models" points are drawn too (inside the circle:
+    # outside, the sums would hold only PSF tails, where Gammapy's float32 kernel differs by 1e-3)
+    second = SkyModel(
+        PowerLawSpectralModel(index=2.1, amplitude=1e-12),
+        PointSpatialModel(lon_0=0.15, lat_0=-0.1, frame="galactic"),
+        name="second",
+    )
+    g_second = GSkyModel(
+        GPowerLaw(index=2.1, amplitude="1e-12 cm-2 s-1 TeV-1"),
+        GPoint(lon_0="0.15 deg", lat_0="-0.1 deg", frame="galactic"),
+        name="second",
+    )
+    ours_models = Models([*models, second])
+    g_dataset = theirs.copy(name="stacked")
+    g_dataset.models = GammapyModels([*theirs.models, g_second])
+    ours_region, g_region = None, None
+    if region == "circle":
+        g_region = CircleSkyRegion(CENTRE, 0.3 * u.deg)
+        ours_region = (CENTRE, 0.3 * u.deg)
+        assert np.array_equal(
+            jaxgamma.plotting._region_mask(ours.geom, ours_region), jaxgamma.plotting._region_mask(ours.geom, g_region)
+        )
+    _, (ax_ours, ax_theirs) = plt.subplots(1, 2)
+    plot_npred_signal(ours, ours_models, ax=ax_ours, region=ours_region)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plot_npred_signal_gammapy = pytest.importorskip("gammapy.visualization").plot_npred_signal
+        plot_npred_signal_gammapy(g_dataset, ax=ax_theirs, region=g_region)
+    # Gammapy's prediction is float32 (PSF convolution)
+    _assert_same_axes(ax_ours, ax_theirs, rtol=2e-5)
+    # one model named: its points and the background only
+    _, (ax_one, ax_g_one) = plt.subplots(1, 2)
+    plot_npred_signal(ours, ours_models, ax=ax_one, model_names=["second"], region=ours_region, color="C3")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plot_npred_signal_gammapy(g_dataset, ax=ax_g_one, model_names=["second"], region=g_region, color="C3")
+    _assert_same_axes(ax_one, ax_g_one, rtol=2e-5)
+    with pytest.raises(ValueError, match=r"no sky model \['nope'\] applies to dataset 'stacked'"):
+        plot_npred_signal(ours, ours_models, model_names=["nope"])

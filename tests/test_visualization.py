@@ -1,0 +1,155 @@
+"""jaxgamma.visualization (Gammapy's gammapy.visualization helpers) against Gammapy 2.1 drawing the
+same figures: fitted distribution parameters, lines, texts and colour maps."""
+
+from __future__ import annotations
+
+import warnings
+
+import astropy.units as u
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from jaxgamma.geom import MapAxis, WcsGeom
+from jaxgamma.visualization import (
+    add_colorbar,
+    annotate_heatmap,
+    colormap_hess,
+    colormap_milagro,
+    plot_contour_line,
+    plot_distribution,
+    plot_heatmap,
+)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _cube(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    geom = WcsGeom.create(
+        skydir=(0.0, 0.0), npix=(40, 30), binsz=0.1, frame="galactic", axes=[MapAxis.from_energy_bounds(1, 10, 2, "TeV")]
+    )
+    data = rng.normal(0.3, 1.2, geom.data_shape)
+    data[0, 3, 4] = np.nan
+    return geom, data
+
+
+def test_plot_distribution_fits_a_known_normal():
+    rng = np.random.default_rng(3)
+    data = rng.normal(0.5, 2.0, (3, 100, 100))
+    axes, results = plot_distribution(data, func="norm", kwargs_hist={"bins": 60, "range": (-8, 9)})
+    assert axes.shape == (3,) and len(results) == 3
+    for result in results:
+        mu, sigma = result["param"]
+        errors = np.sqrt(np.diag(result["covar"]))
+        # 10^4 values per panel: the fitted mean and width within a few of their statistical errors
+        assert abs(mu - 0.5) < 0.06 and abs(sigma - 2.0) < 0.06
+        assert np.all(errors > 0) and result["axis_edges"] is None
+    assert axes[0].get_legend().get_texts()[0].get_text().startswith("$\\mu$ = ")
+    # a mask, a single-panel 2-d map on given axes, a custom function
+    mask = np.zeros((100, 100), dtype=bool)
+    mask[:50] = True
+    _, ax = plt.subplots()
+    axes, results = plot_distribution(data[0], mask=mask, ax=ax, func=lambda x, a: a * np.exp(-0.5 * ((x - 0.5) / 2) ** 2))
+    assert axes.shape == (1,) and axes[0] is ax and len(results) == 1
+    assert sum(p.get_height() for p in ax.patches) > 0
+    # no fit: no results, the spare panels of the grid hidden
+    axes, results = plot_distribution(data[:2], ncols=3)
+    assert results == [] and axes.shape == (2,)
+    axes, _ = plot_distribution(np.stack([data[0]] * 4), ncols=3)
+    assert axes.shape == (2, 3) and [a.get_visible() for a in axes.flat] == [True] * 4 + [False] * 2
+
+
+def test_plot_distribution_errors():
+    data = np.zeros((2, 4, 5))
+    with pytest.raises(ValueError, match=r"mask's shape \(4, 4\) must be the map's image shape \(4, 5\)"):
+        plot_distribution(data, mask=np.ones((4, 4), dtype=bool))
+    with pytest.raises(ValueError, match="mask must be boolean"):
+        plot_distribution(data, mask=np.ones((4, 5)))
+    with pytest.raises(ValueError, match="at least two"):
+        plot_distribution(np.zeros(5))
+    with pytest.raises(ValueError, match="func must be a callable or 'norm'"):
+        plot_distribution(np.random.default_rng(0).normal(size=(4, 5)), func="gauss")
+
+
+@pytest.mark.gammapy
+def test_plot_distribution_matches_gammapy():
+    gmaps = pytest.importorskip("gammapy.maps")
+    from gammapy.visualization import plot_distribution as g_plot_distribution
+
+    geom, data = _cube()
+    g_geom = gmaps.WcsGeom.create(
+        skydir=(0.0, 0.0), npix=(40, 30), binsz=0.1, frame="galactic", axes=[gmaps.MapAxis.from_energy_bounds(1, 10, 2, "TeV")]
+    )
+    g_map = gmaps.Map.from_geom(g_geom, data=data.copy())
+    options = {"func": "norm", "kwargs_hist": {"bins": 30, "range": (-5, 5)}, "kwargs_axes": {"xlabel": "sqrt TS"}}
+    axes, results = plot_distribution(data, geom=geom, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g_axes, g_results = g_plot_distribution(g_map, **options)
+    assert len(results) == len(g_results) == 2
+    for ours, theirs in zip(results, g_results, strict=True):
+        np.testing.assert_allclose(ours["param"], theirs["param"], rtol=1e-12)
+        np.testing.assert_allclose(ours["covar"], theirs["covar"], rtol=1e-9)
+        assert u.Quantity(ours["axis_edges"]).to_value("TeV") == pytest.approx(u.Quantity(theirs["axis_edges"]).to_value("TeV"), rel=1e-12)
+    for ax, g_ax in zip(axes.flat, g_axes.flat, strict=True):
+        np.testing.assert_allclose([p.get_height() for p in ax.patches], [p.get_height() for p in g_ax.patches], rtol=1e-12)
+        np.testing.assert_allclose(ax.lines[0].get_xydata(), g_ax.lines[0].get_xydata(), rtol=1e-10)
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == [t.get_text() for t in g_ax.get_legend().get_texts()]
+        assert ax.get_xlabel() == g_ax.get_xlabel() == "sqrt TS"
+
+
+@pytest.mark.gammapy
+def test_contour_heatmap_colorbar_and_colormaps_match_gammapy():
+    gvis = pytest.importorskip("gammapy.visualization")
+    angle = np.linspace(0, 2 * np.pi, 13)[:-1]
+    x, y = 2.0 + 0.3 * np.cos(angle), 0.1 + 0.02 * np.sin(angle + 0.4)
+    _, (ax, g_ax) = plt.subplots(1, 2)
+    plot_contour_line(ax, x, y, color="C2", lw=2)
+    gvis.plot_contour_line(g_ax, x, y, color="C2", lw=2)
+    assert len(ax.lines) == len(g_ax.lines) == 2
+    for a, b in zip(ax.lines, g_ax.lines, strict=True):
+        np.testing.assert_allclose(a.get_xydata(), b.get_xydata(), rtol=1e-13)
+        assert (a.get_color(), a.get_marker(), a.get_linewidth()) == (b.get_color(), b.get_marker(), b.get_linewidth())
+    # the spline closes the contour through the points
+    np.testing.assert_allclose(ax.lines[0].get_xydata()[0], ax.lines[0].get_xydata()[-1], atol=1e-14)
+
+    corr = np.array([[1.0, 0.42, -0.3], [0.42, 1.0, 0.8], [-0.3, 0.8, 1.0]])
+    labels = ["amplitude", "alpha", "beta"]
+    _, (ax, g_ax) = plt.subplots(1, 2)
+    image, cbar = plot_heatmap(corr, labels, labels, ax=ax, cmap="coolwarm", vmin=-1, vmax=1, cbarlabel="correlation")
+    texts = annotate_heatmap(image, valfmt="{x:.2f}")
+    g_image, g_cbar = gvis.plot_heatmap(corr, labels, labels, ax=g_ax, cmap="coolwarm", vmin=-1, vmax=1, cbarlabel="correlation")
+    g_texts = gvis.annotate_heatmap(g_image, valfmt="{x:.2f}")
+    np.testing.assert_array_equal(np.asarray(image.get_array()), np.asarray(g_image.get_array()))
+    assert [(t.get_text(), t.get_color(), t.get_position()) for t in texts] == [
+        (t.get_text(), t.get_color(), t.get_position()) for t in g_texts
+    ]
+    assert [t.get_text() for t in ax.get_xticklabels()] == labels
+    assert cbar.ax.get_ylabel() == g_cbar.ax.get_ylabel() == "correlation"
+
+    _, (ax, g_ax) = plt.subplots(1, 2)
+    img, g_img = ax.imshow(corr), g_ax.imshow(corr)
+    cb, g_cb = add_colorbar(img, ax, axes_loc={"size": "4%"}, label="c"), gvis.add_colorbar(g_img, g_ax, axes_loc={"size": "4%"}, label="c")
+    ax.figure.canvas.draw()
+    np.testing.assert_allclose(
+        np.asarray(cb.ax.get_position().bounds) - np.asarray(ax.get_position().bounds)[[0, 1, 0, 1]] * [1, 1, 0, 0],
+        np.asarray(g_cb.ax.get_position().bounds) - np.asarray(g_ax.get_position().bounds)[[0, 1, 0, 1]] * [1, 1, 0, 0],
+        atol=1e-12,
+    )
+
+    levels = np.linspace(0, 1, 257)
+    for ours, theirs in (
+        (colormap_hess(), gvis.colormap_hess()),
+        (colormap_hess(transition=0.05, width=0.1), gvis.colormap_hess(transition=0.05, width=0.1)),
+        (colormap_milagro(transition=0.3), gvis.colormap_milagro(transition=0.3)),
+    ):
+        assert ours.name == theirs.name
+        np.testing.assert_array_equal(ours(levels), theirs(levels))
