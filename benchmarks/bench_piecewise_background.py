@@ -3,8 +3,10 @@ side by side in one process.
 
 A map dataset of background only (6 x 6 deg at 0.02 deg: 300 x 300 pixels, 9 energy bins), whose
 counts are simulated from a flat background times a smooth spatial correction known on a 5 x 5 grid
-of nodes (2 deg apart, Clough-Tocher interpolated): the fit frees the 25 node norms and the
-background norm (26 parameters). The dataset and the models YAML are written by jaxgamma and read
+of nodes (2 deg apart, Clough-Tocher interpolated): the fit frees the 25 node norms (25 parameters;
+the background's spectral norm is frozen: the interpolant reproduces a constant, so a free overall
+norm would be exactly degenerate with the node norms and the Hessian singular). The dataset and the
+models YAML are written by jaxgamma and read
 by both libraries.
 
 jaxgamma's first fit includes its compilation (``JAXGAMMA_COMPILATION_CACHE=off`` for an empty
@@ -30,7 +32,12 @@ from bench_estimators import timed  # (first run, median of the next runs, last 
 def _setup(folder: Path) -> tuple[Any, Any]:
     from jaxgamma.datasets import MapDataset
     from jaxgamma.geom import MapAxis, WcsGeom
-    from jaxgamma.models import FoVBackgroundModel, Models, PiecewiseNormSpatialModel
+    from jaxgamma.models import (
+        FoVBackgroundModel,
+        Models,
+        PiecewiseNormSpatialModel,
+        PowerLawNormSpectralModel,
+    )
 
     energy = MapAxis.from_energy_bounds("0.1 TeV", "10 TeV", 9, name="energy")
     geom = WcsGeom.create(npix=(300, 300), binsz=0.02, frame="galactic", skydir=(0.0, 0.0), axes=[energy])
@@ -45,7 +52,13 @@ def _setup(folder: Path) -> tuple[Any, Any]:
     counts = np.random.default_rng(2).poisson(mean).astype(float)
     dataset = MapDataset(geom=geom, counts=counts, background=background, name="d")
     dataset.write(folder / "d.fits")
-    start = Models([FoVBackgroundModel(dataset_name="d", spatial_model=PiecewiseNormSpatialModel(node_coords, frame="galactic"))])
+    start = Models([
+        FoVBackgroundModel(
+            dataset_name="d",
+            spectral_model=PowerLawNormSpectralModel().freeze(),
+            spatial_model=PiecewiseNormSpatialModel(node_coords, frame="galactic"),
+        )
+    ])  # fmt: skip
     start.write(folder / "models.yaml")
     return dataset, start
 

@@ -13,6 +13,7 @@ statistic and fit of a dataset whose FoV background has the correction.
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import astropy.units as u
 import jax
@@ -248,3 +249,60 @@ def test_against_gammapy(tmp_path, monkeypatch):
         name = f"d-bkg.spatial.norm_{k}"
         assert abs(ours.value(name) - p.value) < 0.02 * ours.error(name), name
         assert ours.error(name) == pytest.approx(p.error, rel=0.02), name
+
+
+@pytest.mark.parametrize("interp", ["lin", "log"])
+def test_prepared_weights_equal_the_interpolant(interp, monkeypatch):
+    """The plan's weight matrix (the interpolant is linear in the node values) gives the
+    interpolant at the pixels, NaN outside the hull included, and the same statistic, gradient
+    and Hessian as evaluating the interpolant each time (the fallback above the size limit)."""
+
+    from jaxgamma.datasets import map as map_module
+    from jaxgamma.models import spatial as spatial_module
+
+    dataset = _background_dataset(0, TRUTH, NODES)
+    lon, lat = dataset.geom.to_image().get_coord()
+    # nodes that do not cover the map: some pixels are outside the hull
+    small = WcsGeom.create(npix=(3, 2), binsz=0.5, frame="galactic", skydir=(10.0, 1.0))
+    for nodes in (NODES, small):
+        nl, nb = nodes.get_coord()
+        model = PiecewiseNormSpatialModel((nl.ravel(), nb.ravel()), norms=TRUTH, frame="galactic", interp=interp)
+        key, prepared = model.prepare_pixels(lon, lat)
+        assert key == model.prepared_key() and prepared["weights"].shape == (lon.size, 6)
+        direct = np.asarray(model.evaluate_lonlat(lon, lat))
+        via_weights = np.asarray(model.evaluate_prepared(prepared))
+        np.testing.assert_array_equal(np.isnan(via_weights), np.isnan(direct))
+        np.testing.assert_allclose(via_weights, direct, rtol=1e-13, equal_nan=True)
+        if nodes is small:
+            assert np.isnan(direct).any() and not np.isnan(direct).all()
+    nl, nb = NODES.get_coord()
+    spatial = PiecewiseNormSpatialModel((nl.ravel(), nb.ravel()), norms=TRUTH * 1.05, frame="galactic", interp=interp)
+    models = Models([FoVBackgroundModel(dataset_name="d", spectral_model=PowerLawNormSpectralModel(), spatial_model=spatial)])
+    plan = dataset.plan(models)
+    assert plan.background_prepared is not None
+    # prepared once per geometry and model structure: a refit's re-plan reuses it
+    assert dataset.plan(models).background_prepared["weights"] is plan.background_prepared["weights"]
+    monkeypatch.setattr(spatial_module, "PREPARED_MAX_ENTRIES", 0)
+    monkeypatch.setattr(map_module, "_PREPARED_BACKGROUND", weakref.WeakKeyDictionary())
+    fallback = dataset.plan(models)
+    assert fallback.background_prepared is None and fallback.background_prepared_key is None
+    vector = jg.ParameterVector.from_tree(models)
+
+    def stat(p, x):
+        return p.stat_sum(vector.unflatten(x, models))
+
+    x0 = vector.flatten(models)
+    for f in (stat, jax.grad(stat, argnums=1), jax.hessian(stat, argnums=1)):
+        np.testing.assert_allclose(f(plan, x0), f(fallback, x0), rtol=1e-11, atol=1e-9)
+
+
+def test_plan_is_rebuilt_when_the_background_nodes_change():
+    dataset = _background_dataset(0, TRUTH, NODES)
+    models = _fov_models(NODES, TRUTH)
+    plan = dataset.plan(models)
+    assert not plan.needs_update(_fov_models(NODES, 1.1 * TRUTH))  # other norms: the same weights
+    moved = WcsGeom.create(npix=(3, 2), binsz=1.6, frame="galactic", skydir=(10.2, 1.0))
+    assert plan.needs_update(_fov_models(moved, TRUTH))  # other nodes: other weights
+    flat = Models([FoVBackgroundModel(dataset_name="d", spectral_model=PowerLawNormSpectralModel())])
+    assert plan.needs_update(flat)  # the spatial correction removed
+    assert dataset.plan(flat).needs_update(models)

@@ -40,6 +40,7 @@ import io
 import json
 import logging
 import os
+import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -401,6 +402,34 @@ class MapEvaluatorPlan(eqx.Module):
         return separation > (0.0 if radius is None else radius) + CUTOUT_MARGIN
 
 
+# a background spatial model's data prepared for a geometry's pixels, by geometry (value-equal
+# geometries have the same pixels) and then by the model's prepared key and frame: a refit re-plans
+# its datasets and would otherwise prepare the same data again
+_PREPARED_BACKGROUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PREPARED_PER_GEOM = 4
+
+
+def _prepared_background(geom: Any, spatial: Any, lon: np.ndarray, lat: np.ndarray) -> Any:
+    """``spatial.prepare_pixels(lon, lat)`` (lon, lat: ``geom``'s pixel centres in the model's
+    frame), cached for the last few models prepared on ``geom``."""
+    key = spatial.prepared_key()
+    if key is None:
+        return None
+    cache = _PREPARED_BACKGROUND.setdefault(geom, {})
+    entry = (key, spatial.frame)
+    if entry not in cache:
+        if len(cache) >= _PREPARED_PER_GEOM:
+            cache.pop(next(iter(cache)))
+        cache[entry] = spatial.prepare_pixels(lon, lat)
+    return cache[entry]
+
+
+def _prepared_key(background: Any) -> Any:
+    """The key of the data a plan prepares for this FoV background model's spatial part."""
+    spatial = getattr(background, "spatial_model", None)
+    return None if spatial is None else spatial.prepared_key()
+
+
 # -- helpers shared by the Cash and WStat map plans ------------------------------------------------------
 def _npred_signal(
     evaluators: tuple[MapEvaluatorPlan, ...],
@@ -494,6 +523,9 @@ class MapDatasetPlan(DatasetPlan):
     energy_center: np.ndarray  # (E,) TeV, reco log centres
     background_lon: np.ndarray | None  # (ny, nx) pixel centres in the background spatial model frame
     background_lat: np.ndarray | None
+    # the background spatial model's data prepared for these pixels (SpatialModel.prepare_pixels)
+    background_prepared: Any
+
 
     name: str = eqx.field(static=True)
     shape: tuple[int, int, int] = eqx.field(static=True)
@@ -501,6 +533,7 @@ class MapDatasetPlan(DatasetPlan):
     sky_model_names: tuple[str, ...] = eqx.field(static=True)  # every SkyModel applying to the dataset
     skipped_model_names: tuple[str, ...] = eqx.field(static=True)  # not contributing (Gammapy's rule)
     reduced: bool = eqx.field(static=True)  # False when every pixel is active
+    background_prepared_key: Any = eqx.field(static=True, default=None)  # what background_prepared was made for
 
     # -- background -----------------------------------------------------------------------------------
     def _background_norm(self, models: Any, spectral: Any = None) -> Any:
@@ -514,6 +547,8 @@ class MapDatasetPlan(DatasetPlan):
 
     def _background_spatial(self, models: Any) -> Any:
         spatial = models[self.background_model_name].spatial_model
+        if self.background_prepared is not None:
+            return spatial.evaluate_prepared(self.background_prepared)
         if getattr(spatial, "is_energy_dependent", False):
             return spatial.evaluate_lonlat(
                 self.background_lon, self.background_lat, self.energy_center[:, None, None]
@@ -606,6 +641,8 @@ class MapDatasetPlan(DatasetPlan):
         has_background = background in models.names and isinstance(models[background], FoVBackgroundModel)
         if has_background != (self.background_model_name is not None):
             return True
+        if has_background and _prepared_key(models[background]) != self.background_prepared_key:
+            return True  # the background's spatial model is not the one its data was prepared for
         return _evaluators_need_update(self, models)
 
 
@@ -1798,12 +1835,16 @@ class MapDataset(_AbstractMapDataset):
         background = np.zeros(shape) if self.background is None else np.asarray(self.background)
 
         background_lon = background_lat = None
+        background_prepared = background_prepared_key = None
         if background_model is not None and background_model.spatial_model is not None:
             lon, lat = self.geom.get_coord(frame=background_model.spatial_model.frame)
             background_lon, background_lat = (
                 np.asarray(lon, dtype=np.float64),
                 np.asarray(lat, dtype=np.float64),
             )
+            prepared = _prepared_background(self.geom, background_model.spatial_model, background_lon, background_lat)
+            if prepared is not None:
+                background_prepared_key, background_prepared = prepared
         signal = self._plan_signal(
             models, all_active=not reduce or self.background is None or background_lon is not None
         )
@@ -1856,6 +1897,8 @@ class MapDataset(_AbstractMapDataset):
             energy_center=np.asarray(self.geom.axes[0].center_in(ENERGY), dtype=np.float64),
             background_lon=background_lon,
             background_lat=background_lat,
+            background_prepared=background_prepared,
+            background_prepared_key=background_prepared_key,
             name=self.name,
             shape=(n_energy, ny, nx),
             background_model_name=None if background_model is None else background_model.name,

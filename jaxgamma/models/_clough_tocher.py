@@ -188,3 +188,15 @@ def clough_tocher(values: Any, x: Any, y: Any, plan: CloughTocherPlan) -> jax.Ar
     gradients = jnp.einsum("iak,k->ia", jnp.asarray(plan.gradient), values)  # (N, 2)
     w = _patch(b, values[vertices], gradients[vertices], jnp.asarray(plan.edges)[best], jnp.asarray(plan.cross)[best])
     return jnp.where(inside, w, jnp.nan).reshape(shape)
+
+
+@jax.jit
+def clough_tocher_weights(x: Any, y: Any, plan: CloughTocherPlan) -> tuple[jax.Array, jax.Array]:
+    """The interpolant at points ``(x, y)`` (1-d) as a matrix: ``weights`` (P, N) with
+    ``clough_tocher(values, x, y) = weights @ values`` where ``inside`` (P,) is True (NaN
+    elsewhere; those rows are 0). The interpolant is linear in the values: the weights are its
+    forward-mode Jacobian (one compiled call per points and nodes shape)."""
+    n_nodes = plan.gradient.shape[-1]
+    inside = jnp.isfinite(clough_tocher(jnp.ones(n_nodes), x, y, plan))
+    weights = jax.jacfwd(lambda v: clough_tocher(v, x, y, plan))(jnp.zeros(n_nodes))
+    return weights, inside

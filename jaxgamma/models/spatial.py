@@ -15,6 +15,7 @@ form; the values agree with Gammapy's to its own rounding. Every ``evaluate`` is
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, ClassVar
 
 import astropy.units as u
@@ -189,6 +190,22 @@ class SpatialModel(ModelBase):
         """sr^-1 at ``lon``, ``lat`` (deg, model frame): the pure array interface. ``energy`` (true
         energy, TeV) is used by energy-dependent models only."""
         return self.evaluate(lon, lat, **self.values())
+
+    def prepare_pixels(self, lon: Any, lat: Any) -> tuple[Hashable, Any] | None:
+        """Data precomputed once for evaluating this model many times at fixed points (a fit's
+        pixel centres; ``lon``, ``lat`` in deg, model frame): ``(key, prepared)`` where ``key``
+        names what ``prepared`` depends on besides the points (hashable; compare it to know when
+        to prepare again) and ``prepared`` is a pytree of arrays for :meth:`evaluate_prepared`;
+        None (the default) when the model is evaluated with :meth:`evaluate_lonlat` each time."""
+        return None
+
+    def prepared_key(self) -> Hashable | None:
+        """The key :meth:`prepare_pixels` returns for this model (None when it prepares nothing)."""
+        return None
+
+    def evaluate_prepared(self, prepared: Any) -> jax.Array:
+        """The model at the points :meth:`prepare_pixels` prepared ``prepared`` for."""
+        raise NotImplementedError(f"{type(self).__name__} prepares nothing: use evaluate_lonlat")
 
     def __call__(self, lon: Any, lat: Any = None) -> u.Quantity | jax.Array:
         """Evaluate at Quantities / a SkyCoord (Quantity out) or at arrays in deg (array out)."""
@@ -628,6 +645,34 @@ class PiecewiseNormSpatialModel(NormNodesMixin, _GlobalSpatialModel):
     def evaluate_lonlat(self, lon: Any, lat: Any, energy: Any = None) -> jax.Array:
         return _piecewise_norm_map(self.plan, self.interp, self.wrap_angle, self.norms, lon, lat)
 
+    def prepared_key(self) -> Hashable:
+        return (
+            "PiecewiseNormSpatialModel",
+            np.asarray(self.lon, dtype=np.float64).tobytes(),
+            np.asarray(self.lat, dtype=np.float64).tobytes(),
+            self.wrap_angle,
+        )
+
+    def prepare_pixels(self, lon: Any, lat: Any) -> tuple[Hashable, Any] | None:
+        """The interpolant is linear in the node values: at fixed points it is one weight matrix
+        (points x nodes, from a forward-mode Jacobian) applied to the norms (or their logarithms),
+        which a fit's gradient and Hessian differentiate as a matrix product instead of through
+        the triangle search and gathers. None (evaluate each time) above
+        :data:`PREPARED_MAX_ENTRIES` weights."""
+        from ._clough_tocher import clough_tocher_weights
+
+        lon = _wrap_at(_wrap_at(np.asarray(lon, dtype=np.float64), 0.0, np), self.wrap_angle, np)
+        lat = np.asarray(lat, dtype=np.float64)
+        if lon.size * len(self.norm_parameters) > PREPARED_MAX_ENTRIES:
+            return None
+        weights, inside = clough_tocher_weights(jnp.asarray(lon.ravel()), jnp.asarray(lat.ravel()), self.plan)
+        return self.prepared_key(), {"weights": weights, "inside": inside.reshape(lon.shape)}
+
+    def evaluate_prepared(self, prepared: Any) -> jax.Array:
+        inside = prepared["inside"]
+        result = _interpolate_norms(lambda values: prepared["weights"] @ values, self.norms, self.interp)
+        return jnp.where(inside, result.reshape(inside.shape), jnp.nan)
+
     def __call__(self, lon: Any, lat: Any = None) -> u.Quantity | jax.Array:
         """Evaluate at Quantities / a SkyCoord (dimensionless Quantity out) or at arrays in deg."""
         if isinstance(lon, (SkyCoord, u.Quantity)):
@@ -637,14 +682,26 @@ class PiecewiseNormSpatialModel(NormNodesMixin, _GlobalSpatialModel):
         return self.evaluate_lonlat(lon, lat)
 
 
+PREPARED_MAX_ENTRIES = 50_000_000
+"""The largest weight matrix (points x nodes; 400 MB of float64) that
+:meth:`PiecewiseNormSpatialModel.prepare_pixels` builds."""
+
+
 def _piecewise_norm_map(plan: Any, interp: str, wrap_angle: float, norms: Any, lon: Any, lat: Any) -> jax.Array:
     from ._clough_tocher import clough_tocher
 
     lon = _wrap_at(_wrap_at(jnp.asarray(lon, dtype=float), 0.0), wrap_angle)
+    return _interpolate_norms(lambda values: clough_tocher(values, lon, lat, plan), norms, interp)
+
+
+def _interpolate_norms(linear: Any, norms: Any, interp: str) -> jax.Array:
+    """``linear`` (node values -> interpolated values, a linear map) applied to the norms
+    (``"lin"``) or to their logarithms, clipped at the float64 tiny, then exponentiated
+    (``"log"``; results within 2 tiny of 0 are 0, as Gammapy's log scale)."""
     if interp == "lin":
-        return clough_tocher(norms, lon, lat, plan)
+        return linear(norms)
     tiny = float(np.finfo(np.float64).tiny)
-    result = jnp.exp(clough_tocher(jnp.log(jnp.clip(norms, tiny, None)), lon, lat, plan))
+    result = jnp.exp(linear(jnp.log(jnp.clip(norms, tiny, None))))
     return jnp.where(jnp.abs(result) - tiny <= tiny, 0.0, result)
 
 
