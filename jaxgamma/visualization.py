@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .plotting import _region_mask, plot_theta_squared_table
+from .units import parse_unit
 
 __all__ = [
     "add_colorbar",
@@ -106,7 +107,7 @@ def plot_distribution(
     edges = None
     if geom is not None and list(getattr(geom, "axes", ())):
         axis = list(geom.axes)[-1]
-        edges = np.asarray(axis.edges, dtype=np.float64) * _unit(axis)
+        edges = np.asarray(axis.edges, dtype=np.float64) * parse_unit(axis.unit)
         if len(edges) - 1 != len(values):
             raise ValueError(
                 f"plot_distribution: the geometry's axis {axis.name!r} has {len(edges) - 1} bins, the map {len(values)} panels"
@@ -158,12 +159,6 @@ def plot_distribution(
     return axes, results
 
 
-def _unit(axis: Any) -> Any:
-    import astropy.units as u
-
-    return u.Unit(axis.unit or "")
-
-
 def plot_npred_signal(
     dataset: Any, models: Any = None, ax: Any = None, model_names: Any = None, region: Any = None, **kwargs: Any
 ) -> Any:
@@ -189,11 +184,7 @@ def plot_npred_signal(
     from .models import Models, SkyModel
 
     models = Models([] if models is None else models)
-    sky_names = [
-        m.name
-        for m in models
-        if isinstance(m, SkyModel) and (m.datasets_names is None or dataset.name in m.datasets_names)
-    ]
+    sky_names = [m.name for m in models if isinstance(m, SkyModel) and m.applies_to(dataset.name)]
     if model_names is None:
         names = sky_names
     else:
