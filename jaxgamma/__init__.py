@@ -17,7 +17,7 @@ from .parameters import Parameter, ParameterVector  # noqa: E402
 
 __version__ = "0.1.0"
 
-_LAZY = {"Analysis": "analysis", "AnalysisConfig": "analysis"}
+_LAZY = {"Analysis": "analysis", "AnalysisConfig": "analysis", "Sampler": "sampling", "SamplerResult": "sampling"}
 
 
 def __getattr__(name: str) -> object:
@@ -35,6 +35,8 @@ __all__ = [
     "Models",
     "Parameter",
     "ParameterVector",
+    "Sampler",
+    "SamplerResult",
     "__version__",
     "confidence",
     "fit",

@@ -13,6 +13,12 @@ the fit errors has in mind).
 (``blackjax``, an optional dependency: ``pip install "jaxgamma[sampling]"``) with Stan's window
 adaptation, several chains in one ``vmap``, started from the best fit and with its mass matrix
 seeded by the exact Hessian there.
+
+:class:`Sampler` is Gammapy's ``gammapy.modeling.Sampler``: ``Sampler(backend, sampler_opts,
+run_opts).run(datasets, models)`` returns a :class:`SamplerResult` whose models hold the posterior
+means and standard deviations. Its backends are Gammapy's ``"ultranest"`` (nested sampling,
+which needs a prior on every free parameter and gives the evidence; the likelihood is evaluated
+in vmapped batches) and ``"nuts"`` (:func:`sample`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import equinox as eqx
 import jax
@@ -33,7 +39,7 @@ from .fit.result import FitResult
 from .likelihood import clean_models, make_stat_function
 from .parameters import BoundTransform, ParameterVector, scale10
 
-__all__ = ["LogDensity", "SampleResult", "log_density", "sample"]
+__all__ = ["LogDensity", "NestedProblem", "SampleResult", "Sampler", "SamplerResult", "log_density", "sample"]
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +181,8 @@ class SampleResult:
     acceptance_rate : numpy array, shape (n_chains, n_samples)
     step_size : numpy array, shape (n_chains,)
         The step sizes found by the warm-up.
+    num_integration_steps : numpy array, shape (n_chains, n_samples)
+        Leapfrog steps (gradient evaluations) of each draw.
     """
 
     names: tuple[str, ...]
@@ -184,6 +192,7 @@ class SampleResult:
     divergent: np.ndarray
     acceptance_rate: np.ndarray
     step_size: np.ndarray
+    num_integration_steps: np.ndarray | None = None
 
     @property
     def flat(self) -> np.ndarray:
@@ -341,7 +350,7 @@ def sample(
         float(target_acceptance_rate),
         blackjax,
     )
-    positions, logdens, divergent, acceptance, step_size = (np.asarray(a) for a in out)
+    positions, logdens, divergent, acceptance, n_steps, step_size = (np.asarray(a) for a in out)
     if divergent.any():
         log.warning(
             f"sample: {int(divergent.sum())} divergent transitions of {divergent.size}: the posterior may be "
@@ -355,6 +364,7 @@ def sample(
         divergent=divergent,
         acceptance_rate=acceptance,
         step_size=step_size,
+        num_integration_steps=n_steps,
     )
 
 
@@ -400,9 +410,360 @@ def _run_chains(
 
         def step(state: Any, step_key: jax.Array) -> tuple[Any, tuple[jax.Array, ...]]:
             state, info = kernel(step_key, state)
-            return state, (state.position, state.logdensity, info.is_divergent, info.acceptance_rate)
+            return state, (
+                state.position,
+                state.logdensity,
+                info.is_divergent,
+                info.acceptance_rate,
+                info.num_integration_steps,
+            )
 
         _, draws = jax.lax.scan(step, state, jax.random.split(draw_key, num_samples))
         return (*draws, parameters["step_size"])
 
     return jax.vmap(one_chain)(starts, jax.random.split(key_chains, num_chains))
+
+
+# -- Gammapy's Sampler -----------------------------------------------------------------------------
+_BACKENDS = ("ultranest", "nuts")
+# Gammapy's defaults of the options it reads for UltraNest; "vectorized" and "batch_size" are ours
+_ULTRANEST_DEFAULTS: dict[str, Any] = {
+    "live_points": 400,
+    "frac_remain": 0.5,
+    "log_dir": None,
+    "resume": "subfolder",
+    "step_sampler": False,
+    "nsteps": 10,
+    "vectorized": True,
+    "batch_size": 1024,
+}
+_NUTS_OPTIONS = ("num_samples", "num_warmup", "num_chains", "seed", "target_acceptance_rate", "log_prior")
+# NUTS draws pass when every split R-hat is below this (Vehtari et al. 2021) and none diverged
+R_HAT_MAX = 1.01
+
+
+@dataclass
+class SamplerResult:
+    """What :meth:`Sampler.run` returns (Gammapy's ``SamplerResult``).
+
+    Attributes
+    ----------
+    nfev : int
+        Likelihood evaluations (UltraNest's ``ncall``; NUTS: leapfrog steps of the kept draws, each
+        one gradient evaluation).
+    success : bool
+        UltraNest: its insertion-order test says converged (as Gammapy). NUTS: no divergent
+        transition and every split R-hat below ``R_HAT_MAX``.
+    models : Models
+        The models with every free parameter set to its posterior mean and its error to the
+        posterior standard deviation (no covariance), as Gammapy's.
+    samples : numpy array, shape (n_samples, n_parameters)
+        Equally weighted posterior samples, columns in ``parameter_names`` order, physical values.
+    sampler_results : dict or SampleResult
+        UltraNest's result dictionary (``logz``, ``logzerr``, ``posterior``, ``ncall``, ...) or the
+        :class:`SampleResult` of :func:`sample`.
+    parameter_names, units : tuple of str
+        The free parameters sampled and their units.
+    backend, message : str
+    """
+
+    nfev: int = 0
+    success: bool = False
+    models: Any = None
+    samples: np.ndarray | None = None
+    sampler_results: Any = None
+    parameter_names: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    backend: str = ""
+    message: str = ""
+
+    @classmethod
+    def from_ultranest(cls, ultranest_result: dict[str, Any], **kwargs: Any) -> SamplerResult:
+        """Gammapy's reading of an UltraNest result dictionary."""
+        return cls(
+            nfev=int(ultranest_result["ncall"]),
+            success=bool(ultranest_result["insertion_order_MWW_test"]["converged"]),
+            samples=np.asarray(ultranest_result["samples"], dtype=np.float64),
+            sampler_results=ultranest_result,
+            **kwargs,
+        )
+
+    @property
+    def log_evidence(self) -> tuple[float, float] | None:
+        """``(ln Z, its error)`` of a nested-sampling run (UltraNest's ``logz``, ``logzerr``), else
+        None. The likelihood is ``exp(-stat / 2)`` without the statistic's data-only constants."""
+        if isinstance(self.sampler_results, dict) and "logz" in self.sampler_results:
+            return float(self.sampler_results["logz"]), float(self.sampler_results["logzerr"])
+        return None
+
+    def to_table(self) -> Table:
+        """One row per free parameter: posterior mean, standard deviation and 16/50/84 %
+        quantiles of ``samples``, unit."""
+        samples = np.asarray(self.samples, dtype=np.float64)
+        q16, q50, q84 = np.percentile(samples, [15.865525393145708, 50.0, 84.13447460685429], axis=0)
+        return Table(
+            {
+                "name": list(self.parameter_names),
+                "mean": samples.mean(axis=0),
+                "std": samples.std(axis=0, ddof=1),
+                "q16": q16,
+                "median": q50,
+                "q84": q84,
+                "unit": list(self.units),
+            }
+        )
+
+    def __str__(self) -> str:
+        lines = [
+            "SamplerResult",
+            "",
+            f"\tbackend    : {self.backend}",
+            f"\tsuccess    : {self.success}",
+            f"\tmessage    : {self.message}",
+            f"\tnfev       : {self.nfev}",
+            f"\tsamples    : {0 if self.samples is None else len(self.samples)}",
+        ]
+        evidence = self.log_evidence
+        if evidence is not None:
+            lines.append(f"\tln Z       : {evidence[0]:.4f} +- {evidence[1]:.4f}")
+        text = "\n".join(lines).expandtabs(tabsize=2)
+        if self.samples is not None and len(self.parameter_names):
+            text += "\n\n" + "\n".join(self.to_table().pformat(max_lines=-1, max_width=-1))
+        return text
+
+
+class Sampler:
+    """Posterior sampling with Gammapy's interface (``gammapy.modeling.Sampler``).
+
+    Parameters
+    ----------
+    backend : {"ultranest", "nuts"}
+        ``"ultranest"`` (Gammapy's, the default): UltraNest's reactive nested sampling
+        (``pip install ultranest``); every free parameter needs a prior, which maps the unit cube
+        to the parameter (:meth:`~jaxgamma.models.prior.Prior.inverse_cdf`), and the likelihood is
+        the statistic without the prior terms, ``exp(-stat / 2)`` (Gammapy's
+        ``_stat_sum_likelihood``). It also gives the evidence. ``"nuts"``: :func:`sample`
+        (blackjax), whose posterior holds the priors where set and is flat inside the bounds
+        elsewhere.
+    sampler_opts : dict, optional
+        UltraNest: Gammapy's ``live_points`` (400), ``frac_remain`` (0.5), ``log_dir`` (None),
+        ``resume`` ("subfolder"), ``step_sampler`` (False), ``nsteps`` (10), and jaxgamma's
+        ``vectorized`` (True: UltraNest proposes batches of points and the likelihood of a batch
+        is one vmapped call) and ``batch_size`` (1024, a power of two: the most points per
+        compiled call; lower it for large map datasets). NUTS: the keywords of :func:`sample`
+        (``num_samples``, ``num_warmup``, ``num_chains``, ``seed``, ``target_acceptance_rate``,
+        ``log_prior``).
+    run_opts : dict, optional
+        UltraNest: passed to ``ReactiveNestedSampler.run`` (e.g. ``min_ess``, ``dlogz``,
+        ``show_status``, ``viz_callback``). NUTS: none.
+
+    UltraNest draws its random numbers from numpy's global generator: ``np.random.seed`` makes a
+    run reproducible. The datasets are planned at the models' current values (a source's PSF and
+    energy-dispersion cutouts, as in a fit): start from the best fit; a warning says when the
+    posterior mean has moved a source far enough for those to need re-taking.
+    """
+
+    def __init__(self, backend: str = "ultranest", sampler_opts: dict[str, Any] | None = None, run_opts: dict[str, Any] | None = None):
+        if backend not in _BACKENDS:
+            raise ValueError(f"Sampler: backend {backend!r} is not supported; choose one of {list(_BACKENDS)}")
+        self.backend = backend
+        self.sampler_opts = dict(sampler_opts or {})
+        self.run_opts = dict(run_opts or {})
+        if backend == "ultranest":
+            unknown = sorted(set(self.sampler_opts) - set(_ULTRANEST_DEFAULTS))
+            if unknown:
+                raise ValueError(
+                    f"Sampler: unknown sampler_opts {unknown} for the ultranest backend; known: "
+                    f"{list(_ULTRANEST_DEFAULTS)} (UltraNest's run options go in run_opts)"
+                )
+            for key, value in _ULTRANEST_DEFAULTS.items():
+                self.sampler_opts.setdefault(key, value)
+            size = self.sampler_opts["batch_size"]
+            if not (isinstance(size, int) and size >= 2 and size & (size - 1) == 0):
+                raise ValueError(f"Sampler: sampler_opts['batch_size'] must be a power of two >= 2, got {size!r}")
+        else:
+            unknown = sorted(set(self.sampler_opts) - set(_NUTS_OPTIONS))
+            if unknown:
+                raise ValueError(f"Sampler: unknown sampler_opts {unknown} for the nuts backend; known: {list(_NUTS_OPTIONS)}")
+            if self.run_opts:
+                raise ValueError(f"Sampler: the nuts backend takes no run_opts, got {sorted(self.run_opts)}")
+        self._sampler: Any = None
+
+    def __repr__(self) -> str:
+        return f"Sampler(backend={self.backend!r}, sampler_opts={self.sampler_opts!r}, run_opts={self.run_opts!r})"
+
+    def run(self, datasets: Any, models: Any) -> SamplerResult:
+        """Sample the posterior of the free parameters of ``models`` (Models, a model, or a
+        FitResult: its best-fit models) given ``datasets``."""
+        fit_result = models if isinstance(models, FitResult) else None
+        if fit_result is not None:
+            models = fit_result.models
+        if models is None:
+            raise ValueError("Sampler.run: the fit result has no models (the fit failed before any step)")
+        if self.backend == "nuts":
+            return self._run_nuts(datasets, fit_result if fit_result is not None else models)
+        return self._run_ultranest(datasets, models)
+
+    def _run_nuts(self, datasets: Any, models: Any) -> SamplerResult:
+        draws = sample(datasets, models, **self.sampler_opts)
+        clean = clean_models(models.models if isinstance(models, FitResult) else models)
+        vector = ParameterVector.from_tree(clean)
+        r_hat = draws.r_hat
+        problems = []
+        if draws.n_divergent:
+            problems.append(f"{draws.n_divergent} divergent transitions")
+        slow = [n for n, r in zip(draws.names, r_hat, strict=True) if not r < R_HAT_MAX]
+        if slow:
+            problems.append(f"split R-hat >= {R_HAT_MAX} for {slow}")
+        steps = draws.num_integration_steps
+        return SamplerResult(
+            nfev=int(steps.sum()) if steps is not None else 0,
+            success=not problems,
+            models=_posterior_models(clean, vector, draws.mean, draws.std),
+            samples=draws.flat,
+            sampler_results=draws,
+            parameter_names=draws.names,
+            units=draws.units,
+            backend="nuts",
+            message="; ".join(problems) if problems else "chains agree (split R-hat) and no divergences",
+        )
+
+    def _run_ultranest(self, datasets: Any, models: Any) -> SamplerResult:
+        try:
+            import ultranest
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise ImportError(
+                'Sampler(backend="ultranest") needs UltraNest: pip install ultranest (or use backend="nuts")'
+            ) from exc
+        from .likelihood import plans_need_update
+
+        opts = self.sampler_opts
+        problem = NestedProblem(datasets, models, batch_size=int(opts["batch_size"]))
+        vector = problem.vector
+        self._sampler = ultranest.ReactiveNestedSampler(
+            list(vector.names),
+            problem.loglike,
+            transform=problem.transform,
+            log_dir=opts["log_dir"],
+            resume=opts["resume"],
+            vectorized=bool(opts["vectorized"]),
+        )
+        if opts["step_sampler"]:
+            from ultranest.stepsampler import SliceSampler, generate_mixture_random_direction
+
+            self._sampler.stepsampler = SliceSampler(
+                nsteps=opts["nsteps"], generate_direction=generate_mixture_random_direction
+            )
+        result = self._sampler.run(
+            min_num_live_points=opts["live_points"], frac_remain=opts["frac_remain"], **self.run_opts
+        )
+        self._sampler.print_results()
+        posterior = result["posterior"]
+        best = _posterior_models(problem.models, vector, posterior["mean"], posterior["stdev"])
+        if plans_need_update(problem.plans, best):
+            log.warning(
+                "Sampler.run: the posterior mean moved a source far enough from the start that its PSF / "
+                "energy-dispersion cutouts should be re-taken; sample again from the posterior models"
+            )
+        converged = bool(result["insertion_order_MWW_test"]["converged"])
+        return SamplerResult.from_ultranest(
+            result,
+            models=best,
+            parameter_names=vector.names,
+            units=vector.units,
+            backend="ultranest",
+            message="converged (insertion order test)" if converged else "insertion order test failed",
+        )
+
+
+class NestedProblem:
+    """What a nested sampler needs (Gammapy's ``SamplerLikelihood`` and prior transform), for
+    UltraNest or any other: ``loglike(x)``, the log-likelihood ``-stat / 2`` without the prior
+    terms (Gammapy's ``_stat_sum_likelihood``), and ``transform(cube)``, each free parameter's
+    prior inverse CDF. Both take one point ``(d,)`` or a batch ``(n, d)``, columns in ``names``
+    order.
+
+    Parameters
+    ----------
+    datasets, models
+        As :func:`jaxgamma.fit` takes them; every free parameter needs a prior.
+    batch_size : int
+        The most points per compiled call of the likelihood (a power of two).
+    """
+
+    def __init__(self, datasets: Any, models: Any, batch_size: int = 1024):
+        from .likelihood import plan_datasets
+        from .models.sky import Models
+        from .parameters import iter_parameters, map_parameters
+
+        clean = clean_models(models)
+        vector = ParameterVector.from_tree(clean)
+        if not vector.names:
+            raise ValueError("Sampler.run: the models have no free parameters")
+        by_name = dict(iter_parameters(clean))
+        self.priors = tuple(by_name[n].prior for n in vector.names)
+        missing = [n for n, p in zip(vector.names, self.priors, strict=True) if p is None]
+        if missing:
+            raise ValueError(
+                f"Sampler.run: some parameters have no prior set: {missing}. The ultranest backend needs a "
+                "prior on every free parameter (Parameter(prior=...), Models.set_prior)"
+            )
+        # the likelihood alone: the priors enter through the transform
+        bare = map_parameters(lambda _, p: p if p.prior is None else p.replace(prior=None), clean)
+        bare = Models(bare.models, covariance=None, penalties=())
+        self.plans = plan_datasets(datasets, bare, device=False)
+        fun, _, _ = make_stat_function(datasets, bare, plans=self.plans)
+        self.models = clean
+        self.vector = vector
+        self.names = vector.names
+        self._stat = _BatchStat(fun, len(vector.names), batch_size)
+
+    def loglike(self, x: Any) -> Any:
+        return -0.5 * self._stat(x)
+
+    def transform(self, cube: Any) -> np.ndarray:
+        cube = np.asarray(cube, dtype=np.float64)
+        out = np.empty_like(cube)
+        for i, prior in enumerate(self.priors):
+            out[..., i] = prior.inverse_cdf(cube[..., i])
+        return out
+
+
+class _BatchStat:
+    """The statistic at many points, ``(n, d) -> (n,)`` (or ``(d,) -> scalar``): vmapped over
+    padded batches (2, 16, then powers of two up to ``max_batch``), so that a run compiles a few
+    programs however UltraNest sizes its batches."""
+
+    def __init__(self, fun: Any, n_params: int, max_batch: int):
+        from .fit.confidence import _padded
+
+        self.fun = fun
+        self.n_params = n_params
+        self.max_batch = max_batch
+        self._padded = _padded
+
+    def __call__(self, x: Any) -> Any:
+        from .fit.confidence import _stat_program
+
+        x = np.asarray(x, dtype=np.float64)
+        single = x.ndim == 1
+        xs = x.reshape(-1, self.n_params)
+        out = np.empty(len(xs))
+        for start in range(0, len(xs), self.max_batch):
+            chunk = xs[start : start + self.max_batch]
+            size = min(self._padded(len(chunk)), self.max_batch)
+            padded = np.concatenate([chunk, np.broadcast_to(chunk[-1], (size - len(chunk), self.n_params))])
+            out[start : start + len(chunk)] = np.asarray(_stat_program(self.fun, jnp.asarray(padded)))[: len(chunk)]
+        return float(out[0]) if single else out
+
+
+def _posterior_models(clean: Any, vector: ParameterVector, mean: Any, std: Any) -> Any:
+    """``clean`` with each free value at its posterior mean and its error the posterior standard
+    deviation (Gammapy's ``_update_models_from_posterior``)."""
+    from .parameters import map_parameters
+
+    models = vector.unflatten(cast(Any, np.asarray(mean, dtype=np.float64)), clean)
+    error_of = dict(zip(vector.names, np.asarray(std, dtype=np.float64), strict=True))
+    return map_parameters(
+        lambda name, p: p.replace(error=float(error_of[name])) if name in error_of else p, models
+    )
