@@ -7,7 +7,9 @@
 - :func:`plot_contour_line`: a closed contour through the points of ``stat_contour`` (a periodic
   cubic spline), :func:`plot_heatmap` / :func:`annotate_heatmap` (e.g. a correlation matrix),
   :func:`add_colorbar`, :func:`colormap_hess`, :func:`colormap_milagro`;
-- :func:`plot_theta_squared_table` (from :mod:`jaxgamma.plotting`).
+- :func:`plot_theta_squared_table` (from :mod:`jaxgamma.plotting`);
+- :func:`plot_map_rgb`: three sky images as one RGB image (astropy's ``make_lupton_rgb``);
+  :class:`MapPanelPlotter`: a long map (a Galactic-plane survey) in stacked panels.
 
 Maps are arrays here (``(..., ny, nx)``, as the estimators return them); where Gammapy reads the
 non-spatial axis from the map, :func:`plot_distribution` takes it as ``geom``.
@@ -24,6 +26,7 @@ from .plotting import _region_mask, plot_theta_squared_table
 from .units import parse_unit
 
 __all__ = [
+    "MapPanelPlotter",
     "add_colorbar",
     "annotate_heatmap",
     "colormap_hess",
@@ -31,6 +34,7 @@ __all__ = [
     "plot_contour_line",
     "plot_distribution",
     "plot_heatmap",
+    "plot_map_rgb",
     "plot_npred_signal",
     "plot_theta_squared_table",
 ]
@@ -335,3 +339,116 @@ def colormap_milagro(transition: float = 0.5, width: float = 0.0001, huestart: f
         (1, (0, 1, 1)),
     ]
     return LinearSegmentedColormap.from_list(name="milagro", colors=[(v, hls_to_rgb(*c)) for v, c in hls])
+
+
+def _sky_axes(geom: Any, ax: Any) -> Any:
+    """``ax``, or new WCS axes of ``geom`` on the current figure (an elliptical frame for AIT, as
+    Gammapy's ``_plot_default_axes``)."""
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        return ax
+    if geom.projection == "AIT":
+        from astropy.visualization.wcsaxes.frame import EllipticalFrame
+
+        return plt.gcf().add_subplot(1, 1, 1, projection=geom.wcs, frame_class=EllipticalFrame)
+    return plt.gcf().add_subplot(1, 1, 1, projection=geom.wcs)
+
+
+def plot_map_rgb(data: Any, geom: Any, ax: Any = None, **kwargs: Any) -> Any:
+    """Three sky images ``(3, ny, nx)`` (e.g. counts in three energy bands, smoothed) as one RGB
+    image on ``geom``'s WCS axes (Gammapy's ``plot_map_rgb``): each band divided by its largest
+    finite value, then astropy's ``make_lupton_rgb`` (``kwargs``: ``minimum``, ``stretch``,
+    ``Q``); NaN pixels count as 0. Returns the axes."""
+    from astropy.visualization import make_lupton_rgb
+
+    from .plotting import format_sky_axes
+
+    data = np.asarray(data, dtype=float)
+    if data.ndim != 3 or data.shape[0] != 3:
+        raise ValueError(
+            f"plot_map_rgb: one non-spatial axis with exactly 3 bins is needed to plot an RGB image; got an "
+            f"array of shape {data.shape} (resample the energy axis to three bands first)"
+        )
+    if data.shape[1:] != tuple(geom.data_shape_image):
+        raise ValueError(f"plot_map_rgb: the images have shape {data.shape[1:]}, the geometry {tuple(geom.data_shape_image)}")
+    # a NaN pixel (outside a band's footprint) is 0 in that band: cast to bytes it would be undefined
+    rgb = make_lupton_rgb(*(np.nan_to_num(band / np.nanmax(band), nan=0.0) for band in data), **kwargs)
+    ax = _sky_axes(geom, ax)
+    ax.imshow(rgb)
+    ax = format_sky_axes(ax)
+    # without this the axis limits are changed when calling scatter
+    ax.autoscale(enable=False)
+    return ax
+
+
+class MapPanelPlotter:
+    """A sky map too long for one axes, drawn in ``npanels`` stacked panels that each show the
+    next stretch of longitude (Gammapy's ``MapPanelPlotter``).
+
+    Parameters
+    ----------
+    figure : matplotlib Figure
+    xlim, ylim : astropy Angle (or anything ``Angle`` takes), two values each
+        The longitude range (left to right, e.g. ``[70, 290] deg`` for the inner Galaxy) and the
+        latitude range of every panel.
+    npanels : int
+    **kwargs
+        Passed to matplotlib's ``GridSpec`` (e.g. ``hspace``, ``left``, ``right``).
+    """
+
+    def __init__(self, figure: Any, xlim: Any, ylim: Any, npanels: int = 4, **kwargs: Any):
+        from astropy.coordinates import Angle
+        from matplotlib.gridspec import GridSpec
+
+        self.figure = figure
+        self.parameters = {"xlim": Angle(xlim), "ylim": Angle(ylim), "npanels": int(npanels)}
+        self.grid_spec = GridSpec(nrows=int(npanels), ncols=1, **kwargs)
+
+    def _get_ax_extend(self, ax: Any, panel: int) -> tuple[Any, Any, Any, Any]:
+        """Left edge, bottom edge, width and height of a panel in world coordinates."""
+        p = self.parameters
+        aspect = ax.bbox.width / ax.bbox.height
+        height = np.abs(p["ylim"].diff()[0])
+        width = aspect * height
+        left, bottom = p["xlim"][0].wrap_at("180d"), p["ylim"][0]
+        width_all = np.abs(p["xlim"].wrap_at("180d").diff()[0])
+        xoverlap = ((p["npanels"] * width) - width_all) / (p["npanels"] - 1.0)
+        if xoverlap < 0:
+            raise ValueError(
+                "MapPanelPlotter: no overlap between panels. Please reduce figure height or increase vertical "
+                "space between the panels."
+            )
+        return left - panel * (width - xoverlap), bottom, width, height
+
+    def _set_ax_fov(self, ax: Any, panel: int) -> Any:
+        from astropy.coordinates import Angle
+
+        left, bottom, width, height = self._get_ax_extend(ax, panel)
+        xlim = Angle([left, left - width])
+        ylim = Angle([bottom, bottom + height])
+        xlim_pix, ylim_pix = ax.wcs.wcs_world2pix(xlim.deg, ylim.deg, 1)
+        ax.set_xlim(*xlim_pix)
+        ax.set_ylim(*ylim_pix)
+        return ax
+
+    def plot_panel(self, image: Any, geom: Any, panel: int = 1, panel_fov: int | None = None, **kwargs: Any) -> Any:
+        """Draw ``image`` (``(ny, nx)``, or ``(3, ny, nx)`` for RGB) on panel ``panel`` (counted
+        from the top), showing the stretch of panel ``panel_fov`` (default: the same). ``kwargs``
+        go to :func:`jaxgamma.plotting.plot_map` (no colour bar unless ``add_cbar=True``) or
+        :func:`plot_map_rgb`."""
+        from .plotting import plot_map
+
+        if panel_fov is None:
+            panel_fov = panel
+        ax = self.figure.add_subplot(self.grid_spec[panel], projection=geom.wcs)
+        if np.ndim(image) == 3:
+            ax = plot_map_rgb(image, geom, ax=ax, **kwargs)
+        else:
+            kwargs.setdefault("add_cbar", False)
+            ax = plot_map(image, geom, ax=ax, **kwargs)
+        return self._set_ax_fov(ax, panel_fov)
+
+    def plot(self, image: Any, geom: Any, **kwargs: Any) -> list[Any]:
+        """Draw ``image`` on every panel; returns the axes, top first."""
+        return [self.plot_panel(image, geom, panel=panel, **kwargs) for panel in range(self.parameters["npanels"])]

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 
 from jaxgamma.geom import MapAxis, WcsGeom
 from jaxgamma.visualization import (
+    MapPanelPlotter,
     add_colorbar,
     annotate_heatmap,
     colormap_hess,
@@ -22,6 +23,7 @@ from jaxgamma.visualization import (
     plot_contour_line,
     plot_distribution,
     plot_heatmap,
+    plot_map_rgb,
 )
 
 
@@ -153,3 +155,75 @@ def test_contour_heatmap_colorbar_and_colormaps_match_gammapy():
     ):
         assert ours.name == theirs.name
         np.testing.assert_array_equal(ours(levels), theirs(levels))
+
+
+def _plane(gmaps=None):
+    """A Galactic-plane strip 100 x 10 deg (0.5 deg pixels) and three bands of smooth random
+    images."""
+    rng = np.random.default_rng(3)
+    options = {"skydir": (0.0, 0.0), "npix": (200, 20), "binsz": 0.5, "frame": "galactic"}
+    geom = WcsGeom.create(**options)
+    data = rng.gamma(2.0, 1.0, (3, 20, 200)) * np.array([1.0, 4.0, 0.3])[:, None, None]
+    return geom, data, (gmaps.WcsGeom.create(**options) if gmaps is not None else None)
+
+
+def test_plot_map_rgb_scales_each_band_and_checks_its_input():
+    from astropy.visualization import make_lupton_rgb
+
+    geom, data, _ = _plane()
+    data[1, 5, 7] = np.nan  # a pixel outside the footprint of one band: that band is 0 there
+    ax = plot_map_rgb(data, geom, stretch=0.5, Q=1, minimum=0.1)
+    finite = np.nan_to_num(data, nan=0.0)
+    expected = make_lupton_rgb(*(b / b.max() for b in finite), stretch=0.5, Q=1, minimum=0.1)
+    np.testing.assert_array_equal(ax.images[0].get_array(), expected)
+    assert expected[5, 7, 1] == 0 and expected.dtype == np.uint8 and expected.shape == (20, 200, 3)
+    assert ax.coords["glon"].get_axislabel() == "Galactic Longitude"
+    assert not ax.get_autoscale_on()
+    with pytest.raises(ValueError, match="exactly 3 bins"):
+        plot_map_rgb(data[:2], geom)
+    with pytest.raises(ValueError, match="shape"):
+        plot_map_rgb(data[:, :10], geom)
+
+
+@pytest.mark.gammapy
+def test_plot_map_rgb_and_panels_match_gammapy():
+    gmaps = pytest.importorskip("gammapy.maps")
+    from gammapy.visualization import MapPanelPlotter as GMapPanelPlotter
+    from gammapy.visualization import plot_map_rgb as g_plot_map_rgb
+
+    geom, data, g_geom = _plane(gmaps)
+    axis = gmaps.MapAxis.from_energy_edges([0.1, 0.2, 0.5, 10], unit="TeV", name="energy", interp="log")
+    g_map = gmaps.Map.from_geom(g_geom.to_cube([axis]), data=data.copy())
+    kwargs = {"stretch": 0.5, "Q": 1, "minimum": 0.15}
+    ours = plot_map_rgb(data, geom, ax=plt.figure().add_subplot(projection=geom.wcs), **kwargs)
+    theirs = g_plot_map_rgb(g_map, ax=plt.figure().add_subplot(projection=g_geom.wcs), **kwargs)
+    np.testing.assert_array_equal(ours.images[0].get_array(), theirs.images[0].get_array())
+
+    from astropy.coordinates import Angle
+
+    xlim, ylim = Angle([50, 310], "deg"), Angle([-5, 5], "deg")  # Gammapy needs Angle objects
+    image = data[0]
+    panels = MapPanelPlotter(plt.figure(figsize=(12, 8)), xlim=xlim, ylim=ylim, npanels=4, top=0.98, bottom=0.1, hspace=0.3)
+    axes = panels.plot(image, geom, cmap="inferno")
+    g_panels = GMapPanelPlotter(plt.figure(figsize=(12, 8)), xlim=xlim, ylim=ylim, npanels=4, top=0.98, bottom=0.1, hspace=0.3)
+    g_axes = g_panels.plot(gmaps.Map.from_geom(g_geom, data=image.copy()), cmap="inferno")
+    assert len(axes) == len(g_axes) == 4
+    for ax, g_ax in zip(axes, g_axes, strict=True):
+        np.testing.assert_allclose(ax.get_xlim(), g_ax.get_xlim(), rtol=1e-12)
+        np.testing.assert_allclose(ax.get_ylim(), g_ax.get_ylim(), rtol=1e-12)
+        np.testing.assert_allclose(ax.get_position().bounds, g_ax.get_position().bounds, rtol=1e-12)
+        np.testing.assert_array_equal(ax.images[0].get_array(), g_ax.images[0].get_array())
+    # successive panels step along the longitude and overlap
+    starts = [ax.get_xlim()[0] for ax in axes]
+    assert np.all(np.diff(starts) > 0)
+    # RGB panels, as Gammapy's fallback to plot_rgb
+    rgb_panels = MapPanelPlotter(plt.figure(figsize=(12, 8)), xlim=xlim, ylim=ylim, npanels=4, top=0.98, bottom=0.1, hspace=0.3)
+    rgb_axes = rgb_panels.plot(data, geom, **kwargs)
+    np.testing.assert_array_equal(rgb_axes[1].images[0].get_array(), ours.images[0].get_array())
+
+
+def test_map_panel_plotter_needs_overlapping_panels():
+    geom, data, _ = _plane()
+    panels = MapPanelPlotter(plt.figure(figsize=(4, 8)), xlim=u.Quantity([50, 310], "deg"), ylim=u.Quantity([-5, 5], "deg"), npanels=2)
+    with pytest.raises(ValueError, match="no overlap between panels"):
+        panels.plot(data[0], geom)
