@@ -39,7 +39,7 @@ from .fit.result import FitResult
 from .likelihood import clean_models, make_stat_function
 from .parameters import BoundTransform, ParameterVector, scale10
 
-__all__ = ["LogDensity", "NestedProblem", "SampleResult", "Sampler", "SamplerResult", "log_density", "sample"]
+__all__ = ["LogDensity", "NestedProblem", "SampleResult", "Sampler", "SamplerResult", "auto_batch_size", "log_density", "sample"]
 
 log = logging.getLogger(__name__)
 
@@ -435,8 +435,11 @@ _ULTRANEST_DEFAULTS: dict[str, Any] = {
     "step_sampler": False,
     "nsteps": 10,
     "vectorized": True,
-    "batch_size": 1024,
+    "batch_size": None,
 }
+# the automatic batch size keeps (points per call) x (data bins) below this: ~130 MB per float64
+# array of a batched evaluation
+_BATCH_BINS = 2**24
 _NUTS_OPTIONS = ("num_samples", "num_warmup", "num_chains", "seed", "target_acceptance_rate", "log_prior")
 # NUTS draws pass when every split R-hat is below this (Vehtari et al. 2021) and none diverged
 R_HAT_MAX = 1.01
@@ -549,8 +552,9 @@ class Sampler:
         UltraNest: Gammapy's ``live_points`` (400), ``frac_remain`` (0.5), ``log_dir`` (None),
         ``resume`` ("subfolder"), ``step_sampler`` (False), ``nsteps`` (10), and jaxgamma's
         ``vectorized`` (True: UltraNest proposes batches of points and the likelihood of a batch
-        is one vmapped call) and ``batch_size`` (1024, a power of two: the most points per
-        compiled call; lower it for large map datasets). NUTS: the keywords of :func:`sample`
+        is one vmapped call) and ``batch_size`` (a power of two: the most points per compiled
+        call; default: 1024, less for big map datasets so that a call holds at most ~1.7e7 data
+        bins, e.g. 8 points of the stacked CTA-1DC dataset). NUTS: the keywords of :func:`sample`
         (``num_samples``, ``num_warmup``, ``num_chains``, ``seed``, ``target_acceptance_rate``,
         ``log_prior``).
     run_opts : dict, optional
@@ -579,7 +583,7 @@ class Sampler:
             for key, value in _ULTRANEST_DEFAULTS.items():
                 self.sampler_opts.setdefault(key, value)
             size = self.sampler_opts["batch_size"]
-            if not (isinstance(size, int) and size >= 2 and size & (size - 1) == 0):
+            if size is not None and not (isinstance(size, int) and size >= 2 and size & (size - 1) == 0):
                 raise ValueError(f"Sampler: sampler_opts['batch_size'] must be a power of two >= 2, got {size!r}")
         else:
             unknown = sorted(set(self.sampler_opts) - set(_NUTS_OPTIONS))
@@ -638,7 +642,7 @@ class Sampler:
         from .likelihood import plans_need_update
 
         opts = self.sampler_opts
-        problem = NestedProblem(datasets, models, batch_size=int(opts["batch_size"]))
+        problem = NestedProblem(datasets, models, batch_size=opts["batch_size"])
         vector = problem.vector
         self._sampler = ultranest.ReactiveNestedSampler(
             list(vector.names),
@@ -687,11 +691,12 @@ class NestedProblem:
     ----------
     datasets, models
         As :func:`jaxgamma.fit` takes them; every free parameter needs a prior.
-    batch_size : int
-        The most points per compiled call of the likelihood (a power of two).
+    batch_size : int, optional
+        The most points per compiled call of the likelihood (a power of two; default:
+        :func:`auto_batch_size`).
     """
 
-    def __init__(self, datasets: Any, models: Any, batch_size: int = 1024):
+    def __init__(self, datasets: Any, models: Any, batch_size: int | None = None):
         from .likelihood import plan_datasets
         from .models.sky import Models
         from .parameters import iter_parameters, map_parameters
@@ -716,7 +721,8 @@ class NestedProblem:
         self.models = clean
         self.vector = vector
         self.names = vector.names
-        self._stat = _BatchStat(fun, len(vector.names), batch_size)
+        self.batch_size = auto_batch_size(datasets) if batch_size is None else int(batch_size)
+        self._stat = _BatchStat(fun, len(vector.names), self.batch_size)
 
     def loglike(self, x: Any) -> Any:
         return -0.5 * self._stat(x)
@@ -727,6 +733,22 @@ class NestedProblem:
         for i, prior in enumerate(self.priors):
             out[..., i] = prior.inverse_cdf(cube[..., i])
         return out
+
+
+def auto_batch_size(datasets: Any, largest: int = 1024) -> int:
+    """The largest power of two up to ``largest`` points whose batched likelihood holds at most
+    ``2**24`` data bins (the datasets' counts), so that a vmapped call stays within ~130 MB per
+    array: 1024 for spectra and flux points, 8 for the stacked CTA-1DC map dataset."""
+    from .likelihood import _as_datasets
+
+    bins = 0
+    for dataset in _as_datasets(datasets):
+        counts = getattr(dataset, "counts", None)
+        bins += int(np.size(counts)) if counts is not None else 1
+    size = largest
+    while size > 2 and size * bins > _BATCH_BINS:
+        size //= 2
+    return size
 
 
 class _BatchStat:

@@ -22,7 +22,7 @@ from jaxgamma.models import (
     SkyModel,
     UniformPrior,
 )
-from jaxgamma.sampling import NestedProblem, Sampler, SamplerResult, _BatchStat
+from jaxgamma.sampling import NestedProblem, Sampler, SamplerResult, _BatchStat, auto_batch_size
 
 needs_ultranest = pytest.mark.skipif(
     importlib.util.find_spec("ultranest") is None, reason="UltraNest (the sampling extra) is not installed"
@@ -170,6 +170,16 @@ def test_batched_statistic_equals_one_point_at_a_time():
     np.testing.assert_allclose(-2 * problem.loglike(points[:5]), with_priors - prior_terms, rtol=1e-12)
     cube = rng.uniform(size=(4, 2))
     np.testing.assert_allclose(problem.transform(cube)[:, 1], LogUniformPrior(1e-13, 1e-10).inverse_cdf(cube[:, 1]))
+
+
+def test_batch_size_follows_the_data_size():
+    datasets, models, *_ = _two_sources()
+    assert auto_batch_size(datasets) == 1024 and NestedProblem(datasets, models).batch_size == 1024
+    edges = np.geomspace(1.0, 100.0, 70_001)
+    big = SpectrumDataset(counts=np.ones(70_000), exposure=np.full(70_000, 1e12), energy_edges=edges, name="big")
+    # 2**24 bins per call at most: 239 points of 70000 bins -> 128
+    assert auto_batch_size([big]) == 128 and auto_batch_size([big], largest=64) == 64
+    assert NestedProblem(datasets, models, batch_size=4).batch_size == 4
 
 
 def test_sampler_refuses_bad_input():
