@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from astropy.table import Table
 
+from .fit.confidence import _padded, _stat_program
 from .fit.optimize import saturation_limits
 from .fit.result import FitResult
 from .likelihood import clean_models, make_stat_function
@@ -227,19 +228,7 @@ class SampleResult:
 
     def to_table(self) -> Table:
         """One row per parameter: mean, std, 16/50/84 % quantiles, R-hat, unit."""
-        q16, q50, q84 = np.percentile(self.flat, [15.865525393145708, 50.0, 84.13447460685429], axis=0)
-        return Table(
-            {
-                "name": list(self.names),
-                "mean": self.mean,
-                "std": self.std,
-                "q16": q16,
-                "median": q50,
-                "q84": q84,
-                "r_hat": self.r_hat,
-                "unit": list(self.units),
-            }
-        )
+        return _posterior_table(self.names, self.flat, self.units, r_hat=self.r_hat)
 
     def __str__(self) -> str:
         chains, draws, _ = self.samples.shape
@@ -254,6 +243,14 @@ class SampleResult:
             "",
         ]
         return "\n".join(lines).expandtabs(tabsize=2) + "\n" + "\n".join(self.to_table().pformat(max_lines=-1, max_width=-1))
+
+
+def _posterior_table(names: tuple[str, ...], flat: np.ndarray, units: tuple[str, ...], **extra: Any) -> Table:
+    """One row per parameter of the samples ``flat`` (n, d): mean, std, 16/50/84 % quantiles,
+    ``extra`` columns, unit."""
+    q16, q50, q84 = np.percentile(flat, [15.865525393145708, 50.0, 84.13447460685429], axis=0)
+    columns = {"name": list(names), "mean": flat.mean(axis=0), "std": flat.std(axis=0, ddof=1)}
+    return Table({**columns, "q16": q16, "median": q50, "q84": q84, **extra, "unit": list(units)})
 
 
 def _index(names: tuple[str, ...], name: str) -> int:
@@ -502,19 +499,7 @@ class SamplerResult:
     def to_table(self) -> Table:
         """One row per free parameter: posterior mean, standard deviation and 16/50/84 %
         quantiles of ``samples``, unit."""
-        samples = np.asarray(self.samples, dtype=np.float64)
-        q16, q50, q84 = np.percentile(samples, [15.865525393145708, 50.0, 84.13447460685429], axis=0)
-        return Table(
-            {
-                "name": list(self.parameter_names),
-                "mean": samples.mean(axis=0),
-                "std": samples.std(axis=0, ddof=1),
-                "q16": q16,
-                "median": q50,
-                "q84": q84,
-                "unit": list(self.units),
-            }
-        )
+        return _posterior_table(self.parameter_names, np.asarray(self.samples, dtype=np.float64), self.units)
 
     def __str__(self) -> str:
         lines = [
@@ -757,23 +742,18 @@ class _BatchStat:
     programs however UltraNest sizes its batches."""
 
     def __init__(self, fun: Any, n_params: int, max_batch: int):
-        from .fit.confidence import _padded
-
         self.fun = fun
         self.n_params = n_params
         self.max_batch = max_batch
-        self._padded = _padded
 
     def __call__(self, x: Any) -> Any:
-        from .fit.confidence import _stat_program
-
         x = np.asarray(x, dtype=np.float64)
         single = x.ndim == 1
         xs = x.reshape(-1, self.n_params)
         out = np.empty(len(xs))
         for start in range(0, len(xs), self.max_batch):
             chunk = xs[start : start + self.max_batch]
-            size = min(self._padded(len(chunk)), self.max_batch)
+            size = min(_padded(len(chunk)), self.max_batch)
             padded = np.concatenate([chunk, np.broadcast_to(chunk[-1], (size - len(chunk), self.n_params))])
             out[start : start + len(chunk)] = np.asarray(_stat_program(self.fun, jnp.asarray(padded)))[: len(chunk)]
         return float(out[0]) if single else out
